@@ -1,0 +1,34 @@
+# Two commands do all the set-up on a fresh machine: `make demo` (the main job) and `make test`.
+SHELL := /bin/bash
+.SHELLFLAGS := -o pipefail -c
+PYTHON ?= python3
+# The machine's pip config names local indexes that do not all exist; hide that noise only.
+QUIET := { grep -v '^WARNING: Location' || true; }
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+
+.PHONY: venv test demo bench clean
+
+venv: $(STAMP)
+
+# torch and torchvision first and pinned together: left to the resolver, a range could pull
+# a different CUDA build of several GB.
+$(STAMP): setup.cfg pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q torch==2.14.1 torchvision==0.29.1 2>&1 | $(QUIET)
+	$(PY) -m pip install -q -e '.[test]' 2>&1 | $(QUIET)
+	$(PY) -c "import hateful_memes, torch, torchvision, timm, transformers"
+	touch $(STAMP)
+
+test: $(STAMP)
+	$(PY) -m pytest -q
+
+demo: $(STAMP)
+	$(PY) -m hateful_memes.demo_job
+
+bench: $(STAMP)
+	$(PY) experiments/bench.py
+
+clean:
+	rm -rf $(VENV) *.egg-info
