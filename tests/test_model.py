@@ -1,0 +1,77 @@
+import numpy as np
+import pytest
+import torch
+
+from hateful_memes import labels as L
+from hateful_memes.model import (MemeModel, ModelConfig, load_checkpoint, loss_from_logits,
+                                 save_checkpoint, scores_from_logits)
+
+
+def _model(**kw):
+    torch.manual_seed(0)
+    cfg = ModelConfig(**{"tasks": ("pc", "attack"), "image_dim": 12, "text_dim": 8, "hidden": 16, **kw})
+    return MemeModel(cfg)
+
+
+@pytest.mark.parametrize("fusion", ["concat", "interact"])
+@pytest.mark.parametrize("empty", ["gate", "independent"])
+def test_scores_have_task_shapes_and_are_probabilities(fusion, empty):
+    model = _model(fusion=fusion, empty=empty).eval()
+    scores = model.scores(model(torch.randn(5, 12), torch.randn(5, 8)))
+    assert scores["hate"].shape == (5, 2)
+    assert scores["pc"].shape == (5, len(L.PC)) and scores["attack"].shape == (5, len(L.ATTACK))
+    for s in scores.values():
+        assert torch.isfinite(s).all() and (s >= 0).all() and (s <= 1).all()
+    assert torch.allclose(scores["hate"].sum(-1), torch.ones(5))
+
+
+@pytest.mark.parametrize("empty", ["gate", "independent"])
+def test_empty_label_never_passes_with_a_real_one(empty):
+    # Extreme logits push every score towards 0 or 1: the worst case for a conflict.
+    g = torch.Generator().manual_seed(1)
+    logits = {"hate": torch.randn(500, generator=g) * 8,
+              "pc": torch.randn(500, len(L.PC), generator=g) * 8,
+              "attack": torch.randn(500, len(L.ATTACK), generator=g) * 8}
+    scores = scores_from_logits(logits, empty)
+    for task in ("pc", "attack"):
+        s = scores[task].numpy()
+        assert not ((s[:, 0] > 0.5) & (s[:, 1:] > 0.5).any(axis=1)).any()
+
+
+def test_gate_loss_ignores_conditional_logits_of_empty_memes():
+    logits = {"hate": torch.zeros(2), "pc": torch.zeros(2, len(L.PC), requires_grad=True)}
+    targets = {"hate": torch.tensor([[1.0, 0.0], [0.0, 1.0]]),
+               "pc": torch.from_numpy(L.encode_many("pc", [["pc_empty"], ["race"]]))}
+    loss_from_logits(logits, targets, "gate").backward()
+    grad = logits["pc"].grad
+    assert torch.all(grad[0, 1:] == 0) and torch.any(grad[1, 1:] != 0)
+    assert grad[0, 0] != 0  # the gate still learns from the empty meme
+
+
+def test_text_only_and_image_only_models():
+    assert _model(image_dim=0).eval()(None, torch.randn(3, 8))["pc"].shape == (3, len(L.PC))
+    assert _model(text_dim=0).eval()(torch.randn(3, 12), None)["attack"].shape == (3, len(L.ATTACK))
+    with pytest.raises(ValueError):
+        _model()(torch.randn(3, 12), None)
+    with pytest.raises(ValueError):
+        ModelConfig(image_dim=0, text_dim=0)
+    with pytest.raises(ValueError):
+        ModelConfig(text_dim=4, fusion="sum")
+
+
+def test_checkpoint_alone_rebuilds_identical_predictions(tmp_path):
+    model = _model(tasks=("attack",), text_encoder="none", image_encoder="none").eval()
+    x, y = torch.randn(4, 12), torch.randn(4, 8)
+    save_checkpoint(tmp_path / "c.pt", model, thresholds={"attack": [0.5] * 8})
+    again, ckpt = load_checkpoint(tmp_path / "c.pt")
+    assert again.cfg == model.cfg and ckpt["thresholds"]["attack"] == [0.5] * 8
+    with torch.no_grad():
+        a, b = model.scores(model(x, y)), again.scores(again(x, y))
+    for task in a:
+        np.testing.assert_array_equal(a[task].numpy(), b[task].numpy())
+
+
+def test_load_checkpoint_refuses_foreign_files(tmp_path):
+    torch.save({"weights": 1}, tmp_path / "x.pt")
+    with pytest.raises(ValueError, match="not a hateful_memes checkpoint"):
+        load_checkpoint(tmp_path / "x.pt")

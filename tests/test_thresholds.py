@@ -1,0 +1,42 @@
+import numpy as np
+from sklearn.metrics import roc_auc_score
+
+from hateful_memes import thresholds as th
+
+
+def test_fold_puts_each_threshold_at_one_half_and_keeps_order():
+    rng = np.random.default_rng(0)
+    s = rng.random((300, 4))
+    t = np.array([0.2, 0.5, 0.7, 0.05])
+    f = th.fold(s, t)
+    np.testing.assert_array_equal(f > 0.5, s > t)
+    for k in range(4):
+        order = np.argsort(s[:, k], kind="stable")
+        assert np.all(np.diff(f[order, k]) >= 0)
+    assert f.min() >= 0 and f.max() <= 1
+    y = rng.random(300) > 0.5
+    assert roc_auc_score(y, f[:, 2]) == roc_auc_score(y, s[:, 2])
+
+
+def test_choose_finds_the_separating_threshold():
+    # Label 1 is positive exactly when its score exceeds 0.58, so 0.5 would be wrong.
+    gold = np.zeros((6, 2))
+    gold[:3, 0] = 1
+    gold[3:, 1] = 1
+    scores = np.array([[0.9, 0.1], [0.8, 0.58], [0.7, 0.15], [0.2, 0.6], [0.1, 0.65], [0.3, 0.7]])
+    t = th.choose(gold, scores)
+    assert t[1] == 0.58
+    folded = th.fold(scores, t)
+    assert ((folded > 0.5) == (gold > 0.5)).all()
+
+
+def test_chosen_thresholds_keep_gated_scores_consistent():
+    rng = np.random.default_rng(3)
+    gate = rng.random(400)
+    cond = rng.random((400, 5))
+    scores = np.column_stack([1 - gate, gate[:, None] * cond])
+    gold = np.column_stack([gate < 0.4, (gate[:, None] * cond > 0.1) & (gate[:, None] >= 0.4)]).astype(float)
+    t = th.choose(gold, scores)
+    assert np.all(t[1:] >= 1 - t[0] - 1e-9)
+    on = th.fold(scores, t) > 0.5
+    assert not (on[:, 0] & on[:, 1:].any(axis=1)).any()
