@@ -74,6 +74,8 @@ def evaluate(memes: Sequence[Meme], ids: Sequence[int], scores: dict[str, np.nda
     Predictions for ids the gold does not know are ignored and gold memes without a
     prediction are left out; `n_scored` of `n_gold` says how much was covered.
     """
+    if not scores:
+        raise ValueError(f"no task scores given; expected some of {', '.join(TASKS)}")
     unknown = sorted(set(scores) - set(TASKS))
     if unknown:
         raise ValueError(f"unknown task(s) {unknown}; expected some of {', '.join(TASKS)}")
