@@ -63,7 +63,8 @@ def _meme(row: dict, where: str) -> Meme:
         raise AnnotationError(f"{where}: id must be an integer, got {row['id']!r}")
     for key in ("img", "text"):
         if not isinstance(row[key], str):
-            raise AnnotationError(f"{where}: id {row['id']}: {key} must be a string, got {row[key]!r}")
+            raise AnnotationError(
+                f"{where}: id {row['id']}: {key} must be a string, got {row[key]!r}")
     gold = {}
     for task, field in GOLD_FIELDS.items():
         if field in row:

@@ -1,7 +1,7 @@
 """Check a prediction file, or score it against a labelled annotation file.
 
     python evaluate.py --check submission/test_A.jsonl --gold data/annotations/test.jsonl
-    python evaluate.py --gold data/annotations/dev_seen.json --pred runs/x/dev_seen.jsonl --out runs/x/eval
+    python evaluate.py --gold data/annotations/dev_seen.json --pred dev_seen.jsonl --out eval/
 """
 from __future__ import annotations
 

@@ -91,7 +91,8 @@ def evaluate(memes: Sequence[Meme], ids: Sequence[int], scores: dict[str, np.nda
                              f" got {np.shape(matrix)}")
     scored = [meme for meme in memes if meme.id in row_of]
     if not scored:
-        raise ValueError(f"none of the {len(ids)} predicted ids is among the {len(memes)} gold memes")
+        raise ValueError(
+            f"none of the {len(ids)} predicted ids is among the {len(memes)} gold memes")
     rows = [row_of[meme.id] for meme in scored]
 
     report: dict = {"n_gold": len(memes), "n_scored": len(scored), "hate_auroc_binary": None}

@@ -72,7 +72,8 @@ def format_markdown(report: dict) -> str:
              f"hate binary AUROC: {_num(report['hate_auroc_binary'])}", "",
              *_md_table(SUMMARY_HEADER, _summary_rows(report))]
     for task in _tasks(report):
-        lines += ["", f"## {TASK_NAMES[task]}", "", *_md_table(LABEL_HEADER, _label_rows(report[task]))]
+        lines += ["", f"## {TASK_NAMES[task]}", "",
+                  *_md_table(LABEL_HEADER, _label_rows(report[task]))]
     return "\n".join(lines) + "\n"
 
 

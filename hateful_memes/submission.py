@@ -117,7 +117,8 @@ class _Collector:
         where = f"{self.path}:{lineno}"
         id_, preds = _check_row(row, where)
         if id_ in self.lines:
-            raise SubmissionError(f"{where}: id {id_}: duplicate id (first on line {self.lines[id_]})")
+            raise SubmissionError(
+                f"{where}: id {id_}: duplicate id (first on line {self.lines[id_]})")
         if not self.ids:
             self.preds = {task: [] for task in preds}
             self.first_line = lineno
@@ -169,13 +170,13 @@ def _read(path: Path) -> _Collector:
 
 
 def read_submission(path: str | os.PathLike) -> tuple[list[int], dict[str, np.ndarray]]:
-    """(ids in file order, {task: (n, K) scores in LABELS[task] order}); SubmissionError if invalid."""
+    """(ids in file order, {task: (n, K) scores in LABELS[task] order}), or SubmissionError."""
     return _read(Path(path)).result()
 
 
 def check_submission(path: str | os.PathLike,
                      gold_path: str | os.PathLike | None = None) -> dict:
-    """{"n": rows, "tasks": [...]} of a valid file; with `gold_path`, its ids must match the gold's."""
+    """{"n": rows, "tasks": [...]} of a valid file; with `gold_path`, ids must match the gold's."""
     path = Path(path)
     collector = _read(path)
     ids = collector.ids
