@@ -25,18 +25,20 @@ def test_choose_finds_the_separating_threshold():
     gold[3:, 1] = 1
     scores = np.array([[0.9, 0.1], [0.8, 0.58], [0.7, 0.15], [0.2, 0.6], [0.1, 0.65], [0.3, 0.7]])
     t = th.choose(gold, scores)
-    assert t[1] == 0.58
+    assert t[1] == 0.58 and t[0] == 0.5
     folded = th.fold(scores, t)
     assert ((folded > 0.5) == (gold > 0.5)).all()
 
 
-def test_chosen_thresholds_keep_gated_scores_consistent():
+def test_apply_keeps_the_empty_label_consistent_and_real_labels_untouched():
     rng = np.random.default_rng(3)
-    gate = rng.random(400)
-    cond = rng.random((400, 5))
-    scores = np.column_stack([1 - gate, gate[:, None] * cond])
-    gold = np.column_stack([gate < 0.4, (gate[:, None] * cond > 0.1) & (gate[:, None] >= 0.4)]).astype(float)
-    t = th.choose(gold, scores)
-    assert np.all(t[1:] >= 1 - t[0] - 1e-9)
-    on = th.fold(scores, t) > 0.5
+    scores = rng.random((400, 6)).astype(np.float32)
+    t = np.array([0.3, 0.2, 0.4, 0.6, 0.1, 0.5])
+    out = th.apply(scores, t)
+    on = out > 0.5
     assert not (on[:, 0] & on[:, 1:].any(axis=1)).any()
+    np.testing.assert_array_equal(out[:, 1:], th.fold(scores, t)[:, 1:])
+    # Rows with no real label on keep the folded empty score.
+    free = ~on[:, 1:].any(axis=1)
+    assert free.any()
+    np.testing.assert_array_equal(out[free, 0], th.fold(scores, t)[free, 0])
