@@ -1,0 +1,117 @@
+"""What the model reads for a list of memes: cached encoder features, or raw captions and
+pixels for an encoder that is being fine-tuned."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import torch
+
+from .data import Meme
+from .model import ModelConfig
+
+
+class MissingImagesError(FileNotFoundError):
+    pass
+
+
+def image_paths(memes: Sequence[Meme], image_root: str | Path) -> list[Path]:
+    return [Path(image_root) / m.img for m in memes]
+
+
+def check_images(memes: Sequence[Meme], image_root: str | Path, source: str = "") -> list[Path]:
+    """All image paths, or one clear error listing how many are missing and the first few."""
+    paths = image_paths(memes, image_root)
+    missing = [p for p in paths if not p.is_file()]
+    if missing:
+        first = "\n  ".join(str(p) for p in missing[:5])
+        where = f" for {source}" if source else ""
+        raise MissingImagesError(
+            f"{len(missing)} of {len(paths)} images missing{where} under image root {image_root}; first:\n  {first}\n"
+            "Put the images there (see data/README.md), pass --image-root, or train text only "
+            "with --image-encoder none."
+        )
+    return paths
+
+
+@dataclass
+class Inputs:
+    """Per-meme model inputs; `batch(idx)` gives what MemeModel.forward takes."""
+    image: torch.Tensor | list[Path] | None
+    text: torch.Tensor | list[str] | None
+    image_transform: object = None
+    text_tokenize: object = None
+
+    def __len__(self) -> int:
+        for x in (self.text, self.image):
+            if x is not None:
+                return len(x)
+        return 0
+
+    def batch(self, idx: Sequence[int]):
+        image = text = None
+        if isinstance(self.image, torch.Tensor):
+            image = self.image[idx]
+        elif self.image is not None:
+            from PIL import Image
+
+            image = torch.stack([self.image_transform(Image.open(self.image[i]).convert("RGB")) for i in idx])
+        if isinstance(self.text, torch.Tensor):
+            text = self.text[idx]
+        elif self.text is not None:
+            text = self.text_tokenize([self.text[i] for i in idx])
+        return image, text
+
+
+class Encoders:
+    """Encoders made by name once per process and shared by every split."""
+
+    def __init__(self, image_spec: str, text_spec: str):
+        self.image_spec, self.text_spec = image_spec, text_spec
+        self._image = self._text = None
+
+    @property
+    def image(self):
+        if self._image is None and self.image_spec != "none":
+            from .encoders import create_image_encoder
+
+            self._image = create_image_encoder(self.image_spec)
+        return self._image
+
+    @property
+    def text(self):
+        if self._text is None and self.text_spec != "none":
+            from .encoders import create_text_encoder
+
+            self._text = create_text_encoder(self.text_spec)
+        return self._text
+
+
+def build_inputs(memes: Sequence[Meme], cfg: ModelConfig, encoders: Encoders, image_root: str | Path,
+                 cache_dir: str | Path | None, model=None, source: str = "", progress: bool = True) -> Inputs:
+    """Inputs for `memes`. Frozen encoders give cached features; a fine-tuned encoder gets
+    raw inputs and the transform/tokenizer of the model's own copy of it."""
+    from .features import image_features, text_features
+
+    cache = Path(cache_dir) if cache_dir else None
+    image = text = None
+    transform = tokenize = None
+    if cfg.image_encoder != "none":
+        paths = check_images(memes, image_root, source)
+        if cfg.finetune_image:
+            enc = model.image_encoder if model is not None else encoders.image
+            image, transform = paths, enc.transform
+        else:
+            image = torch.from_numpy(np.ascontiguousarray(
+                image_features(encoders.image, paths, cache_dir=cache, progress=progress)))
+    if cfg.text_encoder != "none":
+        texts = [m.text for m in memes]
+        if cfg.finetune_text:
+            enc = model.text_encoder if model is not None else encoders.text
+            text, tokenize = texts, enc.tokenize
+        else:
+            text = torch.from_numpy(np.ascontiguousarray(
+                text_features(encoders.text, texts, cache_dir=cache, progress=progress)))
+    return Inputs(image, text, transform, tokenize)

@@ -1,0 +1,177 @@
+"""The training loop: epochs over cached features (or raw inputs when fine-tuning), model
+selection on dev, a resumable state written after every epoch. Knows nothing of argv."""
+from __future__ import annotations
+
+import math
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from .files import write_jsonl
+from .inputs import Inputs
+from .metrics import official
+from .model import MemeModel
+
+SELECT_METRICS = ("roc_auc_micro", "f1_macro", "loss")
+
+
+@dataclass
+class FitConfig:
+    epochs: int = 30
+    batch_size: int = 64
+    lr: float = 1e-3
+    encoder_lr: float = 2e-5
+    weight_decay: float = 0.01
+    warmup: float = 0.05
+    seed: int = 0
+    select: str = "roc_auc_micro"
+
+    def __post_init__(self):
+        if self.select not in SELECT_METRICS:
+            raise ValueError(f"select must be one of {SELECT_METRICS}, got {self.select!r}")
+
+
+def predict_scores(model: MemeModel, inputs: Inputs, batch_size: int = 256, progress: bool = False) -> dict[str, np.ndarray]:
+    """Scores in LABELS order for every task of the model, `hate` included."""
+    model.eval()
+    out: dict[str, list[np.ndarray]] = {}
+    starts = range(0, len(inputs), batch_size)
+    with torch.inference_mode():
+        for start in tqdm(starts, desc="predict", disable=not progress, leave=False):
+            idx = list(range(start, min(start + batch_size, len(inputs))))
+            image, text = inputs.batch(idx)
+            for task, s in model.scores(model(image, text)).items():
+                out.setdefault(task, []).append(s.float().numpy())
+    return {task: np.concatenate(parts) for task, parts in out.items()}
+
+
+def _dev_metrics(model: MemeModel, inputs: Inputs, targets: dict[str, torch.Tensor], batch_size: int) -> dict:
+    scores = predict_scores(model, inputs, batch_size)
+    metrics = {}
+    with torch.no_grad():
+        logits_loss = 0.0
+        for start in range(0, len(inputs), batch_size):
+            idx = list(range(start, min(start + batch_size, len(inputs))))
+            image, text = inputs.batch(idx)
+            t = {k: v[idx] for k, v in targets.items()}
+            logits_loss += float(model.loss(model(image, text), t)) * len(idx)
+    metrics["loss"] = logits_loss / max(len(inputs), 1)
+    tasks = [t for t in model.cfg.tasks]
+    per = [official(targets[t].numpy(), scores[t]) for t in tasks]
+    metrics["roc_auc_micro"] = float(np.mean([p["roc_auc_micro"] for p in per]))
+    from sklearn.metrics import f1_score
+
+    metrics["f1_macro"] = float(np.mean([
+        f1_score(targets[t].numpy(), scores[t] > 0.5, average="macro", zero_division=0) for t in tasks]))
+    for t, p in zip(tasks, per):
+        metrics[f"{t}/roc_auc_micro"] = p["roc_auc_micro"]
+        metrics[f"{t}/f1_micro"] = p["f1_micro"]
+    return metrics
+
+
+def _better(metric: str, new: float, old: float | None) -> bool:
+    if old is None:
+        return True
+    return new < old if metric == "loss" else new > old
+
+
+def _optimizer(model: MemeModel, cfg: FitConfig) -> torch.optim.Optimizer:
+    head = [p for p in model.head.parameters() if p.requires_grad]
+    groups = [{"params": head, "lr": cfg.lr}]
+    enc = [p for m in (model.image_encoder, model.text_encoder) if m is not None for p in m.parameters() if p.requires_grad]
+    if enc:
+        groups.append({"params": enc, "lr": cfg.encoder_lr})
+    return torch.optim.AdamW(groups, weight_decay=cfg.weight_decay)
+
+
+def _lr_factor(step: int, total: int, warmup: float) -> float:
+    w = max(1, int(total * warmup))
+    if step < w:
+        return (step + 1) / w
+    return 0.5 * (1 + math.cos(math.pi * (step - w) / max(1, total - w)))
+
+
+def _save_state(path: Path, state: dict) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    torch.save(state, tmp)
+    os.replace(tmp, path)
+
+
+def fit(model: MemeModel, train: Inputs, train_targets: dict[str, torch.Tensor], dev: Inputs,
+        dev_targets: dict[str, torch.Tensor], cfg: FitConfig, run_dir: Path, resume: bool = False,
+        on_epoch_end: Callable[[int], None] | None = None, progress: bool = True) -> dict:
+    """Train, keep the best epoch by `cfg.select` on dev, and return {"best_epoch", "best", "history"}.
+
+    After each epoch `run_dir/last.pt` holds everything needed to continue (weights,
+    optimizer, RNG state, best so far), and `run_dir/best.pt` the best weights.
+    """
+    from torch.utils.tensorboard import SummaryWriter
+
+    run_dir.mkdir(parents=True, exist_ok=True)
+    torch.manual_seed(cfg.seed)
+    opt = _optimizer(model, cfg)
+    n = len(train)
+    steps_per_epoch = math.ceil(n / cfg.batch_size)
+    total_steps = steps_per_epoch * cfg.epochs
+    base_lrs = [g["lr"] for g in opt.param_groups]
+    state = {"epoch": 0, "best": None, "best_epoch": None, "history": []}
+    last = run_dir / "last.pt"
+    if resume:
+        if not last.exists():
+            raise FileNotFoundError(f"--resume: no {last} to continue from")
+        saved = torch.load(last, map_location="cpu", weights_only=False)
+        model.load_state_dict(saved["model"])
+        opt.load_state_dict(saved["optimizer"])
+        torch.set_rng_state(saved["rng"])
+        state = saved["state"]
+    stats_path = run_dir / "stats.jsonl"
+    writer = SummaryWriter(str(run_dir / "tb"))
+    try:
+        for epoch in range(state["epoch"], cfg.epochs):
+            model.train()
+            # The order of an epoch depends on (seed, epoch) alone, so a resumed run sees the
+            # same batches as an uninterrupted one.
+            order = torch.randperm(n, generator=torch.Generator().manual_seed(cfg.seed * 100_003 + epoch))
+            t0, total = time.time(), 0.0
+            bar = tqdm(range(steps_per_epoch), desc=f"epoch {epoch + 1}/{cfg.epochs}", disable=not progress, leave=False)
+            for i in bar:
+                step = epoch * steps_per_epoch + i
+                for g, base in zip(opt.param_groups, base_lrs):
+                    g["lr"] = base * _lr_factor(step, total_steps, cfg.warmup)
+                idx = order[i * cfg.batch_size:(i + 1) * cfg.batch_size].tolist()
+                image, text = train.batch(idx)
+                targets = {k: v[idx] for k, v in train_targets.items()}
+                loss = model.loss(model(image, text), targets)
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
+                total += loss.item() * len(idx)
+                bar.set_postfix(loss=f"{loss.item():.4f}")
+            dev_m = _dev_metrics(model, dev, dev_targets, max(cfg.batch_size, 256))
+            record = {"epoch": epoch + 1, "train_loss": total / n, "seconds": round(time.time() - t0, 3),
+                      **{f"dev/{k}": v for k, v in dev_m.items()}}
+            state["history"].append(record)
+            for k, v in record.items():
+                if k != "epoch":
+                    writer.add_scalar(k, v, epoch + 1)
+            if _better(cfg.select, dev_m[cfg.select], state["best"]):
+                state["best"], state["best_epoch"] = dev_m[cfg.select], epoch + 1
+                _save_state(run_dir / "best.pt", {"model": model.state_dict(), "epoch": epoch + 1})
+            state["epoch"] = epoch + 1
+            _save_state(last, {"model": model.state_dict(), "optimizer": opt.state_dict(),
+                               "rng": torch.get_rng_state(), "state": state})
+            # Rewritten whole from the saved history, so a resumed run never repeats a line.
+            write_jsonl(stats_path, state["history"])
+            if on_epoch_end is not None:
+                on_epoch_end(epoch + 1)
+    finally:
+        writer.close()
+    best = torch.load(run_dir / "best.pt", map_location="cpu", weights_only=False)
+    model.load_state_dict(best["model"])
+    return state
