@@ -1,0 +1,107 @@
+import json
+import shutil
+
+import pytest
+import yaml
+
+from hateful_memes import evaluate, predict, train
+from hateful_memes.labels import ATTACK, PC
+from hateful_memes.submission import read_submission
+
+
+def _args(demo_data, cache, out, *extra):
+    ann = demo_data / "annotations"
+    return ["--train", str(ann / "train.json"), "--dev", str(ann / "dev.json"), "--epochs", "3",
+            "--cache-dir", str(cache), "--out", str(out), "--quiet", "--hidden", "32", *extra]
+
+
+@pytest.fixture(scope="module")
+def runs(demo_data, feature_cache, tmp_path_factory):
+    root = tmp_path_factory.mktemp("runs")
+    for task in "AB":
+        assert train.main(["--task", task, *_args(demo_data, feature_cache, root / task)]) == 0
+    return root
+
+
+def test_run_directory_holds_everything_promised(runs):
+    run = runs / "A"
+    for name in ("config.yaml", "checkpoint.pt", "last.pt", "stats.jsonl", "summary.json",
+                 "dev_report/report.json", "dev_report/report.md", "dev_report/per_label_f1.png",
+                 "dev_report_thresholds/report.json"):
+        assert (run / name).is_file(), name
+    assert len((run / "stats.jsonl").read_text().splitlines()) == 3
+    assert any((run / "tb").iterdir())
+    cfg = yaml.safe_load((run / "config.yaml").read_text())
+    assert cfg["task"] == "A" and cfg["image_encoder"] == "effnet-lite0" and cfg["text_encoder"] == "minilm"
+    report = json.loads((run / "dev_report" / "report.json").read_text())
+    assert set(report) == {"n_gold", "n_scored", "hate_auroc_binary", "hate", "pc"}
+
+
+def test_predict_merges_a_and_b_into_a_valid_submission(runs, demo_data, feature_cache, tmp_path):
+    ann = demo_data / "annotations"
+    out = tmp_path / "sub.jsonl"
+    assert predict.main(["--run", str(runs / "A"), "--run", str(runs / "B"), "--input", str(ann / "test.jsonl"),
+                         "--out", str(out), "--cache-dir", str(feature_cache), "--quiet"]) == 0
+    ids, scores = read_submission(out)
+    test_ids = [json.loads(line)["id"] for line in (ann / "test.jsonl").read_text().splitlines()]
+    assert ids == test_ids
+    assert scores["pc"].shape == (len(ids), len(PC)) and scores["attack"].shape == (len(ids), len(ATTACK))
+    for task in ("pc", "attack"):
+        on = scores[task] > 0.5
+        assert not (on[:, 0] & on[:, 1:].any(axis=1)).any()
+
+
+def test_checkpoint_alone_reproduces_the_dev_report(runs, demo_data, feature_cache, tmp_path):
+    ann = demo_data / "annotations"
+    pred = tmp_path / "dev.jsonl"
+    assert predict.main(["--run", str(runs / "B"), "--input", str(ann / "dev.json"), "--out", str(pred),
+                         "--cache-dir", str(feature_cache), "--quiet"]) == 0
+    assert evaluate.main(["--gold", str(ann / "dev.json"), "--pred", str(pred), "--out", str(tmp_path / "r")]) == 0
+    again = json.loads((tmp_path / "r" / "report.json").read_text())
+    written = json.loads((runs / "B" / "dev_report_thresholds" / "report.json").read_text())
+    assert again == written
+
+
+def test_same_seed_same_predictions(runs, demo_data, feature_cache, tmp_path):
+    assert train.main(["--task", "A", *_args(demo_data, feature_cache, tmp_path / "again")]) == 0
+    ann = demo_data / "annotations"
+    outs = []
+    for run in (runs / "A", tmp_path / "again"):
+        out = tmp_path / f"{run.name}.jsonl"
+        predict.main(["--run", str(run), "--input", str(ann / "test.jsonl"), "--out", str(out),
+                      "--cache-dir", str(feature_cache), "--quiet"])
+        outs.append(out.read_text())
+    assert outs[0] == outs[1]
+
+
+def test_missing_images_stop_before_training(demo_data, feature_cache, tmp_path, capsys):
+    data = tmp_path / "data"
+    shutil.copytree(demo_data, data)
+    pngs = sorted((data / "img").glob("*.png"))
+    for p in pngs[:3]:
+        p.unlink()
+    out = tmp_path / "run"
+    assert train.main(["--task", "A", *_args(data, feature_cache, out)]) == 1
+    err = capsys.readouterr().err
+    assert "3 of" in err and "images missing" in err and pngs[0].name in err and "--image-encoder none" in err
+    assert not (out / "checkpoint.pt").exists()
+    # Text only is the explicit way to train without images.
+    assert train.main(["--task", "A", *_args(data, feature_cache, out), "--image-encoder", "none"]) == 0
+    assert (out / "checkpoint.pt").exists()
+
+
+def test_yaml_config_is_overridden_by_flags(tmp_path):
+    cfg_file = tmp_path / "exp.yaml"
+    cfg_file.write_text("task: B\nepochs: 7\nlr: 0.01\nimage-encoder: none\n")
+    args = train._parser().parse_args(["--config", str(cfg_file), "--epochs", "2"])
+    cfg = train.resolve(args)
+    assert (cfg["task"], cfg["epochs"], cfg["lr"], cfg["image_encoder"]) == ("B", 2, 0.01, "none")
+    cfg_file.write_text("task: B\nepoch: 7\n")
+    with pytest.raises(ValueError, match="unknown setting.*epoch"):
+        train.resolve(train._parser().parse_args(["--config", str(cfg_file)]))
+
+
+def test_resume_refuses_changed_settings(runs, demo_data, feature_cache, capsys):
+    code = train.main(["--task", "A", *_args(demo_data, feature_cache, runs / "A"), "--lr", "0.5", "--resume"])
+    err = capsys.readouterr().err
+    assert code == 1 and "settings differ" in err and "['lr']" in err
