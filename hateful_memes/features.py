@@ -53,7 +53,8 @@ def load_rgb(path: str | Path) -> Image.Image:
 class ImageFolderDataset(Dataset):
     """`transform(RGB image)` for each path, for a DataLoader (picklable, so workers can run it)."""
 
-    def __init__(self, paths: Sequence[str | Path], transform: Callable[[Image.Image], torch.Tensor]):
+    def __init__(self, paths: Sequence[str | Path],
+                 transform: Callable[[Image.Image], torch.Tensor]):
         self.paths = list(paths)
         self.transform = transform
 
@@ -136,8 +137,9 @@ class FeatureStore:
 Batches = Callable[[list[int]], Iterator[tuple[list[int], object]]]
 
 
-def _features(encoder: torch.nn.Module, keys: list[str], batches: Batches, store: FeatureStore | None,
-              describe: Callable[[int], str], device: str, progress: bool, unit: str) -> np.ndarray:
+def _features(encoder: torch.nn.Module, keys: list[str], batches: Batches,
+              store: FeatureStore | None, describe: Callable[[int], str], device: str,
+              progress: bool, unit: str) -> np.ndarray:
     """Rows for `keys`: from `store` where present, else `encoder(inputs)` for the inputs that
     `batches(indices)` yields, with the first index of each missing key."""
     first: dict[str, int] = {}
@@ -159,7 +161,8 @@ def _features(encoder: torch.nn.Module, keys: list[str], batches: Batches, store
                                            f"({len(indices)}, {encoder.dim})")
                     for i, row in zip(indices, out):
                         if not np.isfinite(row).all():
-                            raise ValueError(f"{encoder.spec}: non-finite features for {describe(i)}")
+                            raise ValueError(f"{encoder.spec}: non-finite features for "
+                                             f"{describe(i)}")
                         found[keys[i]] = pending[keys[i]] = row
                     bar.update(len(indices))
                     if store is not None and len(pending) >= SHARD_ROWS:
@@ -175,9 +178,9 @@ def _features(encoder: torch.nn.Module, keys: list[str], batches: Batches, store
     return np.stack([found[key] for key in keys]).astype(np.float32, copy=False)
 
 
-def image_features(encoder: "ImageEncoder", paths: Sequence[str | Path], cache_dir: str | Path | None = None,
-                   batch_size: int = 32, num_workers: int = 0, device: str = "cpu",
-                   progress: bool = True) -> np.ndarray:
+def image_features(encoder: "ImageEncoder", paths: Sequence[str | Path],
+                   cache_dir: str | Path | None = None, batch_size: int = 32, num_workers: int = 0,
+                   device: str = "cpu", progress: bool = True) -> np.ndarray:
     """(len(paths), encoder.dim) float32 features; files with identical bytes are encoded once."""
     paths = [Path(p) for p in paths]
     keys = [file_digest(p) for p in paths]
@@ -190,7 +193,8 @@ def image_features(encoder: "ImageEncoder", paths: Sequence[str | Path], cache_d
 
     store = (FeatureStore.for_encoder(cache_dir, "image", encoder, repr(encoder.transform))
              if cache_dir is not None else None)
-    return _features(encoder, keys, batches, store, lambda i: str(paths[i]), device, progress, "img")
+    return _features(encoder, keys, batches, store, lambda i: str(paths[i]), device, progress,
+                     "img")
 
 
 def _tokenizer_description(encoder: "TextEncoder") -> str:

