@@ -208,6 +208,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                    help="area range of the random resized crop")
     p.add_argument("--no-flip", dest="flip", action="store_false",
                    help="no horizontal flips")
+    p.add_argument("--device", choices=("auto", "cuda", "cpu"), default="auto",
+                   help="default: cuda where there is one")
     p.add_argument("--amp", action=argparse.BooleanOptionalAction, default=None,
                    help="mixed precision (default: on for CUDA)")
     p.add_argument("--amp-dtype", choices=("bfloat16", "float16"),
@@ -229,9 +231,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return args
 
 
-def _init_distributed() -> tuple[int, int, torch.device]:
+def _init_distributed(device: str = "auto") -> tuple[int, int, torch.device]:
     """(rank, world size, device); joins the process group when started by torchrun."""
-    cuda = torch.cuda.is_available()
+    cuda = torch.cuda.is_available() if device == "auto" else device == "cuda"
     if "RANK" in os.environ and "WORLD_SIZE" in os.environ:
         local_rank = int(os.environ.get("LOCAL_RANK", 0))
         if cuda:
@@ -243,7 +245,7 @@ def _init_distributed() -> tuple[int, int, torch.device]:
     return 0, 1, torch.device("cuda" if cuda else "cpu")
 
 
-def _seed(seed: int, *keys: int) -> None:
+def seed_everything(seed: int, *keys: int) -> None:
     """Seed every RNG from (seed, keys): each epoch's data order and augmentations depend
     on the epoch alone, so a resumed run repeats an uninterrupted one."""
     s = int(np.random.SeedSequence([seed, *keys]).generate_state(1)[0])
@@ -285,7 +287,7 @@ def _check_resumable(saved: dict, config: dict, path: Path) -> None:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
-    rank, world, device = _init_distributed()
+    rank, world, device = _init_distributed(args.device)
     try:
         return _train(args, rank, world, device)
     finally:
@@ -307,7 +309,7 @@ def _train(args: argparse.Namespace, rank: int, world: int, device: torch.device
         log.info("%d images; backbone %s at %d px on %s x %d", len(paths), args.backbone,
                  config["image_size"], device, world)
 
-    _seed(args.seed)
+    seed_everything(args.seed)
     model = BarlowTwins(args.backbone, args.projector, args.lambd, args.pretrained)
     start_epoch, rows = 0, []
     checkpoint = None
@@ -360,7 +362,7 @@ def _train(args: argparse.Namespace, rank: int, world: int, device: torch.device
     skipped: set[str] = set()
     start_time = time.time()
     for epoch in range(start_epoch, args.epochs):
-        _seed(args.seed, epoch, rank)
+        seed_everything(args.seed, epoch, rank)
         if sampler is not None:
             sampler.set_epoch(epoch)
         net.train()
