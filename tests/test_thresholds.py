@@ -42,3 +42,19 @@ def test_apply_keeps_the_empty_label_consistent_and_real_labels_untouched():
     free = ~on[:, 1:].any(axis=1)
     assert free.any()
     np.testing.assert_array_equal(out[free, 0], th.fold(scores, t)[free, 0])
+
+
+def test_crossfit_uses_thresholds_from_the_other_fold():
+    rng = np.random.default_rng(5)
+    scores = rng.random((40, 3)).astype(np.float32)
+    gold = (rng.random((40, 3)) > 0.5).astype(float)
+    out = th.crossfit(gold, scores, folds=2, seed=0)
+    fold_of = np.random.default_rng(0).permutation(40) % 2
+    for f in range(2):
+        held = fold_of == f
+        expected = th.apply(scores[held], th.choose(gold[~held], scores[~held]))
+        np.testing.assert_array_equal(out[held], expected)
+    # In-sample thresholds fit noise: they score at least as well on their own memes.
+    in_sample = th.apply(scores, th.choose(gold, scores))
+    from sklearn.metrics import f1_score
+    assert f1_score(gold, in_sample > 0.5, average="macro") >= f1_score(gold, out > 0.5, average="macro")

@@ -77,8 +77,9 @@ def test_same_seed_same_predictions(runs, demo_data, feature_cache, tmp_path):
 def test_missing_images_stop_before_training(demo_data, feature_cache, tmp_path, capsys):
     data = tmp_path / "data"
     shutil.copytree(demo_data, data)
-    pngs = sorted((data / "img").glob("*.png"))
-    for p in pngs[:3]:
+    train_imgs = [json.loads(line)["img"] for line in (data / "annotations" / "train.json").read_text().splitlines()]
+    pngs = [data / img for img in train_imgs[:3]]
+    for p in pngs:
         p.unlink()
     out = tmp_path / "run"
     assert train.main(["--task", "A", *_args(data, feature_cache, out)]) == 1

@@ -1,0 +1,105 @@
+"""Design comparisons behind the defaults of train.py, each row a real training run.
+
+  python experiments/designs.py fusion   # demo data: image only, text only, concat, interact
+  python experiments/designs.py empty    # real data, text only: gate vs independent empty labels
+
+`fusion` generates the synthetic demo set if needed (data/demo) and trains Task A and Task B
+with the offline encoders. `empty` trains on ../shared/data/woah2021 train.json and scores
+dev_seen.json. Both print a Markdown table (mean and spread over the seeds).
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from hateful_memes import demo, train  # noqa: E402
+
+REAL = ROOT.parent / "shared" / "data" / "woah2021" / "annotations"
+COLUMNS = ("roc_auc_micro", "f1_micro", "f1_macro")
+
+
+def _run(cfg: dict) -> dict:
+    full = {**train.DEFAULTS, **cfg}
+    full["image_root"] = full["image_root"] or str(Path(full["train"]).resolve().parent.parent)
+    return train.run(full, progress=False)
+
+
+def _cell(values: list[float]) -> str:
+    return f"{np.mean(values):.3f} ± {np.std(values):.3f}" if len(values) > 1 else f"{values[0]:.3f}"
+
+
+def _table(rows: dict[str, list[dict]], tasks: tuple[str, ...], which: str) -> str:
+    head = ["design"] + [f"{t} {c}" for t in tasks for c in ("AUROC", "F1", "macro F1")] + ["hate AUROC"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for name, summaries in rows.items():
+        reps = [s["dev"][which] for s in summaries]
+        cells = [_cell([r[t][c] for r in reps]) for t in tasks for c in COLUMNS]
+        cells.append(_cell([r["hate_auroc_binary"] for r in reps]))
+        lines.append("| " + " | ".join([name, *cells]) + " |")
+    return "\n".join(lines)
+
+
+def fusion(args) -> None:
+    data = Path(args.data)
+    if not (data / "annotations" / "train.json").exists():
+        demo.generate(data, n=args.n)
+    ann = data / "annotations"
+    designs = {
+        "image only": {"text_encoder": "none"},
+        "text only": {"image_encoder": "none"},
+        "concat": {"fusion": "concat"},
+        "interact (concat + product)": {"fusion": "interact"},
+    }
+    rows: dict[str, list[dict]] = {}
+    for name, extra in designs.items():
+        for seed in args.seeds:
+            merged = []
+            for task in ("A", "B"):
+                s = _run({"task": task, "train": str(ann / "train.json"), "dev": str(ann / "dev.json"),
+                          "seed": seed, "cache_dir": args.cache_dir, "out": f"{args.runs}/fusion/{name}/{task}{seed}",
+                          **extra})
+                merged.append(s)
+            a, b = merged
+            rows.setdefault(name, []).append({"dev": {k: {**a["dev"][k], "attack": b["dev"][k]["attack"]}
+                                                      for k in a["dev"]}})
+            print(f"done: {name} seed {seed}", file=sys.stderr)
+    for which in ("thresholds_off", "thresholds_on"):
+        print(f"\nDemo dev split ({args.n} generated memes), seeds {args.seeds}, {which.replace('_', ' ')}:\n")
+        print(_table(rows, ("pc", "attack"), which))
+
+
+def empty(args) -> None:
+    rows: dict[str, list[dict]] = {}
+    for design in ("gate", "independent"):
+        for seed in args.seeds:
+            s = _run({"task": "AB", "train": str(REAL / "train.json"), "dev": str(REAL / "dev_seen.json"),
+                      "image_encoder": "none", "empty": design, "seed": seed, "cache_dir": args.cache_dir,
+                      "out": f"{args.runs}/empty/{design}{seed}"})
+            rows.setdefault(design, []).append(s)
+            print(f"done: {design} seed {seed}", file=sys.stderr)
+    for which in ("thresholds_off", "thresholds_on"):
+        print(f"\nReal dev_seen, text only (MiniLM frozen), seeds {args.seeds}, {which.replace('_', ' ')}:\n")
+        print(_table(rows, ("pc", "attack"), which))
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("part", choices=["fusion", "empty"])
+    p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    p.add_argument("--data", default=str(ROOT / "data" / "demo"))
+    p.add_argument("--n", type=int, default=600)
+    p.add_argument("--runs", default=str(ROOT / "experiments" / "runs"))
+    p.add_argument("--cache-dir", default=str(ROOT / "cache" / "features"))
+    args = p.parse_args(argv)
+    {"fusion": fusion, "empty": empty}[args.part](args)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
