@@ -103,7 +103,8 @@ def test_images_are_the_rendered_memes_at_the_declared_size(generated):
         for row in _rows(paths[split]):
             with Image.open(out / row["img"]) as image:
                 assert image.size == (128, 128) and image.mode == "RGB"
-                assert np.array_equal(np.asarray(image), np.asarray(demo.render(memes[row["id"]], 128)))
+                expected = demo.render(memes[row["id"]], 128)
+                assert np.array_equal(np.asarray(image), np.asarray(expected))
 
 
 def test_caption_is_drawn_near_the_top_or_bottom_edge():
