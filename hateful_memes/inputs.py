@@ -90,7 +90,8 @@ class Encoders:
 
 
 def build_inputs(memes: Sequence[Meme], cfg: ModelConfig, encoders: Encoders, image_root: str | Path,
-                 cache_dir: str | Path | None, model=None, source: str = "", progress: bool = True) -> Inputs:
+                 cache_dir: str | Path | None, model=None, source: str = "", progress: bool = True,
+                 device: str = "cpu") -> Inputs:
     """Inputs for `memes`. Frozen encoders give cached features; a fine-tuned encoder gets
     raw inputs and the transform/tokenizer of the model's own copy of it."""
     from .features import image_features, text_features
@@ -105,7 +106,7 @@ def build_inputs(memes: Sequence[Meme], cfg: ModelConfig, encoders: Encoders, im
             image, transform = paths, enc.transform
         else:
             image = torch.from_numpy(np.ascontiguousarray(
-                image_features(encoders.image, paths, cache_dir=cache, progress=progress)))
+                image_features(encoders.image, paths, cache_dir=cache, progress=progress, device=device)))
     if cfg.text_encoder != "none":
         texts = [m.text for m in memes]
         if cfg.finetune_text:
@@ -113,5 +114,5 @@ def build_inputs(memes: Sequence[Meme], cfg: ModelConfig, encoders: Encoders, im
             text, tokenize = texts, enc.tokenize
         else:
             text = torch.from_numpy(np.ascontiguousarray(
-                text_features(encoders.text, texts, cache_dir=cache, progress=progress)))
+                text_features(encoders.text, texts, cache_dir=cache, progress=progress, device=device)))
     return Inputs(image, text, transform, tokenize)

@@ -19,19 +19,22 @@ from .inputs import Encoders, MissingImagesError, build_inputs
 from .labels import TASK_LETTERS
 from .model import load_checkpoint
 from .submission import SubmissionError, check_submission, write_submission
-from .training import predict_scores
+from .training import predict_scores, resolve_device
 
 
 def predict_run(run_dir: str | Path, memes: list[Meme], image_root: str | Path, cache_dir: str | Path | None,
-                fold: bool = True, progress: bool = True) -> dict[str, np.ndarray]:
+                fold: bool = True, progress: bool = True, device: str = "auto") -> dict[str, np.ndarray]:
     """Scores of one run's model for `memes`, in LABELS order, per task (hate included)."""
     path = Path(run_dir) / "checkpoint.pt"
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no checkpoint (is {run_dir} a finished train.py run?)")
     model, ckpt = load_checkpoint(path)
+    dev = resolve_device(device)
+    model.to(dev)
     cfg = model.cfg
     encoders = Encoders(cfg.image_encoder, cfg.text_encoder)
-    inputs = build_inputs(memes, cfg, encoders, image_root, cache_dir, model=model, progress=progress)
+    inputs = build_inputs(memes, cfg, encoders, image_root, cache_dir, model=model, progress=progress,
+                          device=str(dev))
     scores = predict_scores(model, inputs, progress=progress)
     if fold and ckpt.get("fold_thresholds", False):
         for task, t in ckpt.get("thresholds", {}).items():
@@ -63,6 +66,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", help="submission JSONL (default submission/<input>_<tasks>.jsonl)")
     p.add_argument("--image-root", help="folder the `img` paths are relative to (default: the input's parent's parent)")
     p.add_argument("--cache-dir", default="cache/features")
+    p.add_argument("--device", default="auto", help="auto (cuda when there is one), cpu, cuda, ...")
     p.add_argument("--raw", action="store_true", help="write raw scores, without the dev thresholds")
     p.add_argument("--quiet", action="store_true")
     args = p.parse_args(argv)
@@ -70,8 +74,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         memes = read_annotations(input_path)
         image_root = args.image_root or input_path.resolve().parent.parent
-        per_run = [predict_run(r, memes, image_root, args.cache_dir, fold=not args.raw, progress=not args.quiet)
-                   for r in args.run]
+        per_run = [predict_run(r, memes, image_root, args.cache_dir, fold=not args.raw, progress=not args.quiet,
+                               device=args.device) for r in args.run]
         scores = merge(per_run)
         out = Path(args.out) if args.out else _default_out(input_path, scores)
         write_submission(out, [m.id for m in memes], scores)

@@ -28,7 +28,7 @@ from .labels import tasks_for
 from .metrics import evaluate
 from .model import MemeModel, ModelConfig, save_checkpoint
 from .report import format_report, write_report
-from .training import FitConfig, fit, predict_scores
+from .training import FitConfig, fit, predict_scores, resolve_device
 
 DEFAULTS = {
     "task": None,
@@ -53,6 +53,7 @@ DEFAULTS = {
     "select": "roc_auc_micro",
     "fold_thresholds": True,
     "cache_dir": "cache/features",
+    "device": "auto",
     "out": None,
 }
 
@@ -86,6 +87,7 @@ def _parser() -> argparse.ArgumentParser:
     a("--no-fold-thresholds", dest="fold_thresholds", action="store_const", const=False,
       help="write raw scores instead of folding the dev thresholds into them")
     a("--cache-dir", help="where frozen encoder features are cached")
+    a("--device", help="auto (cuda when there is one), cpu, cuda, cuda:1, ...")
     a("--out", help="run directory (default runs/task<T>_<time>)")
     a("--resume", action="store_true", help="continue the run in --out from its last epoch")
     a("--quiet", action="store_true", help="no progress bars")
@@ -151,12 +153,13 @@ def run(cfg: dict, resume: bool = False, progress: bool = True) -> dict:
                        finetune_text=bool(cfg["finetune"]) and cfg["text_encoder"] != "none",
                        finetune_image=bool(cfg["finetune_image"]) and cfg["image_encoder"] != "none")
     torch.manual_seed(cfg["seed"])
-    model = MemeModel(mcfg, encoders.image, encoders.text)
+    device = resolve_device(cfg["device"])
+    model = MemeModel(mcfg, encoders.image, encoders.text).to(device)
     run_dir.mkdir(parents=True, exist_ok=True)
     write_text(run_dir / "config.yaml", yaml.safe_dump(cfg, sort_keys=True))
 
     kw = dict(cfg=mcfg, encoders=encoders, image_root=cfg["image_root"], cache_dir=cfg["cache_dir"],
-              model=model, progress=progress)
+              model=model, progress=progress, device=str(device))
     train_in = build_inputs(train_memes, source=cfg["train"], **kw)
     dev_in = build_inputs(dev_memes, source=cfg["dev"], **kw)
     fit_cfg = FitConfig(epochs=cfg["epochs"], batch_size=cfg["batch_size"], lr=cfg["lr"],
@@ -177,6 +180,7 @@ def run(cfg: dict, resume: bool = False, progress: bool = True) -> dict:
     report_cross = evaluate(dev_memes, ids, crossfit)
     write_report(report_raw, run_dir / "dev_report")
     write_report(report_thr, run_dir / "dev_report_thresholds")
+    model.cpu()
     save_checkpoint(run_dir / "checkpoint.pt", model,
                     thresholds={t: v.tolist() for t, v in thresholds.items()},
                     fold_thresholds=bool(cfg["fold_thresholds"]), fit=dataclasses.asdict(fit_cfg),

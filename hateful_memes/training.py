@@ -21,6 +21,24 @@ from .model import MemeModel
 SELECT_METRICS = ("roc_auc_micro", "f1_macro", "loss")
 
 
+def resolve_device(name: str = "auto") -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+def _to(x, device: torch.device):
+    if x is None:
+        return None
+    if isinstance(x, dict):
+        return {k: v.to(device, non_blocking=True) for k, v in x.items()}
+    return x.to(device, non_blocking=True)
+
+
+def _device_of(model: torch.nn.Module) -> torch.device:
+    return next(model.parameters()).device
+
+
 @dataclass
 class FitConfig:
     epochs: int = 30
@@ -40,27 +58,29 @@ class FitConfig:
 def predict_scores(model: MemeModel, inputs: Inputs, batch_size: int = 256, progress: bool = False) -> dict[str, np.ndarray]:
     """Scores in LABELS order for every task of the model, `hate` included."""
     model.eval()
+    device = _device_of(model)
     out: dict[str, list[np.ndarray]] = {}
     starts = range(0, len(inputs), batch_size)
     with torch.inference_mode():
         for start in tqdm(starts, desc="predict", disable=not progress, leave=False):
             idx = list(range(start, min(start + batch_size, len(inputs))))
             image, text = inputs.batch(idx)
-            for task, s in model.scores(model(image, text)).items():
-                out.setdefault(task, []).append(s.float().numpy())
+            for task, s in model.scores(model(_to(image, device), _to(text, device))).items():
+                out.setdefault(task, []).append(s.float().cpu().numpy())
     return {task: np.concatenate(parts) for task, parts in out.items()}
 
 
 def _dev_metrics(model: MemeModel, inputs: Inputs, targets: dict[str, torch.Tensor], batch_size: int) -> dict:
     scores = predict_scores(model, inputs, batch_size)
+    device = _device_of(model)
     metrics = {}
     with torch.no_grad():
         logits_loss = 0.0
         for start in range(0, len(inputs), batch_size):
             idx = list(range(start, min(start + batch_size, len(inputs))))
             image, text = inputs.batch(idx)
-            t = {k: v[idx] for k, v in targets.items()}
-            logits_loss += float(model.loss(model(image, text), t)) * len(idx)
+            t = {k: v[idx].to(device) for k, v in targets.items()}
+            logits_loss += float(model.loss(model(_to(image, device), _to(text, device)), t)) * len(idx)
     metrics["loss"] = logits_loss / max(len(inputs), 1)
     tasks = [t for t in model.cfg.tasks]
     per = [official(targets[t].numpy(), scores[t]) for t in tasks]
@@ -115,6 +135,7 @@ def fit(model: MemeModel, train: Inputs, train_targets: dict[str, torch.Tensor],
 
     run_dir.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(cfg.seed)
+    device = _device_of(model)
     opt = _optimizer(model, cfg)
     n = len(train)
     steps_per_epoch = math.ceil(n / cfg.batch_size)
@@ -125,10 +146,10 @@ def fit(model: MemeModel, train: Inputs, train_targets: dict[str, torch.Tensor],
     if resume:
         if not last.exists():
             raise FileNotFoundError(f"--resume: no {last} to continue from")
-        saved = torch.load(last, map_location="cpu", weights_only=False)
+        saved = torch.load(last, map_location=device, weights_only=False)
         model.load_state_dict(saved["model"])
         opt.load_state_dict(saved["optimizer"])
-        torch.set_rng_state(saved["rng"])
+        torch.set_rng_state(saved["rng"].cpu())
         state = saved["state"]
     stats_path = run_dir / "stats.jsonl"
     writer = SummaryWriter(str(run_dir / "tb"))
@@ -146,8 +167,8 @@ def fit(model: MemeModel, train: Inputs, train_targets: dict[str, torch.Tensor],
                     g["lr"] = base * _lr_factor(step, total_steps, cfg.warmup)
                 idx = order[i * cfg.batch_size:(i + 1) * cfg.batch_size].tolist()
                 image, text = train.batch(idx)
-                targets = {k: v[idx] for k, v in train_targets.items()}
-                loss = model.loss(model(image, text), targets)
+                targets = {k: v[idx].to(device) for k, v in train_targets.items()}
+                loss = model.loss(model(_to(image, device), _to(text, device)), targets)
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 opt.step()
@@ -172,6 +193,6 @@ def fit(model: MemeModel, train: Inputs, train_targets: dict[str, torch.Tensor],
                 on_epoch_end(epoch + 1)
     finally:
         writer.close()
-    best = torch.load(run_dir / "best.pt", map_location="cpu", weights_only=False)
+    best = torch.load(run_dir / "best.pt", map_location=device, weights_only=False)
     model.load_state_dict(best["model"])
     return state
