@@ -106,3 +106,27 @@ def test_resume_refuses_changed_settings(runs, demo_data, feature_cache, capsys)
     code = train.main(["--task", "A", *_args(demo_data, feature_cache, runs / "A"), "--lr", "0.5", "--resume"])
     err = capsys.readouterr().err
     assert code == 1 and "settings differ" in err and "['lr']" in err
+
+
+def test_finetuned_text_encoder_is_trained_and_saved_in_the_checkpoint(demo_data, feature_cache, tmp_path):
+    import torch
+
+    from hateful_memes.encoders import create_text_encoder
+    from hateful_memes.model import load_checkpoint
+
+    out = tmp_path / "ft"
+    assert train.main(["--task", "B", *_args(demo_data, feature_cache, out), "--image-encoder", "none",
+                       "--finetune", "--epochs", "1", "--batch-size", "8", "--encoder-lr", "1e-3"]) == 0
+    model, ckpt = load_checkpoint(out / "checkpoint.pt")
+    assert model.cfg.finetune_text and any(k.startswith("text_encoder.") for k in ckpt["model"])
+    fresh = create_text_encoder("minilm").state_dict()
+    tuned = model.text_encoder.state_dict()
+    assert any(not torch.equal(fresh[k], tuned[k]) for k in fresh)
+    # The checkpoint alone (with its tuned encoder) gives the dev report train.py wrote.
+    ann = demo_data / "annotations"
+    pred = tmp_path / "dev.jsonl"
+    assert predict.main(["--run", str(out), "--input", str(ann / "dev.json"), "--out", str(pred),
+                         "--cache-dir", str(feature_cache), "--quiet"]) == 0
+    assert evaluate.main(["--gold", str(ann / "dev.json"), "--pred", str(pred), "--out", str(tmp_path / "r")]) == 0
+    assert json.loads((tmp_path / "r" / "report.json").read_text()) == json.loads(
+        (out / "dev_report_thresholds" / "report.json").read_text())
