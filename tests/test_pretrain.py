@@ -162,6 +162,10 @@ def test_pretraining_writes_what_the_encoders_load(tmp_path, caplog):
         features = encoder(pixels[None])
         expected = model.eval()(pixels[None])
     assert torch.allclose(features, expected)
+    # ... and backbone.pth as plain timm weights
+    encoder = create_image_encoder(f"timm:{BACKBONE}={out / 'backbone.pth'}")
+    with torch.no_grad():
+        assert torch.allclose(encoder(pixels[None]), expected)
 
 
 def test_resume_ends_with_the_weights_of_an_uninterrupted_run(tmp_path, monkeypatch):
