@@ -304,7 +304,10 @@ def _train(args: argparse.Namespace, rank: int, world: int, device: torch.device
     if args.batch_size % world:
         raise SystemExit(f"--batch-size {args.batch_size} is not divisible by the "
                          f"{world} processes")
-    config = _config(args, device, len(paths))
+    try:
+        config = _config(args, device, len(paths))
+    except ValueError as e:  # an unknown backbone
+        raise SystemExit(f"error: --backbone: {e}") from None
     if rank == 0:
         log.info("%d images; backbone %s at %d px on %s x %d", len(paths), args.backbone,
                  config["image_size"], device, world)

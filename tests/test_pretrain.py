@@ -216,6 +216,8 @@ def test_resume_refuses_other_settings(tmp_path):
         main(args(images, out, "--resume", "--lambd", "0.1"))
     with pytest.raises(SystemExit, match="larger than the 8 images"):
         main(args(images, tmp_path / "other", "--batch-size", "16"))
+    with pytest.raises(SystemExit, match="unknown timm backbone 'no_such_net'"):
+        main(args(images, tmp_path / "other", "--backbone", "no_such_net"))
 
 
 # --- two processes, as torchrun starts them --------------------------------------------
