@@ -212,6 +212,22 @@ def test_missing_or_unreadable_image_is_named(tmp_path, image_encoder):
                        progress=False)
 
 
+def test_channels_last_gives_the_same_features_and_cache_and_restores_the_encoder(
+        tmp_path, image_encoder, monkeypatch):
+    paths = write_images(tmp_path, 4)
+    nchw = image_features(image_encoder, paths, channels_last=False, progress=False)
+    nhwc = image_features(image_encoder, paths, cache_dir=tmp_path / "cache", channels_last=True,
+                          progress=False)
+    assert np.allclose(nchw, nhwc, atol=1e-5)
+    convs = [p for p in image_encoder.parameters() if p.dim() == 4]
+    assert convs and all(p.is_contiguous() for p in convs)
+    # The format is no part of the cache key: the other format reads what this one wrote.
+    calls = count_rows(monkeypatch, image_encoder)
+    again = image_features(image_encoder, paths, cache_dir=tmp_path / "cache",
+                           channels_last=False, progress=False)
+    assert calls == [] and np.array_equal(again, nhwc)
+
+
 def test_worker_processes_give_the_same_features(tmp_path, image_encoder):
     paths = write_images(tmp_path, 4)
     single = image_features(image_encoder, paths, batch_size=3, progress=False)
