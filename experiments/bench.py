@@ -1,0 +1,522 @@
+"""`make bench`: every system side by side on dev_seen, text only, in one run on this machine.
+
+    python experiments/bench.py                  # the benchmark: 3 seeds of our rows (long)
+    python experiments/bench.py --quick          # smoke run: 1 seed, 2 epochs
+    python experiments/bench.py --rows prior,tfidf --out /tmp/RESULTS.md
+
+Trains on train.json, scores dev_seen.json, and writes the quality section of
+experiments/RESULTS.md (experiments/results_quality.md, joined with the speed section of
+experiments/bench_speed.py). The meme images are not on this machine, so every row reads the
+caption alone.
+
+Each training runs in its own process, so its peak memory (max RSS, from wait4) is its own:
+the baselines in a worker of this script, our model as the `train.py` command itself (one
+`--task AB` run trains the Task A and Task B heads together), followed by a worker that
+measures its prediction throughput with no feature cache: the MiniLM forward is included.
+Our rows are trained with an empty feature cache too, so "train s" is from raw captions.
+"""
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import platform
+import shlex
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from hateful_memes.files import write_json, write_text  # noqa: E402
+
+DATA = ROOT.parent / "shared" / "data" / "woah2021" / "annotations"
+WORK = ROOT / "experiments" / "runs" / "bench"
+CACHE = ROOT / "experiments" / "cache" / "bench"
+C_GRID = (0.25, 0.5, 1.0, 2.0, 4.0, 8.0)
+SEEDS = (0, 1, 2)
+QUICK_EPOCHS = 2
+MEMORY_TARGET_MB = 4096
+
+# (task, metric) -> target on dev_seen, text only (issue 5).
+TARGETS = {
+    ("pc", "roc_auc_micro"): 0.90, ("pc", "f1_micro"): 0.66, ("pc", "f1_macro"): 0.55,
+    ("attack", "roc_auc_micro"): 0.93, ("attack", "f1_micro"): 0.66, ("attack", "f1_macro"): 0.55,
+    ("hate", "auroc"): 0.68,
+}
+COLUMNS = list(TARGETS)
+COLUMN_NAMES = {"roc_auc_micro": "micro AUROC", "f1_micro": "micro F1", "f1_macro": "macro F1"}
+TASK_NAMES = {"pc": "A", "attack": "B"}
+
+# Our systems: name -> (config file, what the row shows).
+OURS = {
+    "frozen": ("experiments/text_frozen.yaml", "frozen MiniLM features"),
+    "finetune": ("experiments/text_finetune.yaml", "MiniLM fine-tuned"),
+    "best": ("experiments/text_best.yaml", "best configuration"),
+}
+SYSTEMS = ("prior", "tfidf", *OURS)
+
+
+# --- running one process and measuring it --------------------------------------------------
+
+def run_measured(cmd: list[str], log: Path) -> tuple[float, float]:
+    """Run `cmd` from the repo root with its output in `log`; return (wall seconds, peak RSS
+    in MB of it and its descendants). Exits with the log's tail if the command fails."""
+    log.parent.mkdir(parents=True, exist_ok=True)
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    with open(log, "w") as out:
+        out.write(f"$ {shlex.join(cmd)}\n")
+        out.flush()
+        t0 = time.perf_counter()
+        proc = subprocess.Popen(cmd, cwd=ROOT, stdout=out, stderr=subprocess.STDOUT, env=env)
+        # wait4 reports this child's own rusage (its reaped descendants folded in), unlike
+        # RUSAGE_CHILDREN, which keeps the maximum over every child so far.
+        _, status, usage = os.wait4(proc.pid, 0)
+        seconds = time.perf_counter() - t0
+        proc.returncode = os.waitstatus_to_exitcode(status)
+    if proc.returncode != 0:
+        tail = log.read_text().splitlines()[-25:]
+        sys.exit(f"bench: command failed with exit code {proc.returncode} (log {log}):\n  "
+                 f"{shlex.join(cmd)}\n" + "\n".join(tail))
+    return seconds, usage.ru_maxrss / 1024  # Linux reports kilobytes
+
+
+def _worker(*args: str) -> list[str]:
+    return [sys.executable, str(Path(__file__).resolve()), "--worker", *args]
+
+
+def _load_avg() -> str:
+    return " / ".join(f"{x:.2f}" for x in os.getloadavg())
+
+
+# --- workers: run in their own process -------------------------------------------------------
+
+def _read(data: Path):
+    from hateful_memes.data import read_annotations
+
+    return (read_annotations(data / "train.json"), read_annotations(data / "dev_seen.json"),
+            read_annotations(data / "test.jsonl"))
+
+
+def _crossfit_scores(dev, scores: dict, seed: int) -> dict:
+    from hateful_memes import thresholds as th
+    from hateful_memes.data import gold_matrix
+
+    return {**scores, **{t: th.crossfit(gold_matrix(dev, t), scores[t], seed=seed)
+                         for t in ("pc", "attack")}}
+
+
+def worker_baseline(system: str, data: Path, result: Path) -> None:
+    """Fit a baseline on train, score dev_seen, time predicting dev_seen + test."""
+    from hateful_memes import thresholds as th
+    from hateful_memes.baselines import ConstantPrior, TfidfLogReg
+    from hateful_memes.data import gold_matrix
+    from hateful_memes.metrics import evaluate
+
+    train, dev, test = _read(data)
+    ids = [m.id for m in dev]
+    out: dict = {"system": system}
+    if system == "prior":
+        t0 = time.perf_counter()
+        model = ConstantPrior().fit(train)
+        out["train_seconds"] = time.perf_counter() - t0
+    else:
+        # C by the dev metric our model selects its epoch by (mean micro AUROC of A and B),
+        # with the vectoriser fitted once for the whole grid.
+        t0 = time.perf_counter()
+        first = TfidfLogReg(C_GRID[0]).fit(train)
+        grid = {}
+        for C in C_GRID:
+            report = evaluate(dev, ids, first.with_C(C).predict(dev))
+            grid[C] = float(np.mean([report[t]["roc_auc_micro"] for t in ("pc", "attack")]))
+        out["grid_seconds"] = time.perf_counter() - t0
+        out["C"] = max(grid, key=grid.get)
+        out["grid"] = {str(C): v for C, v in grid.items()}
+        # Timed alone: a user who knows C fits this, vectoriser included.
+        t0 = time.perf_counter()
+        model = TfidfLogReg(out["C"]).fit(train)
+        out["train_seconds"] = time.perf_counter() - t0
+    raw = model.predict(dev)
+    out["reports"] = {"off": [evaluate(dev, ids, raw)]}
+    if system == "tfidf":
+        chosen = {t: th.choose(gold_matrix(dev, t), raw[t]) for t in ("pc", "attack")}
+        folded = {**raw, **{t: th.apply(raw[t], chosen[t]) for t in chosen}}
+        out["reports"]["in_sample"] = [evaluate(dev, ids, folded)]
+        # The peer is deterministic; its spread is that of the fold split, over the same
+        # split seeds our runs use.
+        out["reports"]["crossfit"] = [evaluate(dev, ids, _crossfit_scores(dev, raw, s))
+                                      for s in SEEDS]
+    memes = dev + test
+    t0 = time.perf_counter()
+    scores = model.predict(memes)
+    if system == "tfidf":
+        scores = {**scores, **{t: th.apply(scores[t], chosen[t]) for t in chosen}}
+    out["predict_seconds"] = time.perf_counter() - t0
+    out["n_predicted"] = len(memes)
+    write_json(result, out)
+
+
+def worker_predict(run_dir: Path, data: Path, result: Path) -> None:
+    """Prediction throughput of a trained run on dev_seen + test with no feature cache, so the
+    text encoder's forward pass is timed as well. The one-off model load is timed apart."""
+    from hateful_memes import thresholds as th
+    from hateful_memes.inputs import Encoders, build_inputs
+    from hateful_memes.model import load_checkpoint
+    from hateful_memes.training import predict_scores
+
+    _, dev, test = _read(data)
+    memes = dev + test
+    t0 = time.perf_counter()
+    model, ckpt = load_checkpoint(run_dir / "checkpoint.pt")
+    encoders = Encoders(model.cfg.image_encoder, model.cfg.text_encoder)
+
+    def predict(batch):
+        inputs = build_inputs(batch, model.cfg, encoders, data.parent, cache_dir=None,
+                              model=model, progress=False)
+        scores = predict_scores(model, inputs)
+        if ckpt.get("fold_thresholds", False):
+            for task, t in ckpt.get("thresholds", {}).items():
+                scores[task] = th.apply(scores[task], np.asarray(t))
+        return scores
+
+    predict(memes[:8])  # loads whatever encoder the model reads its input with
+    load_seconds = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    predict(memes)
+    write_json(result, {"predict_seconds": time.perf_counter() - t0, "n_predicted": len(memes),
+                        "load_seconds": load_seconds})
+
+
+# --- the systems -----------------------------------------------------------------------------
+
+def bench_baseline(system: str, data: Path) -> dict:
+    result = WORK / f"{system}.json"
+    seconds, peak = run_measured(_worker("baseline", system, str(data), str(result)),
+                                 WORK / "logs" / f"{system}.log")
+    out = json.loads(result.read_text())
+    out.update(peak_mb=[peak], train_seconds=[out["train_seconds"]],
+               throughput=[out["n_predicted"] / out["predict_seconds"]], process_seconds=seconds)
+    return out
+
+
+def train_command(config: str, seed: int, data: Path, run_dir: Path, cache: Path,
+                  epochs: int | None) -> list[str]:
+    def rel(path: Path) -> str:  # the command runs from the repo root; keep it readable
+        return os.path.relpath(path, ROOT)
+
+    cmd = [sys.executable, "train.py", "--config", config, "--task", "AB", "--seed", str(seed),
+           "--train", rel(data / "train.json"), "--dev", rel(data / "dev_seen.json"),
+           "--out", rel(run_dir), "--cache-dir", rel(cache), "--quiet"]
+    return cmd + (["--epochs", str(epochs)] if epochs else [])
+
+
+def bench_ours(system: str, data: Path, seeds: tuple[int, ...], quick: bool) -> dict:
+    import yaml
+
+    from hateful_memes import train
+
+    config, _ = OURS[system]
+    if not (ROOT / config).is_file():
+        sys.exit(f"bench: {config} not found (row {system!r})")
+    settings = {**train.DEFAULTS, **(yaml.safe_load((ROOT / config).read_text()) or {})}
+    epochs = min(QUICK_EPOCHS, int(settings["epochs"])) if quick else None
+    out: dict = {"system": system, "config": config, "reports": {}, "peak_mb": [],
+                 "train_seconds": [], "fit_seconds": [], "throughput": [], "load_seconds": [],
+                 "best_epoch": [], "commands": []}
+    for seed in seeds:
+        run_dir, cache = WORK / f"{system}-s{seed}", CACHE / f"{system}-s{seed}"
+        for d in (run_dir, cache):
+            shutil.rmtree(d, ignore_errors=True)
+        cmd = train_command(config, seed, data, run_dir, cache, epochs)
+        seconds, peak = run_measured(cmd, WORK / "logs" / f"{system}-s{seed}-train.log")
+        summary = json.loads((run_dir / "summary.json").read_text())
+        dev = summary["dev"]
+        out["reports"].setdefault("off", []).append(dev["thresholds_off"])
+        out["reports"].setdefault("in_sample", []).append(dev["thresholds_on"])
+        if "thresholds_crossfit" in dev:
+            out["reports"].setdefault("crossfit", []).append(dev["thresholds_crossfit"])
+        result = WORK / f"{system}-s{seed}-predict.json"
+        _, predict_peak = run_measured(_worker("predict", str(run_dir), str(data), str(result)),
+                                       WORK / "logs" / f"{system}-s{seed}-predict.log")
+        timing = json.loads(result.read_text())
+        out["peak_mb"].append(max(peak, predict_peak))
+        out["train_seconds"].append(seconds)
+        out["fit_seconds"].append(summary["train_seconds"])
+        out["throughput"].append(timing["n_predicted"] / timing["predict_seconds"])
+        out["load_seconds"].append(timing["load_seconds"])
+        out["best_epoch"].append(summary["best_epoch"])
+        out["commands"].append(shlex.join(["python", *cmd[1:]]))
+        shutil.rmtree(cache, ignore_errors=True)
+        print(f"bench: {system} seed {seed} done in {seconds:.0f}s", file=sys.stderr)
+    # Cross-fitted when train.py reports it; in-sample only as a fall-back, and labelled so.
+    if "crossfit" in out["reports"] and len(out["reports"]["crossfit"]) != len(seeds):
+        del out["reports"]["crossfit"]
+    return out
+
+
+# --- the table -------------------------------------------------------------------------------
+
+def metric(report: dict, column: tuple[str, str]) -> float:
+    task, name = column
+    return report["hate_auroc_binary"] if task == "hate" else report[task][name]
+
+
+def _mean_std(values: list[float]) -> tuple[float, float | None]:
+    values = [v for v in values if v is not None]
+    return float(np.mean(values)), (float(np.std(values, ddof=1)) if len(values) > 1 else None)
+
+
+def _cell(values: list[float], digits: int = 3) -> str:
+    mean, std = _mean_std(values)
+    return f"{mean:.{digits}f}" + (f" ± {std:.{digits}f}" if std is not None else "")
+
+
+def _rate(values: list[float]) -> str:
+    mean, std = _mean_std(values)
+    return f"{mean:,.0f}" + (f" ± {std:,.0f}" if std is not None else "")
+
+
+def table_rows(results: dict) -> list[dict]:
+    """One dict per table row: label, reports (one per seed), the system's timings."""
+    rows = []
+
+    def add(label, system, which, ours):
+        res = results[system]
+        rows.append({"label": label, "system": system, "which": which, "ours": ours,
+                     "reports": res["reports"][which], "train_seconds": res["train_seconds"],
+                     "throughput": res["throughput"], "peak_mb": res["peak_mb"]})
+
+    def thresholded(res) -> tuple[str, str]:
+        if "crossfit" in res["reports"]:
+            return "crossfit", "dev thresholds, 2-fold cross-fitted"
+        return "in_sample", "dev thresholds (in-sample)"
+
+    if "prior" in results:
+        add("constant train prior", "prior", "off", False)
+    if "tfidf" in results:
+        res = results["tfidf"]
+        add(f"TF-IDF + LR (C={res['C']:g}), 0.5 cut", "tfidf", "off", False)
+        which, how = thresholded(res)
+        add(f"TF-IDF + LR (C={res['C']:g}), {how}", "tfidf", which, False)
+    for system, (config, what) in OURS.items():
+        if system not in results:
+            continue
+        which, how = thresholded(results[system])
+        if system == "frozen":
+            add(f"ours, {what}, 0.5 cut", system, "off", True)
+        add(f"ours, {what} ({Path(config).name}), {how}", system, which, True)
+    return rows
+
+
+def _main_table(rows: list[dict]) -> list[str]:
+    head = ["system", *(f"hate AUROC" if t == "hate" else f"{TASK_NAMES[t]} {COLUMN_NAMES[m]}"
+                        for t, m in COLUMNS), "train s", "predict memes/s", "peak MB"]
+    lines = ["| " + " | ".join(head) + " |", "|---" + "|---:" * (len(head) - 1) + "|"]
+    for row in rows:
+        cells = [_cell([metric(r, c) for r in row["reports"]]) for c in COLUMNS]
+        cells += [_cell(row["train_seconds"], 1), _rate(row["throughput"]),
+                  f"{max(row['peak_mb']):.0f}"]
+        lines.append("| " + " | ".join([row["label"], *cells]) + " |")
+    return lines
+
+
+def _target_table(rows: list[dict]) -> list[str]:
+    """Per column of each of our rows: the target met or by how much it misses, and the margin
+    over the TF-IDF peer with the same thresholding (0.5 cut against 0.5 cut)."""
+    peers = {row["which"] == "off": row for row in rows if row["system"] == "tfidf"}
+    head = ["row", "check", *(f"hate AUROC" if t == "hate" else f"{TASK_NAMES[t]} {COLUMN_NAMES[m]}"
+                              for t, m in COLUMNS)]
+    lines = ["| " + " | ".join(head) + " |", "|---|---" + "|---:" * len(COLUMNS) + "|",
+             "| | target | " + " | ".join(f"≥ {TARGETS[c]:.2f}" for c in COLUMNS) + " |"]
+    for row in rows:
+        if not row["ours"]:
+            continue
+        means = {c: _mean_std([metric(r, c) for r in row["reports"]])[0] for c in COLUMNS}
+        cells = [("met" if means[c] >= TARGETS[c] else f"**miss {means[c] - TARGETS[c]:+.3f}**")
+                 for c in COLUMNS]
+        lines.append(f"| {row['label']} | target | " + " | ".join(cells) + " |")
+        peer = peers.get(row["which"] == "off")
+        if peer is not None:
+            pm = {c: _mean_std([metric(r, c) for r in peer["reports"]])[0] for c in COLUMNS}
+            cells = [(f"{means[c] - pm[c]:+.3f}" if means[c] > pm[c]
+                      else f"**{means[c] - pm[c]:+.3f}**") for c in COLUMNS]
+            lines.append(f"| {row['label']} | vs TF-IDF ({peer['label'].split(', ', 1)[1]}) | "
+                         + " | ".join(cells) + " |")
+    return lines
+
+
+def _config_lines(results: dict) -> list[str]:
+    import yaml
+
+    from hateful_memes import train
+
+    lines = []
+    for system, (config, what) in OURS.items():
+        if system not in results:
+            continue
+        settings = yaml.safe_load((ROOT / config).read_text()) or {}
+        changed = {k: v for k, v in settings.items()
+                   if k not in ("train", "dev") and train.DEFAULTS.get(k) != v}
+        tuned = (ROOT / config).read_text().startswith("# tuned")
+        lines.append(f"- `{config}` ({what}{', marked tuned' if tuned else ''}): "
+                     + ", ".join(f"{k}={v}" for k, v in sorted(changed.items()))
+                     + "; everything else as `train.DEFAULTS`.")
+    return lines
+
+
+def machine() -> str:
+    import torch
+
+    cpu = "unknown CPU"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return (f"{platform.node() or 'this machine'}: {cpu}, {os.cpu_count()} CPUs "
+            f"({len(os.sched_getaffinity(0))} usable), torch {torch.__version__} with "
+            f"{torch.get_num_threads()} threads, Python {platform.python_version()}, no GPU used")
+
+
+def quality_section(results: dict, args, started: str, load_before: str, seconds: float) -> str:
+    rows = table_rows(results)
+    ours = [r for r in rows if r["ours"]]
+    seeds = args.seeds
+    lines = [
+        "## Quality on dev_seen: text only (the meme images are not on this machine)",
+        "",
+        *(["**QUICK SMOKE RUN** (`--quick`: 1 seed, at most "
+           f"{QUICK_EPOCHS} epochs): proves the harness works, not the benchmark.", ""]
+          if args.quick else []),
+        f"Command: `{args.command}`  ",
+        f"Date: {started}; took {seconds / 60:.1f} min.  ",
+        f"Machine: {machine()}.  ",
+        f"Load average (1/5/15 min) at start {load_before}, at end {_load_avg()}: "
+        "timings on a loaded machine are inflated.",
+        "",
+        f"Trained on train.json (8,500 memes), scored on dev_seen.json (500). "
+        f"Our rows: mean ± sample std over seeds {', '.join(map(str, seeds))}; one `train.py "
+        "--task AB` run per seed trains the Task A and Task B heads together. "
+        "The 0.5 cut is the official metric as is; the thresholded rows fold per-label "
+        "thresholds chosen on dev_seen into the scores "
+        "(`hateful_memes.thresholds`), 2-fold cross-fitted on dev_seen where marked (thresholds "
+        "chosen on one half, scored on the other; for TF-IDF the spread is over the fold "
+        "splits of the same seeds), in-sample (chosen and scored on the same memes, "
+        "flattering) otherwise.",
+        "",
+        *_main_table(rows),
+        "",
+        "- train s: wall-clock of the whole training command from raw captions with an empty "
+        "feature cache (our rows: the `train.py` process, start-up, MiniLM feature extraction "
+        "and dev evaluation included; TF-IDF: vectoriser and the 16 classifiers at the chosen C, "
+        "without the C grid).",
+        "- predict memes/s: dev_seen + test.jsonl (1,500 memes) from raw captions, no feature "
+        "cache (MiniLM forward included), dev thresholds folded; the one-off model load is "
+        "excluded (below).",
+        "- peak MB: max RSS of the training process or of the prediction process, whichever is "
+        "larger (max over seeds).",
+    ]
+    if "tfidf" in results:
+        res = results["tfidf"]
+        grid = ", ".join(f"C={float(c):g}: {v:.4f}" for c, v in res["grid"].items())
+        lines.append(f"- TF-IDF C chosen on dev_seen by mean micro AUROC of A and B (the "
+                     f"criterion our model selects its epoch by): {grid}; the grid took "
+                     f"{res['grid_seconds']:.1f} s.")
+    for r in ours:
+        res = results[r["system"]]
+        if r["which"] == "off":
+            continue
+        lines.append(f"- {r['label'].split(' (')[0]}: best epoch per seed "
+                     f"{res['best_epoch']}; head fit {_cell(res['fit_seconds'], 1)} s of the "
+                     f"training time; model load before predicting "
+                     f"{_cell(res['load_seconds'], 1)} s.")
+    peaks = [max(r["peak_mb"]) for r in rows]
+    if peaks:
+        lines.append(f"- Peak memory of the text benchmark: {max(peaks):.0f} MB "
+                     f"({'under' if max(peaks) < MEMORY_TARGET_MB else '**over**'} the "
+                     f"{MEMORY_TARGET_MB} MB target).")
+    if ours:
+        lines += ["", "### Targets (issue 5), on the means", "",
+                  "`met`, or the shortfall to the target; then the margin over the TF-IDF peer "
+                  "of this run with the same thresholding (bold: not ahead).", "",
+                  *_target_table(rows), "", "### Configurations", "", *_config_lines(results),
+                  "", "Commands (per seed):", "",
+                  *(f"    {c}" for s in OURS if s in results for c in results[s]["commands"])]
+    return "\n".join(lines) + "\n"
+
+
+# --- RESULTS.md ----------------------------------------------------------------------------
+
+SECTIONS = ("results_quality.md", "results_speed.md")
+
+
+def assemble(results_md: Path) -> None:
+    """RESULTS.md = a header and the section files beside it (each script writes its own)."""
+    parts = ["# Benchmark results", "",
+             "Generated: the quality section by `experiments/bench.py` (`make bench`), the speed "
+             "section by `experiments/bench_speed.py`. Do not edit by hand.", ""]
+    for name in SECTIONS:
+        path = results_md.parent / name
+        if path.is_file():
+            parts += [path.read_text().rstrip("\n"), ""]
+    write_text(results_md, "\n".join(parts))
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["--worker"]:
+        kind, *rest = argv[1:]
+        if kind == "baseline":
+            worker_baseline(rest[0], Path(rest[1]), Path(rest[2]))
+        else:
+            worker_predict(Path(rest[0]), Path(rest[1]), Path(rest[2]))
+        return 0
+    p = argparse.ArgumentParser(prog="experiments/bench.py", description=__doc__.split("\n\n")[0])
+    p.add_argument("--rows", default=",".join(SYSTEMS),
+                   help=f"comma-separated systems to run, of {','.join(SYSTEMS)}")
+    p.add_argument("--quick", action="store_true",
+                   help=f"smoke run: seed 0 only, our rows at most {QUICK_EPOCHS} epochs")
+    p.add_argument("--seeds", type=int, nargs="+", default=list(SEEDS))
+    p.add_argument("--data", default=str(DATA),
+                   help="folder with train.json, dev_seen.json, test.jsonl")
+    p.add_argument("--out", default=str(ROOT / "experiments" / "RESULTS.md"))
+    args = p.parse_args(argv)
+    args.command = shlex.join(["python", "experiments/bench.py", *argv])
+    systems = [s.strip() for s in args.rows.split(",") if s.strip()]
+    unknown = [s for s in systems if s not in SYSTEMS]
+    if unknown or not systems:
+        p.error(f"--rows: unknown {unknown}; choose from {','.join(SYSTEMS)}")
+    if args.quick:
+        args.seeds = args.seeds[:1]
+    data = Path(args.data).resolve()
+    for name in ("train.json", "dev_seen.json", "test.jsonl"):
+        if not (data / name).is_file():
+            p.error(f"{data / name} not found (--data)")
+    started = datetime.datetime.now().astimezone().strftime("%Y-%m-%d %H:%M %Z")
+    load_before, t0 = _load_avg(), time.perf_counter()
+    results = {}
+    for system in systems:
+        print(f"bench: {system} (load {_load_avg()})", file=sys.stderr)
+        if system in OURS:
+            results[system] = bench_ours(system, data, tuple(args.seeds), args.quick)
+        else:
+            results[system] = bench_baseline(system, data)
+    write_json(WORK / "results.json", results)
+    out = Path(args.out)
+    write_text(out.parent / SECTIONS[0],
+               quality_section(results, args, started, load_before, time.perf_counter() - t0))
+    assemble(out)
+    print(f"bench: wrote {out}", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

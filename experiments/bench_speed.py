@@ -1,0 +1,401 @@
+"""Speed of the two paths that decide how fast a run is, measured on this machine.
+
+    python experiments/bench_speed.py                # the measurement (~10 min on 2 idle cores)
+    python experiments/bench_speed.py --quick        # smoke run: few images, one repeat
+    python experiments/bench_speed.py --wait-load 1.5   # first wait for the machine to be quiet
+
+1. Image features with EfficientNet-Lite0 on generated ~500x500 meme PNGs (the real images are
+   not on this machine): images/s of the whole path the product runs
+   (`features.image_features`: file hash, PNG decode, resize and crop, forward) against the
+   forward pass alone on preloaded tensors, over gradient mode, memory format, batch size,
+   torch threads and DataLoader workers.
+2. Training the heads on cached MiniLM features of the 8,500 train.json captions
+   (`train.run`, the frozen text config) against an epoch loop that re-encodes every caption,
+   extrapolated from one measured encoding pass.
+
+Each part runs in its own process, whose peak memory (max RSS) is reported. Writes the speed
+section of experiments/RESULTS.md (experiments/results_speed.md, joined with bench.py's).
+"""
+from __future__ import annotations
+
+import argparse
+import contextlib
+import datetime
+import json
+import shlex
+import shutil
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench import (DATA, ROOT, SECTIONS, _load_avg, assemble, machine,  # noqa: E402
+                   run_measured)
+
+from hateful_memes.files import write_json, write_text  # noqa: E402
+
+WORK = ROOT / "experiments" / "runs" / "speed"
+CACHE = ROOT / "experiments" / "cache" / "speed"
+IMAGE_SIZE = 500
+TARGET_RATIO = 0.8
+TARGET_HEADS_SECONDS = 10.0
+FROZEN_CONFIG = "experiments/text_frozen.yaml"
+
+
+# --- images ------------------------------------------------------------------------------------
+
+def meme_pngs(folder: Path, n: int) -> list[Path]:
+    """`n` demo memes rendered at IMAGE_SIZE with photo-like sensor noise: the demo's flat
+    colours compress to a fraction of a real photo's PNG and would flatter decoding."""
+    from PIL import Image
+
+    from hateful_memes import demo
+    from hateful_memes.files import atomic_open
+
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = [folder / f"{i:05d}.png" for i in range(n)]
+    if all(p.is_file() for p in paths):
+        return paths
+    rng = np.random.default_rng(0)
+    for path, meme in zip(paths, demo.make_memes(max(n, demo.MIN_N), seed=0)):
+        pixels = np.asarray(demo.render(meme, IMAGE_SIZE), dtype=np.int16)
+        pixels = pixels + rng.normal(0, 6, pixels.shape).round().astype(np.int16)
+        with atomic_open(path, "wb") as f:
+            Image.fromarray(pixels.clip(0, 255).astype(np.uint8)).save(f, format="PNG")
+    return paths
+
+
+def _timed(fn, repeats: int) -> float:
+    """Best of `repeats` wall-clock seconds: the run least disturbed by other work."""
+    best = float("inf")
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn()
+        best = min(best, time.perf_counter() - t0)
+    return best
+
+
+def _grad_context(mode: str):
+    import torch
+
+    return {"grad": contextlib.nullcontext, "no_grad": torch.no_grad,
+            "inference_mode": torch.inference_mode}[mode]()
+
+
+def forward_rate(encoder, pixels, batch_size: int, threads: int, grad: str, channels_last: bool,
+                 repeats: int) -> float:
+    """Images/s of `encoder` alone over preloaded, already transformed pixels."""
+    import torch
+
+    torch.set_num_threads(threads)
+    fmt = torch.channels_last if channels_last else torch.contiguous_format
+    encoder.to(memory_format=fmt)
+    batches = [pixels[i:i + batch_size].contiguous(memory_format=fmt)
+               for i in range(0, len(pixels), batch_size)]
+
+    def run():
+        with _grad_context(grad):
+            for batch in batches:
+                encoder(batch)
+
+    with _grad_context(grad):
+        encoder(batches[0])  # warm-up: oneDNN builds its kernels for this shape and format
+    seconds = _timed(run, repeats)
+    encoder.to(memory_format=torch.contiguous_format)
+    return len(pixels) / seconds
+
+
+def whole_rate(encoder, paths, batch_size: int, threads: int, workers: int,
+               channels_last: bool | None, repeats: int) -> float:
+    """Images/s of `features.image_features` from PNG files, no cache: the product's path."""
+    import torch
+
+    from hateful_memes.features import image_features
+
+    torch.set_num_threads(threads)
+    kwargs = {} if channels_last is None else {"channels_last": channels_last}
+    image_features(encoder, paths[:batch_size], batch_size=batch_size, num_workers=workers,
+                   progress=False, **kwargs)  # warm-up
+    seconds = _timed(lambda: image_features(encoder, paths, batch_size=batch_size,
+                                            num_workers=workers, progress=False, **kwargs),
+                     repeats)
+    return len(paths) / seconds
+
+
+def worker_images(n: int, repeats: int, result: Path) -> None:
+    import inspect
+
+    import torch
+
+    from hateful_memes.encoders import create_image_encoder
+    from hateful_memes.features import image_features, load_rgb
+
+    paths = meme_pngs(CACHE / f"png{IMAGE_SIZE}", n)
+    encoder = create_image_encoder("effnet-lite0")
+    t0 = time.perf_counter()
+    pixels = torch.stack([encoder.transform(load_rgb(p)) for p in paths])
+    prepare = (time.perf_counter() - t0) / n
+    sig = inspect.signature(image_features).parameters
+    defaults = {"batch_size": sig["batch_size"].default, "workers": sig["num_workers"].default,
+                "channels_last": sig["channels_last"].default if "channels_last" in sig else False,
+                "threads": torch.get_num_threads()}
+    cl_supported = "channels_last" in sig
+
+    def fwd(**kw):
+        settings = {"batch_size": 32, "threads": defaults["threads"], "grad": "inference_mode",
+                    "channels_last": False, **kw}
+        rate = forward_rate(encoder, pixels, repeats=repeats, **settings)
+        print(f"forward {settings}: {rate:.1f} img/s", file=sys.stderr)
+        return {**settings, "images_per_s": rate}
+
+    def whole(**kw):
+        settings = {"batch_size": defaults["batch_size"], "threads": defaults["threads"],
+                    "workers": defaults["workers"],
+                    "channels_last": defaults["channels_last"] if cl_supported else None, **kw}
+        rate = whole_rate(encoder, paths, repeats=repeats, **settings)
+        print(f"whole {settings}: {rate:.1f} img/s", file=sys.stderr)
+        return {**settings, "images_per_s": rate}
+
+    forward = [fwd(grad=g) for g in ("grad", "no_grad", "inference_mode")]
+    forward += [fwd(channels_last=True)]
+    forward += [fwd(batch_size=b, channels_last=cl) for cl in (False, True) for b in (1, 8, 64)]
+    forward += [fwd(threads=1, channels_last=cl) for cl in (False, True)]
+    cls = (False, True) if cl_supported else (None,)
+    whole_runs = [whole(workers=w, threads=t, channels_last=cl)
+                  for cl in cls for t in (1, 2) for w in (0, 1, 2)]
+    whole_runs += [whole(batch_size=b, workers=1, threads=2, channels_last=cls[-1])
+                   for b in (8, 64)]
+    before = whole(batch_size=32, workers=0, threads=defaults["threads"],
+                   channels_last=False if cl_supported else None)
+    after = whole()  # the defaults of features.image_features now
+    sizes = [p.stat().st_size for p in paths]
+    write_json(result, {
+        "n": n, "repeats": repeats, "mean_png_kb": float(np.mean(sizes)) / 1024,
+        "transform": repr(encoder.transform), "prepare_ms": prepare * 1000,
+        "defaults": defaults, "forward": forward, "whole": whole_runs,
+        "before": before, "after": after,
+        "forward_matching_after": fwd(batch_size=after["batch_size"], threads=after["threads"],
+                                      channels_last=bool(after["channels_last"])),
+    })
+
+
+# --- text: encoding vs the heads on cached features ---------------------------------------------
+
+def worker_encode(cache: Path, data: Path, result: Path) -> None:
+    """One MiniLM pass over train and dev captions: the cost of each epoch of a loop that does
+    not cache features. It also fills the cache the heads are then trained from."""
+    from hateful_memes.data import read_annotations
+    from hateful_memes.encoders import create_text_encoder
+    from hateful_memes.features import text_features
+
+    shutil.rmtree(cache, ignore_errors=True)
+    encoder = create_text_encoder("minilm")
+    import torch
+
+    out: dict = {"threads": torch.get_num_threads()}
+    for split in ("train", "dev_seen"):
+        texts = [m.text for m in read_annotations(data / f"{split}.json")]
+        t0 = time.perf_counter()
+        text_features(encoder, texts, cache_dir=cache, progress=False)
+        out[split] = {"n": len(texts), "seconds": time.perf_counter() - t0}
+    write_json(result, out)
+
+
+def worker_heads(cache: Path, data: Path, runs: int, epochs: int | None, result: Path) -> None:
+    """`train.run` of the frozen text config with every feature already cached."""
+    import yaml
+
+    from hateful_memes import train
+
+    import torch
+
+    settings = yaml.safe_load((ROOT / FROZEN_CONFIG).read_text()) or {}
+    out = []
+    # The head's matrices are small (batch 64 x 512): a second intra-op thread has little to
+    # share, and on a busy machine each op waits for both threads to be scheduled.
+    for threads, seed in [(t, s) for t in dict.fromkeys((torch.get_num_threads(), 1))
+                          for s in range(runs)]:
+        torch.set_num_threads(threads)
+        cfg = {**train.DEFAULTS, **settings, "task": "AB", "seed": seed,
+               "train": str(data / "train.json"), "dev": str(data / "dev_seen.json"),
+               "image_root": str(data.parent), "cache_dir": str(cache),
+               "out": str(WORK / f"heads-s{seed}")}
+        if epochs:
+            cfg["epochs"] = epochs
+        shutil.rmtree(cfg["out"], ignore_errors=True)
+        t0 = time.perf_counter()
+        summary = train.run(cfg, progress=False)
+        out.append({"seed": seed, "threads": threads, "seconds": time.perf_counter() - t0,
+                    "epochs": cfg["epochs"], "fit_seconds": summary["train_seconds"]})
+    write_json(result, out)
+
+
+# --- the section ---------------------------------------------------------------------------
+
+def _setting(r: dict) -> str:
+    parts = [f"batch {r['batch_size']}", f"{r['threads']} thread{'s' if r['threads'] > 1 else ''}"]
+    if "workers" in r:
+        parts.append(f"{r['workers']} worker{'s' if r['workers'] != 1 else ''}")
+    if "grad" in r:
+        parts.append(r["grad"])
+    if r.get("channels_last") is not None:
+        parts.append("channels-last" if r["channels_last"] else "contiguous")
+    return ", ".join(parts)
+
+
+def speed_section(images: dict | None, encode: dict | None, heads: list | None, peaks: dict,
+                  command: str, started: str, load: dict, quick: bool) -> str:
+    lines = ["## Speed", "",
+             *(["**QUICK SMOKE RUN** (`--quick`): proves the script works; not the measurement.",
+                ""] if quick else []),
+             f"Command: `{command}`  ", f"Date: {started}.  ", f"Machine: {machine()}.  ",
+             f"Load average (1/5/15 min) at start {load['start']}, at end {_load_avg()}"
+             + (f" (waited {load['waited']:.0f} s for the 1-minute load to fall below "
+                f"{load['limit']}{'' if load['reached'] else ', it did not'})"
+                if load.get("limit") else "") + ".", ""]
+    if images:
+        fwd, whole = images["forward"], images["whole"]
+        before, after, match = images["before"], images["after"], images["forward_matching_after"]
+        ratio = after["images_per_s"] / match["images_per_s"]
+        lines += [
+            f"### Image features: EfficientNet-Lite0, {images['n']} generated {IMAGE_SIZE}x"
+            f"{IMAGE_SIZE} meme PNGs (mean {images['mean_png_kb']:.0f} KB)", "",
+            f"Best of {images['repeats']} timed passes after one warm-up batch; images/s. "
+            f"Preprocessing `{images['transform'].splitlines()[0]}`… (timm's for the weights); "
+            f"decode + preprocessing alone take {images['prepare_ms']:.1f} ms an image on one "
+            f"core. Peak memory of this part: {peaks['images']:.0f} MB.", "",
+            f"| | path | settings | images/s |", "|---|---|---|---:|",
+            f"| before | whole | {_setting(before)} | {before['images_per_s']:.1f} |",
+            f"| after | whole | {_setting(after)} | {after['images_per_s']:.1f} |",
+            f"| after | forward alone | {_setting(match)} | {match['images_per_s']:.1f} |", "",
+            f"Whole path / forward alone with the new defaults: **{ratio:.2f}** (target ≥ "
+            f"{TARGET_RATIO}: {'met' if ratio >= TARGET_RATIO else '**missed**'}).", "",
+            "Forward alone on preloaded tensors:", "",
+            "| settings | images/s |", "|---|---:|",
+            *(f"| {_setting(r)} | {r['images_per_s']:.1f} |" for r in fwd), "",
+            "Whole path (`features.image_features`, no cache):", "",
+            "| settings | images/s |", "|---|---:|",
+            *(f"| {_setting(r)} | {r['images_per_s']:.1f} |" for r in whole), ""]
+    if encode and heads:
+        epochs = heads[0]["epochs"]
+        encode_s = encode["train"]["seconds"] + encode["dev_seen"]["seconds"]
+        by_threads: dict[int, list[dict]] = {}
+        for h in heads:
+            by_threads.setdefault(h["threads"], []).append(h)
+        default = heads[0]["threads"]
+        lines += [
+            f"### Training the heads on cached MiniLM features of {encode['train']['n']:,} memes",
+            "",
+            f"`train.run` with `{FROZEN_CONFIG}` (`--task AB`, {epochs} epochs, image none), every "
+            f"train and dev_seen caption feature already in the cache. Seconds per run: the whole "
+            f"in-process `train.run` (loading MiniLM to key the cache, reading it, {epochs} epochs "
+            f"with dev evaluation and checkpoints, thresholds, reports), and of it the epoch loop "
+            f"(`fit`); one run per seed, {len(by_threads[default])} seeds, by torch intra-op "
+            f"threads ({default} is torch's default here).", "",
+            "| torch threads | seconds per run | of which `fit` | target < 10 s | "
+            "re-encoding loop / cached run |", "|---:|---:|---:|---|---:|"]
+        for threads, runs in by_threads.items():
+            run_s, fit_s = [h["seconds"] for h in runs], [h["fit_seconds"] for h in runs]
+            mean_run, mean_fit = float(np.mean(run_s)), float(np.mean(fit_s))
+            loop_s = epochs * encode_s + mean_fit
+            lines.append(f"| {threads} | {', '.join(f'{s:.1f}' for s in run_s)} (mean "
+                         f"{mean_run:.1f}) | {', '.join(f'{s:.1f}' for s in fit_s)} | "
+                         f"{'met' if mean_run < TARGET_HEADS_SECONDS else '**missed**'} | "
+                         f"{loop_s:.0f} s / {mean_run:.1f} s = **{loop_s / mean_run:.0f}×** |")
+        lines += [
+            "",
+            f"- The re-encoding loop is extrapolated, not run: one MiniLM pass (inference mode, "
+            f"batch 64, length-sorted, {torch_threads_note(encode)}) over the "
+            f"{encode['train']['n']:,} train captions took {encode['train']['seconds']:.1f} s "
+            f"and over the {encode['dev_seen']['n']} dev_seen captions "
+            f"{encode['dev_seen']['seconds']:.1f} s; a loop without the cache pays that every "
+            f"epoch: {epochs} × {encode_s:.1f} s, plus the same head training. A lower bound: "
+            "it counts the forward passes alone, without autograd.",
+            f"- Peak memory: encoding pass {peaks['encode']:.0f} MB, cached training "
+            f"{peaks['heads']:.0f} MB.", ""]
+    return "\n".join(lines) + "\n"
+
+
+def torch_threads_note(encode: dict) -> str:
+    threads = encode.get("threads")
+    return f"{threads} torch threads" if threads else "torch's default threads"
+
+
+def wait_for_quiet(limit: float, max_seconds: float) -> dict:
+    import os
+
+    t0 = time.time()
+    while os.getloadavg()[0] >= limit and time.time() - t0 < max_seconds:
+        time.sleep(20)
+    return {"limit": limit, "waited": time.time() - t0, "reached": os.getloadavg()[0] < limit}
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["--worker"]:
+        kind, *rest = argv[1:]
+        if kind == "images":
+            worker_images(int(rest[0]), int(rest[1]), Path(rest[2]))
+        elif kind == "encode":
+            worker_encode(Path(rest[0]), Path(rest[1]), Path(rest[2]))
+        else:
+            worker_heads(Path(rest[0]), Path(rest[1]), int(rest[2]), int(rest[3]) or None,
+                         Path(rest[4]))
+        return 0
+    p = argparse.ArgumentParser(prog="experiments/bench_speed.py",
+                                description=__doc__.split("\n\n")[0])
+    p.add_argument("--parts", default="images,heads", help="comma-separated: images, heads")
+    p.add_argument("--images", type=int, default=128, help="generated memes to encode")
+    p.add_argument("--repeats", type=int, default=3, help="timed passes per setting (best kept)")
+    p.add_argument("--runs", type=int, default=3, help="cached heads trainings to time")
+    p.add_argument("--quick", action="store_true",
+                   help="smoke run: 24 images, 1 repeat, 1 run, 2 epochs")
+    p.add_argument("--wait-load", type=float, metavar="L",
+                   help="first wait until the 1-minute load average is below L")
+    p.add_argument("--wait-max", type=float, default=1200, help="longest wait for --wait-load, s")
+    p.add_argument("--data", default=str(DATA))
+    p.add_argument("--out", default=str(ROOT / "experiments" / "RESULTS.md"))
+    args = p.parse_args(argv)
+    command = shlex.join(["python", "experiments/bench_speed.py", *argv])
+    parts = {s.strip() for s in args.parts.split(",") if s.strip()}
+    if not parts or parts - {"images", "heads"}:
+        p.error(f"--parts: choose from images, heads (got {args.parts!r})")
+    if args.quick:
+        args.images, args.repeats, args.runs = 24, 1, 1
+    data = Path(args.data).resolve()
+    load = {"start": _load_avg()}
+    if args.wait_load:
+        load.update(wait_for_quiet(args.wait_load, args.wait_max))
+        load["start"] = _load_avg()
+    started = datetime.datetime.now().astimezone().strftime("%Y-%m-%d %H:%M %Z")
+    me = [sys.executable, str(Path(__file__).resolve()), "--worker"]
+    images = encode = heads = None
+    peaks = {}
+    if "images" in parts:
+        res = WORK / "images.json"
+        _, peaks["images"] = run_measured(
+            [*me, "images", str(args.images), str(args.repeats), str(res)], WORK / "images.log")
+        images = json.loads(res.read_text())
+    if "heads" in parts:
+        cache = CACHE / "features"
+        res = WORK / "encode.json"
+        _, peaks["encode"] = run_measured([*me, "encode", str(cache), str(data), str(res)],
+                                          WORK / "encode.log")
+        encode = json.loads(res.read_text())
+        res = WORK / "heads.json"
+        _, peaks["heads"] = run_measured(
+            [*me, "heads", str(cache), str(data), str(args.runs), "2" if args.quick else "0",
+             str(res)], WORK / "heads.log")
+        heads = json.loads(res.read_text())
+    out = Path(args.out)
+    write_text(out.parent / SECTIONS[1],
+               speed_section(images, encode, heads, peaks, command, started, load, args.quick))
+    assemble(out)
+    print(f"bench_speed: wrote {out}", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
