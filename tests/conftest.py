@@ -1,6 +1,17 @@
 import pytest
+import torch
 
 from hateful_memes import demo
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    # The tests' tensors are tiny: a second thread only adds contention, and on a shared
+    # machine OpenMP's spin-waiting made small steps up to ten times slower.
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="session")

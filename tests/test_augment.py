@@ -8,13 +8,8 @@ from hateful_memes.augment import GaussianBlur, Solarization, Transform, backbon
 
 
 @pytest.fixture(autouse=True)
-def seeded_one_thread():
-    # Tiny tensors: a second thread only adds contention (badly so on a shared machine).
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
+def seeded():
     torch.manual_seed(0)
-    yield
-    torch.set_num_threads(threads)
 
 
 def test_data_config_comes_from_timm():

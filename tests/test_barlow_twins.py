@@ -15,15 +15,6 @@ from hateful_memes.barlow_twins import (BN_EPS, BarlowTwins, BarlowTwinsLoss, Gl
 LAMBD = 0.0051
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    # Tiny tensors: a second thread only adds contention (badly so on a shared machine).
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def close(a: torch.Tensor, b: torch.Tensor, rel: float = 1e-4) -> bool:
     """Equal up to float32 summation order, relative to the tensor's size."""
     return bool((a.double() - b.double()).norm() <= rel * b.double().norm() + 1e-12)

@@ -23,3 +23,13 @@ def test_atomic_open_creates_parent_dirs(tmp_path):
     with atomic_open(tmp_path / "a" / "b.txt") as f:
         f.write("x")
     assert (tmp_path / "a" / "b.txt").read_text() == "x"
+
+
+def test_written_files_get_the_usual_permissions(tmp_path):
+    import os
+    umask = os.umask(0o022)
+    try:
+        write_jsonl(tmp_path / "p.jsonl", [{"id": 1}])
+    finally:
+        os.umask(umask)
+    assert (tmp_path / "p.jsonl").stat().st_mode & 0o777 == 0o644

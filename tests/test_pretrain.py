@@ -19,15 +19,6 @@ from hateful_memes.pretrain import (ImageDataset, ImageSetError, Skipped, collat
 BACKBONE = "test_resnet"
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    # Tiny tensors: a second thread only adds contention (badly so on a shared machine).
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def make_images(folder: Path, n: int, seed: int = 0) -> list[Path]:
     rng = np.random.default_rng(seed)
     folder.mkdir(parents=True, exist_ok=True)
