@@ -75,7 +75,7 @@ def test_no_images_is_a_clear_error(tmp_path):
     with pytest.raises(ImageSetError, match="no images found"):
         collect_images([ann])
     ann.write_text('{"img": "img/1.png"}\n{"img": \n')
-    with pytest.raises(ImageSetError, match=rf"train.json:2: not a JSON object"):
+    with pytest.raises(ImageSetError, match=r"train.json:2: not a JSON object"):
         collect_images([ann])
     ann.write_text('{"id": 3}\n')
     with pytest.raises(ImageSetError, match=r"train.json:1: expected an object with an 'img'"):
@@ -242,3 +242,21 @@ def test_the_same_command_runs_on_two_processes(tmp_path):
     # 17 images over 2 processes of 4 each: 2 steps an epoch, as in one process
     assert [r["step"] for r in rows] == [0, 1, 3]
     assert all(np.isfinite(r["loss"]) for r in rows)
+
+
+def test_train_py_uses_a_pretrained_backbone(demo_data, feature_cache, tmp_path):
+    """Pretrain on the demo memes' annotation file, then train the classifier on top of it."""
+    from hateful_memes import train
+    from hateful_memes.model import load_checkpoint
+
+    ann = demo_data / "annotations"
+    out = tmp_path / "bt"
+    assert main(args(ann / "train.json", out, "--epochs", "1")) == 0
+    run = tmp_path / "run"
+    assert train.main(["--task", "A", "--train", str(ann / "train.json"), "--dev", str(ann / "dev.json"),
+                       "--image-encoder", f"bt:{out / 'checkpoint.pt'}", "--text-encoder", "none",
+                       "--epochs", "2", "--hidden", "16", "--cache-dir", str(feature_cache),
+                       "--out", str(run), "--quiet"]) == 0
+    model, _ = load_checkpoint(run / "checkpoint.pt")
+    assert model.cfg.image_encoder == f"bt:{out / 'checkpoint.pt'}"
+    assert model.cfg.image_dim == load_backbone(out / "checkpoint.pt")[0].num_features
