@@ -37,7 +37,7 @@ class ModelConfig:
     text_encoder: str = "minilm"
     image_dim: int = 0
     text_dim: int = 0
-    fusion: str = "interact"
+    fusion: str = "concat"
     empty: str = "gate"
     hidden: int = 512
     dropout: float = 0.3

@@ -37,7 +37,7 @@ DEFAULTS = {
     "image_root": None,  # the parent of the annotations folder, as in the organisers' layout
     "image_encoder": "effnet-lite0",
     "text_encoder": "minilm",
-    "fusion": "interact",
+    "fusion": "concat",
     "empty": "gate",
     "hidden": 512,
     "dropout": 0.3,
