@@ -4,10 +4,12 @@ import torch
 from hateful_memes import demo
 
 
-@pytest.fixture(autouse=True)
+@pytest.fixture(autouse=True, scope="session")
 def one_thread():
     # The tests' tensors are tiny: a second thread only adds contention, and on a shared
-    # machine OpenMP's spin-waiting made small steps up to ten times slower.
+    # machine OpenMP's spin-waiting made small steps up to ten times slower. Session-wide, so
+    # that module fixtures run with the same thread count as the tests comparing against them
+    # (float sums, hence bit-exact results, depend on it).
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     yield
