@@ -4,6 +4,9 @@ SHELL := /bin/bash
 PYTHON ?= python3
 # The machine's pip config names local indexes that do not all exist; hide that noise only.
 QUIET := { grep -v '^WARNING: Location' || true; }
+# Idle OpenMP threads sleep instead of spinning: on a small, shared machine the spinning of
+# torch's thread pool made small training steps several times slower.
+export OMP_WAIT_POLICY ?= PASSIVE
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
