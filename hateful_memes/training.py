@@ -11,6 +11,7 @@ from typing import Callable
 
 import numpy as np
 import torch
+from sklearn.metrics import f1_score
 from tqdm.auto import tqdm
 
 from .files import write_jsonl
@@ -55,38 +56,40 @@ class FitConfig:
             raise ValueError(f"select must be one of {SELECT_METRICS}, got {self.select!r}")
 
 
-def predict_scores(model: MemeModel, inputs: Inputs, batch_size: int = 256, progress: bool = False) -> dict[str, np.ndarray]:
-    """Scores in LABELS order for every task of the model, `hate` included."""
+def _batches(model: MemeModel, inputs: Inputs, batch_size: int, progress: bool = False):
+    """(index list, logits) for consecutive batches, in eval mode without gradients."""
     model.eval()
     device = _device_of(model)
-    out: dict[str, list[np.ndarray]] = {}
-    starts = range(0, len(inputs), batch_size)
     with torch.inference_mode():
-        for start in tqdm(starts, desc="predict", disable=not progress, leave=False):
+        for start in tqdm(range(0, len(inputs), batch_size), desc="predict", disable=not progress, leave=False):
             idx = list(range(start, min(start + batch_size, len(inputs))))
             image, text = inputs.batch(idx)
-            for task, s in model.scores(model(_to(image, device), _to(text, device))).items():
-                out.setdefault(task, []).append(s.float().cpu().numpy())
+            yield idx, model(_to(image, device), _to(text, device))
+
+
+def predict_scores(model: MemeModel, inputs: Inputs, batch_size: int = 256, progress: bool = False) -> dict[str, np.ndarray]:
+    """Scores in LABELS order for every task of the model, `hate` included."""
+    out: dict[str, list[np.ndarray]] = {}
+    for _, logits in _batches(model, inputs, batch_size, progress):
+        for task, s in model.scores(logits).items():
+            out.setdefault(task, []).append(s.float().cpu().numpy())
     return {task: np.concatenate(parts) for task, parts in out.items()}
 
 
 def _dev_metrics(model: MemeModel, inputs: Inputs, targets: dict[str, torch.Tensor], batch_size: int) -> dict:
-    scores = predict_scores(model, inputs, batch_size)
+    """Dev loss and metrics from one pass over dev."""
     device = _device_of(model)
-    metrics = {}
-    with torch.no_grad():
-        logits_loss = 0.0
-        for start in range(0, len(inputs), batch_size):
-            idx = list(range(start, min(start + batch_size, len(inputs))))
-            image, text = inputs.batch(idx)
-            t = {k: v[idx].to(device) for k, v in targets.items()}
-            logits_loss += float(model.loss(model(_to(image, device), _to(text, device)), t)) * len(idx)
-    metrics["loss"] = logits_loss / max(len(inputs), 1)
-    tasks = [t for t in model.cfg.tasks]
+    parts: dict[str, list[np.ndarray]] = {}
+    loss = 0.0
+    for idx, logits in _batches(model, inputs, batch_size):
+        loss += float(model.loss(logits, {k: v[idx].to(device) for k, v in targets.items()})) * len(idx)
+        for task, s in model.scores(logits).items():
+            parts.setdefault(task, []).append(s.float().cpu().numpy())
+    scores = {task: np.concatenate(p) for task, p in parts.items()}
+    metrics = {"loss": loss / max(len(inputs), 1)}
+    tasks = list(model.cfg.tasks)
     per = [official(targets[t].numpy(), scores[t]) for t in tasks]
     metrics["roc_auc_micro"] = float(np.mean([p["roc_auc_micro"] for p in per]))
-    from sklearn.metrics import f1_score
-
     metrics["f1_macro"] = float(np.mean([
         f1_score(targets[t].numpy(), scores[t] > 0.5, average="macro", zero_division=0) for t in tasks]))
     for t, p in zip(tasks, per):
