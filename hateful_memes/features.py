@@ -178,19 +178,30 @@ def _features(encoder: torch.nn.Module, keys: list[str], batches: Batches,
     return np.stack([found[key] for key in keys]).astype(np.float32, copy=False)
 
 
+# On the CPU, small batches keep a convolution's activations in cache: EfficientNet-Lite0's
+# forward pass ran faster at 8 or 16 images a batch than at 32 or 64 in every run of
+# experiments/bench_speed.py. An accelerator wants large batches.
+CPU_IMAGE_BATCH = 8
+ACCELERATOR_IMAGE_BATCH = 64
+
+
 def image_features(encoder: "ImageEncoder", paths: Sequence[str | Path],
-                   cache_dir: str | Path | None = None, batch_size: int = 32, num_workers: int = 0,
-                   device: str = "cpu", progress: bool = True,
+                   cache_dir: str | Path | None = None, batch_size: int | None = None,
+                   num_workers: int = 0, device: str = "cpu", progress: bool = True,
                    channels_last: bool = True) -> np.ndarray:
     """(len(paths), encoder.dim) float32 features; files with identical bytes are encoded once.
 
+    `batch_size` None is CPU_IMAGE_BATCH on the CPU, ACCELERATOR_IMAGE_BATCH elsewhere.
     `channels_last` runs the forward pass in the NHWC memory format, which oneDNN's CPU
-    convolutions are written for: EfficientNet-Lite0 on 2 cores went from 48 to 71 images/s
-    (forward alone) and from 29 to 38 images/s (this whole path, PNG decoding included);
-    experiments/RESULTS.md, "Speed". The encoder is returned to the default format afterwards,
-    and its weights, hence the cache key, are the same in either format. Loader workers
-    (`num_workers`) pay off only where they get cores the forward pass does not use.
+    convolutions are written for. With both, this whole path (PNG decoding included) ran
+    EfficientNet-Lite0 on 2 cores at about 1.8x the images/s of batches of 32 in the default
+    format (experiments/RESULTS.md, "Speed"). The encoder is returned to the default format
+    afterwards, and its weights, hence the cache key, are the same in either format. Loader
+    workers (`num_workers`) pay off only where they get cores the forward pass does not use.
     """
+    if batch_size is None:
+        on_cpu = torch.device(device).type == "cpu"
+        batch_size = CPU_IMAGE_BATCH if on_cpu else ACCELERATOR_IMAGE_BATCH
     paths = [Path(p) for p in paths]
     keys = [file_digest(p) for p in paths]
     memory_format = torch.channels_last if channels_last else torch.contiguous_format
