@@ -383,7 +383,9 @@ def machine() -> str:
         pass
     return (f"{platform.node() or 'this machine'}: {cpu}, {os.cpu_count()} CPUs "
             f"({len(os.sched_getaffinity(0))} usable), torch {torch.__version__} with "
-            f"{torch.get_num_threads()} threads, Python {platform.python_version()}, no GPU used")
+            f"{torch.get_num_threads()} threads (OMP_WAIT_POLICY "
+            f"{os.environ.get('OMP_WAIT_POLICY', 'unset')}), Python {platform.python_version()}, "
+            "no GPU used")
 
 
 def quality_section(results: dict, args, started: str, load_before: str, seconds: float) -> str:

@@ -129,6 +129,7 @@ def worker_images(n: int, repeats: int, result: Path) -> None:
     import torch
 
     from hateful_memes.encoders import create_image_encoder
+    from hateful_memes import features
     from hateful_memes.features import image_features, load_rgb
 
     paths = meme_pngs(CACHE / f"png{IMAGE_SIZE}", n)
@@ -139,7 +140,9 @@ def worker_images(n: int, repeats: int, result: Path) -> None:
     pixels = torch.stack([encoder.transform(load_rgb(p)) for p in paths])
     prepare = (time.perf_counter() - t0) / n
     sig = inspect.signature(image_features).parameters
-    defaults = {"batch_size": sig["batch_size"].default, "threads": default_threads,
+    # None: the function picks the batch for the device; this runs on the CPU.
+    batch_default = sig["batch_size"].default or features.CPU_IMAGE_BATCH
+    defaults = {"batch_size": batch_default, "threads": default_threads,
                 "workers": sig["num_workers"].default,
                 "channels_last": sig["channels_last"].default}
     before = {"batch_size": 32, "threads": default_threads, "workers": 0, "channels_last": False}
