@@ -179,7 +179,7 @@ def _features(encoder: torch.nn.Module, keys: list[str], batches: Batches,
 
 
 # On the CPU, small batches keep a convolution's activations in cache: EfficientNet-Lite0's
-# forward pass ran faster at 8 or 16 images a batch than at 32 or 64 in every run of
+# forward pass ran faster at 8 images a batch than at 32 or 64 in each of five runs of
 # experiments/bench_speed.py. An accelerator wants large batches.
 CPU_IMAGE_BATCH = 8
 ACCELERATOR_IMAGE_BATCH = 64
@@ -194,10 +194,10 @@ def image_features(encoder: "ImageEncoder", paths: Sequence[str | Path],
     `batch_size` None is CPU_IMAGE_BATCH on the CPU, ACCELERATOR_IMAGE_BATCH elsewhere.
     `channels_last` runs the forward pass in the NHWC memory format, which oneDNN's CPU
     convolutions are written for. With both, this whole path (PNG decoding included) ran
-    EfficientNet-Lite0 on 2 cores at about 1.8x the images/s of batches of 32 in the default
-    format (experiments/RESULTS.md, "Speed"). The encoder is returned to the default format
-    afterwards, and its weights, hence the cache key, are the same in either format. Loader
-    workers (`num_workers`) pay off only where they get cores the forward pass does not use.
+    EfficientNet-Lite0 on 2 cores at 1.2x to 2.0x the images/s of batches of 32 in the default
+    format, in four runs (experiments/RESULTS.md, "Speed"). The encoder is returned to the
+    default format afterwards, and its weights, hence the cache key, are the same in either
+    format. Loader workers (`num_workers`) pay off only where they get cores of their own.
     """
     if batch_size is None:
         on_cpu = torch.device(device).type == "cpu"

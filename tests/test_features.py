@@ -228,6 +228,13 @@ def test_channels_last_gives_the_same_features_and_cache_and_restores_the_encode
     assert calls == [] and np.array_equal(again, nhwc)
 
 
+def test_default_batch_on_the_cpu_is_the_small_one(tmp_path, image_encoder, monkeypatch):
+    paths = write_images(tmp_path, features.CPU_IMAGE_BATCH + 2)
+    calls = count_rows(monkeypatch, image_encoder)
+    image_features(image_encoder, paths, progress=False)
+    assert calls == [features.CPU_IMAGE_BATCH, 2]
+
+
 def test_worker_processes_give_the_same_features(tmp_path, image_encoder):
     paths = write_images(tmp_path, 4)
     single = image_features(image_encoder, paths, batch_size=3, progress=False)
