@@ -302,16 +302,21 @@ def image_lines(images: dict, peak_mb: float) -> list[str]:
         *(f"| {_setting(r)} | {r['images_per_s']:.1f} | {same_forward(r)} |" for r in whole), ""]
 
 
-def speed_section(images: dict | None, encode: dict | None, heads: list | None, peaks: dict,
-                  command: str, started: str, load: dict, quick: bool) -> str:
+def speed_section(run: dict) -> str:
+    """The section for one run's measurements (what `main` saves in WORK/speed.json)."""
+    images, encode, heads, peaks = run["images"], run["encode"], run["heads"], run["peaks"]
+    load = run["load"]
     lines = ["## Speed", "",
              *(["**QUICK SMOKE RUN** (`--quick`): proves the script works; not the measurement.",
-                ""] if quick else []),
-             f"Command: `{command}`  ", f"Date: {started}.  ", f"Machine: {machine()}.  ",
-             f"Load average (1/5/15 min) at start {load['start']}, at end {_load_avg()}"
+                ""] if run["quick"] else []),
+             f"Command: `{run['command']}`  ", f"Date: {run['started']}.  ",
+             f"Machine: {run['machine']}.  ",
+             f"Load average (1/5/15 min) at start {load['start']}, at end {load['end']}"
              + (f" (waited {load['waited']:.0f} s for the 1-minute load to fall below "
                 f"{load['limit']}{'' if load['reached'] else ', it did not'})"
-                if load.get("limit") else "") + ".", ""]
+                if load.get("limit") else "") + ".", "",
+             "This is a VM on a shared host: absolute rates moved by up to 2x between runs of "
+             "this script on the same day, with the same code. Compare rows of one run.", ""]
     if images:
         lines += image_lines(images, peaks["images"])
     if encode and heads:
@@ -391,7 +396,16 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--wait-max", type=float, default=1200, help="longest wait for --wait-load, s")
     p.add_argument("--data", default=str(DATA))
     p.add_argument("--out", default=str(ROOT / "experiments" / "RESULTS.md"))
+    p.add_argument("--render", action="store_true",
+                   help=f"measure nothing: rewrite the section from the last run's {WORK.name}/"
+                        "speed.json")
     args = p.parse_args(argv)
+    if args.render:
+        out = Path(args.out)
+        write_text(out.parent / SECTIONS[1], speed_section(json.loads(
+            (WORK / "speed.json").read_text())))
+        assemble(out)
+        return 0
     command = shlex.join(["python", "experiments/bench_speed.py", *argv])
     parts = {s.strip() for s in args.parts.split(",") if s.strip()}
     if not parts or parts - {"images", "heads"}:
@@ -423,9 +437,12 @@ def main(argv: list[str] | None = None) -> int:
             [*me, "heads", str(cache), str(data), str(args.runs), "2" if args.quick else "0",
              str(res)], WORK / "heads.log")
         heads = json.loads(res.read_text())
+    run = {"command": command, "started": started, "machine": machine(), "quick": args.quick,
+           "load": {**load, "end": _load_avg()}, "peaks": peaks, "images": images,
+           "encode": encode, "heads": heads}
+    write_json(WORK / "speed.json", run)
     out = Path(args.out)
-    write_text(out.parent / SECTIONS[1],
-               speed_section(images, encode, heads, peaks, command, started, load, args.quick))
+    write_text(out.parent / SECTIONS[1], speed_section(run))
     assemble(out)
     print(f"bench_speed: wrote {out}", file=sys.stderr)
     return 0
