@@ -315,7 +315,7 @@ def table_rows(results: dict) -> list[dict]:
 
 
 def _main_table(rows: list[dict]) -> list[str]:
-    head = ["system", *(f"hate AUROC" if t == "hate" else f"{TASK_NAMES[t]} {COLUMN_NAMES[m]}"
+    head = ["system", *("hate AUROC" if t == "hate" else f"{TASK_NAMES[t]} {COLUMN_NAMES[m]}"
                         for t, m in COLUMNS), "train s", "predict memes/s", "peak MB"]
     lines = ["| " + " | ".join(head) + " |", "|---" + "|---:" * (len(head) - 1) + "|"]
     for row in rows:
@@ -330,7 +330,7 @@ def _target_table(rows: list[dict]) -> list[str]:
     """Per column of each of our rows: the target met or by how much it misses, and the margin
     over the TF-IDF peer with the same thresholding (0.5 cut against 0.5 cut)."""
     peers = {row["which"] == "off": row for row in rows if row["system"] == "tfidf"}
-    head = ["row", "check", *(f"hate AUROC" if t == "hate" else f"{TASK_NAMES[t]} {COLUMN_NAMES[m]}"
+    head = ["row", "check", *("hate AUROC" if t == "hate" else f"{TASK_NAMES[t]} {COLUMN_NAMES[m]}"
                               for t, m in COLUMNS)]
     lines = ["| " + " | ".join(head) + " |", "|---|---" + "|---:" * len(COLUMNS) + "|",
              "| | target | " + " | ".join(f"≥ {TARGETS[c]:.2f}" for c in COLUMNS) + " |"]

@@ -55,9 +55,9 @@ class Inputs:
         if isinstance(self.image, torch.Tensor):
             image = self.image[idx]
         elif self.image is not None:
-            from PIL import Image
+            from .features import load_rgb
 
-            image = torch.stack([self.image_transform(Image.open(self.image[i]).convert("RGB")) for i in idx])
+            image = torch.stack([self.image_transform(load_rgb(self.image[i])) for i in idx])
         if isinstance(self.text, torch.Tensor):
             text = self.text[idx]
         elif self.text is not None:
