@@ -110,7 +110,7 @@ def _optimizer(model: MemeModel, cfg: FitConfig) -> torch.optim.Optimizer:
     enc = [p for m in (model.image_encoder, model.text_encoder) if m is not None for p in m.parameters() if p.requires_grad]
     if enc:
         groups.append({"params": enc, "lr": cfg.encoder_lr})
-    return torch.optim.AdamW(groups, weight_decay=cfg.weight_decay)
+    return torch.optim.AdamW(groups, weight_decay=cfg.weight_decay, fused=True)
 
 
 def _lr_factor(step: int, total: int, warmup: float) -> float:

@@ -3,7 +3,7 @@ import pytest
 import torch
 
 from hateful_memes import labels as L
-from hateful_memes.model import (MemeModel, ModelConfig, load_checkpoint, loss_from_logits,
+from hateful_memes.model import (Dropout, MemeModel, ModelConfig, load_checkpoint, loss_from_logits,
                                  save_checkpoint, scores_from_logits)
 
 
@@ -75,3 +75,39 @@ def test_load_checkpoint_refuses_foreign_files(tmp_path):
     torch.save({"weights": 1}, tmp_path / "x.pt")
     with pytest.raises(ValueError, match="not a hateful_memes checkpoint"):
         load_checkpoint(tmp_path / "x.pt")
+
+
+@pytest.mark.parametrize("p", [0.1, 0.3, 0.5])
+def test_dropout_keeps_one_minus_p_and_preserves_the_mean(p):
+    drop = Dropout(p).train()
+    x = torch.ones(301, 333)  # an odd element count: the last 32-bit draw is half used
+    y = drop(x)
+    kept = (y != 0).float().mean().item()
+    assert abs(kept - (1 - p)) < 0.005
+    assert torch.allclose(y[y != 0], torch.full_like(y[y != 0], 1 / (1 - p)))
+    assert abs(y.mean().item() - 1) < 0.02
+
+
+def test_dropout_is_seeded_identity_in_eval_and_masks_the_gradient():
+    drop = Dropout(0.5)
+    x = torch.randn(64, 40, requires_grad=True)
+    torch.manual_seed(3)
+    a = drop(x)
+    torch.manual_seed(3)
+    b = drop(x)
+    assert torch.equal(a, b)
+    assert not torch.equal(a, drop(x))  # a new mask on the next call
+    a.sum().backward()
+    assert torch.equal(x.grad, (a != 0).float() * 2)
+    assert drop.eval()(x) is x
+    assert Dropout(0.0).train()(x) is x
+    with pytest.raises(ValueError, match="dropout"):
+        Dropout(1.0)
+
+
+def test_dropout_masks_are_independent_across_elements():
+    torch.manual_seed(0)
+    keep = (Dropout(0.5).train()(torch.ones(200_000)) != 0).float()
+    # Neighbours come from the two halves of one 32-bit draw, or from consecutive draws.
+    corr = np.corrcoef(keep[:-1].numpy(), keep[1:].numpy())[0, 1]
+    assert abs(corr) < 0.01
