@@ -137,8 +137,11 @@ def worker_images(n: int, repeats: int, result: Path) -> None:
     default_threads = torch.get_num_threads()
     torch.set_num_threads(1)
     t0 = time.perf_counter()
-    pixels = torch.stack([encoder.transform(load_rgb(p)) for p in paths])
+    decoded = [load_rgb(p) for p in paths]
+    decode = (time.perf_counter() - t0) / n
+    pixels = torch.stack([encoder.transform(image) for image in decoded])
     prepare = (time.perf_counter() - t0) / n
+    del decoded
     sig = inspect.signature(image_features).parameters
     # None: the function picks the batch for the device; this runs on the CPU.
     batch_default = sig["batch_size"].default or features.CPU_IMAGE_BATCH
@@ -181,6 +184,7 @@ def worker_images(n: int, repeats: int, result: Path) -> None:
     write_json(result, {
         "n": n, "repeats": repeats, "mean_png_kb": float(np.mean(sizes)) / 1024,
         "transform": repr(encoder.transform), "prepare_ms": prepare * 1000,
+        "decode_ms": decode * 1000,
         "defaults": defaults, "forward": forward, "whole": whole,
         "before": find(whole, before), "after": find(whole, defaults),
         "forward_matching_after": find(forward, matching),
@@ -262,6 +266,12 @@ def image_lines(images: dict, peak_mb: float) -> list[str]:
     # CPU time: per image, the whole path costs the sum of their core-milliseconds.
     fwd_core_ms = 1000 * fwd_after["threads"] / fwd_after["images_per_s"]
     ceiling = fwd_core_ms / (fwd_core_ms + images["prepare_ms"])
+    decode_part = decode_bound = ""
+    if "decode_ms" in images:  # not in runs before 2026-11-28 08:30
+        d = images["decode_ms"]
+        decode_part = f", of which {d:.1f} ms the PNG decode alone (PIL)"
+        decode_bound = (f" Decoding alone bounds it at {fwd_core_ms:.0f} / ({fwd_core_ms:.0f} + "
+                        f"{d:.0f}) = {fwd_core_ms / (fwd_core_ms + d):.2f}, were resizing free.")
 
     def same_forward(w):
         match = [f for f in fwd if f["grad"] == "inference_mode"
@@ -274,8 +284,8 @@ def image_lines(images: dict, peak_mb: float) -> list[str]:
         f"Images/s, best of {images['repeats']} timed passes after one warm-up pass, the passes "
         "of all settings interleaved. Preprocessing is timm's for the weights (PIL bicubic "
         f"resize to 256, centre crop 224, normalise); PNG decode and preprocessing take "
-        f"{images['prepare_ms']:.1f} ms an image on one core. Peak memory of this part: "
-        f"{peak_mb:.0f} MB (the grad-enabled forward pass keeps its activations).", "",
+        f"{images['prepare_ms']:.1f} ms an image on one core{decode_part}. Peak memory of this "
+        f"part: {peak_mb:.0f} MB (the grad-enabled forward pass keeps its activations).", "",
         "| | path | settings | images/s | whole / forward |", "|---|---|---|---:|---:|",
         f"| before | whole | {_setting(before)} | {before['images_per_s']:.1f} | "
         f"{before['images_per_s'] / fwd_before['images_per_s']:.2f} |",
@@ -290,8 +300,8 @@ def image_lines(images: dict, peak_mb: float) -> list[str]:
         f"{fwd_core_ms:.0f} core-ms an image ({fwd_after['threads']} threads), decoding and "
         f"preprocessing {images['prepare_ms']:.0f}, and the whole path pays both out of the same "
         f"cores, so its ratio stays near {fwd_core_ms:.0f} / ({fwd_core_ms:.0f} + "
-        f"{images['prepare_ms']:.0f}) = {ceiling:.2f}. Loader workers pay off only where they "
-        "get cores of their own.", "",
+        f"{images['prepare_ms']:.0f}) = {ceiling:.2f}.{decode_bound} Loader workers pay off only "
+        "where they get cores of their own.", "",
         f"Forward alone on preloaded tensors (best: {_setting(best_fwd)}, "
         f"{best_fwd['images_per_s']:.1f}/s):", "",
         "| settings | images/s |", "|---|---:|",
