@@ -25,6 +25,7 @@ $(STAMP): setup.cfg pyproject.toml
 	touch $(STAMP)
 
 test: $(STAMP)
+	$(PY) -m flake8 hateful_memes tests experiments *.py
 	$(PY) -m pytest -q
 
 demo: $(STAMP)

@@ -34,11 +34,14 @@ def _run(cfg: dict) -> dict:
 
 
 def _cell(values: list[float]) -> str:
-    return f"{np.mean(values):.3f} ± {np.std(values):.3f}" if len(values) > 1 else f"{values[0]:.3f}"
+    if len(values) > 1:
+        return f"{np.mean(values):.3f} ± {np.std(values):.3f}"
+    return f"{values[0]:.3f}"
 
 
 def _table(rows: dict[str, list[dict]], tasks: tuple[str, ...], which: str) -> str:
-    head = ["design"] + [f"{t} {c}" for t in tasks for c in ("AUROC", "F1", "macro F1")] + ["hate AUROC"]
+    head = (["design"] + [f"{t} {c}" for t in tasks for c in ("AUROC", "F1", "macro F1")]
+            + ["hate AUROC"])
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for name, summaries in rows.items():
         reps = [s["dev"][which] for s in summaries]
@@ -64,14 +67,14 @@ def fusion(args) -> None:
         for seed in args.seeds:
             merged = []
             for task in ("A", "B"):
-                s = _run({"task": task, "train": str(ann / "train.json"), "dev": str(ann / "dev.json"),
-                          "seed": seed, "cache_dir": args.cache_dir, "out": f"{args.runs}/fusion/{name}/{task}{seed}",
-                          **extra})
+                s = _run({"task": task, "train": str(ann / "train.json"),
+                          "dev": str(ann / "dev.json"), "seed": seed, "cache_dir": args.cache_dir,
+                          "out": f"{args.runs}/fusion/{name}/{task}{seed}", **extra})
                 merged.append(s)
             a, b = merged
             # Task A's run and Task B's run each have their own hate head: report A's.
-            rows.setdefault(name, []).append({"dev": {k: {**a["dev"][k], "attack": b["dev"][k]["attack"]}
-                                                      for k in a["dev"]}})
+            rows.setdefault(name, []).append(
+                {"dev": {k: {**a["dev"][k], "attack": b["dev"][k]["attack"]} for k in a["dev"]}})
             print(f"done: {name} seed {seed}", file=sys.stderr)
     for which in WHICH:
         print(f"\nDemo dev split ({args.n} generated memes), seeds {args.seeds}, {WHICH[which]}:\n")
@@ -82,8 +85,9 @@ def empty(args) -> None:
     rows: dict[str, list[dict]] = {}
     for design in ("gate", "independent"):
         for seed in args.seeds:
-            s = _run({"task": "AB", "train": str(REAL / "train.json"), "dev": str(REAL / "dev_seen.json"),
-                      "image_encoder": "none", "empty": design, "seed": seed, "cache_dir": args.cache_dir,
+            s = _run({"task": "AB", "train": str(REAL / "train.json"),
+                      "dev": str(REAL / "dev_seen.json"), "image_encoder": "none", "empty": design,
+                      "seed": seed, "cache_dir": args.cache_dir,
                       "out": f"{args.runs}/empty/{design}{seed}"})
             rows.setdefault(design, []).append(s)
             print(f"done: {design} seed {seed}", file=sys.stderr)

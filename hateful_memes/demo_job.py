@@ -15,8 +15,10 @@ from . import demo, evaluate, predict, train
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m hateful_memes.demo_job", description=__doc__.split("\n\n")[0])
-    p.add_argument("--data", default="data/demo", help="where the demo data set is (generated if missing)")
+    p = argparse.ArgumentParser(prog="python -m hateful_memes.demo_job",
+                                description=__doc__.split("\n\n")[0])
+    p.add_argument("--data", default="data/demo",
+                   help="where the demo data set is (generated if missing)")
     p.add_argument("--n", type=int, default=600, help="memes to generate")
     p.add_argument("--runs", default="runs/demo", help="where the two run directories go")
     p.add_argument("--submission", default="submission/demo_test_AB.jsonl")
@@ -37,21 +39,26 @@ def main(argv: list[str] | None = None) -> int:
     quiet = ["--quiet"] if args.quiet else []
     for task in ("A", "B"):
         print(f"[2/4] training Task {task} ({args.image_encoder} + {args.text_encoder})")
-        code = train.main(["--task", task, "--train", str(ann / "train.json"), "--dev", str(ann / "dev.json"),
-                           "--image-encoder", args.image_encoder, "--text-encoder", args.text_encoder,
+        code = train.main(["--task", task, "--train", str(ann / "train.json"),
+                           "--dev", str(ann / "dev.json"),
+                           "--image-encoder", args.image_encoder,
+                           "--text-encoder", args.text_encoder,
                            "--epochs", str(args.epochs), "--cache-dir", args.cache_dir,
                            "--out", str(runs / f"task{task}"), *quiet])
         if code:
             return code
-    run_args = ["--run", str(runs / "taskA"), "--run", str(runs / "taskB"), "--cache-dir", args.cache_dir, *quiet]
+    run_args = ["--run", str(runs / "taskA"), "--run", str(runs / "taskB"),
+                "--cache-dir", args.cache_dir, *quiet]
     print("[3/4] predicting the demo test split")
-    if code := predict.main([*run_args, "--input", str(ann / "test.jsonl"), "--out", args.submission]):
+    if code := predict.main([*run_args, "--input", str(ann / "test.jsonl"),
+                             "--out", args.submission]):
         return code
     print("[4/4] evaluating on the demo dev split")
     dev_pred = runs / "dev_predictions.jsonl"
     if code := predict.main([*run_args, "--input", str(ann / "dev.json"), "--out", str(dev_pred)]):
         return code
-    if code := evaluate.main(["--gold", str(ann / "dev.json"), "--pred", str(dev_pred), "--out", str(runs / "dev_report")]):
+    if code := evaluate.main(["--gold", str(ann / "dev.json"), "--pred", str(dev_pred),
+                              "--out", str(runs / "dev_report")]):
         return code
     print("(the per-label thresholds folded into these scores were chosen on this same dev split, "
           "so the figures above are in-sample; each run's dev_report/ has the plain 0.5 cut)")

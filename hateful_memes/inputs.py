@@ -29,7 +29,8 @@ def check_images(memes: Sequence[Meme], image_root: str | Path, source: str = ""
         first = "\n  ".join(str(p) for p in missing[:5])
         where = f" for {source}" if source else ""
         raise MissingImagesError(
-            f"{len(missing)} of {len(paths)} images missing{where} under image root {image_root}; first:\n  {first}\n"
+            f"{len(missing)} of {len(paths)} images missing{where} under image root {image_root}; "
+            f"first:\n  {first}\n"
             "Put the images there (see data/README.md), pass --image-root, or train text only "
             "with --image-encoder none."
         )
@@ -89,9 +90,9 @@ class Encoders:
         return self._text
 
 
-def build_inputs(memes: Sequence[Meme], cfg: ModelConfig, encoders: Encoders, image_root: str | Path,
-                 cache_dir: str | Path | None, model=None, source: str = "", progress: bool = True,
-                 device: str = "cpu") -> Inputs:
+def build_inputs(memes: Sequence[Meme], cfg: ModelConfig, encoders: Encoders,
+                 image_root: str | Path, cache_dir: str | Path | None, model=None,
+                 source: str = "", progress: bool = True, device: str = "cpu") -> Inputs:
     """Inputs for `memes`. Frozen encoders give cached features; a fine-tuned encoder gets
     raw inputs and the transform/tokenizer of the model's own copy of it."""
     from .features import image_features, text_features
@@ -106,7 +107,8 @@ def build_inputs(memes: Sequence[Meme], cfg: ModelConfig, encoders: Encoders, im
             image, transform = paths, enc.transform
         else:
             image = torch.from_numpy(np.ascontiguousarray(
-                image_features(encoders.image, paths, cache_dir=cache, progress=progress, device=device)))
+                image_features(encoders.image, paths, cache_dir=cache, progress=progress,
+                               device=device)))
     if cfg.text_encoder != "none":
         texts = [m.text for m in memes]
         if cfg.finetune_text:
@@ -114,5 +116,6 @@ def build_inputs(memes: Sequence[Meme], cfg: ModelConfig, encoders: Encoders, im
             text, tokenize = texts, enc.tokenize
         else:
             text = torch.from_numpy(np.ascontiguousarray(
-                text_features(encoders.text, texts, cache_dir=cache, progress=progress, device=device)))
+                text_features(encoders.text, texts, cache_dir=cache, progress=progress,
+                              device=device)))
     return Inputs(image, text, transform, tokenize)

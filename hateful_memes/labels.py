@@ -40,7 +40,8 @@ def _labels(task: str) -> tuple[str, ...]:
 
 def tasks_for(letters: str) -> tuple[str, ...]:
     """`"A"` -> `("pc",)`, `"B"` -> `("attack",)`, `"AB"` -> `("pc", "attack")`."""
-    if not letters or any(c not in TASK_LETTERS for c in letters) or len(set(letters)) != len(letters):
+    if (not letters or any(c not in TASK_LETTERS for c in letters)
+            or len(set(letters)) != len(letters)):
         raise ValueError(f"task must be A, B or AB, got {letters!r}")
     return tuple(TASK_LETTERS[c] for c in letters)
 

@@ -97,7 +97,8 @@ class _Branch(nn.Module):
 
     def __init__(self, dim: int, hidden: int, dropout: float):
         super().__init__()
-        self.proj = nn.Sequential(Dropout(dropout), nn.Linear(dim, hidden), nn.LayerNorm(hidden), nn.GELU())
+        self.proj = nn.Sequential(Dropout(dropout), nn.Linear(dim, hidden), nn.LayerNorm(hidden),
+                                  nn.GELU())
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.proj(F.normalize(x, dim=-1))
@@ -116,12 +117,14 @@ class FusionHead(nn.Module):
         # "interact" adds the elementwise product of the two projections: memes are hateful
         # through the combination of picture and caption, which a sum of parts misses.
         width = h * n_modalities + (h if cfg.fusion == "interact" and n_modalities == 2 else 0)
-        self.trunk = nn.Sequential(Dropout(cfg.dropout), nn.Linear(width, h), nn.GELU(), Dropout(cfg.dropout))
+        self.trunk = nn.Sequential(Dropout(cfg.dropout), nn.Linear(width, h), nn.GELU(),
+                                   Dropout(cfg.dropout))
         self.hate = nn.Linear(h, 1)
         # gate design: one gate logit + K-1 conditional logits; independent: K logits.
         self.heads = nn.ModuleDict({task: nn.Linear(h, len(LABELS[task])) for task in cfg.tasks})
 
-    def forward(self, image: torch.Tensor | None = None, text: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+    def forward(self, image: torch.Tensor | None = None,
+                text: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
         parts = []
         if self.image is not None:
             if image is None:
@@ -159,7 +162,8 @@ def scores_from_logits(logits: dict[str, torch.Tensor], empty: str) -> dict[str,
     return out
 
 
-def loss_from_logits(logits: dict[str, torch.Tensor], targets: dict[str, torch.Tensor], empty: str) -> torch.Tensor:
+def loss_from_logits(logits: dict[str, torch.Tensor], targets: dict[str, torch.Tensor],
+                     empty: str) -> torch.Tensor:
     """Sum of the per-task binary cross-entropies (`targets` are multi-hot in LABELS order)."""
     bce = F.binary_cross_entropy_with_logits
     loss = bce(logits["hate"], targets["hate"][:, 1])
@@ -183,7 +187,8 @@ def loss_from_logits(logits: dict[str, torch.Tensor], targets: dict[str, torch.T
 class MemeModel(nn.Module):
     """FusionHead, plus the encoders themselves when they are fine-tuned."""
 
-    def __init__(self, cfg: ModelConfig, image_encoder: nn.Module | None = None, text_encoder: nn.Module | None = None):
+    def __init__(self, cfg: ModelConfig, image_encoder: nn.Module | None = None,
+                 text_encoder: nn.Module | None = None):
         super().__init__()
         self.cfg = cfg
         self.head = FusionHead(cfg)

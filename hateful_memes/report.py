@@ -45,6 +45,7 @@ LABEL_HEADER = ["label", "precision", "recall", "F1", "support"]
 
 def _text_table(header: list[str], rows: list[list[str]]) -> list[str]:
     widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
+
     # First column left-aligned (names), the numbers right-aligned.
     def line(cells):
         return "  ".join(c.ljust(w) if i == 0 else c.rjust(w)

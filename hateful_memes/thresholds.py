@@ -39,7 +39,8 @@ def choose(gold: np.ndarray, scores: np.ndarray) -> np.ndarray:
 
 
 def fold(scores: np.ndarray, thresholds: np.ndarray) -> np.ndarray:
-    """Piecewise-linear, monotone map of each column taking [0, t] to [0, .5] and [t, 1] to [.5, 1]."""
+    """Piecewise-linear, monotone map of each column taking [0, t] to [0, .5] and [t, 1]
+    to [.5, 1]."""
     s = np.asarray(scores, dtype=np.float64)
     t = np.asarray(thresholds, dtype=np.float64)[None, :]
     low = 0.5 * s / t

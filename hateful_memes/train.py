@@ -66,16 +66,20 @@ def _parser() -> argparse.ArgumentParser:
     a("--config", help="YAML file of settings (keys as the flags, with _), overridden by flags")
     a("--task", choices=["A", "B", "AB"], help="A: protected categories, B: attack types, AB: both")
     a("--train", help=f"training annotations (default {DEFAULTS['train']})")
-    a("--dev", help=f"dev annotations for model selection and thresholds (default {DEFAULTS['dev']})")
-    a("--image-root", help="folder the `img` paths are relative to (default: the annotations' parent's parent)")
-    a("--image-encoder", help="effnet-lite0 | timm:NAME[=PATH] | bt:CHECKPOINT | clip:NAME_OR_DIR | none")
+    a("--dev", help="dev annotations for model selection and thresholds "
+      f"(default {DEFAULTS['dev']})")
+    a("--image-root", help="folder the `img` paths are relative to "
+      "(default: the annotations' parent's parent)")
+    a("--image-encoder",
+      help="effnet-lite0 | timm:NAME[=PATH] | bt:CHECKPOINT | clip:NAME_OR_DIR | none")
     a("--text-encoder", help="minilm | hf:NAME_OR_DIR | clip:NAME_OR_DIR | none")
     a("--fusion", choices=["concat", "interact"])
     a("--empty", choices=["gate", "independent"], help="how the empty labels are scored")
     a("--hidden", type=int)
     a("--dropout", type=float)
     a("--finetune", action="store_const", const=True, help="train the text encoder end to end")
-    a("--finetune-image", action="store_const", const=True, help="train the image encoder end to end too")
+    a("--finetune-image", action="store_const", const=True,
+      help="train the image encoder end to end too")
     a("--epochs", type=int)
     a("--batch-size", type=int)
     a("--lr", type=float, help="learning rate of the head")
@@ -83,7 +87,8 @@ def _parser() -> argparse.ArgumentParser:
     a("--weight-decay", type=float)
     a("--warmup", type=float, help="fraction of steps of linear warm-up before cosine decay")
     a("--seed", type=int)
-    a("--select", choices=["roc_auc_micro", "f1_macro", "loss"], help="dev metric for choosing the epoch")
+    a("--select", choices=["roc_auc_micro", "f1_macro", "loss"],
+      help="dev metric for choosing the epoch")
     a("--no-fold-thresholds", dest="fold_thresholds", action="store_const", const=False,
       help="write raw scores instead of folding the dev thresholds into them")
     a("--cache-dir", help="where frozen encoder features are cached")
@@ -146,12 +151,15 @@ def run(cfg: dict, resume: bool = False, progress: bool = True) -> dict:
         check_images(train_memes, cfg["image_root"], cfg["train"])
         check_images(dev_memes, cfg["image_root"], cfg["dev"])
     encoders = Encoders(cfg["image_encoder"], cfg["text_encoder"])
-    mcfg = ModelConfig(tasks=tasks, image_encoder=cfg["image_encoder"], text_encoder=cfg["text_encoder"],
+    mcfg = ModelConfig(tasks=tasks, image_encoder=cfg["image_encoder"],
+                       text_encoder=cfg["text_encoder"],
                        image_dim=encoders.image.dim if encoders.image is not None else 0,
                        text_dim=encoders.text.dim if encoders.text is not None else 0,
-                       fusion=cfg["fusion"], empty=cfg["empty"], hidden=cfg["hidden"], dropout=cfg["dropout"],
+                       fusion=cfg["fusion"], empty=cfg["empty"], hidden=cfg["hidden"],
+                       dropout=cfg["dropout"],
                        finetune_text=bool(cfg["finetune"]) and cfg["text_encoder"] != "none",
-                       finetune_image=bool(cfg["finetune_image"]) and cfg["image_encoder"] != "none")
+                       finetune_image=(bool(cfg["finetune_image"])
+                                       and cfg["image_encoder"] != "none"))
     torch.manual_seed(cfg["seed"])
     device = resolve_device(cfg["device"])
     model = MemeModel(mcfg, encoders.image, encoders.text).to(device)
@@ -174,7 +182,8 @@ def run(cfg: dict, resume: bool = False, progress: bool = True) -> dict:
     ids = [m.id for m in dev_memes]
     thresholds = {t: th.choose(gold_matrix(dev_memes, t), raw[t]) for t in tasks}
     folded = {**raw, **{t: th.apply(raw[t], thresholds[t]) for t in tasks}}
-    crossfit = {**raw, **{t: th.crossfit(gold_matrix(dev_memes, t), raw[t], seed=cfg["seed"]) for t in tasks}}
+    crossfit = {**raw, **{t: th.crossfit(gold_matrix(dev_memes, t), raw[t], seed=cfg["seed"])
+                          for t in tasks}}
     report_raw = evaluate(dev_memes, ids, raw)
     report_thr = evaluate(dev_memes, ids, folded)
     report_cross = evaluate(dev_memes, ids, crossfit)
@@ -190,7 +199,8 @@ def run(cfg: dict, resume: bool = False, progress: bool = True) -> dict:
         "select": cfg["select"], "train_seconds": round(train_seconds, 2),
         # thresholds_on is in-sample (chosen and scored on dev); thresholds_crossfit is the
         # honest estimate of the same thresholds on unseen memes (2-fold cross-fitted on dev).
-        "dev": {"thresholds_off": report_raw, "thresholds_on": report_thr, "thresholds_crossfit": report_cross},
+        "dev": {"thresholds_off": report_raw, "thresholds_on": report_thr,
+                "thresholds_crossfit": report_cross},
         "thresholds": {t: v.tolist() for t, v in thresholds.items()},
     }
     write_json(run_dir / "summary.json", summary)
@@ -212,10 +222,13 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     tasks = tasks_for(cfg["task"])
     print(format_report(summary["dev"]["thresholds_off"]))
-    print(f"\nbest epoch {summary['best_epoch']} by dev {cfg['select']}; trained in {summary['train_seconds']:.1f}s")
+    print(f"\nbest epoch {summary['best_epoch']} by dev {cfg['select']}; "
+          f"trained in {summary['train_seconds']:.1f}s")
     print(f"dev, official 0.5 cut:      {_short(summary['dev']['thresholds_off'], tasks)}")
-    print(f"dev, dev thresholds folded: {_short(summary['dev']['thresholds_on'], tasks)} (in-sample)")
-    print(f"dev, thresholds cross-fit:  {_short(summary['dev']['thresholds_crossfit'], tasks)} (2-fold)")
+    print(f"dev, dev thresholds folded: {_short(summary['dev']['thresholds_on'], tasks)} "
+          "(in-sample)")
+    print(f"dev, thresholds cross-fit:  {_short(summary['dev']['thresholds_crossfit'], tasks)} "
+          "(2-fold)")
     print(f"run directory: {summary['run_dir']}")
     return 0
 

@@ -61,13 +61,15 @@ def _batches(model: MemeModel, inputs: Inputs, batch_size: int, progress: bool =
     model.eval()
     device = _device_of(model)
     with torch.inference_mode():
-        for start in tqdm(range(0, len(inputs), batch_size), desc="predict", disable=not progress, leave=False):
+        for start in tqdm(range(0, len(inputs), batch_size), desc="predict", disable=not progress,
+                          leave=False):
             idx = list(range(start, min(start + batch_size, len(inputs))))
             image, text = inputs.batch(idx)
             yield idx, model(_to(image, device), _to(text, device))
 
 
-def predict_scores(model: MemeModel, inputs: Inputs, batch_size: int = 256, progress: bool = False) -> dict[str, np.ndarray]:
+def predict_scores(model: MemeModel, inputs: Inputs, batch_size: int = 256,
+                   progress: bool = False) -> dict[str, np.ndarray]:
     """Scores in LABELS order for every task of the model, `hate` included."""
     out: dict[str, list[np.ndarray]] = {}
     for _, logits in _batches(model, inputs, batch_size, progress):
@@ -76,13 +78,15 @@ def predict_scores(model: MemeModel, inputs: Inputs, batch_size: int = 256, prog
     return {task: np.concatenate(parts) for task, parts in out.items()}
 
 
-def _dev_metrics(model: MemeModel, inputs: Inputs, targets: dict[str, torch.Tensor], batch_size: int) -> dict:
+def _dev_metrics(model: MemeModel, inputs: Inputs, targets: dict[str, torch.Tensor],
+                 batch_size: int) -> dict:
     """Dev loss and metrics from one pass over dev."""
     device = _device_of(model)
     parts: dict[str, list[np.ndarray]] = {}
     loss = 0.0
     for idx, logits in _batches(model, inputs, batch_size):
-        loss += float(model.loss(logits, {k: v[idx].to(device) for k, v in targets.items()})) * len(idx)
+        batch_targets = {k: v[idx].to(device) for k, v in targets.items()}
+        loss += float(model.loss(logits, batch_targets)) * len(idx)
         for task, s in model.scores(logits).items():
             parts.setdefault(task, []).append(s.float().cpu().numpy())
     scores = {task: np.concatenate(p) for task, p in parts.items()}
@@ -91,7 +95,8 @@ def _dev_metrics(model: MemeModel, inputs: Inputs, targets: dict[str, torch.Tens
     per = [official(targets[t].numpy(), scores[t]) for t in tasks]
     metrics["roc_auc_micro"] = float(np.mean([p["roc_auc_micro"] for p in per]))
     metrics["f1_macro"] = float(np.mean([
-        f1_score(targets[t].numpy(), scores[t] > 0.5, average="macro", zero_division=0) for t in tasks]))
+        f1_score(targets[t].numpy(), scores[t] > 0.5, average="macro", zero_division=0)
+        for t in tasks]))
     for t, p in zip(tasks, per):
         metrics[f"{t}/roc_auc_micro"] = p["roc_auc_micro"]
         metrics[f"{t}/f1_micro"] = p["f1_micro"]
@@ -107,7 +112,8 @@ def _better(metric: str, new: float, old: float | None) -> bool:
 def _optimizer(model: MemeModel, cfg: FitConfig) -> torch.optim.Optimizer:
     head = [p for p in model.head.parameters() if p.requires_grad]
     groups = [{"params": head, "lr": cfg.lr}]
-    enc = [p for m in (model.image_encoder, model.text_encoder) if m is not None for p in m.parameters() if p.requires_grad]
+    enc = [p for m in (model.image_encoder, model.text_encoder) if m is not None
+           for p in m.parameters() if p.requires_grad]
     if enc:
         groups.append({"params": enc, "lr": cfg.encoder_lr})
     return torch.optim.AdamW(groups, weight_decay=cfg.weight_decay, fused=True)
@@ -129,7 +135,8 @@ def _save_state(path: Path, state: dict) -> None:
 def fit(model: MemeModel, train: Inputs, train_targets: dict[str, torch.Tensor], dev: Inputs,
         dev_targets: dict[str, torch.Tensor], cfg: FitConfig, run_dir: Path, resume: bool = False,
         on_epoch_end: Callable[[int], None] | None = None, progress: bool = True) -> dict:
-    """Train, keep the best epoch by `cfg.select` on dev, and return {"best_epoch", "best", "history"}.
+    """Train, keep the best epoch by `cfg.select` on dev, and return
+    {"best_epoch", "best", "history"}.
 
     After each epoch `run_dir/last.pt` holds everything needed to continue (weights,
     optimizer, RNG state, best so far), and `run_dir/best.pt` the best weights.
@@ -161,9 +168,11 @@ def fit(model: MemeModel, train: Inputs, train_targets: dict[str, torch.Tensor],
             model.train()
             # The order of an epoch depends on (seed, epoch) alone, so a resumed run sees the
             # same batches as an uninterrupted one.
-            order = torch.randperm(n, generator=torch.Generator().manual_seed(cfg.seed * 100_003 + epoch))
+            order = torch.randperm(
+                n, generator=torch.Generator().manual_seed(cfg.seed * 100_003 + epoch))
             t0, total = time.time(), 0.0
-            bar = tqdm(range(steps_per_epoch), desc=f"epoch {epoch + 1}/{cfg.epochs}", disable=not progress, leave=False)
+            bar = tqdm(range(steps_per_epoch), desc=f"epoch {epoch + 1}/{cfg.epochs}",
+                       disable=not progress, leave=False)
             for i in bar:
                 step = epoch * steps_per_epoch + i
                 for g, base in zip(opt.param_groups, base_lrs):
@@ -178,7 +187,8 @@ def fit(model: MemeModel, train: Inputs, train_targets: dict[str, torch.Tensor],
                 total += loss.item() * len(idx)
                 bar.set_postfix(loss=f"{loss.item():.4f}")
             dev_m = _dev_metrics(model, dev, dev_targets, max(cfg.batch_size, 256))
-            record = {"epoch": epoch + 1, "train_loss": total / n, "seconds": round(time.time() - t0, 3),
+            record = {"epoch": epoch + 1, "train_loss": total / n,
+                      "seconds": round(time.time() - t0, 3),
                       **{f"dev/{k}": v for k, v in dev_m.items()}}
             state["history"].append(record)
             for k, v in record.items():

@@ -176,7 +176,7 @@ def test_corrupt_shard_is_recomputed_with_a_warning(tmp_path, image_encoder, mon
 
 
 def test_an_interrupted_run_keeps_its_work_and_leaves_no_temp_files(tmp_path, image_encoder,
-                                                                     monkeypatch):
+                                                                    monkeypatch):
     paths = write_images(tmp_path, 8)
     monkeypatch.setattr(features, "SHARD_ROWS", 4)
     forward = image_encoder.forward

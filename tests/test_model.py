@@ -9,7 +9,8 @@ from hateful_memes.model import (Dropout, MemeModel, ModelConfig, load_checkpoin
 
 def _model(**kw):
     torch.manual_seed(0)
-    cfg = ModelConfig(**{"tasks": ("pc", "attack"), "image_dim": 12, "text_dim": 8, "hidden": 16, **kw})
+    cfg = ModelConfig(**{"tasks": ("pc", "attack"), "image_dim": 12, "text_dim": 8, "hidden": 16,
+                         **kw})
     return MemeModel(cfg)
 
 

@@ -253,7 +253,8 @@ def test_train_py_uses_a_pretrained_backbone(demo_data, feature_cache, tmp_path)
     out = tmp_path / "bt"
     assert main(args(ann / "train.json", out, "--epochs", "1")) == 0
     run = tmp_path / "run"
-    assert train.main(["--task", "A", "--train", str(ann / "train.json"), "--dev", str(ann / "dev.json"),
+    assert train.main(["--task", "A", "--train", str(ann / "train.json"),
+                       "--dev", str(ann / "dev.json"),
                        "--image-encoder", f"bt:{out / 'checkpoint.pt'}", "--text-encoder", "none",
                        "--epochs", "2", "--hidden", "16", "--cache-dir", str(feature_cache),
                        "--out", str(run), "--quiet"]) == 0

@@ -57,4 +57,5 @@ def test_crossfit_uses_thresholds_from_the_other_fold():
     # In-sample thresholds fit noise: they score at least as well on their own memes.
     in_sample = th.apply(scores, th.choose(gold, scores))
     from sklearn.metrics import f1_score
-    assert f1_score(gold, in_sample > 0.5, average="macro") >= f1_score(gold, out > 0.5, average="macro")
+    assert (f1_score(gold, in_sample > 0.5, average="macro")
+            >= f1_score(gold, out > 0.5, average="macro"))

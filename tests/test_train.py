@@ -32,7 +32,8 @@ def test_run_directory_holds_everything_promised(runs):
     assert len((run / "stats.jsonl").read_text().splitlines()) == 3
     assert any((run / "tb").iterdir())
     cfg = yaml.safe_load((run / "config.yaml").read_text())
-    assert cfg["task"] == "A" and cfg["image_encoder"] == "effnet-lite0" and cfg["text_encoder"] == "minilm"
+    assert (cfg["task"] == "A" and cfg["image_encoder"] == "effnet-lite0"
+            and cfg["text_encoder"] == "minilm")
     report = json.loads((run / "dev_report" / "report.json").read_text())
     assert set(report) == {"n_gold", "n_scored", "hate_auroc_binary", "hate", "pc"}
 
@@ -40,12 +41,14 @@ def test_run_directory_holds_everything_promised(runs):
 def test_predict_merges_a_and_b_into_a_valid_submission(runs, demo_data, feature_cache, tmp_path):
     ann = demo_data / "annotations"
     out = tmp_path / "sub.jsonl"
-    assert predict.main(["--run", str(runs / "A"), "--run", str(runs / "B"), "--input", str(ann / "test.jsonl"),
-                         "--out", str(out), "--cache-dir", str(feature_cache), "--quiet"]) == 0
+    assert predict.main(["--run", str(runs / "A"), "--run", str(runs / "B"),
+                         "--input", str(ann / "test.jsonl"), "--out", str(out),
+                         "--cache-dir", str(feature_cache), "--quiet"]) == 0
     ids, scores = read_submission(out)
     test_ids = [json.loads(line)["id"] for line in (ann / "test.jsonl").read_text().splitlines()]
     assert ids == test_ids
-    assert scores["pc"].shape == (len(ids), len(PC)) and scores["attack"].shape == (len(ids), len(ATTACK))
+    assert scores["pc"].shape == (len(ids), len(PC))
+    assert scores["attack"].shape == (len(ids), len(ATTACK))
     for task in ("pc", "attack"):
         on = scores[task] > 0.5
         assert not (on[:, 0] & on[:, 1:].any(axis=1)).any()
@@ -54,9 +57,10 @@ def test_predict_merges_a_and_b_into_a_valid_submission(runs, demo_data, feature
 def test_checkpoint_alone_reproduces_the_dev_report(runs, demo_data, feature_cache, tmp_path):
     ann = demo_data / "annotations"
     pred = tmp_path / "dev.jsonl"
-    assert predict.main(["--run", str(runs / "B"), "--input", str(ann / "dev.json"), "--out", str(pred),
-                         "--cache-dir", str(feature_cache), "--quiet"]) == 0
-    assert evaluate.main(["--gold", str(ann / "dev.json"), "--pred", str(pred), "--out", str(tmp_path / "r")]) == 0
+    assert predict.main(["--run", str(runs / "B"), "--input", str(ann / "dev.json"),
+                         "--out", str(pred), "--cache-dir", str(feature_cache), "--quiet"]) == 0
+    assert evaluate.main(["--gold", str(ann / "dev.json"), "--pred", str(pred),
+                          "--out", str(tmp_path / "r")]) == 0
     again = json.loads((tmp_path / "r" / "report.json").read_text())
     written = json.loads((runs / "B" / "dev_report_thresholds" / "report.json").read_text())
     assert again == written
@@ -77,17 +81,20 @@ def test_same_seed_same_predictions(runs, demo_data, feature_cache, tmp_path):
 def test_missing_images_stop_before_training(demo_data, feature_cache, tmp_path, capsys):
     data = tmp_path / "data"
     shutil.copytree(demo_data, data)
-    train_imgs = [json.loads(line)["img"] for line in (data / "annotations" / "train.json").read_text().splitlines()]
+    train_lines = (data / "annotations" / "train.json").read_text().splitlines()
+    train_imgs = [json.loads(line)["img"] for line in train_lines]
     pngs = [data / img for img in train_imgs[:3]]
     for p in pngs:
         p.unlink()
     out = tmp_path / "run"
     assert train.main(["--task", "A", *_args(data, feature_cache, out)]) == 1
     err = capsys.readouterr().err
-    assert "3 of" in err and "images missing" in err and pngs[0].name in err and "--image-encoder none" in err
+    assert "3 of" in err and "images missing" in err and pngs[0].name in err
+    assert "--image-encoder none" in err
     assert not (out / "checkpoint.pt").exists()
     # Text only is the explicit way to train without images.
-    assert train.main(["--task", "A", *_args(data, feature_cache, out), "--image-encoder", "none"]) == 0
+    assert train.main(["--task", "A", *_args(data, feature_cache, out),
+                       "--image-encoder", "none"]) == 0
     assert (out / "checkpoint.pt").exists()
 
 
@@ -103,20 +110,23 @@ def test_yaml_config_is_overridden_by_flags(tmp_path):
 
 
 def test_resume_refuses_changed_settings(runs, demo_data, feature_cache, capsys):
-    code = train.main(["--task", "A", *_args(demo_data, feature_cache, runs / "A"), "--lr", "0.5", "--resume"])
+    code = train.main(["--task", "A", *_args(demo_data, feature_cache, runs / "A"),
+                       "--lr", "0.5", "--resume"])
     err = capsys.readouterr().err
     assert code == 1 and "settings differ" in err and "['lr']" in err
 
 
-def test_finetuned_text_encoder_is_trained_and_saved_in_the_checkpoint(demo_data, feature_cache, tmp_path):
+def test_finetuned_text_encoder_is_trained_and_saved_in_the_checkpoint(demo_data, feature_cache,
+                                                                       tmp_path):
     import torch
 
     from hateful_memes.encoders import create_text_encoder
     from hateful_memes.model import load_checkpoint
 
     out = tmp_path / "ft"
-    assert train.main(["--task", "B", *_args(demo_data, feature_cache, out), "--image-encoder", "none",
-                       "--finetune", "--epochs", "1", "--batch-size", "8", "--encoder-lr", "1e-3"]) == 0
+    assert train.main(["--task", "B", *_args(demo_data, feature_cache, out),
+                       "--image-encoder", "none", "--finetune", "--epochs", "1",
+                       "--batch-size", "8", "--encoder-lr", "1e-3"]) == 0
     model, ckpt = load_checkpoint(out / "checkpoint.pt")
     assert model.cfg.finetune_text and any(k.startswith("text_encoder.") for k in ckpt["model"])
     fresh = create_text_encoder("minilm").state_dict()
@@ -127,6 +137,7 @@ def test_finetuned_text_encoder_is_trained_and_saved_in_the_checkpoint(demo_data
     pred = tmp_path / "dev.jsonl"
     assert predict.main(["--run", str(out), "--input", str(ann / "dev.json"), "--out", str(pred),
                          "--cache-dir", str(feature_cache), "--quiet"]) == 0
-    assert evaluate.main(["--gold", str(ann / "dev.json"), "--pred", str(pred), "--out", str(tmp_path / "r")]) == 0
+    assert evaluate.main(["--gold", str(ann / "dev.json"), "--pred", str(pred),
+                          "--out", str(tmp_path / "r")]) == 0
     assert json.loads((tmp_path / "r" / "report.json").read_text()) == json.loads(
         (out / "dev_report_thresholds" / "report.json").read_text())

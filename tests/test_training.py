@@ -21,7 +21,8 @@ def _data(n, seed):
     pc[hateful, 1 + (x[hateful, 1] > 0)] = 1
     attack[hateful, 1 + (x[hateful, 2] > 0)] = 1
     hate = np.stack([~hateful, hateful], 1).astype(np.float32)
-    targets = {"hate": torch.from_numpy(hate), "pc": torch.from_numpy(pc), "attack": torch.from_numpy(attack)}
+    targets = {"hate": torch.from_numpy(hate), "pc": torch.from_numpy(pc),
+               "attack": torch.from_numpy(attack)}
     return Inputs(None, torch.from_numpy(x)), targets
 
 
@@ -34,8 +35,9 @@ def _fit(run_dir, epochs=4, **kw):
     train, ttrain = _data(96, 0)
     dev, tdev = _data(48, 1)
     model = _model()
-    state = fit(model, train, ttrain, dev, tdev, FitConfig(epochs=epochs, batch_size=16, lr=3e-3, seed=0),
-                run_dir, progress=False, **kw)
+    state = fit(model, train, ttrain, dev, tdev,
+                FitConfig(epochs=epochs, batch_size=16, lr=3e-3, seed=0), run_dir,
+                progress=False, **kw)
     return model, state, dev
 
 
