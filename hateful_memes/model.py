@@ -230,6 +230,31 @@ def build_model(cfg: ModelConfig) -> MemeModel:
     return MemeModel(cfg, image, text)
 
 
+# What a head's shape and meaning depend on: a head is only reused where all of these agree.
+HEAD_FIELDS = ("tasks", "image_encoder", "text_encoder", "image_dim", "text_dim", "fusion", "empty",
+               "hidden")
+
+
+def load_head(model: MemeModel, path: str | os.PathLike) -> None:
+    """Start `model.head` from the head of the checkpoint at `path`, encoders untouched.
+
+    This is the first half of LP-FT (Kumar et al. 2022, "Fine-Tuning can Distort Pretrained
+    Features"): fine-tuning an encoder under a random head lets the head's early gradients
+    distort the pretrained features; a head trained on the frozen features first avoids that.
+    """
+    ckpt = torch.load(path, map_location="cpu", weights_only=False)
+    if not isinstance(ckpt, dict) or "config" not in ckpt or "model" not in ckpt:
+        raise ValueError(f"{path}: not a hateful_memes checkpoint (no config/model)")
+    theirs = ModelConfig(**ckpt["config"])
+    differ = [f for f in HEAD_FIELDS if getattr(theirs, f) != getattr(model.cfg, f)]
+    if differ:
+        detail = ", ".join(f"{f} {getattr(theirs, f)!r} there, {getattr(model.cfg, f)!r} here"
+                           for f in differ)
+        raise ValueError(f"{path}: its head does not fit this model: {detail}")
+    head = {k[len("head."):]: v for k, v in ckpt["model"].items() if k.startswith("head.")}
+    model.head.load_state_dict(head)
+
+
 def load_checkpoint(path: str | os.PathLike, map_location="cpu") -> tuple[MemeModel, dict]:
     """Rebuild the model from a checkpoint alone; returns (model in eval mode, the checkpoint)."""
     ckpt = torch.load(path, map_location=map_location, weights_only=False)

@@ -26,7 +26,7 @@ from .files import write_json, write_text
 from .inputs import Encoders, MissingImagesError, build_inputs, check_images
 from .labels import tasks_for
 from .metrics import evaluate
-from .model import MemeModel, ModelConfig, save_checkpoint
+from .model import MemeModel, ModelConfig, load_head, save_checkpoint
 from .report import format_report, write_report
 from .training import FitConfig, fit, predict_scores, resolve_device
 
@@ -43,6 +43,7 @@ DEFAULTS = {
     "dropout": 0.3,
     "finetune": False,
     "finetune_image": False,
+    "init_head": None,
     "epochs": 30,
     "batch_size": 64,
     "lr": 1e-3,
@@ -80,6 +81,9 @@ def _parser() -> argparse.ArgumentParser:
     a("--finetune", action="store_const", const=True, help="train the text encoder end to end")
     a("--finetune-image", action="store_const", const=True,
       help="train the image encoder end to end too")
+    a("--init-head", metavar="CHECKPOINT",
+      help="start the head from a trained run's RUN/checkpoint.pt (same encoders and head "
+      "settings): train on frozen features first, then --finetune from it (LP-FT)")
     a("--epochs", type=int)
     a("--batch-size", type=int)
     a("--lr", type=float, help="learning rate of the head")
@@ -162,7 +166,10 @@ def run(cfg: dict, resume: bool = False, progress: bool = True) -> dict:
                                        and cfg["image_encoder"] != "none"))
     torch.manual_seed(cfg["seed"])
     device = resolve_device(cfg["device"])
-    model = MemeModel(mcfg, encoders.image, encoders.text).to(device)
+    model = MemeModel(mcfg, encoders.image, encoders.text)
+    if cfg["init_head"] and not resume:  # a resumed run continues from its own last.pt
+        load_head(model, cfg["init_head"])
+    model.to(device)
     run_dir.mkdir(parents=True, exist_ok=True)
     write_text(run_dir / "config.yaml", yaml.safe_dump(cfg, sort_keys=True))
 

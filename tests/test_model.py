@@ -3,8 +3,8 @@ import pytest
 import torch
 
 from hateful_memes import labels as L
-from hateful_memes.model import (Dropout, MemeModel, ModelConfig, load_checkpoint, loss_from_logits,
-                                 save_checkpoint, scores_from_logits)
+from hateful_memes.model import (Dropout, MemeModel, ModelConfig, load_checkpoint, load_head,
+                                 loss_from_logits, save_checkpoint, scores_from_logits)
 
 
 def _model(**kw):
@@ -112,3 +112,17 @@ def test_dropout_masks_are_independent_across_elements():
     # Neighbours come from the two halves of one 32-bit draw, or from consecutive draws.
     corr = np.corrcoef(keep[:-1].numpy(), keep[1:].numpy())[0, 1]
     assert abs(corr) < 0.01
+
+
+def test_load_head_copies_the_head_and_refuses_other_features(tmp_path):
+    source = _model()
+    save_checkpoint(tmp_path / "c.pt", source)
+    torch.manual_seed(1)
+    target = MemeModel(source.cfg)
+    assert not torch.equal(target.head.trunk[1].weight, source.head.trunk[1].weight)
+    load_head(target, tmp_path / "c.pt")
+    for (name, a), b in zip(source.head.state_dict().items(), target.head.state_dict().values()):
+        assert torch.equal(a, b), name
+    other = MemeModel(ModelConfig(**{**source.cfg.__dict__, "text_encoder": "hf:other"}))
+    with pytest.raises(ValueError, match="text_encoder 'minilm' there, 'hf:other' here"):
+        load_head(other, tmp_path / "c.pt")

@@ -141,3 +141,29 @@ def test_finetuned_text_encoder_is_trained_and_saved_in_the_checkpoint(demo_data
                           "--out", str(tmp_path / "r")]) == 0
     assert json.loads((tmp_path / "r" / "report.json").read_text()) == json.loads(
         (out / "dev_report_thresholds" / "report.json").read_text())
+
+
+def test_init_head_starts_from_the_given_run(runs, demo_data, feature_cache, tmp_path):
+    # At lr 0 the head never moves, so the new run's dev report is the source run's.
+    out = tmp_path / "warm"
+    assert train.main(["--task", "A", *_args(demo_data, feature_cache, out), "--lr", "0",
+                       "--init-head", str(runs / "A" / "checkpoint.pt")]) == 0
+    for report in ("dev_report", "dev_report_thresholds"):
+        assert (json.loads((out / report / "report.json").read_text())
+                == json.loads((runs / "A" / report / "report.json").read_text()))
+    # Without --init-head the same lr-0 run keeps its random head and scores otherwise.
+    cold = tmp_path / "cold"
+    assert train.main(["--task", "A", *_args(demo_data, feature_cache, cold), "--lr", "0"]) == 0
+    assert (json.loads((cold / "dev_report" / "report.json").read_text())
+            != json.loads((runs / "A" / "dev_report" / "report.json").read_text()))
+
+
+def test_init_head_refuses_a_head_of_another_shape(runs, demo_data, feature_cache, tmp_path,
+                                                   capsys):
+    source = runs / "B" / "checkpoint.pt"
+    code = train.main(["--task", "A", *_args(demo_data, feature_cache, tmp_path / "x"),
+                       "--hidden", "16", "--init-head", str(source)])
+    err = capsys.readouterr().err
+    assert code == 1 and str(source) in err
+    assert "hidden 32 there, 16 here" in err and "tasks ('attack',) there, ('pc',) here" in err
+    assert not (tmp_path / "x" / "checkpoint.pt").exists()
