@@ -57,10 +57,12 @@ TASK_NAMES = {"pc": "A", "attack": "B"}
 # Our systems: name -> (config file, what the row shows).
 OURS = {
     "frozen": ("experiments/text_frozen.yaml", "frozen MiniLM features"),
-    "finetune": ("experiments/text_finetune.yaml", "MiniLM fine-tuned"),
+    "finetune": ("experiments/text_finetune.yaml", "MiniLM fine-tuned from the frozen head"),
     "best": ("experiments/text_best.yaml", "best configuration"),
 }
 SYSTEMS = ("prior", "tfidf", *OURS)
+# LP-FT: a row whose runs start from the head of another row's run of the same seed.
+INIT_HEAD_FROM = {"finetune": "frozen"}
 
 
 # --- running one process and measuring it --------------------------------------------------
@@ -206,13 +208,15 @@ def bench_baseline(system: str, data: Path) -> dict:
 
 
 def train_command(config: str, seed: int, data: Path, run_dir: Path, cache: Path,
-                  epochs: int | None) -> list[str]:
+                  epochs: int | None, init_head: Path | None = None) -> list[str]:
     def rel(path: Path) -> str:  # the command runs from the repo root; keep it readable
         return os.path.relpath(path, ROOT)
 
     cmd = [sys.executable, "train.py", "--config", config, "--task", "AB", "--seed", str(seed),
            "--train", rel(data / "train.json"), "--dev", rel(data / "dev_seen.json"),
            "--out", rel(run_dir), "--cache-dir", rel(cache), "--quiet"]
+    if init_head is not None:
+        cmd += ["--init-head", rel(init_head)]
     return cmd + (["--epochs", str(epochs)] if epochs else [])
 
 
@@ -233,7 +237,14 @@ def bench_ours(system: str, data: Path, seeds: tuple[int, ...], quick: bool) -> 
         run_dir, cache = WORK / f"{system}-s{seed}", CACHE / f"{system}-s{seed}"
         for d in (run_dir, cache):
             shutil.rmtree(d, ignore_errors=True)
-        cmd = train_command(config, seed, data, run_dir, cache, epochs)
+        init_head = None
+        if system in INIT_HEAD_FROM:
+            init_head = WORK / f"{INIT_HEAD_FROM[system]}-s{seed}" / "checkpoint.pt"
+            if not init_head.is_file():
+                sys.exit(f"bench: row {system!r} starts from {init_head}, which is missing: "
+                         f"run the {INIT_HEAD_FROM[system]!r} row first (--rows "
+                         f"{INIT_HEAD_FROM[system]},{system})")
+        cmd = train_command(config, seed, data, run_dir, cache, epochs, init_head)
         seconds, peak = run_measured(cmd, WORK / "logs" / f"{system}-s{seed}-train.log")
         summary = json.loads((run_dir / "summary.json").read_text())
         dev = summary["dev"]
@@ -436,10 +447,14 @@ def quality_section(results: dict, args, started: str, load_before: str, seconds
         res = results[r["system"]]
         if r["which"] == "off":
             continue
+        source = INIT_HEAD_FROM.get(r["system"])
+        start = (f"; each seed started from the head of the {OURS[source][1]} run of that seed "
+                 f"(`--init-head`), whose training time is not in this row"
+                 if source else "")
         lines.append(f"- {r['label'].split(' (')[0]}: best epoch per seed "
                      f"{res['best_epoch']}; head fit {_cell(res['fit_seconds'], 1)} s of the "
                      f"training time; model load before predicting "
-                     f"{_cell(res['load_seconds'], 1)} s.")
+                     f"{_cell(res['load_seconds'], 1)} s{start}.")
     peaks = [max(r["peak_mb"]) for r in rows]
     if peaks:
         lines.append(f"- Peak memory of the text benchmark: {max(peaks):.0f} MB "
@@ -496,6 +511,7 @@ def main(argv: list[str] | None = None) -> int:
     unknown = [s for s in systems if s not in SYSTEMS]
     if unknown or not systems:
         p.error(f"--rows: unknown {unknown}; choose from {','.join(SYSTEMS)}")
+    systems = [s for s in SYSTEMS if s in systems]  # a row runs after the row it starts from
     if args.quick:
         args.seeds = args.seeds[:1]
     data = Path(args.data).resolve()
