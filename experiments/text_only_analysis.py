@@ -29,8 +29,9 @@ from sklearn.metrics import roc_auc_score
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "experiments"))
+from bench import DATA, _crossfit_scores  # noqa: E402
 
-from hateful_memes import thresholds as th  # noqa: E402
 from hateful_memes import train  # noqa: E402
 from hateful_memes.baselines import TfidfLogReg  # noqa: E402
 from hateful_memes.data import gold_matrix, read_annotations  # noqa: E402
@@ -40,7 +41,6 @@ from hateful_memes.metrics import evaluate  # noqa: E402
 from hateful_memes.model import load_checkpoint  # noqa: E402
 from hateful_memes.training import predict_scores  # noqa: E402
 
-DATA = ROOT.parent / "shared" / "data" / "woah2021" / "annotations"
 WORK = ROOT / "experiments" / "runs" / "text_only"
 CACHE = ROOT / "experiments" / "cache" / "text_only"
 WEIGHTS = (0.0, 0.3, 0.5, 0.7, 1.0)
@@ -95,8 +95,7 @@ def seen_captions_table(train_memes, dev, ours: dict, tfidf: dict) -> list[str]:
 def _row(dev, scores: dict, seed: int) -> list[float]:
     ids = [m.id for m in dev]
     cut = evaluate(dev, ids, scores)
-    folded = {t: th.crossfit(gold_matrix(dev, t), scores[t], seed=seed) for t in TASKS}
-    cross = evaluate(dev, ids, {**scores, **folded})
+    cross = evaluate(dev, ids, _crossfit_scores(dev, scores, seed))
     out = []
     for t in TASKS:
         out += [cut[t]["roc_auc_micro"], cut[t]["f1_micro"], cut[t]["f1_macro"],

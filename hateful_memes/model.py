@@ -64,7 +64,7 @@ class Dropout(nn.Module):
 
     torch's CPU dropout draws one Bernoulli sample per element, about 20 ns each on the 2-core
     machine this was written on: the three dropouts of a head took a third of the time of
-    training it on cached features (experiments/RESULTS.md, "Speed"). Here one 32-bit draw of
+    training it on cached features (experiments/README.md, "Benchmark"). Here one 32-bit draw of
     the same generator (so `torch.manual_seed` and a saved RNG state still reproduce a run)
     gives two 16-bit numbers, each kept when at or above p * 2**16: p is rounded to a multiple
     of 2**-16.
@@ -242,9 +242,7 @@ def load_head(model: MemeModel, path: str | os.PathLike) -> None:
     Features"): fine-tuning an encoder under a random head lets the head's early gradients
     distort the pretrained features; a head trained on the frozen features first avoids that.
     """
-    ckpt = torch.load(path, map_location="cpu", weights_only=False)
-    if not isinstance(ckpt, dict) or "config" not in ckpt or "model" not in ckpt:
-        raise ValueError(f"{path}: not a hateful_memes checkpoint (no config/model)")
+    ckpt = _read_checkpoint(path, "cpu")
     theirs = ModelConfig(**ckpt["config"])
     differ = [f for f in HEAD_FIELDS if getattr(theirs, f) != getattr(model.cfg, f)]
     if differ:
@@ -255,11 +253,16 @@ def load_head(model: MemeModel, path: str | os.PathLike) -> None:
     model.head.load_state_dict(head)
 
 
-def load_checkpoint(path: str | os.PathLike, map_location="cpu") -> tuple[MemeModel, dict]:
-    """Rebuild the model from a checkpoint alone; returns (model in eval mode, the checkpoint)."""
+def _read_checkpoint(path: str | os.PathLike, map_location) -> dict:
     ckpt = torch.load(path, map_location=map_location, weights_only=False)
     if not isinstance(ckpt, dict) or "config" not in ckpt or "model" not in ckpt:
         raise ValueError(f"{path}: not a hateful_memes checkpoint (no config/model)")
+    return ckpt
+
+
+def load_checkpoint(path: str | os.PathLike, map_location="cpu") -> tuple[MemeModel, dict]:
+    """Rebuild the model from a checkpoint alone; returns (model in eval mode, the checkpoint)."""
+    ckpt = _read_checkpoint(path, map_location)
     model = build_model(ModelConfig(**ckpt["config"]))
     model.load_state_dict(ckpt["model"])
     model.eval()
