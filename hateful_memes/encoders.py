@@ -10,13 +10,14 @@ Hub names (timm:NAME, hf:NAME, clip:NAME) need the internet; local files and dir
 from __future__ import annotations
 
 import json
-import pickle
 from pathlib import Path
 from typing import Callable, Mapping
 
 import torch
 from PIL import Image
 from torch import nn
+
+from . import checkpoints
 
 # timm and transformers are imported where they are used: each takes seconds to import, and a
 # run needs only the kinds it names.
@@ -214,7 +215,7 @@ def _load_local_timm(name: str, path: Path) -> nn.Module:
     import timm
 
     model = timm.create_model(name, pretrained=False, num_classes=0)
-    state = torch.load(path, map_location="cpu", weights_only=True)
+    state = checkpoints.load(path, what="timm state_dict")
     if not isinstance(state, Mapping):
         raise ValueError(f"{path}: expected a state_dict, found {type(state).__name__}")
     # A full classifier's weights are fine: the encoder has no classifier and ignores them.
@@ -234,7 +235,7 @@ def _load_barlow_twins(path: Path) -> tuple[nn.Module, dict]:
 
     try:
         model, config = load_backbone(path)
-    except (KeyError, RuntimeError, TypeError, pickle.UnpicklingError) as e:
+    except (KeyError, RuntimeError, TypeError) as e:
         raise ValueError(f"{path}: not a Barlow Twins checkpoint whose backbone weights load: "
                          f"{e}") from None
     overrides = {}

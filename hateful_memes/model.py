@@ -24,6 +24,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from . import checkpoints
 from .labels import LABELS
 
 FUSIONS = ("concat", "interact")
@@ -250,13 +251,22 @@ def load_head(model: MemeModel, path: str | os.PathLike) -> None:
                            for f in differ)
         raise ValueError(f"{path}: its head does not fit this model: {detail}")
     head = {k[len("head."):]: v for k, v in ckpt["model"].items() if k.startswith("head.")}
-    model.head.load_state_dict(head)
+    try:
+        model.head.load_state_dict(head)
+    except RuntimeError as e:
+        raise checkpoints.CheckpointError(
+            f"{path}: its head weights do not fit: {str(e).splitlines()[0]}") from None
 
 
 def _read_checkpoint(path: str | os.PathLike, map_location) -> dict:
-    ckpt = torch.load(path, map_location=map_location, weights_only=False)
-    if not isinstance(ckpt, dict) or "config" not in ckpt or "model" not in ckpt:
-        raise ValueError(f"{path}: not a hateful_memes checkpoint (no config/model)")
+    ckpt = checkpoints.load_dict(path, ("config", "model"), map_location)
+    if not isinstance(ckpt["config"], dict) or not isinstance(ckpt["model"], dict):
+        raise checkpoints.CheckpointError(f"{path}: not a hateful_memes checkpoint "
+                                          "(config or model is not a dict)")
+    try:
+        ModelConfig(**ckpt["config"])
+    except (TypeError, ValueError) as e:
+        raise checkpoints.CheckpointError(f"{path}: its model config is not valid: {e}") from None
     return ckpt
 
 
@@ -264,6 +274,11 @@ def load_checkpoint(path: str | os.PathLike, map_location="cpu") -> tuple[MemeMo
     """Rebuild the model from a checkpoint alone; returns (model in eval mode, the checkpoint)."""
     ckpt = _read_checkpoint(path, map_location)
     model = build_model(ModelConfig(**ckpt["config"]))
-    model.load_state_dict(ckpt["model"])
+    try:
+        model.load_state_dict(ckpt["model"])
+    except RuntimeError as e:
+        raise checkpoints.CheckpointError(
+            f"{path}: its weights do not fit the model its config describes: "
+            f"{str(e).splitlines()[0]}") from None
     model.eval()
     return model, ckpt

@@ -27,6 +27,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
 from tqdm import tqdm
 
+from . import checkpoints
 from .augment import Transform, backbone_data_config
 from .barlow_twins import BarlowTwins, convert_sync_batchnorm, parse_projector
 from .files import atomic_open, write_jsonl
@@ -155,7 +156,10 @@ def load_backbone(path: str | os.PathLike, backbone: str | None = None) -> tuple
     path = Path(path)
     if path.is_dir():
         path = path / CHECKPOINT
-    state = torch.load(path, map_location="cpu", weights_only=True)
+    state = checkpoints.load(path, what="Barlow Twins checkpoint")
+    if not isinstance(state, dict):
+        raise checkpoints.CheckpointError(f"{path}: not a Barlow Twins checkpoint or backbone "
+                                          f"state_dict (holds a {type(state).__name__})")
     if "model" in state and "config" in state:
         config = state["config"]
         prefix = "backbone."
@@ -164,7 +168,8 @@ def load_backbone(path: str | os.PathLike, backbone: str | None = None) -> tuple
         weights, config = state, {}
         beside = path.parent / CHECKPOINT
         if backbone is None and beside.is_file():
-            config = torch.load(beside, map_location="cpu", weights_only=True)["config"]
+            config = checkpoints.load_dict(beside, ("config",),
+                                           what="Barlow Twins checkpoint")["config"]
     name = backbone or config.get("backbone")
     if not name:
         raise ValueError(f"{path}: a bare backbone state_dict; name its timm backbone")
@@ -320,7 +325,11 @@ def _train(args: argparse.Namespace, rank: int, world: int, device: torch.device
         path = out / CHECKPOINT
         if not path.is_file():
             raise SystemExit(f"--resume: no {path}")
-        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+        try:
+            checkpoint = checkpoints.load_dict(path, ("config", "model", "epoch"),
+                                               what="Barlow Twins checkpoint")
+        except checkpoints.CheckpointError as e:
+            raise SystemExit(f"--resume: {e}") from None
         _check_resumable(checkpoint["config"], config, path)
         model.load_state_dict(checkpoint["model"])
         start_epoch = checkpoint["epoch"]

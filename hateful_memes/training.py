@@ -14,6 +14,7 @@ import torch
 from sklearn.metrics import f1_score
 from tqdm.auto import tqdm
 
+from . import checkpoints
 from .files import write_jsonl
 from .inputs import Inputs
 from .metrics import official
@@ -156,10 +157,16 @@ def fit(model: MemeModel, train: Inputs, train_targets: dict[str, torch.Tensor],
     if resume:
         if not last.exists():
             raise FileNotFoundError(f"--resume: no {last} to continue from")
-        saved = torch.load(last, map_location=device, weights_only=False)
-        model.load_state_dict(saved["model"])
-        opt.load_state_dict(saved["optimizer"])
-        torch.set_rng_state(saved["rng"].cpu())
+        saved = checkpoints.load_dict(last, ("model", "optimizer", "rng", "state"), device,
+                                      what="resume state")
+        try:
+            model.load_state_dict(saved["model"])
+            opt.load_state_dict(saved["optimizer"])
+            torch.set_rng_state(saved["rng"].cpu())
+        except (RuntimeError, ValueError, KeyError, TypeError, AttributeError) as e:
+            raise checkpoints.CheckpointError(
+                f"{last}: does not fit this run's model and optimizer: "
+                f"{str(e).splitlines()[0] if str(e) else type(e).__name__}") from None
         state = saved["state"]
     stats_path = run_dir / "stats.jsonl"
     writer = SummaryWriter(str(run_dir / "tb"))
@@ -206,6 +213,6 @@ def fit(model: MemeModel, train: Inputs, train_targets: dict[str, torch.Tensor],
                 on_epoch_end(epoch + 1)
     finally:
         writer.close()
-    best = torch.load(run_dir / "best.pt", map_location=device, weights_only=False)
+    best = checkpoints.load_dict(run_dir / "best.pt", ("model",), device)
     model.load_state_dict(best["model"])
     return state

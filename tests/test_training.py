@@ -50,7 +50,7 @@ def test_fit_learns_writes_stats_and_keeps_the_best_epoch(tmp_path):
     assert max(aucs) > 0.8  # the labels are a function of the features
     assert any(p.name.startswith("events.out.tfevents") for p in (tmp_path / "tb").iterdir())
     # The model handed back is the best epoch's, not the last one's.
-    best = torch.load(tmp_path / "best.pt", weights_only=False)["model"]
+    best = torch.load(tmp_path / "best.pt", weights_only=True)["model"]
     for k, v in model.state_dict().items():
         assert torch.equal(v, best[k])
 
