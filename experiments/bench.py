@@ -167,25 +167,15 @@ def worker_baseline(system: str, data: Path, result: Path) -> None:
 def worker_predict(run_dir: Path, data: Path, result: Path) -> None:
     """Prediction throughput of a trained run on dev_seen + test with no feature cache, so the
     text encoder's forward pass is timed as well. The one-off model load is timed apart."""
-    from hateful_memes import thresholds as th
-    from hateful_memes.inputs import Encoders, build_inputs
-    from hateful_memes.model import load_checkpoint
-    from hateful_memes.training import predict_scores
+    from hateful_memes.predictor import RunPredictor
 
     _, dev, test = _read(data)
     memes = dev + test
     t0 = time.perf_counter()
-    model, ckpt = load_checkpoint(run_dir / "checkpoint.pt")
-    encoders = Encoders(model.cfg.image_encoder, model.cfg.text_encoder)
+    scorer = RunPredictor.load(run_dir, device="cpu")
 
     def predict(batch):
-        inputs = build_inputs(batch, model.cfg, encoders, data.parent, cache_dir=None,
-                              model=model, progress=False)
-        scores = predict_scores(model, inputs)
-        if ckpt.get("fold_thresholds", False):
-            for task, t in ckpt.get("thresholds", {}).items():
-                scores[task] = th.apply(scores[task], np.asarray(t))
-        return scores
+        return scorer.scores(batch, data.parent, cache_dir=None)
 
     predict(memes[:8])  # loads whatever encoder the model reads its input with
     load_seconds = time.perf_counter() - t0
@@ -252,6 +242,8 @@ def bench_ours(system: str, data: Path, seeds: tuple[int, ...], quick: bool) -> 
         out["reports"].setdefault("in_sample", []).append(dev["thresholds_on"])
         if "thresholds_crossfit" in dev:
             out["reports"].setdefault("crossfit", []).append(dev["thresholds_crossfit"])
+        if summary.get("oof"):  # thresholds chosen out of fold on train: dev is unseen by them
+            out["reports"].setdefault("train_oof", []).append(dev["thresholds_on"])
         result = WORK / f"{system}-s{seed}-predict.json"
         _, predict_peak = run_measured(_worker("predict", str(run_dir), str(data), str(result)),
                                        WORK / "logs" / f"{system}-s{seed}-predict.log")
@@ -304,6 +296,8 @@ def table_rows(results: dict) -> list[dict]:
                      "throughput": res["throughput"], "peak_mb": res["peak_mb"]})
 
     def thresholded(res) -> tuple[str, str]:
+        if "train_oof" in res["reports"]:
+            return "train_oof", "thresholds chosen out of fold on train (as predict.py writes)"
         if "crossfit" in res["reports"]:
             return "crossfit", "dev thresholds, 2-fold cross-fitted"
         return "in_sample", "dev thresholds (in-sample)"

@@ -55,68 +55,106 @@ class TfidfLogReg:
     solver fits each label in a fraction of a second: all 16 labels in ~2 s, against ~40 s for
     its primal solver and over a minute for lbfgs, to the same solution. The vectoriser is
     fitted once: `with_C` refits only the classifiers, so choosing C on a grid is cheap.
+
+    train.py also uses it as the second view of the caption in its ensemble, so a fitted model
+    is kept as plain data (vocabularies, idf and weight arrays: `state_dict`/`from_state`),
+    which a checkpoint holds without pickling any sklearn object.
     """
+
+    VECTORIZERS = {
+        "word": dict(analyzer="word", ngram_range=(1, 2)),
+        "char": dict(analyzer="char_wb", ngram_range=(2, 5)),
+    }
 
     def __init__(self, C: float = 1.0, max_iter: int = 1000):
         if not C > 0:
             raise ValueError(f"C must be positive, got {C}")
         self.C = C
         self.max_iter = max_iter
-        self._word: TfidfVectorizer | None = None
-        self._char: TfidfVectorizer | None = None
+        self._vectorizers: dict[str, TfidfVectorizer] = {}
         self._train: tuple[sp.csr_matrix, dict[str, np.ndarray]] | None = None
-        # Per task, per label: a fitted classifier, or the label's constant training frequency
-        # where train has only one class (liblinear cannot fit that).
-        self.classifiers: dict[str, list[LogisticRegression | float]] = {}
+        # Per task: (weights (F, K), bias (K,)); a label that train shows in one class only
+        # (liblinear cannot fit that) gets zero weights and the logit of its frequency.
+        self.weights: dict[str, tuple[np.ndarray, np.ndarray]] = {}
 
-    def _vectorize(self, memes: Sequence[Meme]) -> sp.csr_matrix:
-        texts = [m.text for m in memes]
-        return sp.hstack([self._word.transform(texts), self._char.transform(texts)], format="csr")
+    def _vectorize(self, texts: Sequence[str]) -> sp.csr_matrix:
+        return sp.hstack([v.transform(list(texts)) for v in self._vectorizers.values()],
+                         format="csr")
 
     def fit(self, memes: Sequence[Meme]) -> "TfidfLogReg":
         gold = _gold(memes, "TfidfLogReg")
         texts = [m.text for m in memes]
-        self._word = TfidfVectorizer(analyzer="word", ngram_range=(1, 2), min_df=2,
-                                     sublinear_tf=True, dtype=np.float32)
-        self._char = TfidfVectorizer(analyzer="char_wb", ngram_range=(2, 5), min_df=2,
-                                     sublinear_tf=True, dtype=np.float32)
-        x = sp.hstack([self._word.fit_transform(texts), self._char.fit_transform(texts)],
-                      format="csr")
+        self._vectorizers = {
+            name: TfidfVectorizer(min_df=2, sublinear_tf=True, dtype=np.float32, **kw)
+            for name, kw in self.VECTORIZERS.items()}
+        x = sp.hstack([v.fit_transform(texts) for v in self._vectorizers.values()], format="csr")
         self._train = (x, gold)
         self._fit_classifiers()
         return self
 
     def _fit_classifiers(self) -> None:
         x, gold = self._train
-        self.classifiers = {}
+        self.weights = {}
         for task in TASKS:
-            per_label: list[LogisticRegression | float] = []
-            for k in range(len(LABELS[task])):
+            k_labels = len(LABELS[task])
+            w = np.zeros((x.shape[1], k_labels), dtype=np.float32)
+            b = np.zeros(k_labels, dtype=np.float32)
+            for k in range(k_labels):
                 y = gold[task][:, k]
                 if y.min() == y.max():
-                    per_label.append(float(y[0]))
+                    b[k] = 200.0 if y[0] > 0.5 else -200.0  # exactly 1 or 0 in float32
                     continue
                 clf = LogisticRegression(C=self.C, solver="liblinear", dual=True,
-                                         max_iter=self.max_iter)
-                per_label.append(clf.fit(x, y))
-            self.classifiers[task] = per_label
+                                         max_iter=self.max_iter).fit(x, y)
+                w[:, k], b[k] = clf.coef_[0], clf.intercept_[0]
+            self.weights[task] = (w, b)
 
     def with_C(self, C: float) -> "TfidfLogReg":
         """A copy with classifiers refitted at `C` on the same vectorised training set."""
         if self._train is None:
             raise RuntimeError("TfidfLogReg: call fit() before with_C()")
         other = TfidfLogReg(C, self.max_iter)
-        other._word, other._char, other._train = self._word, self._char, self._train
+        other._vectorizers, other._train = self._vectorizers, self._train
         other._fit_classifiers()
         return other
 
     def predict(self, memes: Sequence[Meme]) -> dict[str, np.ndarray]:
-        if not self.classifiers:
+        return self.predict_texts([m.text for m in memes])
+
+    def predict_texts(self, texts: Sequence[str]) -> dict[str, np.ndarray]:
+        if not self.weights:
             raise RuntimeError("TfidfLogReg: call fit() before predict()")
-        x = self._vectorize(memes)
+        x = self._vectorize(texts)
         out = {}
-        for task, per_label in self.classifiers.items():
-            cols = [np.full(x.shape[0], clf, dtype=np.float64) if isinstance(clf, float)
-                    else clf.predict_proba(x)[:, 1] for clf in per_label]
-            out[task] = np.stack(cols, axis=1).astype(np.float32)
+        for task, (w, b) in self.weights.items():
+            logits = np.asarray(x @ w, dtype=np.float64) + b
+            out[task] = (1.0 / (1.0 + np.exp(-logits))).astype(np.float32)
         return out
+
+    def state_dict(self) -> dict:
+        """Everything `predict` needs, as tensors and plain data (no sklearn object)."""
+        import torch
+
+        if not self.weights:
+            raise RuntimeError("TfidfLogReg: call fit() before state_dict()")
+        return {
+            "C": self.C,
+            "vectorizers": {name: {"vocabulary": {t: int(i) for t, i in v.vocabulary_.items()},
+                                   "idf": torch.from_numpy(v.idf_.astype(np.float32))}
+                            for name, v in self._vectorizers.items()},
+            "weights": {task: (torch.from_numpy(w.T.copy()), torch.from_numpy(b))
+                        for task, (w, b) in self.weights.items()},
+        }
+
+    @classmethod
+    def from_state(cls, state: dict) -> "TfidfLogReg":
+        model = cls(float(state["C"]))
+        for name, kw in cls.VECTORIZERS.items():
+            saved = state["vectorizers"][name]
+            v = TfidfVectorizer(sublinear_tf=True, dtype=np.float32,
+                                vocabulary=dict(saved["vocabulary"]), **kw)
+            v.idf_ = saved["idf"].numpy().astype(np.float64)
+            model._vectorizers[name] = v
+        model.weights = {task: (w.numpy().T.copy(), b.numpy())
+                         for task, (w, b) in state["weights"].items()}
+        return model

@@ -51,6 +51,16 @@ class Inputs:
                 return len(x)
         return 0
 
+    def subset(self, idx: Sequence[int]) -> "Inputs":
+        idx = list(idx)
+
+        def pick(x):
+            if x is None:
+                return None
+            return x[idx] if isinstance(x, torch.Tensor) else [x[i] for i in idx]
+
+        return Inputs(pick(self.image), pick(self.text), self.image_transform, self.text_tokenize)
+
     def batch(self, idx: Sequence[int]):
         image = text = None
         if isinstance(self.image, torch.Tensor):

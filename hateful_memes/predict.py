@@ -1,9 +1,14 @@
 """`predict.py --run RUN_DIR [--run RUN_DIR2] --input FILE [--out FILE]`: a checked submission.
 
-Each run's checkpoint rebuilds its model; the runs' tasks are merged into one file (an A run
-and a B run give pred_pc and pred_attack; their hateful scores are averaged into pred_hate).
-The input needs no labels (`test.jsonl` format). The dev thresholds stored with a run are
-folded into its scores unless the run was trained with --no-fold-thresholds or `--raw` is given.
+Each run's checkpoint rebuilds its model (predictor.RunPredictor); the runs' tasks are merged
+into one file (an A run and a B run give pred_pc and pred_attack; their hateful scores are
+averaged into pred_hate). The input needs no labels (`test.jsonl` format).
+
+The file holds the scores chosen for the official metric: each label's threshold (chosen out
+of fold on train) folded onto the 0.5 cut, every column on its own, so an empty label may pass
+0.5 beside a real one. The label sets shown to people come from decision.decide instead.
+`--prior P` first moves the scores to a hateful prevalence P (`em`: estimated on the input);
+`--raw` writes the blended scores without prior or thresholds.
 """
 from __future__ import annotations
 
@@ -13,34 +18,32 @@ from pathlib import Path
 
 import numpy as np
 
-from . import thresholds as th
 from .data import AnnotationError, Meme, read_annotations
-from .inputs import Encoders, MissingImagesError, build_inputs
+from .inputs import MissingImagesError
 from .labels import TASK_LETTERS
-from .model import load_checkpoint
+from .predictor import RunPredictor
 from .submission import SubmissionError, check_submission, write_submission
-from .training import predict_scores, resolve_device
 
 
 def predict_run(run_dir: str | Path, memes: list[Meme], image_root: str | Path,
                 cache_dir: str | Path | None, fold: bool = True, progress: bool = True,
-                device: str = "auto") -> dict[str, np.ndarray]:
-    """Scores of one run's model for `memes`, in LABELS order, per task (hate included)."""
-    path = Path(run_dir) / "checkpoint.pt"
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: no checkpoint (is {run_dir} a finished train.py run?)")
-    model, ckpt = load_checkpoint(path)
-    dev = resolve_device(device)
-    model.to(dev)
-    cfg = model.cfg
-    encoders = Encoders(cfg.image_encoder, cfg.text_encoder)
-    inputs = build_inputs(memes, cfg, encoders, image_root, cache_dir, model=model,
-                          progress=progress, device=str(dev))
-    scores = predict_scores(model, inputs, progress=progress)
-    if fold and ckpt.get("fold_thresholds", False):
-        for task, t in ckpt.get("thresholds", {}).items():
-            scores[task] = th.apply(scores[task], np.asarray(t))
-    return scores
+                device: str = "auto", prior: float | str | None = None) -> dict[str, np.ndarray]:
+    """Scores of one run for `memes`, in LABELS order, per task (hate included)."""
+    scorer = RunPredictor.load(run_dir, device)
+    return scorer.scores(memes, image_root, cache_dir, prior=prior, fold=fold, progress=progress)
+
+
+def parse_prior(text: str) -> float | str:
+    """`--prior`: a prevalence in (0, 1) or `em`."""
+    if text == "em":
+        return text
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number in (0, 1) or 'em', got {text!r}")
+    if not 0 < value < 1:
+        raise argparse.ArgumentTypeError(f"a prevalence is strictly between 0 and 1, got {value}")
+    return value
 
 
 def merge(per_run: list[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
@@ -70,8 +73,11 @@ def main(argv: list[str] | None = None) -> int:
                    "(default: the input's parent's parent)")
     p.add_argument("--cache-dir", default="cache/features")
     p.add_argument("--device", default="auto", help="auto (cuda when there is one), cpu, cuda, ...")
+    p.add_argument("--prior", type=parse_prior, metavar="P|em",
+                   help="hateful prevalence of the input, to move the scores to (default: the "
+                   "training data's, no change); 'em' estimates it on the input (Saerens et al.)")
     p.add_argument("--raw", action="store_true",
-                   help="write raw scores, without the dev thresholds")
+                   help="write the blended scores, without prior or thresholds")
     p.add_argument("--quiet", action="store_true")
     args = p.parse_args(argv)
     input_path = Path(args.input)
@@ -79,7 +85,8 @@ def main(argv: list[str] | None = None) -> int:
         memes = read_annotations(input_path)
         image_root = args.image_root or input_path.resolve().parent.parent
         per_run = [predict_run(r, memes, image_root, args.cache_dir, fold=not args.raw,
-                               progress=not args.quiet, device=args.device) for r in args.run]
+                               progress=not args.quiet, device=args.device,
+                               prior=None if args.raw else args.prior) for r in args.run]
         scores = merge(per_run)
         out = Path(args.out) if args.out else _default_out(input_path, scores)
         write_submission(out, [m.id for m in memes], scores)

@@ -87,3 +87,17 @@ def test_tfidf_scores_a_label_absent_from_train_at_its_frequency_zero():
 def test_tfidf_rejects_a_non_positive_c():
     with pytest.raises(ValueError, match="C must be positive"):
         TfidfLogReg(C=0)
+
+
+def test_tfidf_state_round_trips_through_a_restricted_checkpoint(tmp_path):
+    import torch
+
+    from hateful_memes import checkpoints
+
+    train, test = fixture_memes(60, seed=0), fixture_memes(20, seed=1)
+    model = TfidfLogReg(C=2.0).fit(train)
+    torch.save({"tfidf": model.state_dict()}, tmp_path / "t.pt")
+    again = TfidfLogReg.from_state(checkpoints.load(tmp_path / "t.pt")["tfidf"])
+    a, b = model.predict(test), again.predict(test)
+    for task in TASKS:
+        np.testing.assert_allclose(a[task], b[task], atol=1e-6)

@@ -132,12 +132,13 @@ def test_resume_refuses_a_hostile_last_pt(tmp_path, demo_data, feature_cache, ca
     run = tmp_path / "run"
     assert train.main(_train_args(demo_data, feature_cache, run)) == 0
     marker = tmp_path / "ran"
-    (run / "last.pt").unlink()
-    _hostile(run / "last.pt", marker, optimizer={}, rng=torch.zeros(1), state={})
+    last = run / "fold0" / "last.pt"
+    last.unlink()
+    _hostile(last, marker, optimizer={}, rng=torch.zeros(1), state={})
     code = train.main(_train_args(demo_data, feature_cache, run, "--resume"))
     assert code == 1 and not marker.exists()
     err = capsys.readouterr().err
-    assert "refused" in err and str(run / "last.pt") in err
+    assert "refused" in err and str(last) in err
 
 
 def test_bt_encoder_refuses_a_hostile_checkpoint(tmp_path):

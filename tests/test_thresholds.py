@@ -30,18 +30,51 @@ def test_choose_finds_the_separating_threshold():
     assert ((folded > 0.5) == (gold > 0.5)).all()
 
 
-def test_apply_keeps_the_empty_label_consistent_and_real_labels_untouched():
+def test_fold_moves_only_the_scores_near_the_cut():
     rng = np.random.default_rng(3)
-    scores = rng.random((400, 6)).astype(np.float32)
+    scores = rng.random((2000, 6)).astype(np.float32)
     t = np.array([0.3, 0.2, 0.4, 0.6, 0.1, 0.5])
-    out = th.apply(scores, t)
-    on = out > 0.5
-    assert not (on[:, 0] & on[:, 1:].any(axis=1)).any()
-    np.testing.assert_array_equal(out[:, 1:], th.fold(scores, t)[:, 1:])
-    # Rows with no real label on keep the folded empty score.
-    free = ~on[:, 1:].any(axis=1)
-    assert free.any()
-    np.testing.assert_array_equal(out[free, 0], th.fold(scores, t)[free, 0])
+    out = th.fold(scores, t)
+    lo = np.minimum(t - th.BAND, 0.5 - th.BAND)
+    hi = np.maximum(t + th.BAND, 0.5 + th.BAND)
+    outside = (scores < lo) | (scores > hi)
+    assert outside.mean() > 0.5
+    np.testing.assert_allclose(out[outside], scores[outside], atol=1e-6)
+    np.testing.assert_array_equal(out > 0.5, scores > t)
+
+
+def test_fold_keeps_micro_auroc_where_a_whole_column_fold_does_not():
+    # Calibrated scores: the pooled ranking is already right, a stretched column spoils it.
+    rng = np.random.default_rng(4)
+    p = rng.beta(0.5, 2.0, size=(3000, 5))
+    gold = (rng.random(p.shape) < p).astype(int)
+    raw = roc_auc_score(gold, p, average="micro")
+
+    def losses(t):
+        whole = np.where(p <= t, 0.5 * p / t, 0.5 + 0.5 * (p - t) / (1 - t))
+        return (raw - roc_auc_score(gold, th.fold(p, t), average="micro"),
+                raw - roc_auc_score(gold, whole, average="micro"))
+
+    band, whole = losses(th.choose_joint(gold, p))  # thresholds as train.py chooses them
+    assert abs(band) < 0.0005 and whole > 0.0005
+    band, whole = losses(np.array([0.5, 0.15, 0.2, 0.3, 0.1]))  # far from those: still less
+    assert band < whole / 2
+
+
+def test_choose_joint_trades_macro_for_micro_f1():
+    from sklearn.metrics import f1_score
+
+    rng = np.random.default_rng(6)
+    p = rng.beta(0.6, 2.5, size=(3000, 6))
+    gold = (rng.random(p.shape) < p).astype(int)
+
+    def f1s(t):
+        pred = th.fold(p, t) > 0.5
+        return (f1_score(gold, pred, average="micro"), f1_score(gold, pred, average="macro"))
+
+    own, joint = f1s(th.choose(gold, p)), f1s(th.choose_joint(gold, p))
+    assert sum(joint) >= sum(own) - 1e-9
+    assert th.choose_joint(gold, p, weight=0.0).tolist() == th.choose(gold, p).tolist()
 
 
 def test_crossfit_uses_thresholds_from_the_other_fold():
@@ -52,7 +85,7 @@ def test_crossfit_uses_thresholds_from_the_other_fold():
     fold_of = np.random.default_rng(0).permutation(40) % 2
     for f in range(2):
         held = fold_of == f
-        expected = th.apply(scores[held], th.choose(gold[~held], scores[~held]))
+        expected = th.apply(scores[held], th.choose_joint(gold[~held], scores[~held]))
         np.testing.assert_array_equal(out[held], expected)
     # In-sample thresholds fit noise: they score at least as well on their own memes.
     in_sample = th.apply(scores, th.choose(gold, scores))
