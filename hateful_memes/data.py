@@ -117,6 +117,20 @@ def json_lines(path: str | os.PathLike,
             raise error(f"{path}: cannot read this file ({e.strerror or e})") from None
 
 
+def clip(text: str, limit: int = 300) -> str:
+    """`text` cut to `limit` characters: a megabyte of damage must not become a megabyte of
+    error message."""
+    return text if len(text) <= limit else text[:limit - 3] + "..."
+
+
+def shown(value, limit: int = 80) -> str:
+    """repr(value), clipped: how an error message names a value from the user's file."""
+    try:
+        return clip(repr(value), limit)
+    except (RecursionError, ValueError):  # deep nesting, or an integer of too many digits
+        return f"<{type(value).__name__}>"
+
+
 def _lone_surrogate(text: str) -> int | None:
     """Index of the first character that no UTF-8 can hold (a JSON "\\ud800" escape)."""
     try:
@@ -152,7 +166,7 @@ def image_path(root: str | os.PathLike, img: str) -> Path:
     """`root / img`, or ImagePathError when `img` is absolute or climbs out of `root`."""
     problem = image_path_problem(img)
     if problem:
-        raise ImagePathError(f"img {img!r} {problem}; image paths must stay under the image "
+        raise ImagePathError(f"img {shown(img)} {problem}; image paths must stay under the image "
                              f"root {root}")
     return Path(root) / img
 
@@ -163,15 +177,16 @@ def _meme(row: dict, where: str) -> Meme:
             raise AnnotationError(f"{where}: missing {key!r}")
     # bool is a subclass of int in Python, but `true` is no meme id.
     if not isinstance(row["id"], int) or isinstance(row["id"], bool):
-        raise AnnotationError(f"{where}: id must be an integer, got {row['id']!r}")
+        raise AnnotationError(f"{where}: id must be an integer, got {shown(row['id'])}")
     if not ID_RANGE[0] <= row["id"] < ID_RANGE[1]:
-        raise AnnotationError(f"{where}: id {row['id']} is out of range (ids fit in 64 bits)")
+        raise AnnotationError(
+            f"{where}: id {shown(row['id'])} is out of range (ids fit in 64 bits)")
     for key in ("img", "text", "set_name"):
         if key not in row:  # only set_name is optional; the others were checked above
             continue
         if not isinstance(row[key], str):
             raise AnnotationError(
-                f"{where}: id {row['id']}: {key} must be a string, got {row[key]!r}")
+                f"{where}: id {row['id']}: {key} must be a string, got {shown(row[key])}")
         # A lone surrogate decodes from JSON but cannot be encoded again: it would fail
         # later, in the feature cache, far from this line.
         bad = _lone_surrogate(row[key])
@@ -181,7 +196,7 @@ def _meme(row: dict, where: str) -> Meme:
                 f"(U+{ord(row[key][bad]):04X} at character {bad}), which is not text")
     problem = image_path_problem(row["img"])
     if problem:
-        raise AnnotationError(f"{where}: id {row['id']}: img {row['img']!r} {problem}; image "
+        raise AnnotationError(f"{where}: id {row['id']}: img {shown(row['img'])} {problem}; image "
                               f"paths are relative to the image root and stay under it")
     gold = {}
     for task, field in GOLD_FIELDS.items():
@@ -189,7 +204,8 @@ def _meme(row: dict, where: str) -> Meme:
             try:
                 gold[field] = check(task, row[field])
             except LabelError as e:
-                raise AnnotationError(f"{where}: id {row['id']}: {field}: {e}") from None
+                raise AnnotationError(
+                    f"{where}: id {row['id']}: {field}: {clip(str(e))}") from None
     return Meme(id=row["id"], img=row["img"], text=row["text"], set_name=row.get("set_name"),
                 **gold)
 

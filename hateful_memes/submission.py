@@ -24,7 +24,7 @@ from typing import Sequence
 
 import numpy as np
 
-from hateful_memes.data import ID_RANGE, Meme, json_lines, read_annotations
+from hateful_memes.data import ID_RANGE, Meme, clip, json_lines, read_annotations, shown
 from hateful_memes.files import write_jsonl
 from hateful_memes.labels import LABELS, TASKS
 
@@ -65,11 +65,12 @@ def make_rows(ids: Sequence[int], scores: dict[str, np.ndarray]) -> list[dict]:
 
 def _check_score(value, where: str, field: str, label: str) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise SubmissionError(f"{where}: {field}[{label!r}] is not a number: {value!r}")
-    if not math.isfinite(value):
+        raise SubmissionError(f"{where}: {field}[{label!r}] is not a number: {shown(value)}")
+    if isinstance(value, float) and not math.isfinite(value):
         raise SubmissionError(f"{where}: {field}[{label!r}] is {value}")
-    if not 0.0 <= value <= 1.0:
-        raise SubmissionError(f"{where}: {field}[{label!r}] = {value} is outside [0, 1]")
+    # Compared as given: an integer too large for a float is still simply out of range.
+    if not 0 <= value <= 1:
+        raise SubmissionError(f"{where}: {field}[{label!r}] = {shown(value)} is outside [0, 1]")
     return float(value)
 
 
@@ -81,18 +82,19 @@ def _check_row(row, where: str) -> tuple[int, dict[str, list[float]], str | None
         raise SubmissionError(f"{where}: missing 'id'")
     id_ = row["id"]
     if isinstance(id_, bool) or not isinstance(id_, int):
-        raise SubmissionError(f"{where}: id must be an integer, got {id_!r}")
+        raise SubmissionError(f"{where}: id must be an integer, got {shown(id_)}")
     if not ID_RANGE[0] <= id_ < ID_RANGE[1]:
-        raise SubmissionError(f"{where}: id {id_} is out of range (ids fit in 64 bits)")
+        raise SubmissionError(f"{where}: id {shown(id_)} is out of range (ids fit in 64 bits)")
     where = f"{where}: id {id_}"
     unknown = sorted(key for key in row
                      if key not in ("id", SET_NAME) and key not in _TASK_OF_FIELD)
     if unknown:
-        raise SubmissionError(f"{where}: unknown key(s) {unknown}; expected id, optionally "
-                              f"set_name, and some of {', '.join(PRED_FIELDS.values())}")
+        raise SubmissionError(f"{where}: unknown key(s) {shown(unknown, 200)}; expected id, "
+                              f"optionally set_name, and some of "
+                              f"{', '.join(PRED_FIELDS.values())}")
     set_name = row.get(SET_NAME)
     if SET_NAME in row and not isinstance(set_name, str):
-        raise SubmissionError(f"{where}: set_name must be a string, got {set_name!r}")
+        raise SubmissionError(f"{where}: set_name must be a string, got {shown(set_name)}")
     preds = {}
     for field, task in _TASK_OF_FIELD.items():
         if field not in row:
@@ -106,7 +108,7 @@ def _check_row(row, where: str) -> tuple[int, dict[str, list[float]], str | None
             raise SubmissionError(f"{where}: {field} lacks label(s) {missing}")
         extra = sorted(label for label in pred if label not in LABELS[task])
         if extra:
-            raise SubmissionError(f"{where}: {field} has unknown label(s) {extra}; "
+            raise SubmissionError(f"{where}: {field} has unknown label(s) {shown(extra, 200)}; "
                                   f"expected {list(LABELS[task])}")
         preds[task] = [_check_score(pred[label], where, field, label) for label in LABELS[task]]
     if not preds:
@@ -219,8 +221,9 @@ def check_set_names(preds: Predictions, memes: Sequence[Meme],
         ours, theirs = preds.set_names.get(id_), gold.get(id_)
         if ours is not None and theirs is not None and ours != theirs:
             raise SubmissionError(
-                f"{preds.path}:{preds.lines[id_]}: id {id_}: set_name {ours!r}, but {gold_path} "
-                f"has set_name {theirs!r} for this id; is this the prediction file for {theirs}?")
+                f"{preds.path}:{preds.lines[id_]}: id {id_}: set_name {shown(ours)}, but "
+                f"{gold_path} has set_name {shown(theirs)} for this id; is this the prediction "
+                f"file for {clip(theirs, 80)}?")
 
 
 def unknown_ids(preds: Predictions, memes: Sequence[Meme]) -> list[int]:
