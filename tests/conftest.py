@@ -44,19 +44,23 @@ def in_ci() -> bool:
     return os.environ.get("CI", "").strip().lower() not in ("", "0", "false")
 
 
-@pytest.fixture(scope="session")
-def real_annotations() -> Path:
-    """The folder of the organisers' train.json, dev_seen.json and test.jsonl.
-
-    Absent on a lone clone: the tests that need it skip, saying where the files come from.
-    Under CI they fail instead, so that CI can never pass by skipping them."""
-    missing = [name for name in SHARED_FILES if not (SHARED_ANNOTATIONS / name).is_file()]
+def require_annotations(folder: Path = SHARED_ANNOTATIONS) -> Path:
+    """`folder` when it holds the organisers' files; otherwise skip the test, saying where the
+    files come from, or, under CI, fail it, so that CI can never pass by skipping them."""
+    missing = [name for name in SHARED_FILES if not (folder / name).is_file()]
     if missing:
-        reason = (f"needs the organisers' annotation files {', '.join(missing)} in "
-                  f"{SHARED_ANNOTATIONS} (they come from "
-                  f"github.com/facebookresearch/fine_grained_hateful_memes; see data/README.md)")
+        reason = (f"needs the organisers' annotation files {', '.join(missing)} in {folder} "
+                  f"(they come from github.com/facebookresearch/fine_grained_hateful_memes; "
+                  f"see data/README.md)")
         if in_ci():
             pytest.fail(f"CI is set, so a missing data set fails instead of skipping: {reason}",
                         pytrace=False)
         pytest.skip(reason)
-    return SHARED_ANNOTATIONS
+    return folder
+
+
+@pytest.fixture(scope="session")
+def real_annotations() -> Path:
+    """The folder of the organisers' train.json, dev_seen.json and test.jsonl (see
+    require_annotations for what happens when it is absent)."""
+    return require_annotations()
