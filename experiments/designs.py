@@ -82,6 +82,10 @@ def fusion(args) -> None:
 
 
 def empty(args) -> None:
+    missing = [name for name in ("train.json", "dev_seen.json") if not (REAL / name).is_file()]
+    if missing:
+        raise SystemExit(f"designs.py empty: needs the organisers' {', '.join(missing)} in {REAL} "
+                         f"(see data/README.md)")
     rows: dict[str, list[dict]] = {}
     for design in ("gate", "independent"):
         for seed in args.seeds:

@@ -11,7 +11,8 @@ import sys
 from hateful_memes.data import AnnotationError, is_labelled, read_annotations
 from hateful_memes.metrics import evaluate
 from hateful_memes.report import format_report, write_report
-from hateful_memes.submission import SubmissionError, check_submission, read_submission
+from hateful_memes.submission import (SubmissionError, check_set_names, check_submission,
+                                      read_predictions, unknown_ids)
 
 # Bad input is reported as one line, not a traceback: these are the user's files, not bugs.
 INPUT_ERRORS = (AnnotationError, SubmissionError, OSError)
@@ -54,17 +55,19 @@ def run_check(pred: str, gold: str | None) -> int:
 def run_evaluate(gold: str, pred: str, out: str | None) -> int:
     try:
         memes = read_annotations(gold)
-        ids, scores = read_submission(pred)
+        preds = read_predictions(pred)
+        check_set_names(preds, memes, gold)
     except INPUT_ERRORS as e:
         return _fail(e)
     if not is_labelled(memes):
         return _fail(f"{gold} carries no gold labels, so it cannot score; "
                      f"use --check {pred} --gold {gold} to check the ids only")
-    known = {meme.id for meme in memes}
-    unknown = [id_ for id_ in ids if id_ not in known]
+    ids, scores = preds.ids, preds.scores
+    unknown = unknown_ids(preds, memes)
     if unknown:
-        print(f"warning: {len(unknown)} predicted id(s) are not in {gold} and are ignored, "
-              f"first: {unknown[:5]}", file=sys.stderr)
+        print(f"warning: {len(unknown)} of {len(ids)} prediction id(s) are not in {gold} and "
+              f"are ignored; the first is id {unknown[0]} on line {preds.lines[unknown[0]]} of "
+              f"{pred}", file=sys.stderr)
     try:
         report = evaluate(memes, ids, scores)
     except ValueError as e:  # e.g. no predicted id in the gold file

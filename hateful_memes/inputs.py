@@ -9,7 +9,7 @@ from typing import Sequence
 import numpy as np
 import torch
 
-from .data import Meme
+from .data import ImagePathError, Meme, image_path
 from .model import ModelConfig
 
 
@@ -18,7 +18,14 @@ class MissingImagesError(FileNotFoundError):
 
 
 def image_paths(memes: Sequence[Meme], image_root: str | Path) -> list[Path]:
-    return [Path(image_root) / m.img for m in memes]
+    """Each meme's image under `image_root`; ImagePathError for an img that would leave it."""
+    paths = []
+    for m in memes:
+        try:
+            paths.append(image_path(image_root, m.img))
+        except ImagePathError as e:
+            raise ImagePathError(f"meme {m.id}: {e}") from None
+    return paths
 
 
 def check_images(memes: Sequence[Meme], image_root: str | Path, source: str = "") -> list[Path]:

@@ -30,6 +30,7 @@ from tqdm import tqdm
 from . import checkpoints
 from .augment import Transform, backbone_data_config
 from .barlow_twins import BarlowTwins, convert_sync_batchnorm, parse_projector
+from .data import ImagePathError, image_path, json_lines
 from .files import atomic_open, write_jsonl
 from .lars import LR_BIASES, LR_WEIGHTS, adjust_learning_rate, make_optimizer
 
@@ -58,20 +59,17 @@ class ImageSetError(ValueError):
 
 def annotation_images(path: Path, image_root: Path | None = None) -> list[Path]:
     """The `img` paths of a JSON-lines annotation file, relative to `image_root` (default:
-    the file's parent's parent, data/annotations/train.json -> data/)."""
+    the file's parent's parent, data/annotations/train.json -> data/); an `img` that would
+    leave that root is an ImageSetError."""
     root = image_root if image_root is not None else path.parent.parent
     images = []
-    with open(path, encoding="utf-8") as f:
-        for n, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise ImageSetError(f"{path}:{n}: not a JSON object ({e.msg})") from None
-            if not isinstance(row, dict) or not isinstance(row.get("img"), str):
-                raise ImageSetError(f"{path}:{n}: expected an object with an 'img' path")
-            images.append(root / row["img"])
+    for n, row in json_lines(path, ImageSetError):
+        if not isinstance(row.get("img"), str):
+            raise ImageSetError(f"{path}:{n}: expected an object with an 'img' path")
+        try:
+            images.append(image_path(root, row["img"]))
+        except ImagePathError as e:
+            raise ImageSetError(f"{path}:{n}: {e}") from None
     return images
 
 

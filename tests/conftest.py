@@ -1,3 +1,6 @@
+import os
+from pathlib import Path
+
 import pytest
 import torch
 
@@ -27,3 +30,37 @@ def demo_data(tmp_path_factory):
 @pytest.fixture(scope="session")
 def feature_cache(tmp_path_factory):
     return tmp_path_factory.mktemp("features")
+
+
+# The organisers' annotation files live beside the repository, never in it (data/README.md);
+# WOAH2021_ANNOTATIONS names another folder (e.g. for a git worktree, whose ../shared differs).
+SHARED_ANNOTATIONS = Path(os.environ.get("WOAH2021_ANNOTATIONS") or (
+    Path(__file__).resolve().parents[1].parent / "shared" / "data" / "woah2021" / "annotations"))
+SHARED_FILES = ("train.json", "dev_seen.json", "test.jsonl")
+
+
+def in_ci() -> bool:
+    """CI sets CI (GitHub Actions, GitLab, ... set CI=true); "", "0" and "false" do not count."""
+    return os.environ.get("CI", "").strip().lower() not in ("", "0", "false")
+
+
+def require_annotations(folder: Path = SHARED_ANNOTATIONS) -> Path:
+    """`folder` when it holds the organisers' files; otherwise skip the test, saying where the
+    files come from, or, under CI, fail it, so that CI can never pass by skipping them."""
+    missing = [name for name in SHARED_FILES if not (folder / name).is_file()]
+    if missing:
+        reason = (f"needs the organisers' annotation files {', '.join(missing)} in {folder} "
+                  f"(they come from github.com/facebookresearch/fine_grained_hateful_memes; "
+                  f"see data/README.md)")
+        if in_ci():
+            pytest.fail(f"CI is set, so a missing data set fails instead of skipping: {reason}",
+                        pytrace=False)
+        pytest.skip(reason)
+    return folder
+
+
+@pytest.fixture(scope="session")
+def real_annotations() -> Path:
+    """The folder of the organisers' train.json, dev_seen.json and test.jsonl (see
+    require_annotations for what happens when it is absent)."""
+    return require_annotations()

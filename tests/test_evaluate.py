@@ -13,7 +13,6 @@ from hateful_memes.metrics import evaluate
 from hateful_memes.submission import write_submission
 
 ROOT = Path(__file__).resolve().parents[1]
-REAL = ROOT / ".." / "shared" / "data" / "woah2021" / "annotations"
 
 
 def tiny_gold(tmp_path, n=6):
@@ -70,16 +69,100 @@ def test_scoring_prints_the_report_and_writes_files(tmp_path, capsys):
     assert (out / "report.md").exists() and (out / "per_label_f1.png").exists()
 
 
-def test_partial_coverage_on_real_dev_seen(tmp_path, capsys):
-    dev = read_annotations(REAL / "dev_seen.json")
-    train = read_annotations(REAL / "train.json")
+def test_partial_coverage_on_real_dev_seen(tmp_path, capsys, real_annotations):
+    dev = read_annotations(real_annotations / "dev_seen.json")
+    train = read_annotations(real_annotations / "train.json")
     prior = {task: np.tile(gold_matrix(train, task).mean(axis=0), (480, 1)) for task in ("pc",)}
     pred = tmp_path / "dev_A.jsonl"
     write_submission(pred, [meme.id for meme in dev[:480]], prior)
-    assert main(["--gold", str(REAL / "dev_seen.json"), "--pred", str(pred)]) == 0
+    assert main(["--gold", str(real_annotations / "dev_seen.json"), "--pred", str(pred)]) == 0
     lines = capsys.readouterr().out.splitlines()
     assert lines[0] == "scored 480 of 500 memes (20 without a prediction)"
     assert lines[1] == "hate binary AUROC: n/a"
+
+
+def organisers_baseline(ids, set_name, seed=0, repeat=(3, 41, 42, 300)):
+    """Lines shaped like the organisers' published baseline predictions for a split: every
+    line carries set_name, and 4 ids come twice (each repeat right after its first line)."""
+    rng = np.random.default_rng(seed)
+    lines = []
+    for i, id_ in enumerate(ids):
+        row = {"id": id_, "set_name": set_name}
+        for task in ("pc", "attack"):
+            row[f"pred_{task}"] = dict(zip(LABELS[task], rng.random(len(LABELS[task])).tolist()))
+        lines.append(json.dumps(row))
+        if i in repeat:
+            lines.append(json.dumps(row))
+    return lines
+
+
+def test_the_organisers_baseline_format_scores_once_duplicates_are_removed(
+        tmp_path, capsys, real_annotations):
+    gold = real_annotations / "dev_seen.json"
+    dev = read_annotations(gold)
+    lines = organisers_baseline([meme.id for meme in dev], "dev_seen")
+    assert len(lines) == len(dev) + 4
+    pred = tmp_path / "dev_seen_baseline.json"
+    pred.write_text("\n".join(lines) + "\n")
+    assert main(["--gold", str(gold), "--pred", str(pred)]) == 1
+    err = capsys.readouterr().err
+    # Ids 3, 41, 42 and 300 of the file repeat on the line after their first.
+    d = [dev[i].id for i in (3, 41, 42, 300)]
+    assert err == (f"error: {pred}:5: 4 duplicated id(s) (4 extra line(s)): "
+                   f"id {d[0]} on lines 4, 5; id {d[1]} on lines 43, 44; "
+                   f"id {d[2]} on lines 45, 46; id {d[3]} on lines 304, 305; "
+                   f"every id needs exactly one prediction\n")
+    unique = list(dict.fromkeys(lines))  # what a user does: drop the repeated lines
+    pred.write_text("\n".join(unique) + "\n")
+    out = tmp_path / "eval"
+    assert main(["--gold", str(gold), "--pred", str(pred), "--out", str(out)]) == 0
+    captured = capsys.readouterr()
+    assert captured.out.startswith("scored 500 of 500 memes\n") and captured.err == ""
+    report = json.loads((out / "report.json").read_text())
+    rows = [json.loads(line) for line in unique]
+    for task in ("pc", "attack"):
+        scores = np.array([[row[f"pred_{task}"][label] for label in LABELS[task]]
+                           for row in rows])
+        expected = evaluate(dev, [row["id"] for row in rows], {task: scores})[task]
+        assert report[task] == expected
+    # The same file named for another split is refused, naming the line and both names.
+    pred.write_text("\n".join(organisers_baseline([meme.id for meme in dev], "dev_unseen",
+                                                  repeat=())) + "\n")
+    assert main(["--gold", str(gold), "--pred", str(pred)]) == 1
+    assert capsys.readouterr().err == (
+        f"error: {pred}:1: id {dev[0].id}: set_name 'dev_unseen', but {gold} has set_name "
+        f"'dev_seen' for this id; is this the prediction file for dev_seen?\n")
+
+
+def test_set_names_are_checked_against_a_small_gold_file(tmp_path, capsys):
+    gold = tiny_gold(tmp_path)
+    rows = [json.loads(line) | {"set_name": "dev_seen"} for line in gold.read_text().splitlines()]
+    gold.write_text("".join(json.dumps(row) + "\n" for row in rows))
+    pred = tmp_path / "pred.json"
+    lines = organisers_baseline(range(6), "dev_seen", repeat=())
+    pred.write_text("\n".join(lines) + "\n")
+    assert main(["--gold", str(gold), "--pred", str(pred)]) == 0
+    assert main(["--check", str(pred), "--gold", str(gold)]) == 0
+    capsys.readouterr()
+    lines[4] = lines[4].replace('"dev_seen"', '"test_unseen"')
+    pred.write_text("\n".join(lines) + "\n")
+    for argv in (["--gold", str(gold), "--pred", str(pred)],
+                 ["--check", str(pred), "--gold", str(gold)]):
+        assert main(argv) == 1
+        assert capsys.readouterr().err == (
+            f"error: {pred}:5: id 4: set_name 'test_unseen', but {gold} has set_name "
+            f"'dev_seen' for this id; is this the prediction file for dev_seen?\n")
+
+
+def test_prediction_ids_unknown_to_the_gold_are_counted_and_the_first_named(tmp_path, capsys):
+    gold = tiny_gold(tmp_path)
+    pred = tmp_path / "pred.jsonl"
+    write_submission(pred, [0, 1, 2, 77, 3, 4, 5, 78, 79], random_scores(9, ("pc",)))
+    assert main(["--gold", str(gold), "--pred", str(pred)]) == 0
+    captured = capsys.readouterr()
+    assert captured.err == (f"warning: 3 of 9 prediction id(s) are not in {gold} and are "
+                            f"ignored; the first is id 77 on line 4 of {pred}\n")
+    assert captured.out.startswith("scored 6 of 6 memes\n")
 
 
 @pytest.mark.parametrize("problem", ["unlabelled", "bad_gold", "missing_pred", "no_overlap"])

@@ -75,11 +75,17 @@ def test_no_images_is_a_clear_error(tmp_path):
     with pytest.raises(ImageSetError, match="no images found"):
         collect_images([ann])
     ann.write_text('{"img": "img/1.png"}\n{"img": \n')
-    with pytest.raises(ImageSetError, match=r"train.json:2: not a JSON object"):
+    with pytest.raises(ImageSetError, match=r"train.json:2: malformed JSON"):
         collect_images([ann])
     ann.write_text('{"id": 3}\n')
     with pytest.raises(ImageSetError, match=r"train.json:1: expected an object with an 'img'"):
         collect_images([ann])
+    # A stranger's file cannot point the pretraining at files outside the image root.
+    for img, problem in (("../../etc/hostname", "climbs out of the image root"),
+                         ("/etc/hostname", "is absolute")):
+        ann.write_text('{"img": "img/1.png"}\n' + json.dumps({"img": img}) + "\n")
+        with pytest.raises(ImageSetError, match=f"train.json:2: img '{img}' {problem}"):
+            collect_images([ann])
     with pytest.raises(SystemExit):
         main(args(tmp_path / "empty", tmp_path / "out"))
 
