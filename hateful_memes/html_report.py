@@ -276,11 +276,12 @@ def _task_section(task: str, task_report: dict, gold: np.ndarray, scores: np.nda
 
 
 def _delta_cell(d: dict, lower_is_better: bool = False) -> dict:
+    """A compare_reports entry ("a" the compared file, "b" this report's) for the page."""
     delta = d["delta"]
     # "better"/"worse" colour the cell; for a calibration error a drop is the improvement.
     better = None if not delta else (delta < 0) == lower_is_better
     sign = "na" if delta is None else "zero" if not delta else "pos" if better else "neg"
-    return {"a": _num(d["a"]), "b": _num(d["b"]), "delta": _signed(delta),
+    return {"compared": _num(d["a"]), "this": _num(d["b"]), "delta": _signed(delta),
             "raw": "n/a" if delta is None else repr(delta), "sign": sign}
 
 
@@ -293,8 +294,9 @@ COMPARED_LABEL = (("f1", "F1"), ("auroc", "AUROC"), ("average_precision", "AP"),
 
 def _compare_section(report: dict, memes: Sequence[Meme], other: Predictions,
                      cards: _Cards, k: int) -> dict:
-    other_report = evaluate(memes, other.ids, other.scores)
-    deltas = compare_reports(report, other_report)
+    # Deltas read "this report's prediction minus the compared one": with the baseline given
+    # to --compare, a positive delta is what the new prediction gained.
+    deltas = compare_reports(evaluate(memes, other.ids, other.scores), report)
     tasks = []
     for task in TASKS:
         if task not in deltas:
@@ -323,9 +325,9 @@ def _compare_section(report: dict, memes: Sequence[Meme], other: Predictions,
         j = LABELS[task].index(label)
         card = cards.card(row, task, label, "disagree")
         meme = cards.memes[row]
-        card.update(diff=f"{diff:.2f}", focus=f"{a[task][i, j]:.2f} \u2192 {b[task][i, j]:.2f}",
+        card.update(diff=f"{diff:.2f}", focus=f"{b[task][i, j]:.2f} \u2192 {a[task][i, j]:.2f}",
                     tasks=_task_lines(meme, a, cards.decided[row], i),
-                    tasks_b=_task_lines(meme, b, decided_b[i], i))
+                    tasks_cmp=_task_lines(meme, b, decided_b[i], i))
         found.append(card)
     return {"path": str(other.path), "tasks": tasks, "n_shared": len(shared),
             "hate_auroc": _delta_cell(deltas["hate_auroc_binary"]), "cards": found,
