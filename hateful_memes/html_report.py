@@ -150,8 +150,8 @@ def pr_figure(task: str, gold: np.ndarray, scores: np.ndarray) -> str:
     return _png(fig)
 
 
-def reliability_figure(task: str, gold: np.ndarray, scores: np.ndarray) -> tuple[str, float]:
-    """Reliability diagram over all (meme, label) cells of a task, and its ECE."""
+def reliability_figure(task: str, gold: np.ndarray, scores: np.ndarray) -> str:
+    """Reliability diagram over all (meme, label) cells of a task, its ECE in the title."""
     result = calibration(gold, scores)
     bins = result["bins"]
     fig = Figure(figsize=(4.2, 4.6))
@@ -174,7 +174,7 @@ def reliability_figure(task: str, gold: np.ndarray, scores: np.ndarray) -> tuple
     bottom.set_xlim(0, 1)
     for ax in (top, bottom):
         ax.tick_params(labelsize=7)
-    return _png(fig), result["ece"]
+    return _png(fig)
 
 
 # ---------------------------------------------------------------- page content
@@ -256,7 +256,6 @@ def _error_labels(task: str) -> tuple[str, ...]:
 
 def _task_section(task: str, task_report: dict, gold: np.ndarray, scores: np.ndarray,
                   cards: _Cards, k: int) -> dict:
-    reliability, ece = reliability_figure(task, gold, scores)
     errors = []
     for label in _error_labels(task):
         j = LABELS[task].index(label)
@@ -268,9 +267,10 @@ def _task_section(task: str, task_report: dict, gold: np.ndarray, scores: np.nda
                        "fp": [cards.card(r, task, label, "fp") for r in rows["fp"]],
                        "fn": [cards.card(r, task, label, "fn") for r in rows["fn"]]})
     headline = {key: _num(task_report[key]) for key in ("roc_auc_micro", "f1_micro", "f1_macro")}
-    return {"key": task, "name": TASK_NAMES[task], "headline": headline, "ece": _num(ece),
+    return {"key": task, "name": TASK_NAMES[task], "headline": headline,
+            "ece": _num(task_report["ece"]),
             "labels": _label_rows(task_report), "pr_png": pr_figure(task, gold, scores),
-            "reliability_png": reliability,
+            "reliability_png": reliability_figure(task, gold, scores),
             "confusion": _confusion(task, gold, [d[task] for d in cards.decided]),
             "errors": errors}
 
