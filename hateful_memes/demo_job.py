@@ -58,12 +58,14 @@ def main(argv: list[str] | None = None) -> int:
     if code := predict.main([*run_args, "--input", str(ann / "dev.json"), "--out", str(dev_pred)]):
         return code
     if code := evaluate.main(["--gold", str(ann / "dev.json"), "--pred", str(dev_pred),
-                              "--out", str(runs / "dev_report")]):
+                              "--out", str(runs / "dev_report"), "--images", str(data)]):
         return code
     print("(the per-label thresholds folded into these scores were chosen on this same dev split, "
           "so the figures above are in-sample; each run's dev_report/ has the plain 0.5 cut)")
     print(f"\ndone in {time.time() - t0:.0f}s. submission: {args.submission}; "
           f"dev report: {runs / 'dev_report' / 'report.md'} (and report.json, per_label_f1.png)")
+    print(f"HTML report of the demo dev split, with thumbnails: "
+          f"{runs / 'dev_report' / 'report.html'}")
     return 0
 
 

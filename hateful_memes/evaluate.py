@@ -2,20 +2,25 @@
 
     python evaluate.py --check submission/test_A.jsonl --gold data/annotations/test.jsonl
     python evaluate.py --gold data/annotations/dev_seen.json --pred dev_seen.jsonl --out eval/
+    python evaluate.py --gold dev.json --pred new.jsonl --out eval/ --images data/ \
+        --compare old.jsonl
 """
 from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
 from hateful_memes.data import AnnotationError, is_labelled, read_annotations
+from hateful_memes.files import write_text
+from hateful_memes.html_report import Predictions, ReportError, check_image_paths, render
 from hateful_memes.metrics import evaluate
 from hateful_memes.report import format_report, write_report
 from hateful_memes.submission import (SubmissionError, check_set_names, check_submission,
                                       read_predictions, unknown_ids)
 
 # Bad input is reported as one line, not a traceback: these are the user's files, not bugs.
-INPUT_ERRORS = (AnnotationError, SubmissionError, OSError)
+INPUT_ERRORS = (AnnotationError, SubmissionError, ReportError, OSError)
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -26,13 +31,21 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     mode.add_argument("--check", metavar="PRED", help="validate PRED; with --gold, also its ids")
     mode.add_argument("--pred", metavar="PRED", help="score PRED against --gold")
     parser.add_argument("--gold", metavar="GOLD", help="annotation file (labelled for --pred)")
-    parser.add_argument("--out", metavar="DIR", help="write report.json, report.md and "
-                                                     "per_label_f1.png here (with --pred)")
+    parser.add_argument("--out", metavar="DIR", help="write report.json, report.md, "
+                                                     "per_label_f1.png and report.html here "
+                                                     "(with --pred)")
+    parser.add_argument("--images", metavar="ROOT", help="folder the gold file's img paths are "
+                                                         "relative to: thumbnails in report.html")
+    parser.add_argument("--compare", metavar="PRED2", help="a second prediction file of the same "
+                                                           "gold, set against PRED in report.html")
     args = parser.parse_args(argv)
     if args.pred and not args.gold:
         parser.error("--pred needs --gold")
     if args.out and not args.pred:
         parser.error("--out goes with --pred")
+    for option in ("images", "compare"):
+        if getattr(args, option) and not args.out:
+            parser.error(f"--{option} goes with --out (it shapes report.html)")
     return args
 
 
@@ -52,11 +65,20 @@ def run_check(pred: str, gold: str | None) -> int:
     return 0
 
 
-def run_evaluate(gold: str, pred: str, out: str | None) -> int:
+def run_evaluate(gold: str, pred: str, out: str | None, images: str | None = None,
+                 compare: str | None = None) -> int:
     try:
         memes = read_annotations(gold)
         preds = read_predictions(pred)
         check_set_names(preds, memes, gold)
+        other = None
+        if compare is not None:
+            compared = read_predictions(compare)
+            other = Predictions(Path(compare), compared.ids, compared.scores)
+        if images is not None:
+            if not Path(images).is_dir():
+                raise ReportError(f"--images {images}: not a folder")
+            check_image_paths(memes, images, gold)
     except INPUT_ERRORS as e:
         return _fail(e)
     if not is_labelled(memes):
@@ -74,7 +96,14 @@ def run_evaluate(gold: str, pred: str, out: str | None) -> int:
         return _fail(f"{pred} against {gold}: {e}")
     print(format_report(report), end="")
     if out:
+        # The page first: a --compare file that cannot be scored leaves no output behind.
+        try:
+            page = render(report, memes, gold, Predictions(Path(pred), ids, scores), images, other)
+        except ValueError as e:  # e.g. the compared file shares no id with the gold
+            return _fail(f"{compare or pred} against {gold}: {e}")
         paths = write_report(report, out)
+        paths["html"] = Path(out) / "report.html"
+        write_text(paths["html"], page)
         print("wrote " + ", ".join(str(path) for path in paths.values()))
     return 0
 
@@ -83,7 +112,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     if args.check:
         return run_check(args.check, args.gold)
-    return run_evaluate(args.gold, args.pred, args.out)
+    return run_evaluate(args.gold, args.pred, args.out, args.images, args.compare)
 
 
 if __name__ == "__main__":

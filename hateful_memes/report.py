@@ -35,12 +35,13 @@ def _summary_rows(report: dict) -> list[list[str]]:
 
 
 def _label_rows(task_report: dict) -> list[list[str]]:
-    return [[label, _num(m["precision"]), _num(m["recall"]), _num(m["f1"]), str(m["support"])]
+    return [[label, _num(m["precision"]), _num(m["recall"]), _num(m["f1"]), str(m["support"]),
+             _num(m["auroc"]), _num(m["average_precision"])]
             for label, m in task_report["per_label"].items()]
 
 
 SUMMARY_HEADER = ["task", "micro AUROC", "micro F1", "macro F1"]
-LABEL_HEADER = ["label", "precision", "recall", "F1", "support"]
+LABEL_HEADER = ["label", "precision", "recall", "F1", "support", "AUROC", "AP"]
 
 
 def _text_table(header: list[str], rows: list[list[str]]) -> list[str]:

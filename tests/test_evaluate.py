@@ -67,6 +67,25 @@ def test_scoring_prints_the_report_and_writes_files(tmp_path, capsys):
     expected = evaluate(read_annotations(gold), ids, scores)
     assert json.loads((out / "report.json").read_text()) == expected
     assert (out / "report.md").exists() and (out / "per_label_f1.png").exists()
+    page = (out / "report.html").read_text(encoding="utf-8")
+    assert page.startswith("<!DOCTYPE html>") and page.rstrip().endswith("</html>")
+    assert text.rstrip().splitlines()[-1].endswith(f"{out / 'report.html'}")
+
+
+def test_images_must_be_a_folder_and_compare_must_share_ids(tmp_path, capsys):
+    gold = tiny_gold(tmp_path)
+    pred = tmp_path / "pred.jsonl"
+    write_submission(pred, range(6), random_scores(6, ("pc",)))
+    out = tmp_path / "eval"
+    argv = ["--gold", str(gold), "--pred", str(pred), "--out", str(out)]
+    assert main([*argv, "--images", str(tmp_path / "nowhere")]) == 1
+    assert capsys.readouterr().err == f"error: --images {tmp_path / 'nowhere'}: not a folder\n"
+    other = tmp_path / "other.jsonl"
+    write_submission(other, [100, 101], random_scores(2, ("pc",)))
+    assert main([*argv, "--compare", str(other)]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: {other} against {gold}: none of the 2 predicted ids")
+    assert not out.exists()
 
 
 def test_partial_coverage_on_real_dev_seen(tmp_path, capsys, real_annotations):
@@ -193,7 +212,9 @@ def test_input_errors_give_one_line_on_stderr_and_exit_1(tmp_path, capsys, probl
 
 def test_argument_misuse_is_a_usage_error(capsys):
     for argv in ([], ["--pred", "p.jsonl"], ["--check", "p.jsonl", "--out", "d"],
-                 ["--check", "a", "--pred", "b", "--gold", "g"]):
+                 ["--check", "a", "--pred", "b", "--gold", "g"],
+                 ["--pred", "p", "--gold", "g", "--images", "img"],
+                 ["--pred", "p", "--gold", "g", "--compare", "q"]):
         with pytest.raises(SystemExit) as exit_:
             main(argv)
         assert exit_.value.code == 2

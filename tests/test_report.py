@@ -35,7 +35,10 @@ def test_format_report_lists_coverage_tasks_and_every_label(report):
         task = "pc" if label in PC else "attack"
         m = report[task]["per_label"][label]
         assert row.split()[1:] == [f"{m['precision']:.3f}", f"{m['recall']:.3f}",
-                                   f"{m['f1']:.3f}", str(m["support"])]
+                                   f"{m['f1']:.3f}", str(m["support"]),
+                                   "n/a" if m["auroc"] is None else f"{m['auroc']:.3f}",
+                                   "n/a" if m["average_precision"] is None
+                                   else f"{m['average_precision']:.3f}"]
 
 
 def test_format_report_without_hate_says_na_and_full_coverage_says_nothing_missing(report):
