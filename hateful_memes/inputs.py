@@ -17,24 +17,80 @@ class MissingImagesError(FileNotFoundError):
     pass
 
 
+class UnreadableImagesError(ValueError):
+    pass
+
+
+SKIP_HINT = "or drop those memes with --skip-bad-images"
+
+
 def image_paths(memes: Sequence[Meme], image_root: str | Path) -> list[Path]:
     return [Path(image_root) / m.img for m in memes]
 
 
-def check_images(memes: Sequence[Meme], image_root: str | Path, source: str = "") -> list[Path]:
-    """All image paths, or one clear error listing how many are missing and the first few."""
+def _first(paths: Sequence[object], n: int = 5) -> str:
+    return "\n  ".join(str(p) for p in paths[:n])
+
+
+def check_images(memes: Sequence[Meme], image_root: str | Path, source: str = "",
+                 decode: bool = False) -> list[Path]:
+    """All image paths, or one clear error listing how many are missing and the first few.
+    With `decode`, also every image that cannot be decoded (see `unreadable_images`)."""
     paths = image_paths(memes, image_root)
     missing = [p for p in paths if not p.is_file()]
+    where = f" for {source}" if source else ""
     if missing:
-        first = "\n  ".join(str(p) for p in missing[:5])
-        where = f" for {source}" if source else ""
         raise MissingImagesError(
             f"{len(missing)} of {len(paths)} images missing{where} under image root {image_root}; "
-            f"first:\n  {first}\n"
+            f"first:\n  {_first(missing)}\n"
             "Put the images there (see data/README.md), pass --image-root, or train text only "
-            "with --image-encoder none."
+            f"with --image-encoder none ({SKIP_HINT})."
         )
+    if decode:
+        bad = unreadable_images(paths)
+        if bad:
+            shown = [f"{p}: {why}" for p, why in bad.items()]
+            raise UnreadableImagesError(
+                f"{len(bad)} of {len(paths)} images cannot be read{where}; first:\n  "
+                f"{_first(shown)}\nReplace those files, {SKIP_HINT}.")
     return paths
+
+
+def unreadable_images(paths: Sequence[Path]) -> dict[Path, str]:
+    """{path: why} for each image that does not decode, in one pass over the files.
+
+    Each image is fully decoded (Image.load), since a truncated file only fails there; JPEGs
+    are decoded at 1/8 scale (Image.draft), which reads every byte of the file but does little
+    of the work. This is one more read of each file before the feature pass: on the demo's
+    256 px PNGs it cost about 1 ms an image on this project's machine, a small fraction of
+    encoding them (experiments/RESULTS.md has no separate row; measured with timeit).
+    """
+    from .features import ImageReadError, load_rgb
+
+    bad: dict[Path, str] = {}
+    for path in dict.fromkeys(paths):
+        try:
+            load_rgb(path, draft=True)
+        except ImageReadError as e:
+            bad[path] = str(e).removeprefix(f"{path}: ")
+    return bad
+
+
+def drop_bad_images(memes: Sequence[Meme], image_root: str | Path,
+                    source: str = "") -> tuple[list[Meme], list[str]]:
+    """(memes whose image exists and decodes, one line per meme dropped)."""
+    paths = image_paths(memes, image_root)
+    missing = {p for p in paths if not p.is_file()}
+    bad = unreadable_images([p for p in paths if p not in missing])
+    kept, dropped = [], []
+    for meme, path in zip(memes, paths):
+        if path in missing:
+            dropped.append(f"id {meme.id}: {path}: missing")
+        elif path in bad:
+            dropped.append(f"id {meme.id}: {path}: {bad[path]}")
+        else:
+            kept.append(meme)
+    return kept, dropped
 
 
 @dataclass
