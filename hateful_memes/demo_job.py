@@ -44,7 +44,8 @@ def main(argv: list[str] | None = None) -> int:
                            "--image-encoder", args.image_encoder,
                            "--text-encoder", args.text_encoder,
                            "--epochs", str(args.epochs), "--cache-dir", args.cache_dir,
-                           "--out", str(runs / f"task{task}"), *quiet])
+                           # the job's own runs: a second `make demo` replaces them
+                           "--out", str(runs / f"task{task}"), "--overwrite", *quiet])
         if code:
             return code
     run_args = ["--run", str(runs / "taskA"), "--run", str(runs / "taskB"),

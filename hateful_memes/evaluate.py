@@ -11,6 +11,7 @@ import sys
 from hateful_memes.data import AnnotationError, is_labelled, read_annotations
 from hateful_memes.metrics import evaluate
 from hateful_memes.report import format_report, write_report
+from hateful_memes.rundir import RunDirError, check_writable
 from hateful_memes.submission import SubmissionError, check_submission, read_submission
 
 # Bad input is reported as one line, not a traceback: these are the user's files, not bugs.
@@ -53,9 +54,11 @@ def run_check(pred: str, gold: str | None) -> int:
 
 def run_evaluate(gold: str, pred: str, out: str | None) -> int:
     try:
+        if out:  # before any reading or scoring, so that a bad --out fails at once
+            check_writable(out, "--out")
         memes = read_annotations(gold)
         ids, scores = read_submission(pred)
-    except INPUT_ERRORS as e:
+    except (*INPUT_ERRORS, RunDirError) as e:
         return _fail(e)
     if not is_labelled(memes):
         return _fail(f"{gold} carries no gold labels, so it cannot score; "
@@ -71,7 +74,11 @@ def run_evaluate(gold: str, pred: str, out: str | None) -> int:
         return _fail(f"{pred} against {gold}: {e}")
     print(format_report(report), end="")
     if out:
-        paths = write_report(report, out)
+        try:
+            paths = write_report(report, out)
+        except OSError as e:  # the files go in as a set: an earlier report there is intact
+            return _fail(f"--out {out}: cannot write the report ({e.strerror or e}); "
+                         "a report already there is left as it was")
         print("wrote " + ", ".join(str(path) for path in paths.values()))
     return 0
 
