@@ -40,16 +40,12 @@ class ImageReadError(OSError):
     """An image file that is missing or cannot be decoded (the message names the path)."""
 
 
-def load_rgb(path: str | Path, draft: bool = False) -> Image.Image:
+def load_rgb(path: str | Path) -> Image.Image:
     """The image as RGB, turned upright as its EXIF orientation says (phone photos and
     screenshots of them often carry one). Any mode converts (L, P, RGBA, CMYK, ...), and the
-    format is read from the bytes, not the name (a JPEG saved as .png loads).
-
-    `draft` lets a JPEG decode at a reduced scale: enough to check that it decodes."""
+    format is read from the bytes, not the name (a JPEG saved as .png loads)."""
     try:
         with Image.open(path) as image:
-            if draft:
-                image.draft("RGB", (64, 64))
             image.load()
             return ImageOps.exif_transpose(image).convert("RGB")
     except FileNotFoundError:

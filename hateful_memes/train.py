@@ -240,7 +240,7 @@ def _images(memes, cfg: dict, source: str):
     ones whose image is fine."""
     if cfg["image_encoder"] == "none":
         return memes
-    if not cfg["skip_bad_images"]:
+    if not cfg.get("skip_bad_images", False):
         check_images(memes, cfg["image_root"], source, decode=True)
         return memes
     kept, dropped = drop_bad_images(memes, cfg["image_root"], source)
