@@ -30,7 +30,7 @@ WHICH = {"thresholds_off": "scores cut at 0.5",
 def _run(cfg: dict) -> dict:
     full = {**train.DEFAULTS, **cfg}
     full["image_root"] = full["image_root"] or str(Path(full["train"]).resolve().parent.parent)
-    return train.run(full, progress=False)
+    return train.run(full, progress=False, overwrite=True)  # the script's own runs
 
 
 def _cell(values: list[float]) -> str:

@@ -53,7 +53,7 @@ def our_dev_scores(seed: int, data: Path) -> dict[str, np.ndarray]:
     cfg = {**train.DEFAULTS, **settings, "task": "AB", "seed": seed,
            "train": str(data / "train.json"), "dev": str(data / "dev_seen.json"),
            "cache_dir": str(CACHE), "out": str(WORK / f"s{seed}")}
-    train.run(cfg, progress=False)
+    train.run(cfg, progress=False, overwrite=True)  # the script's own run
     model, _ = load_checkpoint(WORK / f"s{seed}" / "checkpoint.pt")
     inputs = build_inputs(read_annotations(cfg["dev"]), model.cfg,
                           Encoders("none", model.cfg.text_encoder), data.parent,

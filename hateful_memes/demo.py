@@ -39,7 +39,7 @@ from typing import Sequence
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
-from hateful_memes.files import atomic_open, write_jsonl
+from hateful_memes.files import atomic_open, write_json, write_jsonl
 from hateful_memes.labels import ATTACK, EMPTY, HATE, PC
 
 SPLITS: tuple[str, ...] = ("train", "dev", "test")
@@ -431,14 +431,38 @@ def render(meme: SyntheticMeme, size: int = 256) -> Image.Image:
 # ---------------------------------------------------------------- files
 
 
+# Written first into every generated folder: a folder holding it may be generated into again;
+# any other folder that is not empty is refused, since its files (real annotations, real
+# images named like demo ids) would be overwritten.
+MARKER = "SYNTHETIC_DEMO.json"
+
+
+def check_out_dir(out_dir: str | Path) -> None:
+    """Raise ValueError unless `out_dir` is missing, empty, or an earlier demo output."""
+    out_dir = Path(out_dir)
+    if out_dir.exists() and not out_dir.is_dir():
+        raise ValueError(f"{out_dir}: is a file, not a folder")
+    if out_dir.is_dir() and not (out_dir / MARKER).is_file():
+        entries = sorted(p.name for p in out_dir.iterdir())
+        if entries:
+            shown = ", ".join(entries[:5]) + (" ..." if len(entries) > 5 else "")
+            raise ValueError(
+                f"{out_dir}: is not empty ({shown}) and is no earlier demo output (it has no "
+                f"{MARKER}); the demo would overwrite files there: choose a new or empty folder")
+
+
 def generate(out_dir: str | Path, n: int = 600, seed: int = 0,
              image_size: int = 256) -> dict[str, Path]:
     """Write the data set under `out_dir`; returns the paths of "train", "dev", "test"
-    (annotation files) and "img" (the image folder)."""
+    (annotation files) and "img" (the image folder). `out_dir` must be missing, empty, or
+    an earlier output of this function (`check_out_dir`)."""
     if image_size < 32:
         raise ValueError(f"image_size must be at least 32 pixels, got {image_size}")
     out_dir = Path(out_dir)
+    check_out_dir(out_dir)
     memes = make_memes(n, seed)
+    write_json(out_dir / MARKER, {"generator": "hateful_memes.demo", "synthetic": True,
+                                  "n": n, "seed": seed, "image_size": image_size})
     paths = {"train": out_dir / "annotations" / "train.json",
              "dev": out_dir / "annotations" / "dev.json",
              "test": out_dir / "annotations" / "test.jsonl",

@@ -12,10 +12,10 @@ import sys
 from pathlib import Path
 
 from hateful_memes.data import AnnotationError, is_labelled, read_annotations
-from hateful_memes.files import write_text
 from hateful_memes.html_report import Predictions, ReportError, check_image_paths, render
 from hateful_memes.metrics import evaluate
 from hateful_memes.report import format_report, write_report
+from hateful_memes.rundir import RunDirError, check_writable
 from hateful_memes.submission import (SubmissionError, check_set_names, check_submission,
                                       read_predictions, unknown_ids)
 
@@ -68,6 +68,8 @@ def run_check(pred: str, gold: str | None) -> int:
 def run_evaluate(gold: str, pred: str, out: str | None, images: str | None = None,
                  compare: str | None = None) -> int:
     try:
+        if out:  # before any reading or scoring, so that a bad --out fails at once
+            check_writable(out, "--out")
         memes = read_annotations(gold)
         preds = read_predictions(pred)
         check_set_names(preds, memes, gold)
@@ -79,7 +81,7 @@ def run_evaluate(gold: str, pred: str, out: str | None, images: str | None = Non
             if not Path(images).is_dir():
                 raise ReportError(f"--images {images}: not a folder")
             check_image_paths(memes, images, gold)
-    except INPUT_ERRORS as e:
+    except (*INPUT_ERRORS, RunDirError) as e:
         return _fail(e)
     if not is_labelled(memes):
         return _fail(f"{gold} carries no gold labels, so it cannot score; "
@@ -101,9 +103,11 @@ def run_evaluate(gold: str, pred: str, out: str | None, images: str | None = Non
             page = render(report, memes, gold, Predictions(Path(pred), ids, scores), images, other)
         except ValueError as e:  # e.g. the compared file shares no id with the gold
             return _fail(f"{compare or pred} against {gold}: {e}")
-        paths = write_report(report, out)
-        paths["html"] = Path(out) / "report.html"
-        write_text(paths["html"], page)
+        try:
+            paths = write_report(report, out, extra={"report.html": page.encode("utf-8")})
+        except OSError as e:  # the files go in as a set: an earlier report there is intact
+            return _fail(f"--out {out}: cannot write the report ({e.strerror or e}); "
+                         "a report already there is left as it was")
         print("wrote " + ", ".join(str(path) for path in paths.values()))
     return 0
 

@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Callable, Iterator, Sequence
 
 import numpy as np
 import torch
-from PIL import Image
+from PIL import Image, ImageOps
 from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
@@ -41,12 +41,16 @@ class ImageReadError(OSError):
 
 
 def load_rgb(path: str | Path) -> Image.Image:
+    """The image as RGB, turned upright as its EXIF orientation says (phone photos and
+    screenshots of them often carry one). Any mode converts (L, P, RGBA, CMYK, ...), and the
+    format is read from the bytes, not the name (a JPEG saved as .png loads)."""
     try:
         with Image.open(path) as image:
-            return image.convert("RGB")
+            image.load()
+            return ImageOps.exif_transpose(image).convert("RGB")
     except FileNotFoundError:
         raise ImageReadError(f"{path}: image file not found") from None
-    except (OSError, ValueError, Image.DecompressionBombError) as e:
+    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as e:
         raise ImageReadError(f"{path}: cannot read image: {e}") from None
 
 
@@ -212,7 +216,9 @@ def image_features(encoder: "ImageEncoder", paths: Sequence[str | Path],
         for start, pixels in zip(range(0, len(todo), batch_size), loader):
             yield todo[start:start + batch_size], pixels.to(device, memory_format=memory_format)
 
-    store = (FeatureStore.for_encoder(cache_dir, "image", encoder, repr(encoder.transform))
+    # "exif-upright": features from before load_rgb applied the EXIF orientation are not reused.
+    store = (FeatureStore.for_encoder(cache_dir, "image", encoder,
+                                      f"exif-upright {encoder.transform!r}")
              if cache_dir is not None else None)
     encoder.to(memory_format=memory_format)
     try:

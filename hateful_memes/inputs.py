@@ -17,6 +17,13 @@ class MissingImagesError(FileNotFoundError):
     pass
 
 
+class UnreadableImagesError(ValueError):
+    pass
+
+
+SKIP_HINT = "or drop those memes with --skip-bad-images"
+
+
 def image_paths(memes: Sequence[Meme], image_root: str | Path) -> list[Path]:
     """Each meme's image under `image_root`; ImagePathError for an img that would leave it."""
     paths = []
@@ -28,20 +35,75 @@ def image_paths(memes: Sequence[Meme], image_root: str | Path) -> list[Path]:
     return paths
 
 
-def check_images(memes: Sequence[Meme], image_root: str | Path, source: str = "") -> list[Path]:
-    """All image paths, or one clear error listing how many are missing and the first few."""
+def _first(paths: Sequence[object], n: int = 5) -> str:
+    return "\n  ".join(str(p) for p in paths[:n])
+
+
+def check_images(memes: Sequence[Meme], image_root: str | Path, source: str = "",
+                 decode: bool = False) -> list[Path]:
+    """All image paths, or one clear error listing how many are missing and the first few.
+    With `decode`, also every image that cannot be decoded (see `unreadable_images`)."""
     paths = image_paths(memes, image_root)
     missing = [p for p in paths if not p.is_file()]
+    where = f" for {source}" if source else ""
     if missing:
-        first = "\n  ".join(str(p) for p in missing[:5])
-        where = f" for {source}" if source else ""
         raise MissingImagesError(
             f"{len(missing)} of {len(paths)} images missing{where} under image root {image_root}; "
-            f"first:\n  {first}\n"
+            f"first:\n  {_first(missing)}\n"
             "Put the images there (see data/README.md), pass --image-root, or train text only "
-            "with --image-encoder none."
+            f"with --image-encoder none ({SKIP_HINT})."
         )
+    if decode:
+        bad = unreadable_images(paths)
+        if bad:
+            shown = [f"{p}: {why}" for p, why in bad.items()]
+            raise UnreadableImagesError(
+                f"{len(bad)} of {len(paths)} images cannot be read{where}; first:\n  "
+                f"{_first(shown)}\nReplace those files, {SKIP_HINT}.")
     return paths
+
+
+def unreadable_images(paths: Sequence[Path]) -> dict[Path, str]:
+    """{path: why} for each image that does not decode, in one pass over the files.
+
+    Each image is fully decoded (Image.load), since a truncated or corrupt file only fails
+    there (Image.verify checks a PNG's chunk checksums but not its compressed pixels); JPEGs
+    are decoded at 1/8 scale (Image.draft), which still reads every byte. Cost: on the demo's
+    256 px PNGs, 0.8 to 2.5 ms an image on this project's 2-core machine under a load of 8,
+    against about 185 ms an image for EfficientNet-Lite0's features on one thread there
+    (/tmp timing, 100 images, 2026-11-29). With a warm feature cache it is the main
+    per-image cost of starting a run; real memes are larger, so expect a few ms each.
+    """
+    from PIL import Image
+
+    bad: dict[Path, str] = {}
+    for path in dict.fromkeys(paths):
+        try:
+            with Image.open(path) as image:
+                image.draft("RGB", (64, 64))
+                image.load()
+        except FileNotFoundError:
+            bad[path] = "image file not found"
+        except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as e:
+            bad[path] = f"cannot read image: {e}"
+    return bad
+
+
+def drop_bad_images(memes: Sequence[Meme], image_root: str | Path,
+                    source: str = "") -> tuple[list[Meme], list[str]]:
+    """(memes whose image exists and decodes, one line per meme dropped)."""
+    paths = image_paths(memes, image_root)
+    missing = {p for p in paths if not p.is_file()}
+    bad = unreadable_images([p for p in paths if p not in missing])
+    kept, dropped = [], []
+    for meme, path in zip(memes, paths):
+        if path in missing:
+            dropped.append(f"id {meme.id}: {path}: missing")
+        elif path in bad:
+            dropped.append(f"id {meme.id}: {path}: {bad[path]}")
+        else:
+            kept.append(meme)
+    return kept, dropped
 
 
 @dataclass

@@ -18,13 +18,13 @@ from __future__ import annotations
 import dataclasses
 import os
 from dataclasses import dataclass
-from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from . import checkpoints
+from .files import atomic_open
 from .labels import LABELS
 
 FUSIONS = ("concat", "interact")
@@ -213,11 +213,10 @@ class MemeModel(nn.Module):
 
 def save_checkpoint(path: str | os.PathLike, model: MemeModel, **extra) -> None:
     """Weights, the config that rebuilds them, and whatever else the caller keeps (atomically)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    torch.save({"config": dataclasses.asdict(model.cfg), "model": model.state_dict(), **extra}, tmp)
-    os.replace(tmp, path)
+    # atomic_open: a unique temp beside `path`, removed if torch.save fails (a full disk).
+    with atomic_open(path, "wb") as f:
+        torch.save({"config": dataclasses.asdict(model.cfg), "model": model.state_dict(), **extra},
+                   f)
 
 
 def build_model(cfg: ModelConfig) -> MemeModel:

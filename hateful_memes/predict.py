@@ -18,11 +18,13 @@ from pathlib import Path
 
 import numpy as np
 
+from . import checkpoints, rundir
 from .data import AnnotationError, Meme, read_annotations
-from .inputs import MissingImagesError
+from .inputs import MissingImagesError, check_images, drop_bad_images
 from .labels import TASK_LETTERS
 from .predictor import RunPredictor
 from .submission import SubmissionError, check_submission, write_submission
+from .training import resolve_device
 
 
 def predict_run(run_dir: str | Path, memes: list[Meme], image_root: str | Path,
@@ -44,6 +46,14 @@ def parse_prior(text: str) -> float | str:
     if not 0 < value < 1:
         raise argparse.ArgumentTypeError(f"a prevalence is strictly between 0 and 1, got {value}")
     return value
+
+
+def _uses_images(run_dir: str | Path) -> bool:
+    path = Path(run_dir) / "checkpoint.pt"
+    if not path.is_file():
+        return False  # predict_run names the missing checkpoint
+    config = checkpoints.load_dict(path, ("config",))["config"]
+    return isinstance(config, dict) and config.get("image_encoder", "none") != "none"
 
 
 def merge(per_run: list[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
@@ -78,23 +88,51 @@ def main(argv: list[str] | None = None) -> int:
                    "training data's, no change); 'em' estimates it on the input (Saerens et al.)")
     p.add_argument("--raw", action="store_true",
                    help="write the blended scores, without prior or thresholds")
+    p.add_argument("--skip-bad-images", action="store_true",
+                   help="leave out memes whose image is missing or cannot be decoded (the "
+                   "file then lacks their ids, so it is no complete submission)")
     p.add_argument("--quiet", action="store_true")
     args = p.parse_args(argv)
     input_path = Path(args.input)
+    dropped: list[str] = []
     try:
+        resolve_device(args.device)
         memes = read_annotations(input_path)
         image_root = args.image_root or input_path.resolve().parent.parent
+        out = Path(args.out) if args.out else None
+        # Up front, before any features are computed: where the outputs go can be written,
+        # and every image the runs need exists and decodes.
+        if out is not None:
+            rundir.check_writable_file(out, "--out")
+        if args.cache_dir:
+            rundir.check_writable(args.cache_dir, "--cache-dir")
+        if any(_uses_images(r) for r in args.run):
+            if args.skip_bad_images:
+                all_memes = memes
+                memes, dropped = drop_bad_images(all_memes, image_root, str(input_path))
+                if not memes:
+                    raise ValueError(f"{input_path}: no meme has a readable image under "
+                                     f"{image_root}")
+            else:
+                check_images(memes, image_root, str(input_path), decode=True)
         per_run = [predict_run(r, memes, image_root, args.cache_dir, fold=not args.raw,
                                progress=not args.quiet, device=args.device,
                                prior=None if args.raw else args.prior) for r in args.run]
         scores = merge(per_run)
-        out = Path(args.out) if args.out else _default_out(input_path, scores)
+        if out is None:
+            out = _default_out(input_path, scores)
+            rundir.check_writable_file(out, "--out")
         write_submission(out, [m.id for m in memes], scores)
-        summary = check_submission(out, input_path)
+        # Memes left out by --skip-bad-images are missing from the file by design.
+        summary = check_submission(out, None if dropped else input_path)
     except (AnnotationError, SubmissionError, MissingImagesError, FileNotFoundError,
             ValueError) as e:
         print(f"predict.py: error: {e}", file=sys.stderr)
         return 1
+    if dropped:
+        print(f"predict.py: left out {len(dropped)} of {len(all_memes)} memes whose image is "
+              "missing or cannot be read (--skip-bad-images), so the file is not a complete "
+              "submission; first:\n  " + "\n  ".join(dropped[:5]), file=sys.stderr)
     print(f"wrote {out}: {summary['n']} memes, tasks {', '.join(summary['tasks'])}")
     return 0
 

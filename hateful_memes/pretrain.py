@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import math
 import os
 import random
 import time
@@ -27,7 +28,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
 from tqdm import tqdm
 
-from . import checkpoints
+from . import checkpoints, rundir
 from .augment import Transform, backbone_data_config
 from .barlow_twins import BarlowTwins, convert_sync_batchnorm, parse_projector
 from .data import ImagePathError, image_path, json_lines
@@ -46,6 +47,10 @@ OPTIMIZER_DEFAULTS = {
     "lars": {"lr_weights": LR_WEIGHTS, "lr_biases": LR_BIASES, "weight_decay": 1.5e-6},
     "adamw": {"lr_weights": 1e-3, "lr_biases": 1e-3, "weight_decay": 0.05},
 }
+# What a run writes at the top of --out (rundir: what --overwrite may remove).
+RUN_LAYOUT = rundir.RunLayout("pretrain.py",
+                              frozenset({CHECKPOINT, BACKBONE, STATS, "tb"}),
+                              resume_needs=(CHECKPOINT,))
 # Settings that may change when a run is resumed; any other change is refused.
 RESUMABLE_CHANGES = {"epochs", "workers", "log_every", "amp", "amp_dtype", "n_images"}
 
@@ -221,6 +226,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--log-every", type=int, default=10, help="steps between stats lines")
     p.add_argument("--resume", action="store_true", help="go on from OUT/checkpoint.pt")
+    p.add_argument("--overwrite", action="store_true",
+                   help="delete the run already in OUT (its own files only) and start again")
     args = p.parse_args(argv)
     for key, value in OPTIMIZER_DEFAULTS[args.optimizer].items():
         if getattr(args, key) is None:
@@ -229,9 +236,31 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         parse_projector(args.projector)
     except ValueError as e:
         p.error(str(e))
-    if args.epochs < 1 or args.batch_size < 2:
-        p.error("--epochs must be >= 1 and --batch-size >= 2")
+    _validate(p, args)
     return args
+
+
+def _validate(p: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    """Every setting in its range before any work, as a usage error naming the flag."""
+    at_least = {"epochs": 1, "batch_size": 2, "workers": 0, "log_every": 1, "seed": 0}
+    for name, low in at_least.items():
+        if getattr(args, name) < low:
+            p.error(f"--{name.replace('_', '-')} must be >= {low}, got {getattr(args, name)}")
+    for name in ("lr_weights", "lr_biases", "lambd"):
+        value = getattr(args, name)
+        if not (math.isfinite(value) and value > 0):
+            p.error(f"--{name.replace('_', '-')} must be a number > 0, got {value}")
+    for name in ("weight_decay", "warmup_epochs"):
+        value = getattr(args, name)
+        if not (math.isfinite(value) and value >= 0):
+            p.error(f"--{name.replace('_', '-')} must be a number >= 0, got {value}")
+    if args.image_size is not None and args.image_size < 8:
+        p.error(f"--image-size must be >= 8 pixels, got {args.image_size}")
+    low, high = args.crop_scale
+    if not 0 < low <= high <= 1:
+        p.error(f"--crop-scale MIN MAX must satisfy 0 < MIN <= MAX <= 1, got {low} {high}")
+    if args.device == "cuda" and not torch.cuda.is_available():
+        p.error("--device cuda: no CUDA GPU is available here; use --device cpu (or auto)")
 
 
 def _init_distributed(device: str = "auto") -> tuple[int, int, torch.device]:
@@ -311,6 +340,19 @@ def _train(args: argparse.Namespace, rank: int, world: int, device: torch.device
         config = _config(args, device, len(paths))
     except ValueError as e:  # an unknown backbone
         raise SystemExit(f"error: --backbone: {e}") from None
+    try:
+        rundir.check(out, RUN_LAYOUT, resume=args.resume, overwrite=args.overwrite)
+        if rank == 0:
+            rundir.check_writable(out, "--out")
+    except rundir.RunDirError as e:
+        raise SystemExit(f"error: {e}") from None
+    if rank == 0:
+        if args.overwrite:
+            rundir.clear(out, RUN_LAYOUT)
+        else:
+            rundir.remove_stale_temps(out, RUN_LAYOUT)
+    if dist.is_initialized():
+        dist.barrier()  # no process writes before the old run is gone
     if rank == 0:
         log.info("%d images; backbone %s at %d px on %s x %d", len(paths), args.backbone,
                  config["image_size"], device, world)
@@ -321,8 +363,6 @@ def _train(args: argparse.Namespace, rank: int, world: int, device: torch.device
     checkpoint = None
     if args.resume:
         path = out / CHECKPOINT
-        if not path.is_file():
-            raise SystemExit(f"--resume: no {path}")
         try:
             checkpoint = checkpoints.load_dict(path, ("config", "model", "epoch"),
                                                what="Barlow Twins checkpoint")
@@ -407,6 +447,12 @@ def _train(args: argparse.Namespace, rank: int, world: int, device: torch.device
                 writer.add_scalar("loss", row["loss"], step)
                 writer.add_scalar("lr", lr, step)
                 bar.set_postfix(loss=f"{row['loss']:.4g}")
+        if batches == 0:  # every process takes this branch alike (see _enough)
+            first = ", ".join(sorted(skipped)[:5])
+            raise SystemExit(
+                f"error: epoch {epoch + 1} ran no training step: {len(skipped)} of {len(paths)} "
+                f"image(s) could not be read{' (first: ' + first + ')' if first else ''} and "
+                "a step needs two readable images; nothing was saved")
         if rank == 0:
             mean = (total / max(batches, 1)).item()
             writer.add_scalar("epoch_loss", mean, epoch)

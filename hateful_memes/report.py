@@ -1,6 +1,8 @@
 """Presenting an evaluation (the dict of metrics.evaluate) on the terminal and as files."""
 from __future__ import annotations
 
+import io
+import json
 import os
 from pathlib import Path
 
@@ -9,7 +11,7 @@ from pathlib import Path
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from hateful_memes.files import atomic_open, write_json, write_text
+from hateful_memes.files import write_files
 from hateful_memes.labels import TASKS
 
 TASK_NAMES: dict[str, str] = {"hate": "hate", "pc": "Task A (pc)", "attack": "Task B (attack)"}
@@ -100,13 +102,21 @@ def per_label_f1_figure(report: dict) -> Figure:
     return fig
 
 
-def write_report(report: dict, out_dir: str | os.PathLike) -> dict[str, Path]:
-    """Write report.json (the evaluate() dict as is), report.md and per_label_f1.png."""
+def write_report(report: dict, out_dir: str | os.PathLike,
+                 extra: dict[str, bytes] | None = None) -> dict[str, Path]:
+    """Write report.json (the evaluate() dict as is), report.md and per_label_f1.png, and the
+    `extra` files (name -> content, e.g. report.html) as a set: all are rendered first, then
+    written together (files.write_files), so a failure leaves a previous report whole."""
     out_dir = Path(out_dir)
     paths = {"json": out_dir / "report.json", "md": out_dir / "report.md",
              "png": out_dir / "per_label_f1.png"}
-    write_json(paths["json"], report)
-    write_text(paths["md"], format_markdown(report))
-    with atomic_open(paths["png"], "wb") as f:
-        per_label_f1_figure(report).savefig(f, format="png", dpi=100)
+    png = io.BytesIO()
+    per_label_f1_figure(report).savefig(png, format="png", dpi=100)
+    contents = {paths["json"]: (json.dumps(report, indent=2) + "\n").encode("utf-8"),
+                paths["md"]: format_markdown(report).encode("utf-8"),
+                paths["png"]: png.getvalue()}
+    for name, data in (extra or {}).items():
+        paths[Path(name).suffix.lstrip(".") or name] = out_dir / name
+        contents[out_dir / name] = data
+    write_files(contents)
     return paths

@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import copy
 import dataclasses
+import math
 import sys
 import time
 from pathlib import Path
@@ -23,13 +24,14 @@ import numpy as np
 import torch
 import yaml
 
+from . import rundir
 from . import thresholds as th
 from .baselines import TfidfLogReg
 from .crossval import group_folds
 from .data import AnnotationError, gold_matrix, read_annotations
 from .decision import decide, multi_hot
 from .files import atomic_open, write_json, write_text
-from .inputs import Encoders, MissingImagesError, build_inputs, check_images
+from .inputs import Encoders, MissingImagesError, build_inputs, check_images, drop_bad_images
 from .labels import tasks_for
 from .metrics import evaluate
 from .model import MemeModel, ModelConfig, load_head, save_checkpoint
@@ -67,8 +69,29 @@ DEFAULTS = {
     "fold_thresholds": True,
     "cache_dir": "cache/features",
     "device": "auto",
+    "skip_bad_images": False,
     "out": None,
 }
+
+# Everything a run writes at the top of its folder (rundir: what --overwrite may remove).
+MAX_FOLDS = 20
+# Everything a run writes at the top of its folder (rundir: --overwrite deletes these only).
+RUN_NAMES = frozenset({
+    "config.yaml", "checkpoint.pt", "last.pt", "best.pt", "stats.jsonl", "summary.json", "tb",
+    "dev_report", "dev_report_thresholds", "dev_report_decided", "oof_report",
+    "oof_report_thresholds", "oof_scores.npz", *(f"fold{k}" for k in range(MAX_FOLDS))})
+
+
+# What training writes inside each fold<k>/ folder (fit's state, stats and logs).
+FOLD_LAYOUT = rundir.RunLayout("train.py", frozenset({"last.pt", "best.pt", "stats.jsonl", "tb"}),
+                               resume_needs=("last.pt",))
+
+
+def run_layout(folds: int) -> rundir.RunLayout:
+    """What a run of `folds` folds writes, and what --resume reads (the first fold's state)."""
+    last = "last.pt" if folds == 1 else "fold0/last.pt"
+    return rundir.RunLayout("train.py", RUN_NAMES, resume_needs=("config.yaml", last),
+                            finished="summary.json")
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -116,7 +139,12 @@ def _parser() -> argparse.ArgumentParser:
     a("--cache-dir", help="where frozen encoder features are cached")
     a("--device", help="auto (cuda when there is one), cpu, cuda, cuda:1, ...")
     a("--out", help="run directory (default runs/task<T>_<time>)")
+    a("--skip-bad-images", action="store_const", const=True,
+      help="leave out memes whose image is missing or cannot be decoded (with a count) "
+      "instead of stopping")
     a("--resume", action="store_true", help="continue the run in --out from its last epoch")
+    a("--overwrite", action="store_true",
+      help="delete the run already in --out (its own files only) and start again")
     a("--quiet", action="store_true", help="no progress bars")
     return p
 
@@ -147,7 +175,77 @@ def resolve(args: argparse.Namespace) -> dict:
         cfg["image_root"] = str(Path(cfg["train"]).resolve().parent.parent)
     if cfg["out"] is None:
         cfg["out"] = f"runs/task{cfg['task']}_{time.strftime('%Y%m%d-%H%M%S')}"
+    validate(cfg)
     return cfg
+
+
+# Number settings: the least whole value (_INTS); (least, greatest, greatest allowed itself).
+_INTS = {"hidden": 1, "epochs": 1, "batch_size": 1, "seed": 0, "folds": 1}
+_FLOATS = {"lr": (0, None, False), "encoder_lr": (0, None, False),
+           "weight_decay": (0, None, True), "dropout": (0, 1, False), "warmup": (0, 1, True),
+           "tfidf_weight": (0, 1, True), "tfidf_c": (0, None, False)}
+_BOOLS = ("finetune", "finetune_image", "fold_thresholds", "skip_bad_images")
+_CHOICES = {"fusion": ("concat", "interact"), "empty": ("gate", "independent"),
+            "select": ("roc_auc_micro", "f1_macro", "loss")}
+_PATHS = {"train": True, "dev": True, "image_root": True, "out": True, "cache_dir": False,
+          "init_head": False}
+
+
+def _number(name: str, value, whole: bool):
+    """`value` as an int or float; strings as YAML leaves `1e-3` are read as numbers."""
+    flag = "--" + name.replace("_", "-")
+    if isinstance(value, str):
+        try:
+            value = float(value.strip())
+        except ValueError:
+            raise ValueError(f"{flag}: {value!r} is not a number") from None
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ValueError(f"{flag}: expected a number, got {type(value).__name__} {value!r}")
+    if not math.isfinite(value):
+        raise ValueError(f"{flag}: must be a finite number, got {value}")
+    if whole:
+        if value != int(value):
+            raise ValueError(f"{flag}: must be a whole number, got {value}")
+        return int(value)
+    return float(value)
+
+
+def validate(cfg: dict) -> None:
+    """Check every setting (and read numbers written as strings) before any work is done;
+    raise ValueError naming the setting and its allowed range. Changes `cfg` in place."""
+    for name, low in _INTS.items():
+        cfg[name] = _number(name, cfg[name], whole=True)
+        if cfg[name] < low:
+            raise ValueError(f"--{name.replace('_', '-')} must be >= {low}, got {cfg[name]}")
+    if cfg["folds"] > MAX_FOLDS:
+        raise ValueError(f"--folds must be at most {MAX_FOLDS}, got {cfg['folds']}")
+    for name, (low, high, high_ok) in _FLOATS.items():
+        value = cfg[name] = _number(name, cfg[name], whole=False)
+        flag = "--" + name.replace("_", "-")
+        if name in ("lr", "encoder_lr", "tfidf_c") and not value > low:
+            raise ValueError(f"{flag} must be > 0, got {value}")
+        if value < low or (high is not None and (value > high or (value == high and not high_ok))):
+            span = f"[{low}, {high}{']' if high_ok else ')'}" if high is not None else f">= {low}"
+            raise ValueError(f"{flag} must be {'in ' if high is not None else ''}{span}, "
+                             f"got {value}")
+    for name in _BOOLS:
+        if not isinstance(cfg[name], bool):
+            raise ValueError(f"{name}: expected true or false, got {cfg[name]!r}")
+    for name, choices in _CHOICES.items():
+        if cfg[name] not in choices:
+            raise ValueError(f"--{name} must be one of {', '.join(choices)}, got {cfg[name]!r}")
+    for name, required in _PATHS.items():
+        value = cfg[name]
+        if not (isinstance(value, str) and value) and (required or value is not None):
+            raise ValueError(f"--{name.replace('_', '-')}: expected a path, got {value!r}")
+    for name in ("image_encoder", "text_encoder"):
+        if not isinstance(cfg[name], str):
+            raise ValueError(f"--{name.replace('_', '-')}: expected a name, got {cfg[name]!r}")
+    if cfg["image_encoder"] == "none" and cfg["text_encoder"] == "none":
+        raise ValueError("--image-encoder and --text-encoder are both none: nothing to learn from")
+    if not isinstance(cfg["device"], str):
+        raise ValueError(f"--device: expected a name, got {cfg['device']!r}")
+    resolve_device(cfg["device"])  # `cuda` without a GPU is an error now, not a traceback later
 
 
 def _targets(memes, tasks) -> dict[str, torch.Tensor]:
@@ -188,7 +286,44 @@ def _decided(memes, ids, scores: dict, tasks) -> dict:
     return evaluate(memes, ids, {t: multi_hot(t, decide(t, scores[t])) for t in ("hate", *tasks)})
 
 
-def run(cfg: dict, resume: bool = False, progress: bool = True) -> dict:
+def _check_saved_config(run_dir: Path, cfg: dict) -> None:
+    path = run_dir / "config.yaml"
+    try:
+        saved = yaml.safe_load(path.read_text())
+    except (OSError, yaml.YAMLError) as e:
+        raise ValueError(f"--resume: cannot read {path}: {e}") from None
+    if not isinstance(saved, dict):
+        raise ValueError(f"--resume: {path} is not a train.py config (not a mapping)")
+    # A setting added since that run was written counts as its default there.
+    diff = sorted(k for k in cfg if saved.get(k, DEFAULTS.get(k)) != cfg[k])
+    if diff:
+        detail = "; ".join(f"{k}: {saved.get(k, DEFAULTS.get(k))!r} there, {cfg[k]!r} now"
+                           for k in diff)
+        raise ValueError(f"--resume: settings differ from {path} in {diff} ({detail}); resume "
+                         "with the same settings, or start a new run in another --out")
+
+
+def _images(memes, cfg: dict, source: str):
+    """The memes to use: all of them once their images are checked (missing or undecodable
+    ones stop the run here, before any encoder is loaded), or with --skip-bad-images the
+    ones whose image is fine."""
+    if cfg["image_encoder"] == "none":
+        return memes
+    if not cfg.get("skip_bad_images", False):
+        check_images(memes, cfg["image_root"], source, decode=True)
+        return memes
+    kept, dropped = drop_bad_images(memes, cfg["image_root"], source)
+    if dropped:
+        print(f"train.py: left out {len(dropped)} of {len(memes)} memes of {source} whose image "
+              "is missing or cannot be read (--skip-bad-images); first:\n  "
+              + "\n  ".join(dropped[:5]), file=sys.stderr)
+    if not kept:
+        raise ValueError(f"{source}: no meme has a readable image under {cfg['image_root']}")
+    return kept
+
+
+def run(cfg: dict, resume: bool = False, progress: bool = True,
+        overwrite: bool = False) -> dict:
     """Train as `cfg` says; return the summary written to RUN_DIR/summary.json.
 
     With `folds` K >= 2 (the default) train.json is split into K folds that keep a caption's
@@ -200,22 +335,28 @@ def run(cfg: dict, resume: bool = False, progress: bool = True) -> dict:
     """
     run_dir = Path(cfg["out"])
     tasks = tasks_for(cfg["task"])
+    # Up front, before any computing: the folder may be used as asked, and it and the
+    # feature cache can be written.
+    layout = run_layout(int(cfg["folds"]))
+    rundir.check(run_dir, layout, resume=resume, overwrite=overwrite)
     if resume:
-        saved = yaml.safe_load((run_dir / "config.yaml").read_text())
-        if saved != cfg:
-            diff = sorted(k for k in cfg if saved.get(k) != cfg[k])
-            raise ValueError(f"--resume: settings differ from {run_dir / 'config.yaml'} in {diff}")
+        _check_saved_config(run_dir, cfg)
+    rundir.check_writable(run_dir, "--out")
+    if cfg["cache_dir"]:
+        rundir.check_writable(cfg["cache_dir"], "--cache-dir")
     torch.manual_seed(cfg["seed"])
     np.random.seed(cfg["seed"])
-    train_memes = read_annotations(cfg["train"])
-    dev_memes = read_annotations(cfg["dev"])
+    train_memes = _images(read_annotations(cfg["train"]), cfg, cfg["train"])
+    dev_memes = _images(read_annotations(cfg["dev"]), cfg, cfg["dev"])
     folds = int(cfg["folds"])
     fold_of = group_folds(train_memes, folds, cfg["seed"]) if folds >= 2 else None
-
-    # Missing images fail here, before any encoder is loaded or any epoch is run.
-    if cfg["image_encoder"] != "none":
-        check_images(train_memes, cfg["image_root"], cfg["train"])
-        check_images(dev_memes, cfg["image_root"], cfg["dev"])
+    if overwrite:  # every check passed: only now is the old run deleted
+        rundir.clear(run_dir, layout)
+    else:
+        rundir.remove_stale_temps(run_dir, layout)
+        for k in range(MAX_FOLDS):
+            if (run_dir / f"fold{k}").is_dir():
+                rundir.remove_stale_temps(run_dir / f"fold{k}", FOLD_LAYOUT)
     encoders = Encoders(cfg["image_encoder"], cfg["text_encoder"])
     mcfg = ModelConfig(tasks=tasks, image_encoder=cfg["image_encoder"],
                        text_encoder=cfg["text_encoder"],
@@ -246,7 +387,7 @@ def run(cfg: dict, resume: bool = False, progress: bool = True) -> dict:
     members, best_epochs = [], []
     if fold_of is None:
         state = fit(first, train_in, train_t, dev_in, dev_t, fit_cfg(cfg["seed"]), run_dir,
-                    resume=resume, progress=progress)
+                    resume=resume, progress=progress, meta=cfg)
         members, best_epochs = [first], [state["best_epoch"]]
     else:
         oof_heads: dict[str, np.ndarray] = {}
@@ -260,7 +401,7 @@ def run(cfg: dict, resume: bool = False, progress: bool = True) -> dict:
                 print(f"fold {f + 1}/{folds}: {len(rest)} memes to train, {len(held)} to select")
             state = fit(model, train_in.subset(rest), _subset(train_t, rest),
                         train_in.subset(held), _subset(train_t, held), fit_cfg(seed), fold_dir,
-                        resume=resume_fold, progress=progress)
+                        resume=resume_fold, progress=progress, meta=cfg)
             for task, s in predict_scores(model, train_in.subset(held)).items():
                 oof_heads.setdefault(task, np.zeros((len(train_memes), s.shape[1]),
                                                     np.float32))[held] = s
@@ -343,7 +484,7 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
         cfg = resolve(args)
-        summary = run(cfg, resume=args.resume, progress=not args.quiet)
+        summary = run(cfg, resume=args.resume, progress=not args.quiet, overwrite=args.overwrite)
     except (AnnotationError, MissingImagesError, ValueError, FileNotFoundError) as e:
         print(f"train.py: error: {e}", file=sys.stderr)
         return 1

@@ -3,7 +3,6 @@ selection on dev, a resumable state written after every epoch. Knows nothing of 
 from __future__ import annotations
 
 import math
-import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,7 +14,7 @@ from sklearn.metrics import f1_score
 from tqdm.auto import tqdm
 
 from . import checkpoints
-from .files import write_jsonl
+from .files import atomic_open, write_jsonl
 from .inputs import Inputs
 from .metrics import official
 from .model import MemeModel
@@ -24,9 +23,28 @@ SELECT_METRICS = ("roc_auc_micro", "f1_macro", "loss")
 
 
 def resolve_device(name: str = "auto") -> torch.device:
+    """The device `name` names, or a one-line ValueError when it is no device name or is not
+    there (`cuda` on a machine without a GPU)."""
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
+    try:
+        device = torch.device(name)
+    except (RuntimeError, TypeError):
+        raise ValueError(f"--device {name!r} is not a device name "
+                         "(auto, cpu, cuda, cuda:1, ...)") from None
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ValueError(f"--device {name}: no CUDA GPU is available here; "
+                             "use --device cpu (or auto)")
+        if device.index is not None and device.index >= torch.cuda.device_count():
+            raise ValueError(f"--device {name}: there are only {torch.cuda.device_count()} "
+                             "CUDA device(s), numbered from 0")
+    elif device.type != "cpu":
+        backend = getattr(torch, device.type, None) or getattr(torch.backends, device.type, None)
+        available = getattr(backend, "is_available", None)
+        if available is None or not available():
+            raise ValueError(f"--device {name}: no {device.type} device is available here")
+    return device
 
 
 def _to(x, device: torch.device):
@@ -128,19 +146,22 @@ def _lr_factor(step: int, total: int, warmup: float) -> float:
 
 
 def _save_state(path: Path, state: dict) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    torch.save(state, tmp)
-    os.replace(tmp, path)
+    # atomic_open: a unique temp beside `path`, removed if torch.save fails (a full disk).
+    with atomic_open(path, "wb") as f:
+        torch.save(state, f)
 
 
 def fit(model: MemeModel, train: Inputs, train_targets: dict[str, torch.Tensor], dev: Inputs,
         dev_targets: dict[str, torch.Tensor], cfg: FitConfig, run_dir: Path, resume: bool = False,
-        on_epoch_end: Callable[[int], None] | None = None, progress: bool = True) -> dict:
+        on_epoch_end: Callable[[int], None] | None = None, progress: bool = True,
+        meta: dict | None = None) -> dict:
     """Train, keep the best epoch by `cfg.select` on dev, and return
     {"best_epoch", "best", "history"}.
 
     After each epoch `run_dir/last.pt` holds everything needed to continue (weights,
-    optimizer, RNG state, best so far), and `run_dir/best.pt` the best weights.
+    optimizer, RNG state, best so far), and `run_dir/best.pt` the best weights. `meta`
+    (plain data: the run's settings) is stored in last.pt, and a resume whose `meta` differs
+    from the stored one is refused: that last.pt belongs to another run.
     """
     from torch.utils.tensorboard import SummaryWriter
 
@@ -167,6 +188,12 @@ def fit(model: MemeModel, train: Inputs, train_targets: dict[str, torch.Tensor],
             raise checkpoints.CheckpointError(
                 f"{last}: does not fit this run's model and optimizer: "
                 f"{str(e).splitlines()[0] if str(e) else type(e).__name__}") from None
+        if meta is not None and "meta" in saved and saved["meta"] != meta:
+            theirs = saved["meta"] if isinstance(saved["meta"], dict) else {}
+            diff = sorted(k for k in set(theirs) | set(meta) if theirs.get(k) != meta.get(k))
+            raise checkpoints.CheckpointError(
+                f"{last}: was written by a run with other settings (differing in {diff}); the "
+                "folder mixes two runs: start again with --overwrite")
         state = saved["state"]
     stats_path = run_dir / "stats.jsonl"
     writer = SummaryWriter(str(run_dir / "tb"))
@@ -206,7 +233,8 @@ def fit(model: MemeModel, train: Inputs, train_targets: dict[str, torch.Tensor],
                 _save_state(run_dir / "best.pt", {"model": model.state_dict(), "epoch": epoch + 1})
             state["epoch"] = epoch + 1
             _save_state(last, {"model": model.state_dict(), "optimizer": opt.state_dict(),
-                               "rng": torch.get_rng_state(), "state": state})
+                               "rng": torch.get_rng_state(), "state": state,
+                               **({"meta": meta} if meta is not None else {})})
             # Rewritten whole from the saved history, so a resumed run never repeats a line.
             write_jsonl(stats_path, state["history"])
             if on_epoch_end is not None:

@@ -210,8 +210,8 @@ def test_each_cli_names_a_directory_given_as_a_file_in_one_line(tmp_path, capsys
     if program == "train":
         files = {"--train": good, "--dev": good, flag: folder}
         code = train.main(["--task", "A", "--train", str(files["--train"]), "--dev",
-                           str(files["--dev"]), "--image-encoder", "none", "--text-encoder",
-                           "none", "--out", str(tmp_path / "run"), "--quiet"])
+                           str(files["--dev"]), "--image-encoder", "none",
+                           "--out", str(tmp_path / "run"), "--quiet"])
     elif program == "predict":
         code = predict.main(["--run", str(tmp_path / "run"), "--input", str(folder),
                              "--out", str(tmp_path / "out.jsonl"), "--quiet"])

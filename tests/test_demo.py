@@ -149,3 +149,28 @@ def test_cli_reports_a_bad_n(tmp_path, capsys):
     assert exit_info.value.code == 2
     assert "n must be between" in capsys.readouterr().err
     assert not (tmp_path / "out").exists()
+
+
+def test_a_folder_that_is_no_demo_output_is_refused(tmp_path, capsys):
+    real = tmp_path / "real"
+    (real / "annotations").mkdir(parents=True)
+    (real / "annotations" / "train.json").write_text('{"id": 1}\n')
+    (real / "img").mkdir()
+    (real / "img" / "00001.png").write_bytes(b"a real meme")
+    with pytest.raises(SystemExit):
+        demo.main([str(real), "--n", "30", "--image-size", "64"])
+    assert "is no earlier demo output" in capsys.readouterr().err
+    assert (real / "annotations" / "train.json").read_text() == '{"id": 1}\n'
+    assert (real / "img" / "00001.png").read_bytes() == b"a real meme"
+    assert sorted(p.name for p in real.rglob("*")) == ["00001.png", "annotations", "img",
+                                                       "train.json"]
+
+
+def test_an_earlier_demo_output_or_an_empty_folder_may_be_generated_into(tmp_path):
+    out = tmp_path / "demo"
+    out.mkdir()
+    demo.generate(out, n=30, seed=1, image_size=64)
+    assert json.loads((out / demo.MARKER).read_text())["synthetic"] is True
+    first = (out / "annotations" / "train.json").read_bytes()
+    demo.generate(out, n=30, seed=2, image_size=64)
+    assert (out / "annotations" / "train.json").read_bytes() != first

@@ -85,7 +85,7 @@ def test_images_must_be_a_folder_and_compare_must_share_ids(tmp_path, capsys):
     assert main([*argv, "--compare", str(other)]) == 1
     err = capsys.readouterr().err
     assert err.startswith(f"error: {other} against {gold}: none of the 2 predicted ids")
-    assert not out.exists()
+    assert not out.exists() or not any(out.iterdir())  # --out is tried up front, left empty
 
 
 def test_partial_coverage_on_real_dev_seen(tmp_path, capsys, real_annotations):
@@ -228,3 +228,40 @@ def test_root_script_runs_the_cli(tmp_path):
                           capture_output=True, text=True, cwd=ROOT, timeout=120)
     assert done.returncode == 0, done.stderr
     assert done.stdout == f"{pred}: valid, 1 rows with pred_hate\n"
+
+
+def test_an_unwritable_out_fails_before_scoring(tmp_path, capsys):
+    gold = tiny_gold(tmp_path)
+    pred = tmp_path / "pred.jsonl"
+    write_submission(pred, list(range(6)), random_scores(6, ("hate", "pc")))
+    (tmp_path / "a_file").write_text("x")
+    assert main(["--gold", str(gold), "--pred", str(pred),
+                 "--out", str(tmp_path / "a_file" / "eval")]) == 1
+    captured = capsys.readouterr()
+    assert captured.out == "" and "cannot write there" in captured.err
+
+
+def test_a_full_disk_leaves_the_old_report_folder_whole(tmp_path, capsys, monkeypatch):
+    import errno
+    import os
+
+    gold = tiny_gold(tmp_path)
+    pred = tmp_path / "pred.jsonl"
+    write_submission(pred, list(range(6)), random_scores(6, ("hate", "pc")))
+    out = tmp_path / "eval"
+    assert main(["--gold", str(gold), "--pred", str(pred), "--out", str(out)]) == 0
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    write_submission(pred, list(range(6)), random_scores(6, ("hate", "pc"), seed=1))
+    calls = []
+    real_fsync = os.fsync
+
+    def full_disk_at_the_third_file(fd):
+        calls.append(fd)
+        if len(calls) == 3:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        real_fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", full_disk_at_the_third_file)
+    assert main(["--gold", str(gold), "--pred", str(pred), "--out", str(out)]) == 1
+    assert "No space left on device" in capsys.readouterr().err
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before

@@ -276,3 +276,45 @@ def test_changed_caption_misses_only_that_item(tmp_path, text_encoder, monkeypat
 def test_caption_that_is_not_text_is_named(text_encoder):
     with pytest.raises(TypeError, match="caption 1 is a float"):
         text_features(text_encoder, ["fine", float("nan")], progress=False)
+
+
+# --- load_rgb: any mode, the format from the bytes, EXIF orientation ---------------------
+
+
+def _halves(width=40, height=20):
+    """Left half red, right half blue: an orientation shows in where the colours are."""
+    pixels = np.zeros((height, width, 3), np.uint8)
+    pixels[:, : width // 2] = (255, 0, 0)
+    pixels[:, width // 2:] = (0, 0, 255)
+    return Image.fromarray(pixels)
+
+
+@pytest.mark.parametrize("mode", ["L", "P", "RGBA", "CMYK", "LA", "I;16"])
+def test_every_mode_loads_as_rgb_of_the_same_size(tmp_path, mode):
+    from hateful_memes.features import load_rgb
+    image = _halves().convert(mode) if mode != "I;16" else _halves().convert("L").convert("I;16")
+    path = tmp_path / ("x.tif" if mode in ("CMYK", "I;16") else "x.png")
+    image.save(path)
+    loaded = load_rgb(path)
+    assert loaded.mode == "RGB" and loaded.size == (40, 20)
+
+
+def test_a_jpeg_under_a_png_name_loads(tmp_path):
+    from hateful_memes.features import load_rgb
+    path = tmp_path / "really_a.png"
+    _halves().save(path, format="JPEG", quality=95)
+    loaded = np.asarray(load_rgb(path))
+    assert loaded.shape == (20, 40, 3)
+    assert loaded[10, 5, 0] > 200 and loaded[10, 35, 2] > 200
+
+
+def test_exif_orientation_is_applied(tmp_path):
+    from hateful_memes.features import load_rgb
+    path = tmp_path / "phone.jpg"
+    exif = Image.Exif()
+    exif[0x0112] = 6  # "rotate 90 clockwise to display": the stored picture lies on its side
+    _halves().save(path, format="JPEG", quality=95, exif=exif)
+    loaded = np.asarray(load_rgb(path))
+    # upright it is 20 wide and 40 high; the left (red) half is now on top
+    assert loaded.shape == (40, 20, 3)
+    assert loaded[5, 10, 0] > 200 and loaded[35, 10, 2] > 200

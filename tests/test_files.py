@@ -33,3 +33,35 @@ def test_written_files_get_the_usual_permissions(tmp_path):
     finally:
         os.umask(umask)
     assert (tmp_path / "p.jsonl").stat().st_mode & 0o777 == 0o644
+
+
+def _full_disk_on_call(n):
+    """An os.fsync that fails like a full disk on its n-th call."""
+    import errno
+    import os
+    calls = []
+    real = os.fsync
+
+    def fsync(fd):
+        calls.append(fd)
+        if len(calls) == n:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        real(fd)
+    return fsync
+
+
+def test_write_files_writes_all_or_nothing(tmp_path, monkeypatch):
+    import os
+
+    from hateful_memes.files import write_files
+    paths = [tmp_path / "a.json", tmp_path / "sub" / "b.md", tmp_path / "c.png"]
+    write_files({p: b"old " + p.name.encode() for p in paths})
+    monkeypatch.setattr(os, "fsync", _full_disk_on_call(3))
+    with pytest.raises(OSError, match="No space left"):
+        write_files({p: b"new" for p in paths})
+    assert [p.read_bytes() for p in paths] == [b"old " + p.name.encode() for p in paths]
+    leftovers = [p for p in tmp_path.rglob("*") if p.is_file() and p not in paths]
+    assert leftovers == []
+    monkeypatch.undo()
+    write_files({p: b"new" for p in paths})
+    assert all(p.read_bytes() == b"new" for p in paths)

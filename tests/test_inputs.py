@@ -1,7 +1,9 @@
 import pytest
+from PIL import Image
 
 from hateful_memes.data import ImagePathError, Meme
-from hateful_memes.inputs import check_images, image_paths
+from hateful_memes.inputs import (MissingImagesError, UnreadableImagesError, check_images,
+                                  drop_bad_images, image_paths, unreadable_images)
 
 
 def test_image_paths_are_joined_under_the_root(tmp_path):
@@ -20,3 +22,55 @@ def test_memes_made_in_code_cannot_reach_outside_the_root(tmp_path, img, problem
             build(memes, tmp_path)
         assert str(err.value) == (f"meme 7: img {img!r} {problem}; image paths must stay under "
                                   f"the image root {tmp_path}")
+
+
+def _meme(i):
+    return Meme(i, f"img/{i:05d}.png", "a caption", None, None, None)
+
+
+def bad_images(root):
+    """Four memes with an image that cannot be read, each for another reason, and two fine."""
+    (root / "img").mkdir(parents=True, exist_ok=True)
+    good = Image.new("RGB", (32, 32), (10, 200, 30))
+    good.save(root / "img" / "00000.png")
+    good.save(root / "img" / "00005.png")
+    (root / "img" / "00001.png").write_bytes(b"")  # zero bytes
+    good.save(root / "img" / "00002.png")
+    data = (root / "img" / "00002.png").read_bytes()
+    (root / "img" / "00002.png").write_bytes(data[: len(data) // 2])  # truncated
+    (root / "img" / "00003.png").write_text("<html>not an image</html>")
+    # far past PIL's pixel limit (lowered by the test), in a small file: a decompression bomb
+    Image.new("L", (3000, 3000)).save(root / "img" / "00004.png")
+    return [_meme(i) for i in range(6)]
+
+
+@pytest.fixture
+def small_pixel_limit(monkeypatch):
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 1_000_000)
+
+
+def test_every_unreadable_image_is_found_in_one_pass(tmp_path, small_pixel_limit):
+    memes = bad_images(tmp_path)
+    paths = [tmp_path / m.img for m in memes]
+    bad = unreadable_images(paths)
+    assert sorted(bad) == paths[1:5]
+    assert "decompression bomb" in bad[paths[4]].lower()
+    with pytest.raises(UnreadableImagesError) as e:
+        check_images(memes, tmp_path, "train.json", decode=True)
+    message = str(e.value)
+    assert message.startswith("4 of 6 images cannot be read for train.json")
+    assert all(str(p) in message for p in paths[1:5]) and "--skip-bad-images" in message
+    # without decode only existence is checked (what build_inputs does, cheaply)
+    assert check_images(memes, tmp_path) == paths
+
+
+def test_drop_bad_images_keeps_the_readable_ones_and_says_why(tmp_path, small_pixel_limit):
+    memes = bad_images(tmp_path) + [_meme(9)]  # 00009.png does not exist
+    kept, dropped = drop_bad_images(memes, tmp_path)
+    assert [m.id for m in kept] == [0, 5]
+    assert len(dropped) == 5 and dropped[0].startswith("id 1: ") and "missing" in dropped[-1]
+
+
+def test_missing_images_are_still_reported_first(tmp_path):
+    with pytest.raises(MissingImagesError, match="1 of 1 images missing"):
+        check_images([_meme(7)], tmp_path, decode=True)

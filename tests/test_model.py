@@ -126,3 +126,22 @@ def test_load_head_copies_the_head_and_refuses_other_features(tmp_path):
     other = MemeModel(ModelConfig(**{**source.cfg.__dict__, "text_encoder": "hf:other"}))
     with pytest.raises(ValueError, match="text_encoder 'minilm' there, 'hf:other' here"):
         load_head(other, tmp_path / "c.pt")
+
+
+def test_a_full_disk_keeps_the_old_checkpoint_and_leaves_no_temp(tmp_path, monkeypatch):
+    import errno
+
+    from hateful_memes import model as model_module
+    path = tmp_path / "checkpoint.pt"
+    save_checkpoint(path, _model(), note="old")
+
+    def full_disk(obj, f, *args, **kwargs):
+        f.write(b"PK\x03\x04 half a checkpoint")
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(model_module.torch, "save", full_disk)
+    with pytest.raises(OSError, match="No space left"):
+        save_checkpoint(path, _model(hidden=8), note="new")
+    monkeypatch.undo()
+    assert [p.name for p in tmp_path.iterdir()] == ["checkpoint.pt"]
+    assert load_checkpoint(path)[1]["note"] == "old"

@@ -267,3 +267,57 @@ def test_train_py_uses_a_pretrained_backbone(demo_data, feature_cache, tmp_path)
     model, _ = load_checkpoint(run / "checkpoint.pt")
     assert model.cfg.image_encoder == f"bt:{out / 'checkpoint.pt'}"
     assert model.cfg.image_dim == load_backbone(out / "checkpoint.pt")[0].num_features
+
+
+# --- the output folder, bad settings, unreadable images (issue 10, items 3 and 6) ----------
+
+
+def test_a_run_in_out_is_refused_unless_resume_or_overwrite(tmp_path):
+    images = tmp_path / "images"
+    make_images(images, 8)
+    out = tmp_path / "run"
+    assert main(args(images, out, "--epochs", "1")) == 0
+    before = (out / "checkpoint.pt").read_bytes()
+    with pytest.raises(SystemExit, match="already holds a run.*--resume.*--overwrite"):
+        main(args(images, out, "--epochs", "1", "--seed", "1"))
+    assert (out / "checkpoint.pt").read_bytes() == before
+    (out / "notes.txt").write_text("mine")
+    with pytest.raises(SystemExit, match=r"does not write \(notes.txt\)"):
+        main(args(images, out, "--epochs", "1", "--overwrite"))
+    (out / "notes.txt").unlink()
+    assert main(args(images, out, "--epochs", "1", "--seed", "1", "--overwrite")) == 0
+    assert torch.load(out / "checkpoint.pt", weights_only=True)["config"]["seed"] == 1
+
+
+def test_all_images_unreadable_is_an_error_and_writes_nothing(tmp_path):
+    images = tmp_path / "images"
+    images.mkdir()
+    for i in range(8):
+        (images / f"{i}.png").write_bytes(b"" if i % 2 else b"not an image")
+    out = tmp_path / "run"
+    with pytest.raises(SystemExit, match="ran no training step: 8 of 8 image"):
+        main(args(images, out))
+    assert not (out / "checkpoint.pt").exists() and not (out / "backbone.pth").exists()
+
+
+@pytest.mark.parametrize("extra,message", [
+    (["--lr-weights=-1"], "--lr-weights must be a number > 0"),
+    (["--lambd", "0"], "--lambd must be a number > 0"),
+    (["--weight-decay=-1e-6"], "--weight-decay must be a number >= 0"),
+    (["--warmup-epochs=-1"], "--warmup-epochs must be a number >= 0"),
+    (["--crop-scale", "0.5", "0.2"], "--crop-scale MIN MAX must satisfy"),
+    (["--workers=-1"], "--workers must be >= 0"),
+    (["--epochs", "0"], "--epochs must be >= 1"),
+    (["--image-size", "0"], "--image-size must be >= 8"),
+])
+def test_bad_settings_are_usage_errors(tmp_path, capsys, extra, message):
+    with pytest.raises(SystemExit) as e:
+        main(args(tmp_path, tmp_path / "run", *extra))
+    assert e.value.code == 2 and message in capsys.readouterr().err
+
+
+def test_cuda_without_a_gpu_is_a_usage_error(tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    with pytest.raises(SystemExit) as e:
+        main([*args(tmp_path, tmp_path / "run")[:-2], "--device", "cuda"])
+    assert e.value.code == 2 and "no CUDA GPU is available" in capsys.readouterr().err

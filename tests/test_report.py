@@ -66,3 +66,25 @@ def test_markdown_holds_one_table_row_per_label(report):
     md = format_markdown(report)
     assert sum(line.startswith("| ") for line in md.splitlines()) == (
         2 + 3) + sum(2 + len(report[t]["per_label"]) for t in ("hate", "pc", "attack"))
+
+
+def test_a_failed_write_leaves_the_old_report_whole(report, tmp_path, monkeypatch):
+    import errno
+    import os
+
+    write_report(report, tmp_path)
+    before = {p.name: p.read_bytes() for p in tmp_path.iterdir()}
+    changed = dict(report, n_gold=report["n_gold"] + 1)
+    calls = []
+    real_fsync = os.fsync
+
+    def full_disk_at_the_png(fd):  # json and md go through, the third file hits a full disk
+        calls.append(fd)
+        if len(calls) == 3:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        real_fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", full_disk_at_the_png)
+    with pytest.raises(OSError):
+        write_report(changed, tmp_path)
+    assert {p.name: p.read_bytes() for p in tmp_path.iterdir()} == before

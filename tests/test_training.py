@@ -89,3 +89,22 @@ def test_resume_after_an_interrupted_epoch_matches_an_uninterrupted_run(tmp_path
 def test_resume_without_a_saved_state_is_an_error(tmp_path):
     with pytest.raises(FileNotFoundError, match="--resume"):
         _fit(tmp_path, resume=True)
+
+
+def _full_disk_save(obj, f, *args, **kwargs):
+    """torch.save that writes part of the file, then finds the disk full."""
+    import errno
+    f.write(b"PK\x03\x04 half a checkpoint")
+    raise OSError(errno.ENOSPC, "No space left on device")
+
+
+def test_a_full_disk_keeps_the_old_state_and_leaves_no_temp(tmp_path, monkeypatch):
+    from hateful_memes import training
+    path = tmp_path / "last.pt"
+    training._save_state(path, {"epoch": 1})
+    monkeypatch.setattr(training.torch, "save", _full_disk_save)
+    with pytest.raises(OSError, match="No space left"):
+        training._save_state(path, {"epoch": 2})
+    monkeypatch.undo()
+    assert [p.name for p in tmp_path.iterdir()] == ["last.pt"]
+    assert torch.load(path, weights_only=True) == {"epoch": 1}
