@@ -491,8 +491,8 @@ def draw_caption(image: Image.Image, text: str, seed: int) -> Image.Image:
     draw = ImageDraw.Draw(image)
     words = (text.lower() if style == "busy" else text.upper()).split()
     font, blocks = _layout(draw, words, style, size, rng)
-    stroke = {"classic": max(1, round(font.size / 12)), "impact": max(2, round(font.size / 7)),
-              "stacked": max(2, round(font.size / 7)), "busy": 1}[style]
+    stroke = {"classic": max(1, round(font.size / 12)), "impact": max(2, round(font.size / 10)),
+              "stacked": max(2, round(font.size / 10)), "busy": 1}[style]
     line_height = font.size * 1.15
     margin = size * 0.03
     for edge, lines in blocks.items():
