@@ -174,3 +174,19 @@ def test_an_earlier_demo_output_or_an_empty_folder_may_be_generated_into(tmp_pat
     first = (out / "annotations" / "train.json").read_bytes()
     demo.generate(out, n=30, seed=2, image_size=64)
     assert (out / "annotations" / "train.json").read_bytes() != first
+
+
+def test_every_caption_style_occurs_and_is_a_function_of_the_seed():
+    memes = demo.make_memes(200, seed=5)
+    styles = [demo.caption_style(m.seed) for m in memes]
+    assert set(styles) == set(demo.CAPTION_STYLES)
+    assert styles == [demo.caption_style(m.seed) for m in memes]
+
+
+def test_stacked_captions_sit_at_one_edge_only():
+    stacked = [m for m in demo.make_memes(200, seed=5) if demo.caption_style(m.seed) == "stacked"]
+    assert stacked
+    for meme in stacked:
+        bare = np.asarray(demo.picture(meme, 256)).astype(int)
+        changed = np.flatnonzero(np.abs(np.asarray(demo.render(meme, 256)) - bare).sum(axis=(1, 2)))
+        assert changed.max() < 128 or changed.min() > 128, meme.text
