@@ -1,24 +1,19 @@
 """Frozen encoder features: computed once per distinct input, cached on disk.
 
-Cache layout: CACHE/{image,text}/{spec}-{h}/*.npz where h hashes the encoder spec, its
-preprocessing (the transform, or the tokenizer and its max length) and its weights, so that a
-re-trained checkpoint at the same path, or a changed transform, never reads stale features.
-Each shard holds `keys` (sha256 of an image file's bytes or of a caption) and `vectors`, one row
-per key. A call reads every shard of its directory, computes only the keys still missing and
-appends them as new shards; there is no index to keep in sync. Shards are written atomically
-(temp + rename) every SHARD_ROWS rows, so a killed run keeps what it flushed and never leaves
-half a file; a shard that cannot be read is reported, removed, and its items recomputed.
+The cache is CACHE/features.sqlite3 (hateful_memes/feature_store.py), keyed by a space and an
+item key. The space, `{image,text}/{spec}-{h}`, hashes the encoder spec, its preprocessing (the
+transform, or the tokenizer and its max length) and its weights, so that a re-trained checkpoint
+at the same path, or a changed transform, never reads stale features. The item key is the sha256
+of an image file's bytes or of a caption. A call looks up its keys, computes only those still
+missing and stores them in batches of FLUSH_ROWS rows, each one transaction, so a killed run
+keeps what it flushed; an entry whose checksum fails is reported and recomputed.
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
-import os
 import re
-import secrets
-import time
-import warnings
-import zipfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable, Iterator, Sequence
 
@@ -28,12 +23,12 @@ from PIL import Image
 from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
-from .files import atomic_open
+from .feature_store import FILENAME, FeatureStore, migrate_shards
 
 if TYPE_CHECKING:
     from .encoders import ImageEncoder, TextEncoder
 
-SHARD_ROWS = 2048
+FLUSH_ROWS = 2048
 
 
 class ImageReadError(OSError):
@@ -89,49 +84,29 @@ def weights_digest(module: torch.nn.Module) -> bytes:
     return h.digest()
 
 
-class FeatureStore:
-    """The shards of one (encoder, preprocessing, weights) combination."""
+def cache_space(modality: str, encoder: torch.nn.Module, preprocessing: str) -> str:
+    """`{modality}/{spec}-{h}`: h hashes the spec, the preprocessing and the weights."""
+    h = hashlib.sha256()
+    for part in (encoder.spec.encode(), preprocessing.encode(), weights_digest(encoder)):
+        h.update(len(part).to_bytes(8, "little") + part)
+    slug = re.sub(r"[^A-Za-z0-9._-]+", "_", encoder.spec).strip("_")[:48]
+    return f"{modality}/{slug}-{h.hexdigest()[:16]}"
 
-    def __init__(self, directory: Path, dim: int):
-        self.directory = directory
-        self.dim = dim
 
-    @classmethod
-    def for_encoder(cls, cache_dir: str | Path, modality: str, encoder: torch.nn.Module,
-                    preprocessing: str) -> "FeatureStore":
-        h = hashlib.sha256()
-        for part in (encoder.spec.encode(), preprocessing.encode(), weights_digest(encoder)):
-            h.update(len(part).to_bytes(8, "little") + part)
-        slug = re.sub(r"[^A-Za-z0-9._-]+", "_", encoder.spec).strip("_")[:48]
-        return cls(Path(cache_dir) / modality / f"{slug}-{h.hexdigest()[:16]}", encoder.dim)
-
-    def read(self, wanted: set[str]) -> dict[str, np.ndarray]:
-        found: dict[str, np.ndarray] = {}
-        for shard in sorted(self.directory.glob("*.npz")):
-            try:
-                with np.load(shard, allow_pickle=False) as z:
-                    keys, vectors = z["keys"], z["vectors"]
-                if vectors.dtype != np.float32 or vectors.shape != (len(keys), self.dim):
-                    raise ValueError(f"vectors {vectors.dtype} {vectors.shape}, expected float32 "
-                                     f"({len(keys)}, {self.dim})")
-                if not np.isfinite(vectors).all():
-                    raise ValueError("non-finite values")
-            except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as e:
-                warnings.warn(f"feature cache: {shard} is unreadable ({e}); removing it, "
-                              "its items will be recomputed", stacklevel=3)
-                shard.unlink(missing_ok=True)
-                continue
-            for key, row in zip(keys.tolist(), vectors):
-                if key in wanted:
-                    found[key] = row
-        return found
-
-    def write(self, rows: dict[str, np.ndarray]) -> None:
-        # Unique per writer, so concurrent runs never replace each other's shards.
-        name = f"{time.time_ns():016x}-{os.getpid()}-{secrets.token_hex(4)}.npz"
-        with atomic_open(self.directory / name, "wb") as f:
-            np.savez(f, keys=np.array(list(rows), dtype="U64"),
-                     vectors=np.stack(list(rows.values())).astype(np.float32))
+@contextlib.contextmanager
+def open_store(cache_dir: str | Path | None, modality: str, encoder: torch.nn.Module,
+               preprocessing: str) -> Iterator[FeatureStore | None]:
+    """The store of `encoder`'s features under `cache_dir` (None: no cache), with the shards of
+    the former folder layout for the same space moved into it."""
+    if cache_dir is None:
+        yield None
+        return
+    space = cache_space(modality, encoder, preprocessing)
+    with FeatureStore(Path(cache_dir) / FILENAME, space, encoder.dim) as store:
+        legacy = Path(cache_dir) / space
+        if legacy.is_dir():
+            migrate_shards(legacy, store)
+        yield store
 
 
 Batches = Callable[[list[int]], Iterator[tuple[list[int], object]]]
@@ -145,7 +120,7 @@ def _features(encoder: torch.nn.Module, keys: list[str], batches: Batches,
     first: dict[str, int] = {}
     for i, key in enumerate(keys):
         first.setdefault(key, i)
-    found = store.read(set(first)) if store is not None else {}
+    found = store.read(first) if store is not None else {}
     todo = [i for key, i in first.items() if key not in found]
     if todo:
         was_training = encoder.training
@@ -165,7 +140,7 @@ def _features(encoder: torch.nn.Module, keys: list[str], batches: Batches,
                                              f"{describe(i)}")
                         found[keys[i]] = pending[keys[i]] = row
                     bar.update(len(indices))
-                    if store is not None and len(pending) >= SHARD_ROWS:
+                    if store is not None and len(pending) >= FLUSH_ROWS:
                         store.write(pending)
                         pending = {}
         finally:
@@ -212,14 +187,13 @@ def image_features(encoder: "ImageEncoder", paths: Sequence[str | Path],
         for start, pixels in zip(range(0, len(todo), batch_size), loader):
             yield todo[start:start + batch_size], pixels.to(device, memory_format=memory_format)
 
-    store = (FeatureStore.for_encoder(cache_dir, "image", encoder, repr(encoder.transform))
-             if cache_dir is not None else None)
-    encoder.to(memory_format=memory_format)
-    try:
-        return _features(encoder, keys, batches, store, lambda i: str(paths[i]), device, progress,
-                         "img")
-    finally:
-        encoder.to(memory_format=torch.contiguous_format)
+    with open_store(cache_dir, "image", encoder, repr(encoder.transform)) as store:
+        encoder.to(memory_format=memory_format)
+        try:
+            return _features(encoder, keys, batches, store, lambda i: str(paths[i]), device,
+                             progress, "img")
+        finally:
+            encoder.to(memory_format=torch.contiguous_format)
 
 
 def _tokenizer_description(encoder: "TextEncoder") -> str:
@@ -253,7 +227,6 @@ def text_features(encoder: "TextEncoder", texts: Sequence[str], cache_dir: str |
             batch = encoder.tokenize([texts[i] for i in chunk])
             yield chunk, {k: v.to(device) for k, v in batch.items()}
 
-    store = (FeatureStore.for_encoder(cache_dir, "text", encoder, _tokenizer_description(encoder))
-             if cache_dir is not None else None)
-    return _features(encoder, keys, batches, store, lambda i: f"caption {i} {texts[i][:60]!r}",
-                     device, progress, "caption")
+    with open_store(cache_dir, "text", encoder, _tokenizer_description(encoder)) as store:
+        return _features(encoder, keys, batches, store,
+                         lambda i: f"caption {i} {texts[i][:60]!r}", device, progress, "caption")

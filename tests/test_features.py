@@ -1,3 +1,4 @@
+import sqlite3
 import subprocess
 import sys
 import textwrap
@@ -9,7 +10,7 @@ import timm
 import torch
 from PIL import Image
 
-from hateful_memes import features
+from hateful_memes import feature_store, features
 from hateful_memes.encoders import create_image_encoder, create_text_encoder
 from hateful_memes.features import ImageFolderDataset, ImageReadError, image_features, text_features
 
@@ -159,26 +160,54 @@ def test_cache_survives_a_fresh_process(tmp_path, image_spec, image_encoder):
     assert np.array_equal(np.load(tmp_path / "cache" / "out.npy"), expected)
 
 
-def test_corrupt_shard_is_recomputed_with_a_warning(tmp_path, image_encoder, monkeypatch):
+def stored_rows(cache) -> dict[str, bytes]:
+    with sqlite3.connect(cache / feature_store.FILENAME) as db:
+        return {f"{space}/{key}": value
+                for space, key, value in db.execute("SELECT space, key, value FROM vectors")}
+
+
+def test_corrupt_entry_is_recomputed_with_a_warning_and_repaired(tmp_path, image_encoder,
+                                                                 monkeypatch):
     paths = write_images(tmp_path, 3)
     expected = image_features(image_encoder, paths, cache_dir=tmp_path / "cache", progress=False)
-    [shard] = (tmp_path / "cache").rglob("*.npz")
-    shard.write_bytes(shard.read_bytes()[:100])
+    name = next(iter(stored_rows(tmp_path / "cache")))
+    space, key = name.rsplit("/", 1)
+    with sqlite3.connect(tmp_path / "cache" / feature_store.FILENAME) as db:
+        [value] = db.execute("SELECT value FROM vectors WHERE key = ?", (key,)).fetchone()
+        db.execute("UPDATE vectors SET value = ? WHERE key = ?",
+                   (value[:8] + bytes(b ^ 0xFF for b in value[8:12]) + value[12:], key))
     calls = count_rows(monkeypatch, image_encoder)
-    with pytest.warns(UserWarning, match=f"{shard.name}.*unreadable"):
+    with pytest.warns(UserWarning, match=f"{key} is damaged.*checksum"):
         out = image_features(image_encoder, paths, cache_dir=tmp_path / "cache", progress=False)
-    assert sum(calls) == 3 and np.allclose(out, expected, atol=1e-6)
+    assert calls == [1] and np.allclose(out, expected, atol=1e-6)
     calls.clear()
     with warnings.catch_warnings():
-        warnings.simplefilter("error")  # the bad shard is gone
-        image_features(image_encoder, paths, cache_dir=tmp_path / "cache", progress=False)
-    assert calls == []
+        warnings.simplefilter("error")  # the recomputed entry replaced the damaged one
+        again = image_features(image_encoder, paths, cache_dir=tmp_path / "cache",
+                               progress=False)
+    assert calls == [] and np.array_equal(again, out)
 
 
-def test_an_interrupted_run_keeps_its_work_and_leaves_no_temp_files(tmp_path, image_encoder,
-                                                                    monkeypatch):
+def test_former_layout_shards_are_migrated_not_recomputed(tmp_path, image_encoder, monkeypatch):
+    paths = write_images(tmp_path, 3)
+    expected = image_features(image_encoder, paths, progress=False)
+    # The folder and shard format the cache had before the store, for the same space.
+    space = features.cache_space("image", image_encoder, repr(image_encoder.transform))
+    folder = tmp_path / "cache" / space
+    folder.mkdir(parents=True)
+    np.savez(folder / "0-1-ab.npz",
+             keys=np.array([features.file_digest(p) for p in paths], dtype="U64"),
+             vectors=expected)
+    calls = count_rows(monkeypatch, image_encoder)
+    out = image_features(image_encoder, paths, cache_dir=tmp_path / "cache", progress=False)
+    assert calls == [] and np.array_equal(out, expected)
+    assert not (tmp_path / "cache" / "image").exists()
+    assert len(stored_rows(tmp_path / "cache")) == 3
+
+
+def test_an_interrupted_run_keeps_its_work(tmp_path, image_encoder, monkeypatch):
     paths = write_images(tmp_path, 8)
-    monkeypatch.setattr(features, "SHARD_ROWS", 4)
+    monkeypatch.setattr(features, "FLUSH_ROWS", 4)
     forward = image_encoder.forward
     calls: list[int] = []
 
@@ -192,9 +221,8 @@ def test_an_interrupted_run_keeps_its_work_and_leaves_no_temp_files(tmp_path, im
     with pytest.raises(KeyboardInterrupt):
         image_features(image_encoder, paths, cache_dir=tmp_path / "cache", batch_size=2,
                        progress=False)
-    files = [p for p in (tmp_path / "cache").rglob("*") if p.is_file()]
-    # Batches 1-2 flushed as a full shard on the way, batch 3 on the interrupt.
-    assert len(files) == 2 and all(p.suffix == ".npz" for p in files)
+    # Batches 1-2 flushed on the way, batch 3 on the interrupt.
+    assert len(stored_rows(tmp_path / "cache")) == 6
     monkeypatch.setattr(image_encoder, "forward", forward)
     calls = count_rows(monkeypatch, image_encoder)
     image_features(image_encoder, paths, cache_dir=tmp_path / "cache", batch_size=2,
