@@ -7,6 +7,11 @@ at the same path, or a changed transform, never reads stale features. The item k
 of an image file's bytes or of a caption. A call looks up its keys, computes only those still
 missing and stores them in batches of FLUSH_ROWS rows, each one transaction, so a killed run
 keeps what it flushed; an entry whose checksum fails is reported and recomputed.
+
+Under torchrun (torch.distributed initialised) every rank passes the same items: the ranks hash
+a share of the image files each, deal out the items that no rank found in the cache, compute
+and store their own share (the store takes concurrent writers), and gather the rest, so that
+every rank returns what one process returns. A failure on one rank is raised on all of them.
 """
 from __future__ import annotations
 
@@ -15,7 +20,7 @@ import hashlib
 import json
 import re
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable, Iterator, Sequence
+from typing import TYPE_CHECKING, Callable, Iterator, Sequence, TypeVar
 
 import numpy as np
 import torch
@@ -110,24 +115,80 @@ def open_store(cache_dir: str | Path | None, modality: str, encoder: torch.nn.Mo
 
 
 Batches = Callable[[list[int]], Iterator[tuple[list[int], object]]]
+T = TypeVar("T")
+
+
+def _rank_world() -> tuple[int, int]:
+    """(rank, world size) of the torch.distributed group (torchrun), (0, 1) without one."""
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        return torch.distributed.get_rank(), torch.distributed.get_world_size()
+    return 0, 1
+
+
+def _gather(compute: Callable[[], T], what: str) -> list[T]:
+    """`compute()` on this rank and its result from every rank, in rank order. An exception on
+    any rank is raised on every rank (naming the rank), instead of leaving the others waiting
+    for a result that never comes. Under NCCL each rank must have set its CUDA device."""
+    rank, world = _rank_world()
+    try:
+        value, error = compute(), None
+    except Exception as e:
+        value, error = None, e
+    gathered: list = [None] * world
+    torch.distributed.all_gather_object(
+        gathered, (None if error is None else f"{type(error).__name__}: {error}", value))
+    if error is not None:
+        raise error
+    for other, (message, _) in enumerate(gathered):
+        if message is not None:
+            raise RuntimeError(f"{what} failed on rank {other} of {world}: {message}")
+    return [v for _, v in gathered]
+
+
+def _check_same_items(encoder: torch.nn.Module, views: list, rank: int) -> None:
+    """Raise on every rank alike when the ranks' views of their items differ."""
+    differ = [r for r, view in enumerate(views) if view != views[rank]]
+    if differ:
+        raise ValueError(f"{encoder.spec} features: rank {differ[0]} was given other items "
+                         f"than rank {rank}; every rank must pass the same list")
 
 
 def _features(encoder: torch.nn.Module, keys: list[str], batches: Batches,
               store: FeatureStore | None, describe: Callable[[int], str], device: str,
               progress: bool, unit: str) -> np.ndarray:
     """Rows for `keys`: from `store` where present, else `encoder(inputs)` for the inputs that
-    `batches(indices)` yields, with the first index of each missing key."""
+    `batches(indices)` yields, with the first index of each missing key.
+
+    Under torch.distributed every rank passes the same keys: the missing ones are dealt out
+    over the ranks, each rank computes and stores its share, and all shares are gathered, so
+    that every rank returns what one process would."""
     first: dict[str, int] = {}
     for i, key in enumerate(keys):
         first.setdefault(key, i)
     found = store.read(first) if store is not None else {}
-    todo = [i for key, i in first.items() if key not in found]
-    if todo:
+    rank, world = _rank_world()
+    if world > 1:
+        digest = hashlib.sha256("\n".join(keys).encode()).hexdigest()
+        views = _gather(lambda: (digest, [p for p, key in enumerate(first) if key not in found]),
+                        f"{encoder.spec} feature lookup")
+        _check_same_items(encoder, [d for d, _ in views], rank)
+        # A key that any rank did not find is computed (once, by one rank) for all of them.
+        missing = sorted(set().union(*(positions for _, positions in views)))
+        firsts = list(first.values())
+        todo = [firsts[p] for p in missing][rank::world]
+    else:
+        todo = [i for key, i in first.items() if key not in found]
+
+    def compute() -> dict[str, np.ndarray]:
+        computed: dict[str, np.ndarray] = {}
+        if not todo:
+            return computed
         was_training = encoder.training
         encoder.to(device).eval()
         pending: dict[str, np.ndarray] = {}
         try:
-            with torch.inference_mode(), tqdm(total=len(todo), unit=unit, disable=not progress,
+            with torch.inference_mode(), tqdm(total=len(todo), unit=unit,
+                                              disable=not progress or rank != 0,
                                               desc=f"{encoder.spec} features") as bar:
                 for indices, inputs in batches(todo):
                     out = encoder(inputs).float().cpu().numpy()
@@ -138,7 +199,7 @@ def _features(encoder: torch.nn.Module, keys: list[str], batches: Batches,
                         if not np.isfinite(row).all():
                             raise ValueError(f"{encoder.spec}: non-finite features for "
                                              f"{describe(i)}")
-                        found[keys[i]] = pending[keys[i]] = row
+                        computed[keys[i]] = pending[keys[i]] = row
                     bar.update(len(indices))
                     if store is not None and len(pending) >= FLUSH_ROWS:
                         store.write(pending)
@@ -148,6 +209,11 @@ def _features(encoder: torch.nn.Module, keys: list[str], batches: Batches,
             if store is not None and pending:
                 store.write(pending)
             encoder.train(was_training)
+        return computed
+
+    shares = _gather(compute, f"{encoder.spec} features") if world > 1 else [compute()]
+    for share in shares:
+        found.update(share)
     if not keys:
         return np.zeros((0, encoder.dim), dtype=np.float32)
     return np.stack([found[key] for key in keys]).astype(np.float32, copy=False)
@@ -178,7 +244,16 @@ def image_features(encoder: "ImageEncoder", paths: Sequence[str | Path],
         on_cpu = torch.device(device).type == "cpu"
         batch_size = CPU_IMAGE_BATCH if on_cpu else ACCELERATOR_IMAGE_BATCH
     paths = [Path(p) for p in paths]
-    keys = [file_digest(p) for p in paths]
+    rank, world = _rank_world()
+    if world > 1:  # each rank reads and hashes a share of the files
+        shares = _gather(lambda: (len(paths), [file_digest(p) for p in paths[rank::world]]),
+                         "hashing image files")
+        _check_same_items(encoder, [n for n, _ in shares], rank)
+        keys = [""] * len(paths)
+        for r, (_, share) in enumerate(shares):
+            keys[r::world] = share
+    else:
+        keys = [file_digest(p) for p in paths]
     memory_format = torch.channels_last if channels_last else torch.contiguous_format
 
     def batches(todo: list[int]):

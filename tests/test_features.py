@@ -1,3 +1,4 @@
+import socket
 import sqlite3
 import subprocess
 import sys
@@ -8,6 +9,8 @@ import numpy as np
 import pytest
 import timm
 import torch
+import torch.distributed as dist
+import torch.multiprocessing as mp
 from PIL import Image
 
 from hateful_memes import feature_store, features
@@ -304,3 +307,85 @@ def test_changed_caption_misses_only_that_item(tmp_path, text_encoder, monkeypat
 def test_caption_that_is_not_text_is_named(text_encoder):
     with pytest.raises(TypeError, match="caption 1 is a float"):
         text_features(text_encoder, ["fine", float("nan")], progress=False)
+
+
+# --- torch.distributed (torchrun) --------------------------------------------------------------
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _encoded(encoder) -> list[int]:
+    calls: list[int] = []
+    forward = encoder.forward
+
+    def counted(inputs):
+        calls.append(len(inputs["input_ids"]) if isinstance(inputs, dict) else len(inputs))
+        return forward(inputs)
+
+    encoder.forward = counted
+    return calls
+
+
+def _distributed_worker(rank: int, world: int, port: int, job: dict) -> None:
+    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank,
+                            world_size=world)
+    try:
+        torch.set_num_threads(1)
+        image_encoder = create_image_encoder(job["image_spec"])
+        text_encoder = create_text_encoder(job["text_spec"])
+        image_calls, text_calls = _encoded(image_encoder), _encoded(text_encoder)
+        out = {"images": image_features(image_encoder, job["paths"], cache_dir=job["cache"],
+                                        batch_size=2, progress=False),
+               "texts": text_features(text_encoder, job["texts"], cache_dir=job["cache"],
+                                      batch_size=2, progress=False),
+               "image_calls": sum(image_calls), "text_calls": sum(text_calls)}
+        image_calls.clear()
+        out["uncached"] = image_features(image_encoder, job["paths"], batch_size=2,
+                                         progress=False)
+        out["uncached_calls"] = sum(image_calls)
+        try:  # an unreadable image on one rank fails every rank, naming it
+            image_features(image_encoder, [*job["paths"], job["broken"]], batch_size=2,
+                           progress=False)
+        except (ImageReadError, RuntimeError) as e:
+            out["error"] = f"{type(e).__name__}: {e}"
+        try:
+            image_features(image_encoder, job["paths"][rank:], progress=False)
+        except ValueError as e:
+            out["mismatch"] = str(e)
+        np.save(f"{job['out']}.{rank}.npy", out, allow_pickle=True)
+    finally:
+        dist.destroy_process_group()
+
+
+def test_two_processes_split_the_work_and_return_what_one_process_returns(
+        tmp_path, image_spec, text_spec, image_encoder, text_encoder, monkeypatch):
+    paths = write_images(tmp_path, 7)
+    texts = [*CAPTIONS, *(f"caption number {i}" for i in range(6))]
+    single_images = image_features(image_encoder, paths, batch_size=3, progress=False)
+    single_texts = text_features(text_encoder, texts, progress=False)
+    # Two images already cached: only the other five are computed, split over the ranks.
+    image_features(image_encoder, paths[:2], cache_dir=tmp_path / "cache", progress=False)
+    (tmp_path / "broken.png").write_text("not a png")
+    job = {"image_spec": image_spec, "text_spec": text_spec, "paths": paths, "texts": texts,
+           "cache": tmp_path / "cache", "broken": tmp_path / "broken.png",
+           "out": str(tmp_path / "out")}
+    mp.spawn(_distributed_worker, args=(2, _free_port(), job), nprocs=2, join=True)
+    results = [np.load(f"{tmp_path / 'out'}.{r}.npy", allow_pickle=True).item() for r in (0, 1)]
+    for r in results:
+        assert np.allclose(r["images"], single_images, atol=1e-5)
+        assert np.allclose(r["uncached"], single_images, atol=1e-5)
+        assert np.allclose(r["texts"], single_texts, atol=1e-5)
+        assert "broken.png" in r["error"] and "every rank must pass the same list" in r["mismatch"]
+    # Each item computed once, by one rank, and each rank did a share.
+    assert [r["image_calls"] for r in results] == [3, 2]
+    assert [r["uncached_calls"] for r in results] == [4, 3]
+    assert sum(r["text_calls"] for r in results) == len(set(texts))
+    assert all(r["text_calls"] > 0 for r in results)
+    assert any("failed on rank" in r["error"] for r in results)
+    # The ranks filled the cache: one process now reads everything from it.
+    calls = count_rows(monkeypatch, image_encoder)
+    cached = image_features(image_encoder, paths, cache_dir=tmp_path / "cache", progress=False)
+    assert calls == [] and np.allclose(cached, single_images, atol=1e-5)
