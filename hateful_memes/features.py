@@ -1,26 +1,26 @@
 """Frozen encoder features: computed once per distinct input, cached on disk.
 
-Cache layout: CACHE/{image,text}/{spec}-{h}/*.npz where h hashes the encoder spec, its
-preprocessing (the transform, or the tokenizer and its max length) and its weights, so that a
-re-trained checkpoint at the same path, or a changed transform, never reads stale features.
-Each shard holds `keys` (sha256 of an image file's bytes or of a caption) and `vectors`, one row
-per key. A call reads every shard of its directory, computes only the keys still missing and
-appends them as new shards; there is no index to keep in sync. Shards are written atomically
-(temp + rename) every SHARD_ROWS rows, so a killed run keeps what it flushed and never leaves
-half a file; a shard that cannot be read is reported, removed, and its items recomputed.
+The cache is CACHE/features.sqlite3 (hateful_memes/feature_store.py), keyed by a space and an
+item key. The space, `{image,text}/{spec}-{h}`, hashes the encoder spec, its preprocessing (the
+transform, or the tokenizer and its max length) and its weights, so that a re-trained checkpoint
+at the same path, or a changed transform, never reads stale features. The item key is the sha256
+of an image file's bytes or of a caption. A call looks up its keys, computes only those still
+missing and stores them in batches of FLUSH_ROWS rows, each one transaction, so a killed run
+keeps what it flushed; an entry whose checksum fails is reported and recomputed.
+
+Under torchrun (torch.distributed initialised) every rank passes the same items: the ranks hash
+a share of the image files each, deal out the items that no rank found in the cache, compute
+and store their own share (the store takes concurrent writers), and gather the rest, so that
+every rank returns what one process returns. A failure on one rank is raised on all of them.
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
-import os
 import re
-import secrets
-import time
-import warnings
-import zipfile
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable, Iterator, Sequence
+from typing import TYPE_CHECKING, Callable, Iterator, Sequence, TypeVar
 
 import numpy as np
 import torch
@@ -28,12 +28,12 @@ from PIL import Image, ImageOps
 from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
-from .files import atomic_open
+from .feature_store import FILENAME, FeatureStore, migrate_shards
 
 if TYPE_CHECKING:
     from .encoders import ImageEncoder, TextEncoder
 
-SHARD_ROWS = 2048
+FLUSH_ROWS = 2048
 
 
 class ImageReadError(OSError):
@@ -93,70 +93,106 @@ def weights_digest(module: torch.nn.Module) -> bytes:
     return h.digest()
 
 
-class FeatureStore:
-    """The shards of one (encoder, preprocessing, weights) combination."""
+def cache_space(modality: str, encoder: torch.nn.Module, preprocessing: str) -> str:
+    """`{modality}/{spec}-{h}`: h hashes the spec, the preprocessing and the weights."""
+    h = hashlib.sha256()
+    for part in (encoder.spec.encode(), preprocessing.encode(), weights_digest(encoder)):
+        h.update(len(part).to_bytes(8, "little") + part)
+    slug = re.sub(r"[^A-Za-z0-9._-]+", "_", encoder.spec).strip("_")[:48]
+    return f"{modality}/{slug}-{h.hexdigest()[:16]}"
 
-    def __init__(self, directory: Path, dim: int):
-        self.directory = directory
-        self.dim = dim
 
-    @classmethod
-    def for_encoder(cls, cache_dir: str | Path, modality: str, encoder: torch.nn.Module,
-                    preprocessing: str) -> "FeatureStore":
-        h = hashlib.sha256()
-        for part in (encoder.spec.encode(), preprocessing.encode(), weights_digest(encoder)):
-            h.update(len(part).to_bytes(8, "little") + part)
-        slug = re.sub(r"[^A-Za-z0-9._-]+", "_", encoder.spec).strip("_")[:48]
-        return cls(Path(cache_dir) / modality / f"{slug}-{h.hexdigest()[:16]}", encoder.dim)
-
-    def read(self, wanted: set[str]) -> dict[str, np.ndarray]:
-        found: dict[str, np.ndarray] = {}
-        for shard in sorted(self.directory.glob("*.npz")):
-            try:
-                with np.load(shard, allow_pickle=False) as z:
-                    keys, vectors = z["keys"], z["vectors"]
-                if vectors.dtype != np.float32 or vectors.shape != (len(keys), self.dim):
-                    raise ValueError(f"vectors {vectors.dtype} {vectors.shape}, expected float32 "
-                                     f"({len(keys)}, {self.dim})")
-                if not np.isfinite(vectors).all():
-                    raise ValueError("non-finite values")
-            except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as e:
-                warnings.warn(f"feature cache: {shard} is unreadable ({e}); removing it, "
-                              "its items will be recomputed", stacklevel=3)
-                shard.unlink(missing_ok=True)
-                continue
-            for key, row in zip(keys.tolist(), vectors):
-                if key in wanted:
-                    found[key] = row
-        return found
-
-    def write(self, rows: dict[str, np.ndarray]) -> None:
-        # Unique per writer, so concurrent runs never replace each other's shards.
-        name = f"{time.time_ns():016x}-{os.getpid()}-{secrets.token_hex(4)}.npz"
-        with atomic_open(self.directory / name, "wb") as f:
-            np.savez(f, keys=np.array(list(rows), dtype="U64"),
-                     vectors=np.stack(list(rows.values())).astype(np.float32))
+@contextlib.contextmanager
+def open_store(cache_dir: str | Path | None, modality: str, encoder: torch.nn.Module,
+               preprocessing: str) -> Iterator[FeatureStore | None]:
+    """The store of `encoder`'s features under `cache_dir` (None: no cache), with the shards of
+    the former folder layout for the same space moved into it."""
+    if cache_dir is None:
+        yield None
+        return
+    space = cache_space(modality, encoder, preprocessing)
+    with FeatureStore(Path(cache_dir) / FILENAME, space, encoder.dim) as store:
+        legacy = Path(cache_dir) / space
+        if legacy.is_dir():
+            migrate_shards(legacy, store)
+        yield store
 
 
 Batches = Callable[[list[int]], Iterator[tuple[list[int], object]]]
+T = TypeVar("T")
+
+
+def _rank_world() -> tuple[int, int]:
+    """(rank, world size) of the torch.distributed group (torchrun), (0, 1) without one."""
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        return torch.distributed.get_rank(), torch.distributed.get_world_size()
+    return 0, 1
+
+
+def _gather(compute: Callable[[], T], what: str) -> list[T]:
+    """`compute()` on this rank and its result from every rank, in rank order. An exception on
+    any rank is raised on every rank (naming the rank), instead of leaving the others waiting
+    for a result that never comes. Under NCCL each rank must have set its CUDA device."""
+    rank, world = _rank_world()
+    try:
+        value, error = compute(), None
+    except Exception as e:
+        value, error = None, e
+    gathered: list = [None] * world
+    torch.distributed.all_gather_object(
+        gathered, (None if error is None else f"{type(error).__name__}: {error}", value))
+    if error is not None:
+        raise error
+    for other, (message, _) in enumerate(gathered):
+        if message is not None:
+            raise RuntimeError(f"{what} failed on rank {other} of {world}: {message}")
+    return [v for _, v in gathered]
+
+
+def _check_same_items(encoder: torch.nn.Module, views: list, rank: int) -> None:
+    """Raise on every rank alike when the ranks' views of their items differ."""
+    differ = [r for r, view in enumerate(views) if view != views[rank]]
+    if differ:
+        raise ValueError(f"{encoder.spec} features: rank {differ[0]} was given other items "
+                         f"than rank {rank}; every rank must pass the same list")
 
 
 def _features(encoder: torch.nn.Module, keys: list[str], batches: Batches,
               store: FeatureStore | None, describe: Callable[[int], str], device: str,
               progress: bool, unit: str) -> np.ndarray:
     """Rows for `keys`: from `store` where present, else `encoder(inputs)` for the inputs that
-    `batches(indices)` yields, with the first index of each missing key."""
+    `batches(indices)` yields, with the first index of each missing key.
+
+    Under torch.distributed every rank passes the same keys: the missing ones are dealt out
+    over the ranks, each rank computes and stores its share, and all shares are gathered, so
+    that every rank returns what one process would."""
     first: dict[str, int] = {}
     for i, key in enumerate(keys):
         first.setdefault(key, i)
-    found = store.read(set(first)) if store is not None else {}
-    todo = [i for key, i in first.items() if key not in found]
-    if todo:
+    found = store.read(first) if store is not None else {}
+    rank, world = _rank_world()
+    if world > 1:
+        digest = hashlib.sha256("\n".join(keys).encode()).hexdigest()
+        views = _gather(lambda: (digest, [p for p, key in enumerate(first) if key not in found]),
+                        f"{encoder.spec} feature lookup")
+        _check_same_items(encoder, [d for d, _ in views], rank)
+        # A key that any rank did not find is computed (once, by one rank) for all of them.
+        missing = sorted(set().union(*(positions for _, positions in views)))
+        firsts = list(first.values())
+        todo = [firsts[p] for p in missing][rank::world]
+    else:
+        todo = [i for key, i in first.items() if key not in found]
+
+    def compute() -> dict[str, np.ndarray]:
+        computed: dict[str, np.ndarray] = {}
+        if not todo:
+            return computed
         was_training = encoder.training
         encoder.to(device).eval()
         pending: dict[str, np.ndarray] = {}
         try:
-            with torch.inference_mode(), tqdm(total=len(todo), unit=unit, disable=not progress,
+            with torch.inference_mode(), tqdm(total=len(todo), unit=unit,
+                                              disable=not progress or rank != 0,
                                               desc=f"{encoder.spec} features") as bar:
                 for indices, inputs in batches(todo):
                     out = encoder(inputs).float().cpu().numpy()
@@ -167,9 +203,9 @@ def _features(encoder: torch.nn.Module, keys: list[str], batches: Batches,
                         if not np.isfinite(row).all():
                             raise ValueError(f"{encoder.spec}: non-finite features for "
                                              f"{describe(i)}")
-                        found[keys[i]] = pending[keys[i]] = row
+                        computed[keys[i]] = pending[keys[i]] = row
                     bar.update(len(indices))
-                    if store is not None and len(pending) >= SHARD_ROWS:
+                    if store is not None and len(pending) >= FLUSH_ROWS:
                         store.write(pending)
                         pending = {}
         finally:
@@ -177,6 +213,11 @@ def _features(encoder: torch.nn.Module, keys: list[str], batches: Batches,
             if store is not None and pending:
                 store.write(pending)
             encoder.train(was_training)
+        return computed
+
+    shares = _gather(compute, f"{encoder.spec} features") if world > 1 else [compute()]
+    for share in shares:
+        found.update(share)
     if not keys:
         return np.zeros((0, encoder.dim), dtype=np.float32)
     return np.stack([found[key] for key in keys]).astype(np.float32, copy=False)
@@ -207,7 +248,16 @@ def image_features(encoder: "ImageEncoder", paths: Sequence[str | Path],
         on_cpu = torch.device(device).type == "cpu"
         batch_size = CPU_IMAGE_BATCH if on_cpu else ACCELERATOR_IMAGE_BATCH
     paths = [Path(p) for p in paths]
-    keys = [file_digest(p) for p in paths]
+    rank, world = _rank_world()
+    if world > 1:  # each rank reads and hashes a share of the files
+        shares = _gather(lambda: (len(paths), [file_digest(p) for p in paths[rank::world]]),
+                         "hashing image files")
+        _check_same_items(encoder, [n for n, _ in shares], rank)
+        keys = [""] * len(paths)
+        for r, (_, share) in enumerate(shares):
+            keys[r::world] = share
+    else:
+        keys = [file_digest(p) for p in paths]
     memory_format = torch.channels_last if channels_last else torch.contiguous_format
 
     def batches(todo: list[int]):
@@ -217,15 +267,13 @@ def image_features(encoder: "ImageEncoder", paths: Sequence[str | Path],
             yield todo[start:start + batch_size], pixels.to(device, memory_format=memory_format)
 
     # "exif-upright": features from before load_rgb applied the EXIF orientation are not reused.
-    store = (FeatureStore.for_encoder(cache_dir, "image", encoder,
-                                      f"exif-upright {encoder.transform!r}")
-             if cache_dir is not None else None)
-    encoder.to(memory_format=memory_format)
-    try:
-        return _features(encoder, keys, batches, store, lambda i: str(paths[i]), device, progress,
-                         "img")
-    finally:
-        encoder.to(memory_format=torch.contiguous_format)
+    with open_store(cache_dir, "image", encoder, f"exif-upright {encoder.transform!r}") as store:
+        encoder.to(memory_format=memory_format)
+        try:
+            return _features(encoder, keys, batches, store, lambda i: str(paths[i]), device,
+                             progress, "img")
+        finally:
+            encoder.to(memory_format=torch.contiguous_format)
 
 
 def _tokenizer_description(encoder: "TextEncoder") -> str:
@@ -259,7 +307,6 @@ def text_features(encoder: "TextEncoder", texts: Sequence[str], cache_dir: str |
             batch = encoder.tokenize([texts[i] for i in chunk])
             yield chunk, {k: v.to(device) for k, v in batch.items()}
 
-    store = (FeatureStore.for_encoder(cache_dir, "text", encoder, _tokenizer_description(encoder))
-             if cache_dir is not None else None)
-    return _features(encoder, keys, batches, store, lambda i: f"caption {i} {texts[i][:60]!r}",
-                     device, progress, "caption")
+    with open_store(cache_dir, "text", encoder, _tokenizer_description(encoder)) as store:
+        return _features(encoder, keys, batches, store,
+                         lambda i: f"caption {i} {texts[i][:60]!r}", device, progress, "caption")

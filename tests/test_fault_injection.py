@@ -18,6 +18,7 @@ import json
 import os
 import random
 import signal
+import sqlite3
 import subprocess
 import sys
 import textwrap
@@ -30,7 +31,7 @@ import torch
 import yaml
 from PIL import Image
 
-from hateful_memes import checkpoints, demo, predict, train
+from hateful_memes import checkpoints, demo, feature_store, predict, train
 from hateful_memes.encoders import create_image_encoder
 from hateful_memes.features import file_digest, image_features
 
@@ -194,6 +195,8 @@ def _check_every_file_reads(folder: Path) -> None:
                 image.load()
         elif suffix == ".md":
             path.read_text()
+        elif name.startswith(feature_store.FILENAME):  # the store, its WAL and shared memory
+            continue  # SQLite's own journal keeps it whole; _check_cache reads every row
         else:
             raise AssertionError(f"unexpected file {path}")
 
@@ -211,13 +214,22 @@ def _check_cache(cache: Path, fresh: dict[str, np.ndarray]) -> int:
     """Every cached vector equals the fresh features of the image its key names; returns the
     number of cached rows checked."""
     checked = 0
-    for shard in cache.rglob("*.npz"):
-        with np.load(shard, allow_pickle=False) as z:
-            for key, row in zip(z["keys"].tolist(), z["vectors"]):
-                assert key in fresh, f"{shard}: a key that is no image's digest"
-                # batches of other sizes may round differently in the last bits
-                np.testing.assert_allclose(row, fresh[key], rtol=1e-4, atol=1e-5)
-                checked += 1
+    path = cache / feature_store.FILENAME
+    if not path.is_file():
+        return 0  # killed before the store was made
+    with sqlite3.connect(path) as db:
+        tables = {name for (name,) in db.execute("SELECT name FROM sqlite_master")}
+        if "vectors" not in tables:
+            return 0  # killed between creating the file and its table: nothing to serve
+        rows = db.execute("SELECT space, key, dtype, shape, value, checksum FROM vectors")
+        for space, key, dtype, shape, value, stored in rows:
+            if feature_store.checksum(space, key, dtype, shape, value) != stored:
+                continue  # a damaged row is detected by the store and never served
+            assert key in fresh, f"{path}: a key that is no image's digest"
+            row = np.frombuffer(value, dtype=np.dtype(dtype))
+            # batches of other sizes may round differently in the last bits
+            np.testing.assert_allclose(row, fresh[key], rtol=1e-4, atol=1e-5)
+            checked += 1
     return checked
 
 

@@ -1,3 +1,5 @@
+import socket
+import sqlite3
 import subprocess
 import sys
 import textwrap
@@ -7,9 +9,11 @@ import numpy as np
 import pytest
 import timm
 import torch
+import torch.distributed as dist
+import torch.multiprocessing as mp
 from PIL import Image
 
-from hateful_memes import features
+from hateful_memes import feature_store, features
 from hateful_memes.encoders import create_image_encoder, create_text_encoder
 from hateful_memes.features import ImageFolderDataset, ImageReadError, image_features, text_features
 
@@ -159,26 +163,55 @@ def test_cache_survives_a_fresh_process(tmp_path, image_spec, image_encoder):
     assert np.array_equal(np.load(tmp_path / "cache" / "out.npy"), expected)
 
 
-def test_corrupt_shard_is_recomputed_with_a_warning(tmp_path, image_encoder, monkeypatch):
+def stored_rows(cache) -> dict[str, bytes]:
+    with sqlite3.connect(cache / feature_store.FILENAME) as db:
+        return {f"{space}/{key}": value
+                for space, key, value in db.execute("SELECT space, key, value FROM vectors")}
+
+
+def test_corrupt_entry_is_recomputed_with_a_warning_and_repaired(tmp_path, image_encoder,
+                                                                 monkeypatch):
     paths = write_images(tmp_path, 3)
     expected = image_features(image_encoder, paths, cache_dir=tmp_path / "cache", progress=False)
-    [shard] = (tmp_path / "cache").rglob("*.npz")
-    shard.write_bytes(shard.read_bytes()[:100])
+    name = next(iter(stored_rows(tmp_path / "cache")))
+    space, key = name.rsplit("/", 1)
+    with sqlite3.connect(tmp_path / "cache" / feature_store.FILENAME) as db:
+        [value] = db.execute("SELECT value FROM vectors WHERE key = ?", (key,)).fetchone()
+        db.execute("UPDATE vectors SET value = ? WHERE key = ?",
+                   (value[:8] + bytes(b ^ 0xFF for b in value[8:12]) + value[12:], key))
     calls = count_rows(monkeypatch, image_encoder)
-    with pytest.warns(UserWarning, match=f"{shard.name}.*unreadable"):
+    with pytest.warns(UserWarning, match=f"{key} is damaged.*checksum"):
         out = image_features(image_encoder, paths, cache_dir=tmp_path / "cache", progress=False)
-    assert sum(calls) == 3 and np.allclose(out, expected, atol=1e-6)
+    assert calls == [1] and np.allclose(out, expected, atol=1e-6)
     calls.clear()
     with warnings.catch_warnings():
-        warnings.simplefilter("error")  # the bad shard is gone
-        image_features(image_encoder, paths, cache_dir=tmp_path / "cache", progress=False)
-    assert calls == []
+        warnings.simplefilter("error")  # the recomputed entry replaced the damaged one
+        again = image_features(image_encoder, paths, cache_dir=tmp_path / "cache",
+                               progress=False)
+    assert calls == [] and np.array_equal(again, out)
 
 
-def test_an_interrupted_run_keeps_its_work_and_leaves_no_temp_files(tmp_path, image_encoder,
-                                                                    monkeypatch):
+def test_former_layout_shards_are_migrated_not_recomputed(tmp_path, image_encoder, monkeypatch):
+    paths = write_images(tmp_path, 3)
+    expected = image_features(image_encoder, paths, progress=False)
+    # The folder and shard format the cache had before the store, for the same space.
+    space = features.cache_space("image", image_encoder,
+                                 f"exif-upright {image_encoder.transform!r}")
+    folder = tmp_path / "cache" / space
+    folder.mkdir(parents=True)
+    np.savez(folder / "0-1-ab.npz",
+             keys=np.array([features.file_digest(p) for p in paths], dtype="U64"),
+             vectors=expected)
+    calls = count_rows(monkeypatch, image_encoder)
+    out = image_features(image_encoder, paths, cache_dir=tmp_path / "cache", progress=False)
+    assert calls == [] and np.array_equal(out, expected)
+    assert not (tmp_path / "cache" / "image").exists()
+    assert len(stored_rows(tmp_path / "cache")) == 3
+
+
+def test_an_interrupted_run_keeps_its_work(tmp_path, image_encoder, monkeypatch):
     paths = write_images(tmp_path, 8)
-    monkeypatch.setattr(features, "SHARD_ROWS", 4)
+    monkeypatch.setattr(features, "FLUSH_ROWS", 4)
     forward = image_encoder.forward
     calls: list[int] = []
 
@@ -192,9 +225,8 @@ def test_an_interrupted_run_keeps_its_work_and_leaves_no_temp_files(tmp_path, im
     with pytest.raises(KeyboardInterrupt):
         image_features(image_encoder, paths, cache_dir=tmp_path / "cache", batch_size=2,
                        progress=False)
-    files = [p for p in (tmp_path / "cache").rglob("*") if p.is_file()]
-    # Batches 1-2 flushed as a full shard on the way, batch 3 on the interrupt.
-    assert len(files) == 2 and all(p.suffix == ".npz" for p in files)
+    # Batches 1-2 flushed on the way, batch 3 on the interrupt.
+    assert len(stored_rows(tmp_path / "cache")) == 6
     monkeypatch.setattr(image_encoder, "forward", forward)
     calls = count_rows(monkeypatch, image_encoder)
     image_features(image_encoder, paths, cache_dir=tmp_path / "cache", batch_size=2,
@@ -318,3 +350,85 @@ def test_exif_orientation_is_applied(tmp_path):
     # upright it is 20 wide and 40 high; the left (red) half is now on top
     assert loaded.shape == (40, 20, 3)
     assert loaded[5, 10, 0] > 200 and loaded[35, 10, 2] > 200
+
+
+# --- torch.distributed (torchrun) --------------------------------------------------------------
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _encoded(encoder) -> list[int]:
+    calls: list[int] = []
+    forward = encoder.forward
+
+    def counted(inputs):
+        calls.append(len(inputs["input_ids"]) if isinstance(inputs, dict) else len(inputs))
+        return forward(inputs)
+
+    encoder.forward = counted
+    return calls
+
+
+def _distributed_worker(rank: int, world: int, port: int, job: dict) -> None:
+    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank,
+                            world_size=world)
+    try:
+        torch.set_num_threads(1)
+        image_encoder = create_image_encoder(job["image_spec"])
+        text_encoder = create_text_encoder(job["text_spec"])
+        image_calls, text_calls = _encoded(image_encoder), _encoded(text_encoder)
+        out = {"images": image_features(image_encoder, job["paths"], cache_dir=job["cache"],
+                                        batch_size=2, progress=False),
+               "texts": text_features(text_encoder, job["texts"], cache_dir=job["cache"],
+                                      batch_size=2, progress=False),
+               "image_calls": sum(image_calls), "text_calls": sum(text_calls)}
+        image_calls.clear()
+        out["uncached"] = image_features(image_encoder, job["paths"], batch_size=2,
+                                         progress=False)
+        out["uncached_calls"] = sum(image_calls)
+        try:  # an unreadable image on one rank fails every rank, naming it
+            image_features(image_encoder, [*job["paths"], job["broken"]], batch_size=2,
+                           progress=False)
+        except (ImageReadError, RuntimeError) as e:
+            out["error"] = f"{type(e).__name__}: {e}"
+        try:
+            image_features(image_encoder, job["paths"][rank:], progress=False)
+        except ValueError as e:
+            out["mismatch"] = str(e)
+        np.save(f"{job['out']}.{rank}.npy", out, allow_pickle=True)
+    finally:
+        dist.destroy_process_group()
+
+
+def test_two_processes_split_the_work_and_return_what_one_process_returns(
+        tmp_path, image_spec, text_spec, image_encoder, text_encoder, monkeypatch):
+    paths = write_images(tmp_path, 7)
+    texts = [*CAPTIONS, *(f"caption number {i}" for i in range(6))]
+    single_images = image_features(image_encoder, paths, batch_size=3, progress=False)
+    single_texts = text_features(text_encoder, texts, progress=False)
+    # Two images already cached: only the other five are computed, split over the ranks.
+    image_features(image_encoder, paths[:2], cache_dir=tmp_path / "cache", progress=False)
+    (tmp_path / "broken.png").write_text("not a png")
+    job = {"image_spec": image_spec, "text_spec": text_spec, "paths": paths, "texts": texts,
+           "cache": tmp_path / "cache", "broken": tmp_path / "broken.png",
+           "out": str(tmp_path / "out")}
+    mp.spawn(_distributed_worker, args=(2, _free_port(), job), nprocs=2, join=True)
+    results = [np.load(f"{tmp_path / 'out'}.{r}.npy", allow_pickle=True).item() for r in (0, 1)]
+    for r in results:
+        assert np.allclose(r["images"], single_images, atol=1e-5)
+        assert np.allclose(r["uncached"], single_images, atol=1e-5)
+        assert np.allclose(r["texts"], single_texts, atol=1e-5)
+        assert "broken.png" in r["error"] and "every rank must pass the same list" in r["mismatch"]
+    # Each item computed once, by one rank, and each rank did a share.
+    assert [r["image_calls"] for r in results] == [3, 2]
+    assert [r["uncached_calls"] for r in results] == [4, 3]
+    assert sum(r["text_calls"] for r in results) == len(set(texts))
+    assert all(r["text_calls"] > 0 for r in results)
+    assert any("failed on rank" in r["error"] for r in results)
+    # The ranks filled the cache: one process now reads everything from it.
+    calls = count_rows(monkeypatch, image_encoder)
+    cached = image_features(image_encoder, paths, cache_dir=tmp_path / "cache", progress=False)
+    assert calls == [] and np.allclose(cached, single_images, atol=1e-5)
