@@ -32,6 +32,7 @@ demo: $(STAMP)
 	$(PY) -m hateful_memes.demo_job
 
 bench: $(STAMP)
+	$(PY) experiments/unseen_check.py
 	$(PY) experiments/bench.py
 
 clean:

@@ -77,21 +77,62 @@ def treatments(gold_train: dict, oof: dict, dev: dict, fold_of: np.ndarray) -> d
     return out
 
 
-def run_seed(seed: int, train_memes, dev_memes, quiet: bool) -> dict:
+def _whole_column_fold(scores: np.ndarray, t: np.ndarray) -> np.ndarray:
+    """The fold train.py used before: [0, t] onto [0, .5] and [t, 1] onto [.5, 1], linearly."""
+    s, t = np.asarray(scores, dtype=np.float64), np.asarray(t, dtype=np.float64)[None, :]
+    return np.clip(np.where(s <= t, 0.5 * s / t, 0.5 + 0.5 * (s - t) / (1 - t)), 0, 1)
+
+
+def _consistent(scores: np.ndarray) -> np.ndarray:
+    """The rule train.py used before: where a real label passes 0.5, the empty one drops to 0.5."""
+    out = np.array(scores, dtype=np.float64, copy=True)
+    out[(out[:, 1:] > 0.5).any(axis=1), 0] = np.minimum(out[(out[:, 1:] > 0.5).any(axis=1), 0],
+                                                        0.5)
+    return out
+
+
+# Threshold designs compared on the default blend (--designs): name -> (choose, fold, rule).
+DESIGNS = {
+    "own-F1 thresholds, whole-column fold, consistency rule (before)":
+        (th.choose, _whole_column_fold, _consistent),
+    "own-F1 thresholds, whole-column fold": (th.choose, _whole_column_fold, None),
+    "own-F1 thresholds, fold near the cut": (th.choose, th.fold, None),
+    "micro+macro F1 thresholds, fold near the cut (default)": (th.choose_joint, th.fold, None),
+}
+
+
+def designs(gold_train: dict, oof: dict, dev: dict, fold_of: np.ndarray) -> dict:
+    out = {"0.5 cut": ({**oof}, {**dev})}
+    for name, (choose, fold, rule) in DESIGNS.items():
+        finish = rule or (lambda s: s)
+        s_oof, s_dev = {"hate": oof["hate"]}, {"hate": dev["hate"]}
+        for task in ("pc", "attack"):
+            g, s = gold_train[task], oof[task]
+            s_oof[task] = np.empty_like(s)
+            for f in np.unique(fold_of):
+                held = fold_of == f
+                s_oof[task][held] = finish(fold(s[held], choose(g[~held], s[~held])))
+            s_dev[task] = finish(fold(dev[task], choose(g, s)))
+        out[name] = (s_oof, s_dev)
+    return out
+
+
+def run_seed(seed: int, train_memes, dev_memes, quiet: bool, reuse: bool = False) -> dict:
     from hateful_memes import train
     from hateful_memes.predictor import RunPredictor
 
     per_task = {}
     for letter, task in TASK_OF.items():
         run_dir = WORK / f"{letter}-s{seed}"
-        shutil.rmtree(run_dir, ignore_errors=True)  # this script's own runs, made anew
         t0 = time.perf_counter()
-        code = train.main(["--config", "experiments/text_best.yaml", "--task", letter,
-                           "--seed", str(seed), "--train", str(DATA / "train.json"),
-                           "--dev", str(DATA / "dev_seen.json"), "--cache-dir", str(CACHE),
-                           "--out", str(run_dir), "--quiet"])
-        if code:
-            sys.exit(f"unseen_check: train.py failed for task {letter} seed {seed}")
+        if not (reuse and (run_dir / "summary.json").is_file()):
+            shutil.rmtree(run_dir, ignore_errors=True)  # this script's own runs, made anew
+            code = train.main(["--config", "experiments/text_best.yaml", "--task", letter,
+                               "--seed", str(seed), "--train", str(DATA / "train.json"),
+                               "--dev", str(DATA / "dev_seen.json"), "--cache-dir", str(CACHE),
+                               "--out", str(run_dir), "--quiet"])
+            if code:
+                sys.exit(f"unseen_check: train.py failed for task {letter} seed {seed}")
         seconds = time.perf_counter() - t0
         oof = np.load(run_dir / "oof_scores.npz")
         scorer = RunPredictor.load(run_dir, device="cpu")
@@ -134,7 +175,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seeds", default="0,1,2")
     p.add_argument("--out", default=str(ROOT / "experiments" / "results_unseen.md"))
     p.add_argument("--quiet", action="store_true")
+    p.add_argument("--designs", action="store_true",
+                   help="instead: compare threshold designs on the default blend, reusing the "
+                   "runs of an earlier check where they exist (writes results_designs.md)")
     args = p.parse_args(argv)
+    if args.designs and args.out == p.get_default("out"):
+        args.out = str(ROOT / "experiments" / "results_designs.md")
     seeds = [int(s) for s in args.seeds.split(",")]
     os.chdir(ROOT)
     t_start = time.time()
@@ -147,7 +193,7 @@ def main(argv: list[str] | None = None) -> int:
     rows: dict[str, list[tuple[dict, dict]]] = {}
     seconds = []
     for seed in seeds:
-        per_task = run_seed(seed, train_memes, dev_memes, args.quiet)
+        per_task = run_seed(seed, train_memes, dev_memes, args.quiet, reuse=args.designs)
         seconds.append(per_task["pc"]["seconds"] + per_task["attack"]["seconds"])
         fold_of = per_task["pc"]["fold_of"]
         # Each fold's memes get the label frequencies of the other folds.
@@ -156,6 +202,12 @@ def main(argv: list[str] | None = None) -> int:
             for t, g in gold_train.items():
                 prior_scores[t][fold_of == f] = g[fold_of != f].mean(0)
         prior_dev = {t: np.tile(gold_train[t].mean(0), (len(dev_memes), 1)) for t in gold_train}
+        if args.designs:
+            oof, dev = combine(per_task, "oof", "blend"), combine(per_task, "dev", "blend")
+            for how, (s_oof, s_dev) in designs(gold_train, oof, dev, fold_of).items():
+                rows.setdefault(how, []).append(
+                    (scores_row(gold_train, s_oof), scores_row(gold_dev, s_dev)))
+            continue
         rows.setdefault("constant train prior", []).append(
             (scores_row(gold_train, prior_scores), scores_row(gold_dev, prior_dev)))
         for system, name in (("tfidf", "TF-IDF + LR (C=1)"),
@@ -167,7 +219,7 @@ def main(argv: list[str] | None = None) -> int:
                 rows.setdefault(f"{name}, {how}", []).append(
                     (scores_row(gold_train, s_oof), scores_row(gold_dev, s_dev)))
 
-    lines = _render(rows, seeds, seconds, load_start, time.time() - t_start)
+    lines = _render(rows, seeds, seconds, load_start, time.time() - t_start, args.designs)
     write_text(args.out, "\n".join(lines) + "\n")
     print("\n".join(lines))
     print(f"\nwrote {args.out}", file=sys.stderr)
@@ -179,13 +231,17 @@ def _cell(values: list[float]) -> str:
     return f"{mean:.3f}" + (f" ± {np.std(values, ddof=1):.3f}" if len(values) > 1 else "")
 
 
-def _render(rows, seeds, seconds, load_start, took) -> list[str]:
+def _render(rows, seeds, seconds, load_start, took, designs_table=False) -> list[str]:
     import torch
 
     now = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    title = ("Threshold designs on the default blend" if designs_table else
+             "Unseen-like check: train out of fold beside dev_seen (text only)")
+    flag = " --designs" if designs_table else ""
     lines = [
-        "## Unseen-like check: train out of fold beside dev_seen (text only)", "",
-        f"Command: `python experiments/unseen_check.py --seeds {','.join(map(str, seeds))}`  ",
+        f"## {title}", "",
+        f"Command: `python experiments/unseen_check.py --seeds "
+        f"{','.join(map(str, seeds))}{flag}`  ",
         f"Date: {now}; took {took / 60:.1f} min ({np.mean(seconds):.0f} s a seed for the "
         "two train.py runs).  ",
         f"Machine: {platform.machine()}, {os.cpu_count()} CPUs, torch {torch.__version__}, "
