@@ -466,14 +466,15 @@ def quality_section(results: dict, args, started: str, load_before: str, seconds
 
 # --- RESULTS.md ----------------------------------------------------------------------------
 
-SECTIONS = ("results_quality.md", "results_speed.md")
+SECTIONS = ("results_quality.md", "results_speed.md", "results_ocr.md")
 
 
 def assemble(results_md: Path) -> None:
     """RESULTS.md = a header and the section files beside it (each script writes its own)."""
     parts = ["# Benchmark results", "",
              "Generated: the quality section by `experiments/bench.py` (`make bench`), the speed "
-             "section by `experiments/bench_speed.py`. Do not edit by hand.", ""]
+             "section by `experiments/bench_speed.py`, the OCR section by "
+             "`experiments/bench_ocr.py`. Do not edit by hand.", ""]
     for name in SECTIONS:
         path = results_md.parent / name
         if path.is_file():

@@ -30,9 +30,11 @@ from __future__ import annotations
 
 import argparse
 import colorsys
+import importlib.util
 import json
 import math
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 from typing import Sequence
 
@@ -395,26 +397,109 @@ def _wrap(draw: ImageDraw.ImageDraw, words: list[str], font, width: float) -> li
     return lines
 
 
-def draw_caption(image: Image.Image, text: str, seed: int) -> Image.Image:
-    """The caption drawn on a copy of `image` as memes have it: white capitals, dark outline,
-    split between the top and the bottom edge (a short caption takes one of them)."""
-    image = image.copy()
-    size = image.width
-    rng = np.random.default_rng([seed, 1])
-    font = ImageFont.load_default(size=max(8, round(size * rng.uniform(0.075, 0.095))))
-    stroke = max(1, round(font.size / 12))
-    draw = ImageDraw.Draw(image)
-    words = text.upper().split()
-    if len(words) >= 4:
+# How the caption is drawn, one style a meme, drawn from its seed. Real memes mix these, and an
+# OCR engine measured on one style only would look better than it is (experiments/bench_ocr.py).
+# - classic: Pillow's built-in sans, white capitals, dark outline, split top and bottom;
+# - impact: the meme look with a heavy bold sans (Impact itself is not free: DejaVu Sans Bold,
+#   which matplotlib bundles, stands in), thick black outline, top and bottom;
+# - stacked: the same font, the whole caption in one block of two or three lines;
+# - busy: lower case, a thin outline, over a band of confetti that crowds the letters.
+CAPTION_STYLES: tuple[str, ...] = ("classic", "impact", "stacked", "busy")
+# Each text block stays inside this fraction of the height from its edge, so the middle of the
+# picture (where the emblem cue sits) is never covered.
+_BLOCK_HEIGHT = 0.4
+
+
+@lru_cache(maxsize=None)
+def _bold_font_path() -> str:
+    # Found without importing matplotlib (slow to import, and only its data file is needed).
+    spec = importlib.util.find_spec("matplotlib")
+    if spec is None or not spec.submodule_search_locations:
+        raise RuntimeError("matplotlib is not installed: its DejaVu Sans Bold font draws the "
+                           "demo captions (pip install matplotlib)")
+    path = (Path(spec.submodule_search_locations[0]) / "mpl-data" / "fonts" / "ttf"
+            / "DejaVuSans-Bold.ttf")
+    if not path.is_file():
+        raise RuntimeError(f"{path}: missing; the demo captions need matplotlib's DejaVu Sans Bold")
+    return str(path)
+
+
+@lru_cache(maxsize=64)
+def _font(style: str, size: int):
+    if style == "classic":
+        return ImageFont.load_default(size=size)
+    return ImageFont.truetype(_bold_font_path(), size=size)
+
+
+def caption_style(seed: int) -> str:
+    """The style `draw_caption` uses for a meme of this seed (one of CAPTION_STYLES)."""
+    return _pick(np.random.default_rng([seed, 1]), CAPTION_STYLES)
+
+
+def _layout(draw: ImageDraw.ImageDraw, words: list[str], style: str, size: int,
+            rng: np.random.Generator) -> tuple[object, dict[str, list[str]]]:
+    """The font and the lines of each edge's block; the font shrinks until every block fits."""
+    if style == "stacked":
+        blocks = {_pick(rng, ("top", "bottom")): words}
+    elif len(words) >= 4:
         cut = len(words) // 2 + int(rng.integers(-1, 2))
         blocks = {"top": words[:cut], "bottom": words[cut:]}
     else:
         blocks = {_pick(rng, ("top", "bottom")): words}
+    scale = {"classic": (0.075, 0.095), "impact": (0.085, 0.11), "stacked": (0.085, 0.11),
+             "busy": (0.07, 0.09)}[style]
+    font_size = max(8, round(size * rng.uniform(*scale)))
+    # A stacked caption is wrapped narrow enough for two lines (three when long), as memes
+    # with one long caption have it.
+    n_lines = 2 if len(words) < 7 else 3
+    while True:
+        font = _font(style, font_size)
+        width = size * 0.92
+        if style == "stacked":
+            # The narrowest width (in steps of 5 %) that wraps into n_lines lines.
+            length = draw.textlength(" ".join(words), font=font)
+            width = min(width, length / n_lines)
+            while len(_wrap(draw, words, font, width)) > n_lines and width < size * 0.92:
+                width = min(size * 0.92, width * 1.05)
+        lines = {edge: _wrap(draw, block, font, width) for edge, block in blocks.items()}
+        tallest = max(len(block) for block in lines.values())
+        fits = tallest * font_size * 1.15 <= size * _BLOCK_HEIGHT
+        if (fits and (style != "stacked" or tallest <= 3)) or font_size <= 8:
+            return font, lines
+        font_size -= 1
+
+
+def _confetti(draw: ImageDraw.ImageDraw, rng: np.random.Generator, size: int, y0: float,
+              y1: float) -> None:
+    """Short bright strokes between rows y0 and y1: clutter for the letters to stand on."""
+    for _ in range(int(rng.integers(40, 70))):
+        x, y = rng.uniform(0, size), rng.uniform(y0, y1)
+        dx, dy = rng.uniform(-size * 0.06, size * 0.06, 2)
+        colour = tuple(int(c) for c in rng.integers(0, 256, 3))
+        end = (x + dx, float(np.clip(y + dy, y0, y1)))
+        draw.line((x, y, *end), fill=colour, width=int(rng.integers(1, 4)))
+
+
+def draw_caption(image: Image.Image, text: str, seed: int) -> Image.Image:
+    """The caption drawn on a copy of `image` as memes have it, in the style `caption_style`
+    gives for `seed`: white letters with a dark outline near the top and/or bottom edge, never
+    over the middle of the picture."""
+    image = image.copy()
+    size = image.width
+    rng = np.random.default_rng([seed, 1])
+    style = _pick(rng, CAPTION_STYLES)
+    draw = ImageDraw.Draw(image)
+    words = (text.lower() if style == "busy" else text.upper()).split()
+    font, blocks = _layout(draw, words, style, size, rng)
+    stroke = {"classic": max(1, round(font.size / 12)), "impact": max(2, round(font.size / 10)),
+              "stacked": max(2, round(font.size / 10)), "busy": 1}[style]
     line_height = font.size * 1.15
     margin = size * 0.03
-    for edge, block in blocks.items():
-        lines = _wrap(draw, block, font, size * 0.92)
+    for edge, lines in blocks.items():
         y = margin if edge == "top" else size - margin - line_height * len(lines)
+        if style == "busy":
+            _confetti(draw, rng, size, max(0.0, y - margin / 2),
+                      min(size - 1.0, y + line_height * len(lines)))
         for line in lines:
             x = (size - draw.textlength(line, font=font)) / 2 + rng.uniform(-3, 3)
             draw.text((x, y), line, font=font, fill=(255, 255, 255), stroke_width=stroke,

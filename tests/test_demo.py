@@ -149,3 +149,19 @@ def test_cli_reports_a_bad_n(tmp_path, capsys):
     assert exit_info.value.code == 2
     assert "n must be between" in capsys.readouterr().err
     assert not (tmp_path / "out").exists()
+
+
+def test_every_caption_style_occurs_and_is_a_function_of_the_seed():
+    memes = demo.make_memes(200, seed=5)
+    styles = [demo.caption_style(m.seed) for m in memes]
+    assert set(styles) == set(demo.CAPTION_STYLES)
+    assert styles == [demo.caption_style(m.seed) for m in memes]
+
+
+def test_stacked_captions_sit_at_one_edge_only():
+    stacked = [m for m in demo.make_memes(200, seed=5) if demo.caption_style(m.seed) == "stacked"]
+    assert stacked
+    for meme in stacked:
+        bare = np.asarray(demo.picture(meme, 256)).astype(int)
+        changed = np.flatnonzero(np.abs(np.asarray(demo.render(meme, 256)) - bare).sum(axis=(1, 2)))
+        assert changed.max() < 128 or changed.min() > 128, meme.text
