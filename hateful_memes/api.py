@@ -72,6 +72,8 @@ def open_image(item: ImageLike, max_pixels: int | None = None, name: str | None 
         raise
     except FileNotFoundError:
         raise ImageReadError(f"{name}: image file not found") from None
+    except Image.UnidentifiedImageError:
+        raise ImageReadError(f"{name}: not an image file (no image format recognised)") from None
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
         # The warning arrives as an exception where warnings are errors (the service).
         raise ImageTooLargeError(f"{name}: {e}") from None

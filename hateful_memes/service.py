@@ -89,6 +89,8 @@ class Health(BaseModel):
     tasks: list[str]
     ocr: str
     queued: int
+    memes_scored: int
+    batches: int  # forward passes that scored them: fewer than requests when batched
 
 
 class Busy(Exception):
@@ -110,7 +112,7 @@ class ModelWorker:
         self.clf = clf
         self.max_batch = max_batch
         self.jobs: queue.Queue = queue.Queue(maxsize=max_queue)
-        self.batches = 0  # how many forward passes served the requests (for tests and /health)
+        self.batches = self.memes = 0  # forward passes run and memes scored (/health)
         self._thread = threading.Thread(target=self._loop, name="model-worker", daemon=True)
         self._thread.start()
 
@@ -152,6 +154,7 @@ class ModelWorker:
             results = self.clf.predict(images=[im for j in jobs for im in j.images],
                                        texts=[t for j in jobs for t in j.texts])
             self.batches += 1
+            self.memes += len(results)
         except Exception as e:  # noqa: BLE001 - one bad job must not fail the ones beside it
             if len(jobs) > 1:
                 for job in jobs:
@@ -268,7 +271,8 @@ def create_app(clf: MemeClassifier, max_upload_mb: float = DEFAULT_MAX_UPLOAD_MB
         info = clf.info()
         return {"status": "ok", "model_loaded": True, "device": info["device"],
                 "runs": info["runs"], "tasks": info["tasks"], "ocr": info["ocr"],
-                "queued": worker.jobs.qsize()}
+                "queued": worker.jobs.qsize(), "memes_scored": worker.memes,
+                "batches": worker.batches}
 
     @app.get("/", response_class=HTMLResponse)
     def page():
