@@ -170,7 +170,10 @@ class ResumableOutput:
                     raise SubmissionError(f"{self.partial}:{i}: damaged ({e.msg}); delete it "
                                           "to start over") from None
         fields = {PRED_FIELDS[t] for t in self.tasks}
-        for row in rows:
+        for i, row in enumerate(rows, 1):
+            if not isinstance(row, dict) or not isinstance(row.get("id"), int):
+                raise SubmissionError(f"{self.partial}:{i}: not a prediction row with an id; "
+                                      "delete it to start over")
             have = {k for k in row if k != "id"}
             if have != fields:
                 raise SubmissionError(
