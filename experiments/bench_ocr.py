@@ -145,7 +145,7 @@ def section(results: list[dict], skipped: dict, args, n_by_style: dict, started:
             load_before: str) -> str:
     styles = list(demo.CAPTION_STYLES)
     lines = ["## OCR", "",
-             f"Command: `python experiments/bench_ocr.py {shlex.join(args.argv)}`".rstrip() + "  ",
+             f"Command: `{shlex.join(['python', 'experiments/bench_ocr.py', *args.argv])}`  ",
              f"Date: {started}.  ",
              f"Machine: {machine()}.  ",
              f"Load average (1/5/15 min) at start {load_before}, at end {_load_avg()}.", "",

@@ -7,13 +7,13 @@ train.py as `make demo` does (EfficientNet-Lite0 + MiniLM, 30 epochs) on the giv
 then predicts the demo dev split twice with the same runs: with the given captions, and with
 each caption replaced by what the OCR engine reads off the meme's image (a copy of dev.json,
 dev_ocr.json, beside it). evaluate.py scores both; the table shows macro F1, micro F1 and micro
-AUROC per task for both and the difference (OCR minus given). predict.py folds in the
-per-label thresholds chosen on this same dev split, with the given captions: the given row is
-in-sample, and the OCR row pays for the shift in both scores and thresholds, as a deployed
-model would.
+AUROC per task for both and the difference (OCR minus given), twice: with the per-label
+thresholds predict.py folds in (chosen on this same dev split with the given captions, so the
+given column is in-sample and the OCR column pays for the shift in both scores and
+thresholds, as a deployed model would), and with the scores cut at 0.5 (predict.py --raw).
 
 Everything goes under --work (default experiments/runs/ocr_shift, not in git); the data and
-runs are reused when present (--fresh starts over).
+runs and the OCR'd copy are reused when present (--fresh starts over).
 """
 from __future__ import annotations
 
@@ -30,7 +30,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from hateful_memes import demo, evaluate, ocr, predict, train  # noqa: E402
-from hateful_memes.files import write_jsonl  # noqa: E402
+from hateful_memes.files import write_json, write_jsonl  # noqa: E402
 
 TASKS = ("hate", "pc", "attack")
 METRICS = (("f1_macro", "macro F1"), ("f1_micro", "micro F1"), ("roc_auc_micro", "micro AUROC"))
@@ -95,28 +95,37 @@ def main(argv: list[str] | None = None) -> int:
                                "--cache-dir", str(cache), "--device", args.device,
                                "--out", str(runs / f"task{task}"), "--quiet"]):
             return code
-    print(f"[3/5] OCR ({args.engine}) of the dev images", file=sys.stderr)
-    cer, seconds = ocr_copy(ann / "dev.json", ann / "dev_ocr.json", args.engine, args.device)
+    meta_path = args.work / "ocr_meta.json"
+    meta = json.loads(meta_path.read_text()) if meta_path.exists() else {}
+    if meta.get("engine") != args.engine or not (ann / "dev_ocr.json").exists():
+        print(f"[3/5] OCR ({args.engine}) of the dev images", file=sys.stderr)
+        cer, seconds = ocr_copy(ann / "dev.json", ann / "dev_ocr.json", args.engine, args.device)
+        meta = {"engine": args.engine, "cer": cer, "seconds": seconds}
+        write_json(meta_path, meta)
     results = {}
-    for name, gold_input in (("given", ann / "dev.json"), ("ocr", ann / "dev_ocr.json")):
-        print(f"[4/5] predicting dev with the {name} captions", file=sys.stderr)
-        pred = args.work / f"dev_pred_{name}.jsonl"
-        if code := predict.main(["--run", str(runs / "taskA"), "--run", str(runs / "taskB"),
-                                 "--input", str(gold_input), "--out", str(pred),
-                                 "--cache-dir", str(cache), "--device", args.device,
-                                 "--quiet"]):
-            return code
-        print(f"[5/5] evaluating the {name} captions", file=sys.stderr)
-        report_dir = args.work / f"report_{name}"
-        # Scored against the given file: the gold labels are the same in both copies.
-        if code := evaluate.main(["--gold", str(ann / "dev.json"), "--pred", str(pred),
-                                  "--out", str(report_dir)]):
-            return code
-        results[name] = scores(report_dir)
+    for cut, raw in (("dev thresholds", []), ("0.5", ["--raw"])):
+        for name, gold_input in (("given", ann / "dev.json"), ("ocr", ann / "dev_ocr.json")):
+            print(f"[4/5] predicting dev with the {name} captions, cut {cut}", file=sys.stderr)
+            tag = f"{name}{'_raw' if raw else ''}"
+            pred = args.work / f"dev_pred_{tag}.jsonl"
+            if code := predict.main(["--run", str(runs / "taskA"), "--run", str(runs / "taskB"),
+                                     "--input", str(gold_input), "--out", str(pred),
+                                     "--cache-dir", str(cache), "--device", args.device,
+                                     "--quiet", *raw]):
+                return code
+            print(f"[5/5] evaluating the {name} captions", file=sys.stderr)
+            report_dir = args.work / f"report_{tag}"
+            # Scored against the given file: the gold labels are the same in both copies.
+            if code := evaluate.main(["--gold", str(ann / "dev.json"), "--pred", str(pred),
+                                      "--out", str(report_dir)]):
+                return code
+            results[cut, name] = scores(report_dir)
     n_dev = len((ann / "dev.json").read_text(encoding="utf-8").splitlines())
-    print(f"\nOCR engine {args.engine}: CER {cer:.3f} on the {n_dev} dev memes "
-          f"({seconds:.0f} s)\n")
-    print(table(results["given"], results["ocr"]))
+    print(f"\nOCR engine {meta['engine']}: CER {meta['cer']:.3f} on the {n_dev} dev memes "
+          f"({meta['seconds']:.0f} s)")
+    for cut in ("dev thresholds", "0.5"):
+        print(f"\nScores cut at {'the dev thresholds' if cut == 'dev thresholds' else cut}:\n")
+        print(table(results[cut, "given"], results[cut, "ocr"]))
     return 0
 
 
