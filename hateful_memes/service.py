@@ -20,7 +20,8 @@ Bad requests get a 4xx with a reason ({"detail": ...}) and leave the service up:
 empty one (400), a file that is not an image (400), an upload over --max-upload-mb (413, from
 Content-Length before the body is read, and again on the bytes), a picture over --max-pixels
 (413: a decompression bomb is refused from its header, before its pixels are decoded), a
-caption over --max-caption-chars (400), a batch over --max-batch memes (413).
+caption over --max-caption-chars (400), no caption where the service runs without OCR (400),
+a batch over --max-batch memes (413).
 """
 from __future__ import annotations
 
@@ -218,6 +219,10 @@ def create_app(clf: MemeClassifier, max_upload_mb: float = DEFAULT_MAX_UPLOAD_MB
 
     def caption(text: str | None, i: int | None = None) -> str | None:
         if text is None or text.strip() == "":
+            if clf.ocr_spec == "none":
+                where = f"text {i}" if i is not None else "text"
+                raise HTTPException(400, f"{where}: no caption, and this service runs without "
+                                    "OCR (--ocr none): send the caption as 'text'")
             return None  # read by OCR
         if len(text) > max_caption_chars:
             where = f"text {i}" if i is not None else "text"

@@ -196,6 +196,19 @@ def test_one_failing_request_does_not_fail_those_batched_with_it():
         worker.close()
 
 
+def test_without_ocr_a_caption_is_required(tiny_runs, meme):
+    from hateful_memes import MemeClassifier
+
+    clf = MemeClassifier.load(tiny_runs / "B", ocr="none", device="cpu")
+    with TestClient(create_app(clf)) as client:
+        files = {"image": ("m.png", meme[0], "image/png")}
+        r = client.post("/predict", files=files)
+        assert r.status_code == 400 and "without OCR" in r.json()["detail"]
+        r = client.post("/predict", files=files, data={"text": meme[1]})
+        assert r.status_code == 200 and r.json()["pred_pc"] is None
+        assert r.json()["labels"]["attack"] and r.json()["model"]["runs"] == ["B"]
+
+
 def test_serve_refuses_a_missing_run(tmp_path, capsys):
     assert main(["--run", str(tmp_path / "nowhere"), "--ocr", "none"]) == 1
     assert "no checkpoint" in capsys.readouterr().err
