@@ -466,8 +466,8 @@ def quality_section(results: dict, args, started: str, load_before: str, seconds
 
 # --- RESULTS.md ----------------------------------------------------------------------------
 
-SECTIONS = ("results_unseen.md", "results_quality.md", "results_speed.md", "results_ocr.md",
-            "results_feature_store.md")
+SECTIONS = ("results_unseen.md", "results_designs.md", "results_quality.md", "results_speed.md",
+            "results_ocr.md", "results_feature_store.md", "results_service.md")
 
 
 def assemble(results_md: Path) -> None:
@@ -476,8 +476,9 @@ def assemble(results_md: Path) -> None:
              "Generated: the quality section by `experiments/bench.py` (`make bench`), the speed "
              "section by `experiments/bench_speed.py`, the OCR section by "
              "`experiments/bench_ocr.py`, the feature store section by "
-             "`experiments/bench_feature_store.py`, the unseen-like check by "
-             "`experiments/unseen_check.py`. Do not edit by hand.", ""]
+             "`experiments/bench_feature_store.py`, the unseen-like check and threshold designs "
+             "by `experiments/unseen_check.py`; the service load test section is copied from "
+             "`experiments/load_test.py`'s output. Do not edit by hand.", ""]
     for name in SECTIONS:
         path = results_md.parent / name
         if path.is_file():

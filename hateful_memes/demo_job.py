@@ -2,8 +2,10 @@
 
 Generates the synthetic demo set (see `hateful_memes.demo`; it is NOT real meme data), trains
 Task A and Task B on it with EfficientNet-Lite0 image features and MiniLM caption features,
-writes the submission for the demo test split, and evaluates the demo dev split. The same
-steps on the real data are `train.py`, `predict.py` and `evaluate.py` (see the README).
+writes the submission for the demo test split, evaluates the demo dev split, and predicts the
+demo test images once more from the pictures alone (captions read by OCR: predict.py
+--images). The same steps on the real data are `train.py`, `predict.py` and `evaluate.py`
+(see the README).
 """
 from __future__ import annotations
 
@@ -12,6 +14,7 @@ import time
 from pathlib import Path
 
 from . import demo, evaluate, predict, train
+from .data import read_annotations
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -33,13 +36,13 @@ def main(argv: list[str] | None = None) -> int:
     data, runs = Path(args.data), Path(args.runs)
     ann = data / "annotations"
     if not (ann / "train.json").exists():
-        print(f"[1/4] generating {args.n} synthetic demo memes in {data}")
+        print(f"[1/5] generating {args.n} synthetic demo memes in {data}")
         demo.generate(data, n=args.n)
     else:
-        print(f"[1/4] using the demo data in {data}")
+        print(f"[1/5] using the demo data in {data}")
     quiet = ["--quiet"] if args.quiet else []
     for task in ("A", "B"):
-        print(f"[2/4] training Task {task} ({args.image_encoder} + {args.text_encoder})")
+        print(f"[2/5] training Task {task} ({args.image_encoder} + {args.text_encoder})")
         code = train.main(["--task", task, "--train", str(ann / "train.json"),
                            "--dev", str(ann / "dev.json"),
                            "--image-encoder", args.image_encoder,
@@ -53,11 +56,11 @@ def main(argv: list[str] | None = None) -> int:
             return code
     run_args = ["--run", str(runs / "taskA"), "--run", str(runs / "taskB"),
                 "--cache-dir", args.cache_dir, *quiet]
-    print("[3/4] predicting the demo test split")
+    print("[3/5] predicting the demo test split")
     if code := predict.main([*run_args, "--input", str(ann / "test.jsonl"),
                              "--out", args.submission]):
         return code
-    print("[4/4] evaluating on the demo dev split")
+    print("[4/5] evaluating on the demo dev split")
     dev_pred = runs / "dev_predictions.jsonl"
     if code := predict.main([*run_args, "--input", str(ann / "dev.json"), "--out", str(dev_pred)]):
         return code
@@ -66,6 +69,13 @@ def main(argv: list[str] | None = None) -> int:
         return code
     print("(the per-label thresholds folded into these scores were chosen out of fold on the "
           "demo's train split; each run's dev_report/ has the plain 0.5 cut)")
+    ocr_out = Path(args.submission).with_name(Path(args.submission).stem + "_ocr.jsonl")
+    print("[5/5] predicting the demo test images alone: captions read by OCR, none given")
+    test_images = [str(data / m.img) for m in read_annotations(ann / "test.jsonl")]
+    if code := predict.main([*run_args, "--images", *test_images, "--out", str(ocr_out)]):
+        return code
+    print(f"from images and OCR alone: {ocr_out} (ids -> images and captions in "
+          f"{ocr_out.with_suffix('.ids.csv')})")
     print(f"\ndone in {time.time() - t0:.0f}s. submission: {args.submission}; "
           f"dev report: {runs / 'dev_report' / 'report.md'} (and report.json, per_label_f1.png)")
     print(f"HTML report of the demo dev split, with thumbnails: "

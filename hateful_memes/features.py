@@ -55,9 +55,10 @@ def load_rgb(path: str | Path) -> Image.Image:
 
 
 class ImageFolderDataset(Dataset):
-    """`transform(RGB image)` for each path, for a DataLoader (picklable, so workers can run it)."""
+    """`transform(RGB image)` for each path (or RGB image already in memory), for a DataLoader
+    (picklable, so workers can run it)."""
 
-    def __init__(self, paths: Sequence[str | Path],
+    def __init__(self, paths: Sequence[str | Path | Image.Image],
                  transform: Callable[[Image.Image], torch.Tensor]):
         self.paths = list(paths)
         self.transform = transform
@@ -66,7 +67,8 @@ class ImageFolderDataset(Dataset):
         return len(self.paths)
 
     def __getitem__(self, index: int) -> torch.Tensor:
-        return self.transform(load_rgb(self.paths[index]))
+        item = self.paths[index]
+        return self.transform(item if isinstance(item, Image.Image) else load_rgb(item))
 
 
 def file_digest(path: str | Path) -> str:
@@ -77,6 +79,13 @@ def file_digest(path: str | Path) -> str:
         raise ImageReadError(f"{path}: image file not found") from None
     except OSError as e:
         raise ImageReadError(f"{path}: cannot read image file: {e}") from None
+
+
+def pixels_digest(image: Image.Image) -> str:
+    """sha256 of an in-memory image's mode, size and pixels: equal pictures encode once."""
+    h = hashlib.sha256(f"{image.mode}:{image.size}".encode())
+    h.update(image.tobytes())
+    return h.hexdigest()
 
 
 def text_digest(text: str) -> str:
@@ -230,7 +239,7 @@ CPU_IMAGE_BATCH = 8
 ACCELERATOR_IMAGE_BATCH = 64
 
 
-def image_features(encoder: "ImageEncoder", paths: Sequence[str | Path],
+def image_features(encoder: "ImageEncoder", paths: Sequence[str | Path | Image.Image],
                    cache_dir: str | Path | None = None, batch_size: int | None = None,
                    num_workers: int = 0, device: str = "cpu", progress: bool = True,
                    channels_last: bool = True) -> np.ndarray:
@@ -243,13 +252,18 @@ def image_features(encoder: "ImageEncoder", paths: Sequence[str | Path],
     format, in four runs (experiments/RESULTS.md, "Speed"). The encoder is returned to the
     default format afterwards, and its weights, hence the cache key, are the same in either
     format. Loader workers (`num_workers`) pay off only where they get cores of their own.
+
+    An item may also be an RGB PIL image already in memory (the Python API, the service). Those
+    are keyed by their pixels and never cached on disk: a service would otherwise grow its disk
+    with every picture anyone uploads, and an uploaded meme is rarely seen twice.
     """
     if batch_size is None:
         on_cpu = torch.device(device).type == "cpu"
         batch_size = CPU_IMAGE_BATCH if on_cpu else ACCELERATOR_IMAGE_BATCH
-    paths = [Path(p) for p in paths]
+    paths = [p if isinstance(p, Image.Image) else Path(p) for p in paths]
+    in_memory = any(isinstance(p, Image.Image) for p in paths)
     rank, world = _rank_world()
-    if world > 1:  # each rank reads and hashes a share of the files
+    if world > 1 and not in_memory:  # each rank reads and hashes a share of the files
         shares = _gather(lambda: (len(paths), [file_digest(p) for p in paths[rank::world]]),
                          "hashing image files")
         _check_same_items(encoder, [n for n, _ in shares], rank)
@@ -257,7 +271,8 @@ def image_features(encoder: "ImageEncoder", paths: Sequence[str | Path],
         for r, (_, share) in enumerate(shares):
             keys[r::world] = share
     else:
-        keys = [file_digest(p) for p in paths]
+        keys = [pixels_digest(p) if isinstance(p, Image.Image) else file_digest(p)
+                for p in paths]
     memory_format = torch.channels_last if channels_last else torch.contiguous_format
 
     def batches(todo: list[int]):
@@ -267,13 +282,19 @@ def image_features(encoder: "ImageEncoder", paths: Sequence[str | Path],
             yield todo[start:start + batch_size], pixels.to(device, memory_format=memory_format)
 
     # "exif-upright": features from before load_rgb applied the EXIF orientation are not reused.
-    with open_store(cache_dir, "image", encoder, f"exif-upright {encoder.transform!r}") as store:
+    # Images handed over in memory (the API, the service) are never cached on disk.
+    with open_store(None if in_memory else cache_dir, "image", encoder,
+                    f"exif-upright {encoder.transform!r}") as store:
         encoder.to(memory_format=memory_format)
         try:
-            return _features(encoder, keys, batches, store, lambda i: str(paths[i]), device,
-                             progress, "img")
+            return _features(encoder, keys, batches, store, lambda i: _describe(paths[i], i),
+                             device, progress, "img")
         finally:
             encoder.to(memory_format=torch.contiguous_format)
+
+
+def _describe(item, i: int) -> str:
+    return f"in-memory image {i}" if isinstance(item, Image.Image) else str(item)
 
 
 def _tokenizer_description(encoder: "TextEncoder") -> str:

@@ -4,13 +4,16 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
+from typing import TYPE_CHECKING, Sequence
 
 import numpy as np
 import torch
 
 from .data import ImagePathError, Meme, image_path
 from .model import ModelConfig
+
+if TYPE_CHECKING:
+    from PIL import Image
 
 
 class MissingImagesError(FileNotFoundError):
@@ -109,7 +112,7 @@ def drop_bad_images(memes: Sequence[Meme], image_root: str | Path,
 @dataclass
 class Inputs:
     """Per-meme model inputs; `batch(idx)` gives what MemeModel.forward takes."""
-    image: torch.Tensor | list[Path] | None
+    image: torch.Tensor | list[Path] | list["Image.Image"] | None
     text: torch.Tensor | list[str] | None
     image_transform: object = None
     text_tokenize: object = None
@@ -137,12 +140,19 @@ class Inputs:
         elif self.image is not None:
             from .features import load_rgb
 
-            image = torch.stack([self.image_transform(load_rgb(self.image[i])) for i in idx])
+            image = torch.stack([self.image_transform(_rgb(self.image[i], load_rgb))
+                                 for i in idx])
         if isinstance(self.text, torch.Tensor):
             text = self.text[idx]
         elif self.text is not None:
             text = self.text_tokenize([self.text[i] for i in idx])
         return image, text
+
+
+def _rgb(item, load_rgb):
+    from PIL import Image
+
+    return item if isinstance(item, Image.Image) else load_rgb(item)
 
 
 class Encoders:
@@ -171,16 +181,26 @@ class Encoders:
 
 def build_inputs(memes: Sequence[Meme], cfg: ModelConfig, encoders: Encoders,
                  image_root: str | Path, cache_dir: str | Path | None, model=None,
-                 source: str = "", progress: bool = True, device: str = "cpu") -> Inputs:
+                 source: str = "", progress: bool = True, device: str = "cpu",
+                 images: Sequence["Image.Image"] | None = None) -> Inputs:
     """Inputs for `memes`. Frozen encoders give cached features; a fine-tuned encoder gets
-    raw inputs and the transform/tokenizer of the model's own copy of it."""
+    raw inputs and the transform/tokenizer of the model's own copy of it.
+
+    `images` (RGB PIL images aligned with `memes`) replaces the image files: the pictures go
+    through the same encoder transform, nothing is read from `image_root`, and their features
+    are not cached on disk (see features.image_features)."""
     from .features import image_features, text_features
 
     cache = Path(cache_dir) if cache_dir else None
     image = text = None
     transform = tokenize = None
     if cfg.image_encoder != "none":
-        paths = check_images(memes, image_root, source)
+        if images is not None:
+            if len(images) != len(memes):
+                raise ValueError(f"{len(images)} images for {len(memes)} memes")
+            paths = list(images)
+        else:
+            paths = check_images(memes, image_root, source)
         if cfg.finetune_image:
             enc = model.image_encoder if model is not None else encoders.image
             image, transform = paths, enc.transform

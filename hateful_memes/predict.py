@@ -9,6 +9,13 @@ of fold on train) folded onto the 0.5 cut, every column on its own, so an empty 
 0.5 beside a real one. The label sets shown to people come from decision.decide instead.
 `--prior P` first moves the scores to a hateful prevalence P (`em`: estimated on the input);
 `--raw` writes the blended scores without prior or thresholds.
+
+`predict.py --run A --run B --images PATH [PATH ...] --out OUT.jsonl` predicts image files
+instead (folders recursively; png, jpg, webp, gif's first frame), with captions read by OCR
+unless `--captions FILE.csv` knows them. Ids are the numeric file stems, else a stable hash
+of the path; OUT.ids.csv maps each id to its image, caption and whether OCR read it. A re-run
+skips the ids OUT already holds, and a killed run leaves OUT as it was (see images.py).
+Annotation files and images are scored by the same code (api.MemeClassifier.scores).
 """
 from __future__ import annotations
 
@@ -16,23 +23,14 @@ import argparse
 import sys
 from pathlib import Path
 
-import numpy as np
-
 from . import checkpoints, rundir
-from .data import AnnotationError, Meme, read_annotations
+from .api import MemeClassifier, merge, open_image  # noqa: F401 (predict.merge stays importable)
+from .data import AnnotationError, read_annotations
 from .inputs import MissingImagesError, check_images, drop_bad_images
 from .labels import TASK_LETTERS
-from .predictor import RunPredictor
-from .submission import SubmissionError, check_submission, write_submission
+from .ocr import OCRNotInstalled, WeightsChecksumError
+from .submission import PRED_FIELDS, SubmissionError, check_submission, write_submission
 from .training import resolve_device
-
-
-def predict_run(run_dir: str | Path, memes: list[Meme], image_root: str | Path,
-                cache_dir: str | Path | None, fold: bool = True, progress: bool = True,
-                device: str = "auto", prior: float | str | None = None) -> dict[str, np.ndarray]:
-    """Scores of one run for `memes`, in LABELS order, per task (hate included)."""
-    scorer = RunPredictor.load(run_dir, device)
-    return scorer.scores(memes, image_root, cache_dir, prior=prior, fold=fold, progress=progress)
 
 
 def parse_prior(text: str) -> float | str:
@@ -51,21 +49,9 @@ def parse_prior(text: str) -> float | str:
 def _uses_images(run_dir: str | Path) -> bool:
     path = Path(run_dir) / "checkpoint.pt"
     if not path.is_file():
-        return False  # predict_run names the missing checkpoint
+        return False  # loading the run names the missing checkpoint
     config = checkpoints.load_dict(path, ("config",))["config"]
     return isinstance(config, dict) and config.get("image_encoder", "none") != "none"
-
-
-def merge(per_run: list[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
-    merged: dict[str, np.ndarray] = {}
-    for scores in per_run:
-        for task, s in scores.items():
-            if task != "hate" and task in merged:
-                raise ValueError(f"two runs both predict {task!r}; give one run per task")
-            if task != "hate":
-                merged[task] = s
-    merged["hate"] = np.mean([scores["hate"] for scores in per_run], axis=0).astype(np.float32)
-    return merged
 
 
 def _default_out(input_path: Path, tasks) -> Path:
@@ -73,16 +59,78 @@ def _default_out(input_path: Path, tasks) -> Path:
     return Path("submission") / f"{input_path.stem}_{letters}.jsonl"
 
 
+def predict_images(clf: MemeClassifier, paths: list[str], out: Path,
+                   captions_file: str | None = None, prior: float | None = None,
+                   chunk: int = 64, quiet: bool = False) -> int:
+    """predict.py --images: every image under `paths` to a line of `out` (see images.py for
+    the ids, the sidecar and resuming). Unreadable files are counted and reported, not fatal."""
+    from tqdm.auto import tqdm
+
+    from .features import ImageReadError
+    from .images import ResumableOutput, assign_ids, caption_of, list_images, read_captions
+
+    items = assign_ids(list_images(paths))
+    captions = read_captions(captions_file) if captions_file else {}
+    output = ResumableOutput(out, clf.tasks)
+    done = output.start()
+    todo = [item for item in items if item.id not in done]
+    bad: list[str] = []
+    with tqdm(total=len(todo), unit="meme", desc="predict", disable=True if quiet else None,
+              ) as bar:
+        for start in range(0, len(todo), chunk):
+            good, images = [], []
+            for item in todo[start:start + chunk]:
+                try:
+                    images.append(open_image(item.path))
+                    good.append(item)
+                except ImageReadError as e:
+                    bad.append(str(e))
+            if good:
+                texts = [caption_of(item, captions) for item in good]
+                results = clf.predict(images=images, texts=texts, prior=prior)
+                rows = [{"id": item.id, **{PRED_FIELDS[t]: getattr(r, PRED_FIELDS[t])
+                                           for t in clf.tasks}}
+                        for item, r in zip(good, results)]
+                side = [{"id": item.id, "image": str(item.path), "text": r.text,
+                         "ocr": int(r.ocr)} for item, r in zip(good, results)]
+                output.append(rows, side)
+            bar.update(len(todo[start:start + chunk]))
+    n = output.finish()
+    skipped = len(items) - len(todo)
+    if bad:
+        first = "\n  ".join(bad[:5])
+        print(f"predict.py: {len(bad)} of {len(items)} images unreadable, left out:\n  {first}",
+              file=sys.stderr)
+    if n:
+        print(f"wrote {out}: {n} memes ({len(todo) - len(bad)} new, {skipped} already there), "
+              f"tasks {', '.join(clf.tasks)}; ids -> images in {output.sidecar}")
+    else:
+        print(f"predict.py: no meme could be predicted; {out} not written", file=sys.stderr)
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="predict.py", description=__doc__.split("\n\n")[0])
-    p.add_argument("--run", action="append", required=True,
-                   help="a train.py run directory (repeatable)")
-    p.add_argument("--input", required=True, help="annotation file to predict (labels not needed)")
-    p.add_argument("--out", help="submission JSONL (default submission/<input>_<tasks>.jsonl)")
+    # --model too: torchrun's own parser takes --run as an abbreviation of its --run-path.
+    p.add_argument("--run", "--model", dest="run", action="append", required=True,
+                   help="a train.py run directory (repeatable; --model is the same)")
+    source = p.add_mutually_exclusive_group(required=True)
+    source.add_argument("--input", help="annotation file to predict (labels not needed)")
+    source.add_argument("--images", nargs="+", metavar="PATH",
+                        help="image files or folders (png, jpg, webp, gif): captions by OCR")
+    p.add_argument("--captions", metavar="FILE.csv",
+                   help="with --images: known captions, columns image,text (image: the path "
+                   "as listed, relative to its folder, or the file name)")
+    p.add_argument("--out", help="submission JSONL (default submission/<input>_<tasks>.jsonl; "
+                   "required with --images)")
     p.add_argument("--image-root", help="folder the `img` paths are relative to "
                    "(default: the input's parent's parent)")
     p.add_argument("--cache-dir", default="cache/features")
     p.add_argument("--device", default="auto", help="auto (cuda when there is one), cpu, cuda, ...")
+    p.add_argument("--ocr", default="auto",
+                   help="with --images: OCR engine (auto, easyocr, rapidocr, tesseract, none)")
+    p.add_argument("--chunk", type=int, default=64,
+                   help="with --images: memes decoded, scored and written at a time")
     p.add_argument("--prior", type=parse_prior, metavar="P|em",
                    help="hateful prevalence of the input, to move the scores to (default: the "
                    "training data's, no change); 'em' estimates it on the input (Saerens et al.)")
@@ -93,32 +141,48 @@ def main(argv: list[str] | None = None) -> int:
                    "file then lacks their ids, so it is no complete submission)")
     p.add_argument("--quiet", action="store_true")
     args = p.parse_args(argv)
-    input_path = Path(args.input)
+    if args.images:
+        if not args.out:
+            p.error("--images needs --out")
+        if args.raw or args.prior == "em":
+            p.error("--images writes a chunk at a time (resumable): --raw and --prior em, which "
+                    "need the whole input at once, are for --input")
+        if args.chunk < 1:
+            p.error("--chunk must be at least 1")
+        if args.skip_bad_images:
+            p.error("--skip-bad-images goes with --input (--images counts unreadable files and "
+                    "goes on anyway)")
+    elif args.captions:
+        p.error("--captions goes with --images")
     dropped: list[str] = []
     try:
         resolve_device(args.device)
-        memes = read_annotations(input_path)
-        image_root = args.image_root or input_path.resolve().parent.parent
         out = Path(args.out) if args.out else None
-        # Up front, before any features are computed: where the outputs go can be written,
-        # and every image the runs need exists and decodes.
+        # Up front, before any model is loaded or any feature computed: the outputs can be
+        # written, and (with --input) every image the runs need exists and decodes.
         if out is not None:
             rundir.check_writable_file(out, "--out")
-        if args.cache_dir:
+        if args.cache_dir and not args.images:
             rundir.check_writable(args.cache_dir, "--cache-dir")
-        if any(_uses_images(r) for r in args.run):
-            if args.skip_bad_images:
-                all_memes = memes
-                memes, dropped = drop_bad_images(all_memes, image_root, str(input_path))
-                if not memes:
-                    raise ValueError(f"{input_path}: no meme has a readable image under "
-                                     f"{image_root}")
-            else:
-                check_images(memes, image_root, str(input_path), decode=True)
-        per_run = [predict_run(r, memes, image_root, args.cache_dir, fold=not args.raw,
-                               progress=not args.quiet, device=args.device,
-                               prior=None if args.raw else args.prior) for r in args.run]
-        scores = merge(per_run)
+        if not args.images:
+            input_path = Path(args.input)
+            memes = read_annotations(input_path)
+            image_root = args.image_root or input_path.resolve().parent.parent
+            if any(_uses_images(r) for r in args.run):
+                if args.skip_bad_images:
+                    all_memes = memes
+                    memes, dropped = drop_bad_images(all_memes, image_root, str(input_path))
+                    if not memes:
+                        raise ValueError(f"{input_path}: no meme has a readable image under "
+                                         f"{image_root}")
+                else:
+                    check_images(memes, image_root, str(input_path), decode=True)
+        clf = MemeClassifier.load(*args.run, device=args.device, ocr=args.ocr)
+        if args.images:
+            return predict_images(clf, args.images, Path(args.out), args.captions, args.prior,
+                                  args.chunk, args.quiet)
+        scores = clf.scores(memes, image_root, cache_dir=args.cache_dir, fold=not args.raw,
+                            prior=None if args.raw else args.prior, progress=not args.quiet)
         if out is None:
             out = _default_out(input_path, scores)
             rundir.check_writable_file(out, "--out")
@@ -126,7 +190,7 @@ def main(argv: list[str] | None = None) -> int:
         # Memes left out by --skip-bad-images are missing from the file by design.
         summary = check_submission(out, None if dropped else input_path)
     except (AnnotationError, SubmissionError, MissingImagesError, FileNotFoundError,
-            ValueError) as e:
+            ValueError, OCRNotInstalled, WeightsChecksumError) as e:
         print(f"predict.py: error: {e}", file=sys.stderr)
         return 1
     if dropped:

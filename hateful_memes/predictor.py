@@ -96,9 +96,12 @@ class RunPredictor:
         return str(next(self.models[0].parameters()).device)
 
     def inputs(self, memes: Sequence[Meme], image_root, cache_dir=None,
-               progress: bool = False) -> Inputs:
+               progress: bool = False, images=None) -> Inputs:
+        """Model inputs of `memes`: their image files under `image_root`, or `images` (RGB PIL
+        images aligned with `memes`, never cached) in their place."""
         return build_inputs(memes, self.cfg, self.encoders, image_root, cache_dir,
-                            model=self.models[0], progress=progress, device=self.device)
+                            model=self.models[0], progress=progress, device=self.device,
+                            images=images)
 
     def raw_scores_of(self, inputs: Inputs, texts: Sequence[str],
                       progress: bool = False) -> dict[str, np.ndarray]:
@@ -111,8 +114,8 @@ class RunPredictor:
         return blend(heads, tfidf, self.tfidf_weight)
 
     def raw_scores(self, memes: Sequence[Meme], image_root, cache_dir=None,
-                   progress: bool = False) -> dict[str, np.ndarray]:
-        inputs = self.inputs(memes, image_root, cache_dir, progress)
+                   progress: bool = False, images=None) -> dict[str, np.ndarray]:
+        inputs = self.inputs(memes, image_root, cache_dir, progress, images)
         return self.raw_scores_of(inputs, [m.text for m in memes], progress)
 
     def resolve_prior(self, raw: dict[str, np.ndarray], prior: float | str | None) -> float | None:
@@ -141,5 +144,6 @@ class RunPredictor:
 
     def scores(self, memes: Sequence[Meme], image_root, cache_dir=None,
                prior: float | str | None = None, fold: bool = True,
-               progress: bool = False) -> dict[str, np.ndarray]:
-        return self.finish(self.raw_scores(memes, image_root, cache_dir, progress), prior, fold)
+               progress: bool = False, images=None) -> dict[str, np.ndarray]:
+        return self.finish(self.raw_scores(memes, image_root, cache_dir, progress, images),
+                           prior, fold)

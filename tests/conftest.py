@@ -64,3 +64,26 @@ def real_annotations() -> Path:
     """The folder of the organisers' train.json, dev_seen.json and test.jsonl (see
     require_annotations for what happens when it is absent)."""
     return require_annotations()
+
+
+@pytest.fixture(scope="session")
+def tiny_runs(demo_data, feature_cache, tmp_path_factory):
+    """A Task A and a Task B run trained briefly on `demo_data` (the API's and service's tests)."""
+    from hateful_memes import train
+
+    root = tmp_path_factory.mktemp("tiny_runs")
+    ann = demo_data / "annotations"
+    for task in ("A", "B"):
+        assert train.main(["--task", task, "--train", str(ann / "train.json"),
+                           "--dev", str(ann / "dev.json"), "--epochs", "3", "--hidden", "32",
+                           "--folds", "2", "--cache-dir", str(feature_cache),
+                           "--out", str(root / task), "--quiet"]) == 0
+    return root
+
+
+@pytest.fixture(scope="session")
+def classifier(tiny_runs):
+    """Both tiny runs with the real OCR engine (loaded at the first meme without a caption)."""
+    from hateful_memes import MemeClassifier
+
+    return MemeClassifier.load(tiny_runs / "A", tiny_runs / "B", device="cpu")

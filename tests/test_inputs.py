@@ -1,8 +1,10 @@
+import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 from hateful_memes.data import ImagePathError, Meme
-from hateful_memes.inputs import (MissingImagesError, UnreadableImagesError, check_images,
+from hateful_memes.inputs import (Inputs, MissingImagesError, UnreadableImagesError, check_images,
                                   drop_bad_images, image_paths, unreadable_images)
 
 
@@ -74,3 +76,21 @@ def test_drop_bad_images_keeps_the_readable_ones_and_says_why(tmp_path, small_pi
 def test_missing_images_are_still_reported_first(tmp_path):
     with pytest.raises(MissingImagesError, match="1 of 1 images missing"):
         check_images([_meme(7)], tmp_path, decode=True)
+
+
+def test_raw_image_inputs_take_files_and_in_memory_images_alike(tmp_path):
+    # A fine-tuned image encoder gets raw pictures: from files (predict.py --input) or already
+    # decoded (the API and the service); both go through the same transform.
+    pictures = [Image.new("RGB", (4, 3), (10 * i, 20, 30)) for i in range(3)]
+    paths = []
+    for i, picture in enumerate(pictures):
+        paths.append(tmp_path / f"{i}.png")
+        picture.save(paths[-1])
+
+    def transform(image):
+        return torch.from_numpy(np.asarray(image, dtype=np.float32))
+
+    from_files = Inputs(paths, None, image_transform=transform).batch([2, 0])[0]
+    in_memory = Inputs(pictures, None, image_transform=transform).batch([2, 0])[0]
+    assert torch.equal(from_files, in_memory)
+    assert from_files[0, 0, 0, 0] == 20 and from_files[1, 0, 0, 0] == 0  # batch order kept

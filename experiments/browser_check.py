@@ -1,0 +1,198 @@
+"""A real browser against the service's page: headless Chromium uploads a meme, labels appear.
+
+    python experiments/browser_check.py --run runs/demo/taskA --run runs/demo/taskB
+
+Starts serve.py on 127.0.0.1, starts Debian's `chromium` headless with its DevTools port, and
+drives the page through the Chrome DevTools Protocol over a websocket (no Selenium, no
+downloaded browser): it puts a generated meme into the page's file input (as a person's pick
+or drop would), waits for the bars, checks that every label of every task has a bar and that
+each task has a decided (ticked) label, then edits the caption, scores again and checks the
+page says the given caption was used. A screenshot goes to experiments/runs/ (not in git).
+Exits 0 when every check passed; prints what it saw either way.
+"""
+from __future__ import annotations
+
+import argparse
+import base64
+import itertools
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from hateful_memes.labels import LABELS  # noqa: E402
+
+
+def wait_http(url: str, timeout: float, proc: subprocess.Popen | None = None) -> bytes:
+    deadline = time.time() + timeout
+    while True:
+        try:
+            with urllib.request.urlopen(url, timeout=5) as r:
+                return r.read()
+        except OSError:
+            if proc is not None and proc.poll() is not None:
+                raise RuntimeError(f"{proc.args[:3]} exited with {proc.returncode}")
+            if time.time() > deadline:
+                raise TimeoutError(f"{url} did not answer in {timeout:.0f}s") from None
+            time.sleep(0.5)
+
+
+class DevTools:
+    """A minimal Chrome DevTools Protocol client: send a command, wait for its answer."""
+
+    def __init__(self, ws):
+        self.ws = ws
+        self.ids = itertools.count(1)
+
+    def __call__(self, method: str, **params) -> dict:
+        id_ = next(self.ids)
+        self.ws.send(json.dumps({"id": id_, "method": method, "params": params}))
+        while True:
+            msg = json.loads(self.ws.recv(timeout=60))
+            if msg.get("id") == id_:
+                if "error" in msg:
+                    raise RuntimeError(f"{method}: {msg['error']}")
+                return msg.get("result", {})
+
+    def js(self, expression: str):
+        out = self("Runtime.evaluate", expression=expression, returnByValue=True,
+                   awaitPromise=True)
+        if "exceptionDetails" in out:
+            raise RuntimeError(f"{expression}: {out['exceptionDetails']}")
+        return out["result"].get("value")
+
+    def wait_state(self, states: tuple[str, ...], timeout: float) -> str:
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            state = self.js("document.getElementById('result').dataset.state")
+            if state in states:
+                return state
+            time.sleep(0.2)
+        raise TimeoutError(f"the page stayed {state!r} for {timeout:.0f}s")
+
+
+def make_meme(path: Path) -> None:
+    from hateful_memes import demo
+
+    with tempfile.TemporaryDirectory() as tmp:
+        demo.generate(tmp, n=20, seed=3, image_size=256)
+        first = sorted(Path(tmp, "img").glob("*.png"))[0]
+        shutil.copyfile(first, path)
+
+
+def check_page(cdp: DevTools, base: str, meme: Path, screenshot: str) -> list[str]:
+    """Drive the page; returns what failed."""
+    failures: list[str] = []
+    cdp("Page.enable")
+    cdp("Page.navigate", url=base + "/")
+    deadline = time.time() + 30
+    while cdp.js("document.readyState") != "complete" or not cdp.js(
+            "!!document.getElementById('file')"):
+        if time.time() > deadline:
+            raise TimeoutError("the page did not load")
+        time.sleep(0.2)
+    root = cdp("DOM.getDocument")["root"]["nodeId"]
+    node = cdp("DOM.querySelector", nodeId=root, selector="#file")["nodeId"]
+    t0 = time.time()
+    cdp("DOM.setFileInputFiles", files=[str(meme)], nodeId=node)
+    state = cdp.wait_state(("done", "error"), 180)
+    took = time.time() - t0
+    seen = cdp.js("""(() => ({
+        status: document.getElementById('status').textContent,
+        caption: document.getElementById('caption').value,
+        rows: [...document.querySelectorAll('.row')].map(r => r.dataset.label),
+        ticked: [...document.querySelectorAll('.row.on')].map(r => r.dataset.label)}))()""")
+    print(f"upload -> {state} in {took:.1f}s; status: {seen['status']!r}")
+    print(f"caption (OCR): {seen['caption']!r}")
+    print(f"bars: {len(seen['rows'])}; ticked: {seen['ticked']}")
+    if state != "done":
+        failures.append(f"the page ended in state {state!r}")
+    tasks = json.loads(wait_http(base + "/health", 10))["tasks"]
+    for task in tasks:
+        names = LABELS[task]
+        if not set(names) <= set(seen["rows"]):
+            failures.append(f"{task}: bars missing for {sorted(set(names) - set(seen['rows']))}")
+        if not set(names) & set(seen["ticked"]):
+            failures.append(f"{task}: no decided label ticked")
+    cdp.js("document.getElementById('caption').value = 'a caption typed in the browser'")
+    cdp.js("document.getElementById('rescore').click()")
+    state = cdp.wait_state(("done", "error"), 120)
+    status = cdp.js("document.getElementById('status').textContent")
+    print(f"re-scored with an edited caption -> {state}; status: {status!r}")
+    if state != "done" or "caption given" not in status:
+        failures.append(f"re-scoring with a caption: {state}, {status!r}")
+    shot = Path(screenshot)
+    shot.parent.mkdir(parents=True, exist_ok=True)
+    shot.write_bytes(base64.b64decode(cdp("Page.captureScreenshot", format="png")["data"]))
+    print(f"screenshot: {shot}")
+    return failures
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--run", action="append", required=True, help="a train.py run (repeatable)")
+    p.add_argument("--port", type=int, default=8766)
+    p.add_argument("--chromium", default=shutil.which("chromium") or "chromium")
+    p.add_argument("--screenshot", default=str(ROOT / "experiments" / "runs" /
+                                               "browser_check.png"))
+    p.add_argument("--timeout", type=float, default=300, help="seconds for the server to start")
+    args = p.parse_args(argv)
+    from websockets.sync.client import connect
+
+    if not shutil.which(args.chromium):
+        print(f"browser_check: no Chromium at {args.chromium!r} (apt-get install -y chromium)")
+        return 2
+    tmp = Path(tempfile.mkdtemp(prefix="browser_check."))
+    meme = tmp / "meme.png"
+    make_meme(meme)
+    base = f"http://127.0.0.1:{args.port}"
+    server = subprocess.Popen([sys.executable, str(ROOT / "serve.py"),
+                               *[a for r in args.run for a in ("--run", r)],
+                               "--port", str(args.port)], cwd=ROOT)
+    browser = None
+    failures: list[str] = []
+    try:
+        wait_http(base + "/health", args.timeout, server)
+        profile = tmp / "profile"
+        browser = subprocess.Popen([args.chromium, "--headless=new", "--no-sandbox",
+                                    "--disable-gpu", "--no-first-run",
+                                    "--remote-debugging-port=0", f"--user-data-dir={profile}",
+                                    "--window-size=1000,1400", "about:blank"],
+                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        port_file = profile / "DevToolsActivePort"
+        deadline = time.time() + 60
+        while not port_file.exists() or not port_file.read_text().strip():
+            if time.time() > deadline or browser.poll() is not None:
+                raise RuntimeError("Chromium did not open its DevTools port")
+            time.sleep(0.2)
+        devtools_port = port_file.read_text().split()[0]
+        targets = json.loads(wait_http(f"http://127.0.0.1:{devtools_port}/json/list", 30))
+        page = next(t for t in targets if t["type"] == "page")
+        with connect(page["webSocketDebuggerUrl"], max_size=2 ** 26) as ws:
+            failures += check_page(DevTools(ws), base, meme, args.screenshot)
+    finally:
+        for proc in (browser, server):
+            if proc is not None and proc.poll() is None:
+                proc.terminate()
+                try:
+                    proc.wait(timeout=20)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+        shutil.rmtree(tmp, ignore_errors=True)
+    for failure in failures:
+        print(f"FAIL: {failure}")
+    print("browser check: " + ("passed" if not failures else f"{len(failures)} failure(s)"))
+    return 1 if failures else 0
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+    raise SystemExit(main())
