@@ -20,7 +20,7 @@ import hashlib
 import json
 import re
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable, Iterator, Sequence, TypeVar
+from typing import TYPE_CHECKING, Callable, Iterator, Sequence
 
 import numpy as np
 import torch
@@ -28,6 +28,7 @@ from PIL import Image, ImageOps
 from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
+from .distributed import gather, rank_world
 from .feature_store import FILENAME, FeatureStore, migrate_shards
 
 if TYPE_CHECKING:
@@ -128,34 +129,6 @@ def open_store(cache_dir: str | Path | None, modality: str, encoder: torch.nn.Mo
 
 
 Batches = Callable[[list[int]], Iterator[tuple[list[int], object]]]
-T = TypeVar("T")
-
-
-def _rank_world() -> tuple[int, int]:
-    """(rank, world size) of the torch.distributed group (torchrun), (0, 1) without one."""
-    if torch.distributed.is_available() and torch.distributed.is_initialized():
-        return torch.distributed.get_rank(), torch.distributed.get_world_size()
-    return 0, 1
-
-
-def _gather(compute: Callable[[], T], what: str) -> list[T]:
-    """`compute()` on this rank and its result from every rank, in rank order. An exception on
-    any rank is raised on every rank (naming the rank), instead of leaving the others waiting
-    for a result that never comes. Under NCCL each rank must have set its CUDA device."""
-    rank, world = _rank_world()
-    try:
-        value, error = compute(), None
-    except Exception as e:
-        value, error = None, e
-    gathered: list = [None] * world
-    torch.distributed.all_gather_object(
-        gathered, (None if error is None else f"{type(error).__name__}: {error}", value))
-    if error is not None:
-        raise error
-    for other, (message, _) in enumerate(gathered):
-        if message is not None:
-            raise RuntimeError(f"{what} failed on rank {other} of {world}: {message}")
-    return [v for _, v in gathered]
 
 
 def _check_same_items(encoder: torch.nn.Module, views: list, rank: int) -> None:
@@ -179,11 +152,11 @@ def _features(encoder: torch.nn.Module, keys: list[str], batches: Batches,
     for i, key in enumerate(keys):
         first.setdefault(key, i)
     found = store.read(first) if store is not None else {}
-    rank, world = _rank_world()
+    rank, world = rank_world()
     if world > 1:
         digest = hashlib.sha256("\n".join(keys).encode()).hexdigest()
-        views = _gather(lambda: (digest, [p for p, key in enumerate(first) if key not in found]),
-                        f"{encoder.spec} feature lookup")
+        views = gather(lambda: (digest, [p for p, key in enumerate(first) if key not in found]),
+                       f"{encoder.spec} feature lookup")
         _check_same_items(encoder, [d for d, _ in views], rank)
         # A key that any rank did not find is computed (once, by one rank) for all of them.
         missing = sorted(set().union(*(positions for _, positions in views)))
@@ -224,7 +197,7 @@ def _features(encoder: torch.nn.Module, keys: list[str], batches: Batches,
             encoder.train(was_training)
         return computed
 
-    shares = _gather(compute, f"{encoder.spec} features") if world > 1 else [compute()]
+    shares = gather(compute, f"{encoder.spec} features") if world > 1 else [compute()]
     for share in shares:
         found.update(share)
     if not keys:
@@ -262,10 +235,10 @@ def image_features(encoder: "ImageEncoder", paths: Sequence[str | Path | Image.I
         batch_size = CPU_IMAGE_BATCH if on_cpu else ACCELERATOR_IMAGE_BATCH
     paths = [p if isinstance(p, Image.Image) else Path(p) for p in paths]
     in_memory = any(isinstance(p, Image.Image) for p in paths)
-    rank, world = _rank_world()
+    rank, world = rank_world()
     if world > 1 and not in_memory:  # each rank reads and hashes a share of the files
-        shares = _gather(lambda: (len(paths), [file_digest(p) for p in paths[rank::world]]),
-                         "hashing image files")
+        shares = gather(lambda: (len(paths), [file_digest(p) for p in paths[rank::world]]),
+                        "hashing image files")
         _check_same_items(encoder, [n for n, _ in shares], rank)
         keys = [""] * len(paths)
         for r, (_, share) in enumerate(shares):

@@ -23,7 +23,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from . import checkpoints, rundir
+from . import checkpoints, distributed, rundir
 from .api import MemeClassifier, merge, open_image  # noqa: F401 (predict.merge stays importable)
 from .data import AnnotationError, read_annotations
 from .inputs import MissingImagesError, check_images, drop_bad_images
@@ -141,6 +141,19 @@ def main(argv: list[str] | None = None) -> int:
                    "file then lacks their ids, so it is no complete submission)")
     p.add_argument("--quiet", action="store_true")
     args = p.parse_args(argv)
+    # Under torchrun every rank runs this; the encoders' work is split between them
+    # (features.py), every rank then holds all the scores, and rank 0 alone writes the file.
+    rank, world, _ = distributed.init_from_env(args.device)
+    try:
+        if world > 1 and args.images:
+            p.error("--images runs in one process (it is resumable chunk by chunk); use "
+                    "--input under torchrun")
+        return _main(p, args, rank)
+    finally:
+        distributed.finish()
+
+
+def _main(p: argparse.ArgumentParser, args: argparse.Namespace, rank: int) -> int:
     if args.images:
         if not args.out:
             p.error("--images needs --out")
@@ -182,10 +195,13 @@ def main(argv: list[str] | None = None) -> int:
             return predict_images(clf, args.images, Path(args.out), args.captions, args.prior,
                                   args.chunk, args.quiet)
         scores = clf.scores(memes, image_root, cache_dir=args.cache_dir, fold=not args.raw,
-                            prior=None if args.raw else args.prior, progress=not args.quiet)
+                            prior=None if args.raw else args.prior,
+                            progress=not args.quiet and rank == 0)
         if out is None:
             out = _default_out(input_path, scores)
             rundir.check_writable_file(out, "--out")
+        if rank != 0:
+            return 0
         write_submission(out, [m.id for m in memes], scores)
         # Memes left out by --skip-bad-images are missing from the file by design.
         summary = check_submission(out, None if dropped else input_path)

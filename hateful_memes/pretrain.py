@@ -32,6 +32,7 @@ from . import checkpoints, rundir
 from .augment import Transform, backbone_data_config
 from .barlow_twins import BarlowTwins, convert_sync_batchnorm, parse_projector
 from .data import ImagePathError, image_path, json_lines
+from .distributed import init_from_env
 from .files import atomic_open, write_jsonl
 from .lars import LR_BIASES, LR_WEIGHTS, adjust_learning_rate, make_optimizer
 
@@ -263,20 +264,6 @@ def _validate(p: argparse.ArgumentParser, args: argparse.Namespace) -> None:
         p.error("--device cuda: no CUDA GPU is available here; use --device cpu (or auto)")
 
 
-def _init_distributed(device: str = "auto") -> tuple[int, int, torch.device]:
-    """(rank, world size, device); joins the process group when started by torchrun."""
-    cuda = torch.cuda.is_available() if device == "auto" else device == "cuda"
-    if "RANK" in os.environ and "WORLD_SIZE" in os.environ:
-        local_rank = int(os.environ.get("LOCAL_RANK", 0))
-        if cuda:
-            torch.cuda.set_device(local_rank)
-        if not dist.is_initialized():
-            dist.init_process_group("nccl" if cuda else "gloo")
-        device = torch.device("cuda", local_rank) if cuda else torch.device("cpu")
-        return dist.get_rank(), dist.get_world_size(), device
-    return 0, 1, torch.device("cuda" if cuda else "cpu")
-
-
 def seed_everything(seed: int, *keys: int) -> None:
     """Seed every RNG from (seed, keys): each epoch's data order and augmentations depend
     on the epoch alone, so a resumed run repeats an uninterrupted one."""
@@ -319,7 +306,7 @@ def _check_resumable(saved: dict, config: dict, path: Path) -> None:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
-    rank, world, device = _init_distributed(args.device)
+    rank, world, device = init_from_env(args.device)
     try:
         return _train(args, rank, world, device)
     finally:

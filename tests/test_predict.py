@@ -168,3 +168,34 @@ def test_bad_command_lines_and_caption_files(tiny_runs, folder, tmp_path, capsys
     bad.write_text("image,text\nx.png,a\nx.png,b\n")
     with pytest.raises(ValueError, match=r"bad.csv:3: x.png has a caption already \(line 2\)"):
         images.read_captions(bad)
+
+
+def test_two_torchrun_processes_write_what_one_process_writes(tiny_runs, demo_data, tmp_path):
+    """`torchrun --nproc_per_node=2 predict.py --model ...`: the ranks split the encoders' work
+    (each its share of the images and captions, on gloo here), rank 0 writes the file; it holds
+    the ids, order and scores of a one-process run (float tolerance: batches differ)."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    dev = demo_data / "annotations" / "dev.json"
+    one, two = tmp_path / "one.jsonl", tmp_path / "two.jsonl"
+    models = ["--model", str(tiny_runs / "A"), "--model", str(tiny_runs / "B")]
+    assert predict.main([*models, "--input", str(dev), "--out", str(one), "--device", "cpu",
+                         "--cache-dir", str(tmp_path / "cache1"), "--quiet"]) == 0
+    root = Path(__file__).resolve().parents[1]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(root)}
+    done = subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+         "predict.py", *models, "--input", str(dev), "--out", str(two), "--device", "cpu",
+         "--cache-dir", str(tmp_path / "cache2"), "--quiet"],
+        cwd=root, env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout.count("wrote ") == 1  # rank 0 alone writes and reports
+    ids_one, scores_one = read_submission(one)
+    ids_two, scores_two = read_submission(two)
+    assert ids_two == ids_one
+    for task in scores_one:
+        np.testing.assert_allclose(scores_two[task], scores_one[task], atol=1e-5)
+    assert not list(tmp_path.glob(".two.jsonl*"))  # no temp left beside the output

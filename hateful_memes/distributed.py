@@ -1,0 +1,64 @@
+"""torch.distributed as the commands use it under torchrun: join the group from the environment
+torchrun sets, know this process's rank, and gather a result from every rank so that a failure
+on one rank is raised on all of them (with its rank) instead of leaving the others waiting.
+
+One process without torchrun is rank 0 of 1, and every function here is then a no-op.
+"""
+from __future__ import annotations
+
+import os
+from typing import Callable, TypeVar
+
+import torch
+import torch.distributed as dist
+
+T = TypeVar("T")
+
+
+def init_from_env(device: str = "auto") -> tuple[int, int, torch.device]:
+    """(rank, world size, device); joins the process group when started by torchrun (NCCL on
+    GPUs, each rank on its LOCAL_RANK device; gloo on CPUs)."""
+    cuda = torch.cuda.is_available() if device == "auto" else device.startswith("cuda")
+    if "RANK" in os.environ and "WORLD_SIZE" in os.environ:
+        local_rank = int(os.environ.get("LOCAL_RANK", 0))
+        if cuda:
+            torch.cuda.set_device(local_rank)
+        if not dist.is_initialized():
+            dist.init_process_group("nccl" if cuda else "gloo")
+        device = torch.device("cuda", local_rank) if cuda else torch.device("cpu")
+        return dist.get_rank(), dist.get_world_size(), device
+    return 0, 1, torch.device("cuda" if cuda else "cpu")
+
+
+def finish() -> None:
+    """Leave the process group, once every rank got here (no rank exits while others write)."""
+    if dist.is_available() and dist.is_initialized():
+        dist.barrier()
+        dist.destroy_process_group()
+
+
+def rank_world() -> tuple[int, int]:
+    """(rank, world size) of the torch.distributed group (torchrun), (0, 1) without one."""
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
+    return 0, 1
+
+
+def gather(compute: Callable[[], T], what: str) -> list[T]:
+    """`compute()` on this rank and its result from every rank, in rank order. An exception on
+    any rank is raised on every rank (naming the rank), instead of leaving the others waiting
+    for a result that never comes. Under NCCL each rank must have set its CUDA device."""
+    rank, world = rank_world()
+    try:
+        value, error = compute(), None
+    except Exception as e:
+        value, error = None, e
+    gathered: list = [None] * world
+    dist.all_gather_object(
+        gathered, (None if error is None else f"{type(error).__name__}: {error}", value))
+    if error is not None:
+        raise error
+    for other, (message, _) in enumerate(gathered):
+        if message is not None:
+            raise RuntimeError(f"{what} failed on rank {other} of {world}: {message}")
+    return [v for _, v in gathered]
