@@ -528,7 +528,7 @@ def main(argv: list[str] | None = None) -> int:
             results[system] = bench_baseline(system, data)
     write_json(WORK / "results.json", results)
     out = Path(args.out)
-    write_text(out.parent / SECTIONS[0],
+    write_text(out.parent / "results_quality.md",
                quality_section(results, args, started, load_before, time.perf_counter() - t0))
     assemble(out)
     print(f"bench: wrote {out}", file=sys.stderr)

@@ -26,10 +26,10 @@ import numpy as np
 import torch
 from PIL import Image, ImageOps
 from torch.utils.data import DataLoader, Dataset
-from tqdm.auto import tqdm
 
 from .distributed import gather, rank_world
 from .feature_store import FILENAME, FeatureStore, migrate_shards
+from .progress import bar as progress_bar
 
 if TYPE_CHECKING:
     from .encoders import ImageEncoder, TextEncoder
@@ -173,9 +173,9 @@ def _features(encoder: torch.nn.Module, keys: list[str], batches: Batches,
         encoder.to(device).eval()
         pending: dict[str, np.ndarray] = {}
         try:
-            with torch.inference_mode(), tqdm(total=len(todo), unit=unit,
-                                              disable=not progress or rank != 0,
-                                              desc=f"{encoder.spec} features") as bar:
+            with torch.inference_mode(), progress_bar(total=len(todo), unit=unit,
+                                                      disable=not progress or rank != 0,
+                                                      desc=f"{encoder.spec} features") as bar:
                 for indices, inputs in batches(todo):
                     out = encoder(inputs).float().cpu().numpy()
                     if out.shape != (len(indices), encoder.dim):

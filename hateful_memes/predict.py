@@ -31,6 +31,7 @@ from .labels import TASK_LETTERS
 from .ocr import OCRNotInstalled, WeightsChecksumError
 from .submission import PRED_FIELDS, SubmissionError, check_submission, write_submission
 from .training import resolve_device
+from .progress import bar as progress_bar
 
 
 def parse_prior(text: str) -> float | str:
@@ -64,7 +65,6 @@ def predict_images(clf: MemeClassifier, paths: list[str], out: Path,
                    chunk: int = 64, quiet: bool = False) -> int:
     """predict.py --images: every image under `paths` to a line of `out` (see images.py for
     the ids, the sidecar and resuming). Unreadable files are counted and reported, not fatal."""
-    from tqdm.auto import tqdm
 
     from .features import ImageReadError
     from .images import ResumableOutput, assign_ids, caption_of, list_images, read_captions
@@ -75,8 +75,8 @@ def predict_images(clf: MemeClassifier, paths: list[str], out: Path,
     done = output.start()
     todo = [item for item in items if item.id not in done]
     bad: list[str] = []
-    with tqdm(total=len(todo), unit="meme", desc="predict", disable=True if quiet else None,
-              ) as bar:
+    with progress_bar(total=len(todo), unit="meme", desc="predict",
+                      disable=True if quiet else None) as bar:
         for start in range(0, len(todo), chunk):
             good, images = [], []
             for item in todo[start:start + chunk]:

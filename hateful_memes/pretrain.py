@@ -26,7 +26,6 @@ import torch.distributed as dist
 from PIL import Image
 from torch import nn
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
-from tqdm import tqdm
 
 from . import checkpoints, rundir
 from .augment import Transform, backbone_data_config
@@ -35,6 +34,7 @@ from .data import ImagePathError, image_path, json_lines
 from .distributed import init_from_env
 from .files import atomic_open, write_jsonl
 from .lars import LR_BIASES, LR_WEIGHTS, adjust_learning_rate, make_optimizer
+from .progress import bar as progress_bar
 
 log = logging.getLogger(__name__)
 
@@ -404,8 +404,8 @@ def _train(args: argparse.Namespace, rank: int, world: int, device: torch.device
             sampler.set_epoch(epoch)
         net.train()
         total, batches = torch.zeros((), device=device), 0
-        bar = tqdm(loader, desc=f"epoch {epoch + 1}/{args.epochs}", disable=rank != 0,
-                   dynamic_ncols=True)
+        bar = progress_bar(loader, desc=f"epoch {epoch + 1}/{args.epochs}", disable=rank != 0,
+                           dynamic_ncols=True)
         for i, (y1, y2, bad) in enumerate(bar):
             step = epoch * len(loader) + i
             for s in bad:

@@ -11,13 +11,13 @@ from typing import Callable
 import numpy as np
 import torch
 from sklearn.metrics import f1_score
-from tqdm.auto import tqdm
 
 from . import checkpoints
 from .files import atomic_open, write_jsonl
 from .inputs import Inputs
 from .metrics import official
 from .model import MemeModel
+from .progress import bar as progress_bar
 
 SELECT_METRICS = ("roc_auc_micro", "f1_macro", "loss")
 
@@ -80,8 +80,8 @@ def _batches(model: MemeModel, inputs: Inputs, batch_size: int, progress: bool =
     model.eval()
     device = _device_of(model)
     with torch.inference_mode():
-        for start in tqdm(range(0, len(inputs), batch_size), desc="predict", disable=not progress,
-                          leave=False):
+        for start in progress_bar(range(0, len(inputs), batch_size), desc="predict",
+                                  disable=not progress, leave=False):
             idx = list(range(start, min(start + batch_size, len(inputs))))
             image, text = inputs.batch(idx)
             yield idx, model(_to(image, device), _to(text, device))
@@ -205,8 +205,8 @@ def fit(model: MemeModel, train: Inputs, train_targets: dict[str, torch.Tensor],
             order = torch.randperm(
                 n, generator=torch.Generator().manual_seed(cfg.seed * 100_003 + epoch))
             t0, total = time.time(), 0.0
-            bar = tqdm(range(steps_per_epoch), desc=f"epoch {epoch + 1}/{cfg.epochs}",
-                       disable=not progress, leave=False)
+            bar = progress_bar(range(steps_per_epoch), desc=f"epoch {epoch + 1}/{cfg.epochs}",
+                               disable=not progress, leave=False)
             for i in bar:
                 step = epoch * steps_per_epoch + i
                 for g, base in zip(opt.param_groups, base_lrs):

@@ -1,0 +1,74 @@
+"""Progress for people: a tqdm bar on a terminal, plain periodic log lines anywhere else.
+
+A bar redrawn with carriage returns is noise in a CI log or a file that `nohup` writes, so when
+stderr is not a terminal `bar` returns `LogProgress`, which takes the same calls (iteration,
+`update`, `set_postfix`, `close`, use as a context manager) and prints one line every
+`every` seconds and one at the end.
+"""
+from __future__ import annotations
+
+import sys
+import time
+from typing import Iterable
+
+from tqdm.auto import tqdm
+
+LOG_EVERY = 30.0  # seconds between lines when not on a terminal
+
+
+class LogProgress:
+    def __init__(self, iterable: Iterable | None = None, total: int | None = None,
+                 desc: str = "", unit: str = "it", disable: bool = False,
+                 every: float = LOG_EVERY, file=None, **_ignored):
+        self.iterable, self.desc, self.unit, self.disable = iterable, desc, unit, disable
+        if total is None and iterable is not None and hasattr(iterable, "__len__"):
+            total = len(iterable)
+        self.total, self.n, self.every = total, 0, every
+        self.file = file or sys.stderr
+        self.postfix = ""
+        self.start = self.last = time.monotonic()
+        self.closed = False
+
+    def _line(self, final: bool = False) -> None:
+        seconds = max(time.monotonic() - self.start, 1e-9)
+        of = f"/{self.total}" if self.total is not None else ""
+        extra = f" {self.postfix}" if self.postfix else ""
+        state = "done" if final else "at"
+        print(f"{self.desc}: {state} {self.n}{of} {self.unit} in {seconds:.0f}s "
+              f"({self.n / seconds:.1f} {self.unit}/s){extra}", file=self.file, flush=True)
+
+    def update(self, n: int = 1) -> None:
+        self.n += n
+        now = time.monotonic()
+        if not self.disable and now - self.last >= self.every:
+            self.last = now
+            self._line()
+
+    def set_postfix(self, **values) -> None:
+        self.postfix = " ".join(f"{k}={v}" for k, v in values.items())
+
+    def __iter__(self):
+        for item in self.iterable:
+            yield item
+            self.update()
+        self.close()
+
+    def close(self) -> None:
+        if not self.closed and not self.disable:
+            self._line(final=True)
+        self.closed = True
+
+    def __enter__(self) -> "LogProgress":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+def bar(iterable: Iterable | None = None, **kwargs):
+    """tqdm(iterable, **kwargs) on a terminal, LogProgress(iterable, **kwargs) otherwise."""
+    if sys.stderr.isatty():
+        return tqdm(iterable, **kwargs)
+    kwargs.pop("leave", None)
+    disable = kwargs.pop("disable", False)
+    return LogProgress(iterable, disable=bool(disable), **kwargs)
