@@ -86,8 +86,8 @@ def _whole_column_fold(scores: np.ndarray, t: np.ndarray) -> np.ndarray:
 def _consistent(scores: np.ndarray) -> np.ndarray:
     """The rule train.py used before: where a real label passes 0.5, the empty one drops to 0.5."""
     out = np.array(scores, dtype=np.float64, copy=True)
-    out[(out[:, 1:] > 0.5).any(axis=1), 0] = np.minimum(out[(out[:, 1:] > 0.5).any(axis=1), 0],
-                                                        0.5)
+    real_on = (out[:, 1:] > 0.5).any(axis=1)
+    out[real_on, 0] = np.minimum(out[real_on, 0], 0.5)
     return out
 
 
@@ -120,6 +120,7 @@ def designs(gold_train: dict, oof: dict, dev: dict, fold_of: np.ndarray) -> dict
 def run_seed(seed: int, train_memes, dev_memes, quiet: bool, reuse: bool = False) -> dict:
     from hateful_memes import train
     from hateful_memes.predictor import RunPredictor
+    from hateful_memes.predictor import blend as blend_scores
 
     per_task = {}
     for letter, task in TASK_OF.items():
@@ -136,13 +137,11 @@ def run_seed(seed: int, train_memes, dev_memes, quiet: bool, reuse: bool = False
         seconds = time.perf_counter() - t0
         oof = np.load(run_dir / "oof_scores.npz")
         scorer = RunPredictor.load(run_dir, device="cpu")
-        inputs = scorer.inputs(dev_memes, DATA.parent, CACHE)
-        texts = [m.text for m in dev_memes]
-        blend = scorer.raw_scores_of(inputs, texts)
+        # One pass of each model; the blend is computed from them as RunPredictor computes it.
         weight, scorer.tfidf_weight = scorer.tfidf_weight, 0.0
-        heads = scorer.raw_scores_of(inputs, texts)
-        scorer.tfidf_weight = weight
+        heads = scorer.raw_scores(dev_memes, DATA.parent, CACHE)
         tfidf = scorer.tfidf.predict(dev_memes)
+        blend = blend_scores(heads, tfidf, weight)
         per_task[task] = {
             "fold_of": oof["fold_of"], "seconds": seconds,
             "oof": {"blend": _pick(oof, "raw", task), "heads": _pick(oof, "heads", task),

@@ -1,9 +1,10 @@
-"""The label lists of the shared task, in one place, and the rule for empty labels.
+"""The label lists of the shared task, in one place, and what a valid label list is.
 
 Every other module takes its labels from here. Each task is multi-label over a fixed,
 ordered list whose first entry is the "empty" label (`not_hateful`, `pc_empty`,
 `attack_empty`). The empty label means "none of the others": it never stands beside a
-real label, and a meme with no real label carries it.
+real label, and a meme with no real label carries it. How scores become such label lists
+is decision.decide's business.
 """
 from __future__ import annotations
 
@@ -81,22 +82,6 @@ def encode_many(task: str, label_lists: Sequence[Iterable[str]]) -> np.ndarray:
     if not label_lists:
         return np.zeros((0, n), dtype=np.float32)
     return np.stack([encode(task, labels) for labels in label_lists])
-
-
-def decode(task: str, scores: Sequence[float], threshold: float = 0.5) -> tuple[str, ...]:
-    """Labels whose score exceeds `threshold`, made consistent.
-
-    Any real label above the threshold wins over the empty label; if no real label is
-    above it the result is the empty label alone, whatever the empty label's own score.
-    """
-    names = _labels(task)
-    scores = np.asarray(scores, dtype=float)
-    if scores.shape != (len(names),):
-        raise ValueError(f"{task}: expected {len(names)} scores, got shape {scores.shape}")
-    if task == "hate":
-        return (names[int(np.argmax(scores))],)
-    real = tuple(name for name, s in zip(names[1:], scores[1:]) if s > threshold)
-    return real or (names[0],)
 
 
 def is_consistent(task: str, multi_hot: np.ndarray) -> np.ndarray:

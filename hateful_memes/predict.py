@@ -23,7 +23,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from . import checkpoints, distributed, rundir
+from . import distributed, rundir
 from .api import MemeClassifier, merge, open_image  # noqa: F401 (predict.merge stays importable)
 from .data import AnnotationError, read_annotations
 from .inputs import MissingImagesError, check_images, drop_bad_images
@@ -45,14 +45,6 @@ def parse_prior(text: str) -> float | str:
     if not 0 < value < 1:
         raise argparse.ArgumentTypeError(f"a prevalence is strictly between 0 and 1, got {value}")
     return value
-
-
-def _uses_images(run_dir: str | Path) -> bool:
-    path = Path(run_dir) / "checkpoint.pt"
-    if not path.is_file():
-        return False  # loading the run names the missing checkpoint
-    config = checkpoints.load_dict(path, ("config",))["config"]
-    return isinstance(config, dict) and config.get("image_encoder", "none") != "none"
 
 
 def _default_out(input_path: Path, tasks) -> Path:
@@ -171,7 +163,7 @@ def _main(p: argparse.ArgumentParser, args: argparse.Namespace, rank: int) -> in
     try:
         resolve_device(args.device)
         out = Path(args.out) if args.out else None
-        # Up front, before any model is loaded or any feature computed: the outputs can be
+        # Up front, before any encoder is built or any feature computed: the outputs can be
         # written, and (with --input) every image the runs need exists and decodes.
         if out is not None:
             rundir.check_writable_file(out, "--out")
@@ -181,7 +173,9 @@ def _main(p: argparse.ArgumentParser, args: argparse.Namespace, rank: int) -> in
             input_path = Path(args.input)
             memes = read_annotations(input_path)
             image_root = args.image_root or input_path.resolve().parent.parent
-            if any(_uses_images(r) for r in args.run):
+        clf = MemeClassifier.load(*args.run, device=args.device, ocr=args.ocr)
+        if not args.images:
+            if clf.needs_images:
                 if args.skip_bad_images:
                     all_memes = memes
                     memes, dropped = drop_bad_images(all_memes, image_root, str(input_path))
@@ -190,7 +184,6 @@ def _main(p: argparse.ArgumentParser, args: argparse.Namespace, rank: int) -> in
                                          f"{image_root}")
                 else:
                     check_images(memes, image_root, str(input_path), decode=True)
-        clf = MemeClassifier.load(*args.run, device=args.device, ocr=args.ocr)
         if args.images:
             return predict_images(clf, args.images, Path(args.out), args.captions, args.prior,
                                   args.chunk, args.quiet)

@@ -57,10 +57,6 @@ class RunPredictor:
         self.name = name
         self.encoders = Encoders(self.cfg.image_encoder, self.cfg.text_encoder)
 
-    @property
-    def tasks(self) -> tuple[str, ...]:
-        return ("hate", *self.cfg.tasks)
-
     @classmethod
     def load(cls, run_dir: str | os.PathLike, device: str = "auto") -> "RunPredictor":
         run_dir = Path(run_dir)

@@ -2,6 +2,7 @@ import numpy as np
 import pytest
 
 from hateful_memes import labels as L
+from hateful_memes.decision import decide
 
 
 def test_lists_are_the_tasks_with_empty_first():
@@ -16,9 +17,9 @@ def test_lists_are_the_tasks_with_empty_first():
 def test_encode_decode_round_trip():
     vec = L.encode("pc", ["race", "sex"])
     assert vec.tolist() == [0, 0, 0, 1, 0, 1]
-    assert L.decode("pc", vec) == ("race", "sex")
-    assert L.decode("attack", L.encode("attack", ["attack_empty"])) == ("attack_empty",)
-    assert L.decode("hate", [0.3, 0.7]) == ("hateful",)
+    assert decide("pc", vec[None]) == [("race", "sex")]
+    assert decide("attack", L.encode("attack", ["attack_empty"])[None]) == [("attack_empty",)]
+    assert decide("hate", [[0.3, 0.7]]) == [("hateful",)]
 
 
 @pytest.mark.parametrize("bad, match", [
@@ -35,8 +36,7 @@ def test_invalid_label_lists_are_refused(bad, match):
 
 def test_decode_never_puts_empty_beside_a_real_label():
     rng = np.random.default_rng(0)
-    for scores in rng.random((200, len(L.ATTACK))):
-        decoded = L.decode("attack", scores)
+    for decoded in decide("attack", rng.random((200, len(L.ATTACK)))):
         assert ("attack_empty" in decoded) == (len(decoded) == 1 and decoded[0] == "attack_empty")
         assert L.is_consistent("attack", L.encode("attack", decoded)[None]).all()
 
