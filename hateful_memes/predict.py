@@ -174,16 +174,15 @@ def _main(p: argparse.ArgumentParser, args: argparse.Namespace, rank: int) -> in
             memes = read_annotations(input_path)
             image_root = args.image_root or input_path.resolve().parent.parent
         clf = MemeClassifier.load(*args.run, device=args.device, ocr=args.ocr)
-        if not args.images:
-            if clf.needs_images:
-                if args.skip_bad_images:
-                    all_memes = memes
-                    memes, dropped = drop_bad_images(all_memes, image_root, str(input_path))
-                    if not memes:
-                        raise ValueError(f"{input_path}: no meme has a readable image under "
-                                         f"{image_root}")
-                else:
-                    check_images(memes, image_root, str(input_path), decode=True)
+        if not args.images and clf.needs_images:
+            if args.skip_bad_images:
+                all_memes = memes
+                memes, dropped = drop_bad_images(all_memes, image_root, str(input_path))
+                if not memes:
+                    raise ValueError(f"{input_path}: no meme has a readable image under "
+                                     f"{image_root}")
+            else:
+                check_images(memes, image_root, str(input_path), decode=True)
         if args.images:
             return predict_images(clf, args.images, Path(args.out), args.captions, args.prior,
                                   args.chunk, args.quiet)
