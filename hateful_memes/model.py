@@ -164,25 +164,44 @@ def scores_from_logits(logits: dict[str, torch.Tensor], empty: str) -> dict[str,
 
 
 def loss_from_logits(logits: dict[str, torch.Tensor], targets: dict[str, torch.Tensor],
-                     empty: str) -> torch.Tensor:
-    """Sum of the per-task binary cross-entropies (`targets` are multi-hot in LABELS order)."""
+                     empty: str, totals: dict[str, int] | None = None) -> torch.Tensor:
+    """Sum of the per-task binary cross-entropies (`targets` are multi-hot in LABELS order),
+    each the mean over the batch.
+
+    `totals` is for a process that holds one share of a batch (DDP): the whole batch's size
+    ("n") and, per task, how many of its memes carry a real label. Each mean is then taken over
+    the whole batch's count, so the shares' losses add up to the whole batch's loss exactly
+    (`batch_totals` gives them).
+    """
     bce = F.binary_cross_entropy_with_logits
-    loss = bce(logits["hate"], targets["hate"][:, 1])
+    n = totals["n"] if totals else len(targets["hate"])
+    loss = bce(logits["hate"], targets["hate"][:, 1], reduction="sum") / n
     for task, lg in logits.items():
         if task == "hate":
             continue
         y = targets[task]
         if empty == "gate":
             nonempty = 1 - y[:, 0]
-            loss = loss + bce(lg[:, 0], nonempty)
+            loss = loss + bce(lg[:, 0], nonempty, reduction="sum") / n
             # The conditional scores are P(label | some label): learn them on memes that
             # carry a label of this task only.
             mask = nonempty.bool()
-            if mask.any():
-                loss = loss + bce(lg[mask, 1:], y[mask, 1:])
+            labelled = totals[task] if totals else int(mask.sum())
+            if labelled:
+                loss = loss + (bce(lg[mask, 1:], y[mask, 1:], reduction="sum")
+                               / (labelled * (lg.shape[1] - 1)))
         else:
-            loss = loss + bce(lg, y)
+            loss = loss + bce(lg, y, reduction="sum") / (n * lg.shape[1])
     return loss
+
+
+def batch_totals(targets: dict[str, torch.Tensor]) -> dict[str, int]:
+    """The counts `loss_from_logits` divides by, for a whole batch's targets."""
+    totals = {"n": len(targets["hate"])}
+    for task, y in targets.items():
+        if task != "hate":
+            totals[task] = int((1 - y[:, 0]).bool().sum())  # as loss_from_logits masks
+    return totals
 
 
 class MemeModel(nn.Module):
@@ -207,8 +226,8 @@ class MemeModel(nn.Module):
     def scores(self, logits):
         return scores_from_logits(logits, self.cfg.empty)
 
-    def loss(self, logits, targets):
-        return loss_from_logits(logits, targets, self.cfg.empty)
+    def loss(self, logits, targets, totals=None):
+        return loss_from_logits(logits, targets, self.cfg.empty, totals)
 
 
 def save_checkpoint(path: str | os.PathLike, model: MemeModel, **extra) -> None:

@@ -16,7 +16,8 @@ from . import checkpoints
 from .files import atomic_open, write_jsonl
 from .inputs import Inputs
 from .metrics import official
-from .model import MemeModel
+from .distributed import rank_world
+from .model import MemeModel, batch_totals
 from .progress import bar as progress_bar
 
 SELECT_METRICS = ("roc_auc_micro", "f1_macro", "loss")
@@ -151,6 +152,55 @@ def _save_state(path: Path, state: dict) -> None:
         torch.save(state, f)
 
 
+def _share(idx: list[int], rank: int, world: int) -> tuple[list[int], bool]:
+    """This process's share of a batch: every `world`-th meme from `rank` on (the interleaving
+    of torch's DistributedSampler, without its padding, so that no meme counts twice). A
+    process whose share is empty (a last batch smaller than the world) takes the first meme
+    with no weight (False): under DDP every process must run every step."""
+    part = idx[rank::world]
+    return (part, True) if part else (idx[:1], False)
+
+
+def step_loss(net: torch.nn.Module, model: MemeModel, inputs: Inputs,
+              targets: dict[str, torch.Tensor], idx: list[int], rank: int = 0,
+              world: int = 1) -> torch.Tensor:
+    """This process's part of the loss of the batch `idx`: the batch's loss in one process;
+    under DDP the part whose gradient, averaged over the processes by DDP, is the whole
+    batch's gradient (and the parts' values add up to the batch's loss, times `world`)."""
+    device = _device_of(model)
+    if world == 1:
+        image, text = inputs.batch(idx)
+        return model.loss(net(_to(image, device), _to(text, device)),
+                          {k: v[idx].to(device) for k, v in targets.items()})
+    part, counts = _share(idx, rank, world)
+    image, text = inputs.batch(part)
+    # The denominators are the whole batch's: every process knows all the targets.
+    totals = batch_totals({k: v[idx] for k, v in targets.items()})
+    loss = model.loss(net(_to(image, device), _to(text, device)),
+                      {k: v[part].to(device) for k, v in targets.items()}, totals)
+    # DDP averages gradients over the processes while the parts' losses add up: scale by the
+    # world size so that the average is the sum.
+    return loss * (world if counts else 0.0)
+
+
+def _rng_states() -> list[torch.Tensor]:
+    """Every process's CPU RNG state (dropout masks), in rank order."""
+    rank, world = rank_world()
+    if world == 1:
+        return [torch.get_rng_state()]
+    gathered: list = [None] * world
+    torch.distributed.all_gather_object(gathered, torch.get_rng_state())
+    return gathered
+
+
+def _sync_batchnorm(model: MemeModel) -> None:
+    """A fine-tuned image encoder's batch norm to whole-batch statistics across processes (the
+    parameters stay the same objects; the state_dict keys do not change)."""
+    if model.image_encoder is not None:
+        from .barlow_twins import convert_sync_batchnorm
+        model.image_encoder = convert_sync_batchnorm(model.image_encoder)
+
+
 def fit(model: MemeModel, train: Inputs, train_targets: dict[str, torch.Tensor], dev: Inputs,
         dev_targets: dict[str, torch.Tensor], cfg: FitConfig, run_dir: Path, resume: bool = False,
         on_epoch_end: Callable[[int], None] | None = None, progress: bool = True,
@@ -162,12 +212,23 @@ def fit(model: MemeModel, train: Inputs, train_targets: dict[str, torch.Tensor],
     optimizer, RNG state, best so far), and `run_dir/best.pt` the best weights. `meta`
     (plain data: the run's settings) is stored in last.pt, and a resume whose `meta` differs
     from the stored one is refused: that last.pt belongs to another run.
+
+    Under torchrun (DDP) every process runs this on the same data: each batch of
+    `cfg.batch_size` is shared out between the processes, whose gradients add up to the one
+    process gradient; rank 0 alone evaluates on dev and writes, and at the end every process
+    holds the best epoch's weights and gets the same result. With `--resume` each process
+    reads `last.pt`, so across machines `run_dir` must be on a shared file system.
     """
     from torch.utils.tensorboard import SummaryWriter
 
-    run_dir.mkdir(parents=True, exist_ok=True)
-    torch.manual_seed(cfg.seed)
+    rank, world = rank_world()
+    if rank == 0:
+        run_dir.mkdir(parents=True, exist_ok=True)
+    # Dropout masks differ between processes; rank 0 draws what one process draws.
+    torch.manual_seed(cfg.seed + 1_000_003 * rank)
     device = _device_of(model)
+    if world > 1:
+        _sync_batchnorm(model)
     opt = _optimizer(model, cfg)
     n = len(train)
     steps_per_epoch = math.ceil(n / cfg.batch_size)
@@ -183,7 +244,6 @@ def fit(model: MemeModel, train: Inputs, train_targets: dict[str, torch.Tensor],
         try:
             model.load_state_dict(saved["model"])
             opt.load_state_dict(saved["optimizer"])
-            torch.set_rng_state(saved["rng"].cpu())
         except (RuntimeError, ValueError, KeyError, TypeError, AttributeError) as e:
             raise checkpoints.CheckpointError(
                 f"{last}: does not fit this run's model and optimizer: "
@@ -194,17 +254,29 @@ def fit(model: MemeModel, train: Inputs, train_targets: dict[str, torch.Tensor],
             raise checkpoints.CheckpointError(
                 f"{last}: was written by a run with other settings (differing in {diff}); the "
                 "folder mixes two runs: start again with --overwrite")
+        rngs = [saved["rng"], *saved.get("rng_ranks", [])]
+        # Resumed on another number of processes, the other ranks keep their fresh seeds:
+        # the gradients do not depend on the number of processes, only the dropout masks do.
+        if rank < len(rngs):
+            torch.set_rng_state(rngs[rank].cpu())
         state = saved["state"]
+    net = model
+    if world > 1:
+        from torch.nn.parallel import DistributedDataParallel
+        net = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda"
+                                      else None)
     stats_path = run_dir / "stats.jsonl"
-    writer = SummaryWriter(str(run_dir / "tb"))
+    writer = SummaryWriter(str(run_dir / "tb")) if rank == 0 else None
+    progress = progress and rank == 0
     try:
         for epoch in range(state["epoch"], cfg.epochs):
             model.train()
             # The order of an epoch depends on (seed, epoch) alone, so a resumed run sees the
-            # same batches as an uninterrupted one.
+            # same batches as an uninterrupted one, and every DDP process the same batches.
             order = torch.randperm(
                 n, generator=torch.Generator().manual_seed(cfg.seed * 100_003 + epoch))
-            t0, total = time.time(), 0.0
+            t0 = time.time()
+            total = torch.zeros((), dtype=torch.float64)
             bar = progress_bar(range(steps_per_epoch), desc=f"epoch {epoch + 1}/{cfg.epochs}",
                                disable=not progress, leave=False)
             for i in bar:
@@ -212,35 +284,48 @@ def fit(model: MemeModel, train: Inputs, train_targets: dict[str, torch.Tensor],
                 for g, base in zip(opt.param_groups, base_lrs):
                     g["lr"] = base * _lr_factor(step, total_steps, cfg.warmup)
                 idx = order[i * cfg.batch_size:(i + 1) * cfg.batch_size].tolist()
-                image, text = train.batch(idx)
-                targets = {k: v[idx].to(device) for k, v in train_targets.items()}
-                loss = model.loss(model(_to(image, device), _to(text, device)), targets)
+                loss = step_loss(net, model, train, train_targets, idx, rank, world)
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 opt.step()
-                total += loss.item() * len(idx)
+                total += loss.item() / world * len(idx)
                 bar.set_postfix(loss=f"{loss.item():.4f}")
-            dev_m = _dev_metrics(model, dev, dev_targets, max(cfg.batch_size, 256))
-            record = {"epoch": epoch + 1, "train_loss": total / n,
-                      "seconds": round(time.time() - t0, 3),
-                      **{f"dev/{k}": v for k, v in dev_m.items()}}
-            state["history"].append(record)
-            for k, v in record.items():
-                if k != "epoch":
-                    writer.add_scalar(k, v, epoch + 1)
-            if _better(cfg.select, dev_m[cfg.select], state["best"]):
-                state["best"], state["best_epoch"] = dev_m[cfg.select], epoch + 1
-                _save_state(run_dir / "best.pt", {"model": model.state_dict(), "epoch": epoch + 1})
-            state["epoch"] = epoch + 1
-            _save_state(last, {"model": model.state_dict(), "optimizer": opt.state_dict(),
-                               "rng": torch.get_rng_state(), "state": state,
-                               **({"meta": meta} if meta is not None else {})})
-            # Rewritten whole from the saved history, so a resumed run never repeats a line.
-            write_jsonl(stats_path, state["history"])
+            if world > 1:
+                torch.distributed.all_reduce(total)  # the processes' parts of the epoch's loss
+            rngs = _rng_states()
+            if rank == 0:
+                dev_m = _dev_metrics(model, dev, dev_targets, max(cfg.batch_size, 256))
+                record = {"epoch": epoch + 1, "train_loss": float(total) / n,
+                          "seconds": round(time.time() - t0, 3),
+                          **{f"dev/{k}": v for k, v in dev_m.items()}}
+                state["history"].append(record)
+                for k, v in record.items():
+                    if k != "epoch":
+                        writer.add_scalar(k, v, epoch + 1)
+                if _better(cfg.select, dev_m[cfg.select], state["best"]):
+                    state["best"], state["best_epoch"] = dev_m[cfg.select], epoch + 1
+                    _save_state(run_dir / "best.pt",
+                                {"model": model.state_dict(), "epoch": epoch + 1})
+                state["epoch"] = epoch + 1
+                _save_state(last, {"model": model.state_dict(), "optimizer": opt.state_dict(),
+                                   "rng": rngs[0], "state": state,
+                                   **({"rng_ranks": rngs[1:]} if world > 1 else {}),
+                                   **({"meta": meta} if meta is not None else {})})
+                # Rewritten whole from the saved history, so a resumed run never repeats a line.
+                write_jsonl(stats_path, state["history"])
             if on_epoch_end is not None:
                 on_epoch_end(epoch + 1)
     finally:
-        writer.close()
-    best = checkpoints.load_dict(run_dir / "best.pt", ("model",), device)
-    model.load_state_dict(best["model"])
+        if writer is not None:
+            writer.close()
+    if rank == 0:
+        best = checkpoints.load_dict(run_dir / "best.pt", ("model",), device)
+        model.load_state_dict(best["model"])
+    if world > 1:
+        # Rank 0 alone knows the best epoch: every process leaves with its weights and state.
+        for tensor in model.state_dict().values():
+            torch.distributed.broadcast(tensor, 0)
+        shared = [state]
+        torch.distributed.broadcast_object_list(shared, 0)
+        state = shared[0]
     return state

@@ -3,8 +3,9 @@ import pytest
 import torch
 
 from hateful_memes import labels as L
-from hateful_memes.model import (Dropout, MemeModel, ModelConfig, load_checkpoint, load_head,
-                                 loss_from_logits, save_checkpoint, scores_from_logits)
+from hateful_memes.model import (Dropout, MemeModel, ModelConfig, batch_totals, load_checkpoint,
+                                 load_head, loss_from_logits, save_checkpoint,
+                                 scores_from_logits)
 
 
 def _model(**kw):
@@ -47,6 +48,32 @@ def test_gate_loss_ignores_conditional_logits_of_empty_memes():
     grad = logits["pc"].grad
     assert torch.all(grad[0, 1:] == 0) and torch.any(grad[1, 1:] != 0)
     assert grad[0, 0] != 0  # the gate still learns from the empty meme
+
+
+@pytest.mark.parametrize("empty", ["gate", "independent"])
+def test_shares_of_a_batch_add_up_to_its_loss_with_the_whole_batch_totals(empty):
+    """What DDP relies on: however a batch is split, each share's loss over the whole batch's
+    counts adds up to the batch's mean loss (a share may hold no labelled meme at all)."""
+    g = torch.Generator().manual_seed(3)
+    n = 12
+    logits = {"hate": torch.randn(n, generator=g), "pc": torch.randn(n, len(L.PC), generator=g),
+              "attack": torch.randn(n, len(L.ATTACK), generator=g)}
+    hateful = torch.arange(n) % 3 == 0  # memes 0, 3, 6, 9
+    targets = {"hate": torch.stack([~hateful, hateful], 1).float()}
+    for task in ("pc", "attack"):
+        y = torch.zeros(n, len(L.LABELS[task]))
+        y[~hateful, 0] = 1
+        y[hateful, 1 + torch.arange(int(hateful.sum())) % (y.shape[1] - 1)] = 1
+        targets[task] = y
+    whole = loss_from_logits(logits, targets, empty)
+    totals = batch_totals(targets)
+    assert totals == {"n": n, "pc": 4, "attack": 4}
+    for share in ([0, 1, 2], [1, 2, 4, 5, 7]):  # the second holds no labelled meme
+        rest = [i for i in range(n) if i not in share]
+        parts = [loss_from_logits({k: v[s] for k, v in logits.items()},
+                                  {k: v[s] for k, v in targets.items()}, empty, totals)
+                 for s in (share, rest)]
+        assert float(sum(parts)) == pytest.approx(float(whole), rel=1e-6)
 
 
 def test_text_only_and_image_only_models():

@@ -108,3 +108,136 @@ def test_a_full_disk_keeps_the_old_state_and_leaves_no_temp(tmp_path, monkeypatc
     monkeypatch.undo()
     assert [p.name for p in tmp_path.iterdir()] == ["last.pt"]
     assert torch.load(path, weights_only=True) == {"epoch": 1}
+
+
+# --- DDP: two processes, as torchrun starts them (gloo on CPU) ---------------------------
+
+
+def _free_port() -> int:
+    import socket
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _exact_model():
+    """No dropout: its masks are drawn per process, the rest of a step must match exactly."""
+    torch.manual_seed(0)
+    return MemeModel(ModelConfig(tasks=("pc", "attack"), text_dim=16, hidden=16, dropout=0.0))
+
+
+# Batches of 96 memes: the last is ragged (7 % 2), another holds one meme (rank 1's share is
+# empty), another has rank 1's share without a real label of any task.
+def _batches_to_check(targets):
+    empty = np.flatnonzero(targets["pc"][:, 0].numpy() == 1)
+    labelled = np.flatnonzero(targets["pc"][:, 0].numpy() == 0)
+    no_label_on_rank_1 = [int(v) for pair in zip(labelled[:3], empty[:3]) for v in pair]
+    return [list(range(7)), [5], no_label_on_rank_1]
+
+
+def _join(rank, world, port):
+    import os
+    os.environ.update(RANK=str(rank), LOCAL_RANK=str(rank), WORLD_SIZE=str(world),
+                      MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    torch.set_num_threads(1)
+    torch.distributed.init_process_group("gloo", rank=rank, world_size=world)
+
+
+def _step_worker(rank, world, port, out):
+    from torch.nn.parallel import DistributedDataParallel
+
+    from hateful_memes.training import step_loss
+    _join(rank, world, port)
+    inputs, targets = _data(96, 0)
+    results = []
+    for idx in _batches_to_check(targets):
+        model = _exact_model()
+        net = DistributedDataParallel(model)
+        loss = step_loss(net, model, inputs, targets, idx, rank, world)
+        loss.backward()
+        results.append((loss.item() / world,
+                        {k: p.grad.clone() for k, p in model.named_parameters()}))
+    torch.save(results, f"{out}.{rank}")
+    torch.distributed.destroy_process_group()
+
+
+def test_two_processes_with_a_share_each_give_the_whole_batch_loss_and_gradients(tmp_path):
+    import torch.multiprocessing as mp
+
+    from hateful_memes.training import step_loss
+    inputs, targets = _data(96, 0)
+    out = tmp_path / "step"
+    mp.spawn(_step_worker, args=(2, _free_port(), str(out)), nprocs=2, join=True)
+    ranks = [torch.load(f"{out}.{r}", weights_only=True) for r in range(2)]
+    for b, idx in enumerate(_batches_to_check(targets)):
+        model = _exact_model()
+        loss = step_loss(model, model, inputs, targets, idx)
+        loss.backward()
+        # The parts of the loss add up to the batch's, and after DDP's all-reduce each
+        # process holds the one-process gradient of the whole batch.
+        assert ranks[0][b][0] + ranks[1][b][0] == pytest.approx(loss.item(), abs=1e-6)
+        for name, p in model.named_parameters():
+            for r in range(2):
+                torch.testing.assert_close(ranks[r][b][1][name], p.grad, atol=1e-6, rtol=1e-5)
+
+
+class _Interrupted(Exception):
+    pass
+
+
+def _fit_exact(run_dir, **kw):
+    train, ttrain = _data(90, 0)  # 16 a batch: the last batch holds 10
+    dev, tdev = _data(48, 1)
+    model = _exact_model()
+    state = fit(model, train, ttrain, dev, tdev,
+                FitConfig(epochs=4, batch_size=16, lr=3e-3, seed=0), run_dir, progress=False,
+                **kw)
+    return model, state
+
+
+def _fit_worker(rank, world, port, tmp):
+    from pathlib import Path
+    _join(rank, world, port)
+    tmp = Path(tmp)
+    model, state = _fit_exact(tmp / "two")
+
+    def crash(epoch):
+        if epoch == 2:
+            raise _Interrupted
+
+    try:
+        _fit_exact(tmp / "cut", on_epoch_end=crash)
+    except _Interrupted:
+        torch.distributed.barrier()  # as a new torchrun would: rank 0 has written last.pt
+    resumed, resumed_state = _fit_exact(tmp / "cut", resume=True)
+    torch.save({"model": model.state_dict(), "state": state,
+                "resumed": resumed.state_dict(), "resumed_state": resumed_state},
+               tmp / f"result.{rank}")
+    torch.distributed.destroy_process_group()
+
+
+def test_fit_on_two_processes_matches_one_process_and_resumes(tmp_path):
+    """DDP fit: each batch shared by 2 processes gives the one-process run (weights, dev
+    metrics each epoch, best epoch) to float tolerance; rank 0 alone writes the run folder;
+    an interrupted 2-process run resumes from last.pt to the same result."""
+    import torch.multiprocessing as mp
+
+    one, one_state = _fit_exact(tmp_path / "one")
+    mp.spawn(_fit_worker, args=(2, _free_port(), str(tmp_path)), nprocs=2, join=True)
+    ranks = [torch.load(tmp_path / f"result.{r}", weights_only=True) for r in range(2)]
+    for r in ranks:
+        assert r["state"]["best_epoch"] == one_state["best_epoch"]
+        for k, v in one.state_dict().items():
+            torch.testing.assert_close(r["model"][k], v, atol=1e-5, rtol=1e-4)
+            torch.testing.assert_close(r["resumed"][k], r["model"][k], atol=1e-6, rtol=1e-5)
+        for mine, theirs in zip(r["state"]["history"], one_state["history"]):
+            for key in ("train_loss", "dev/loss", "dev/roc_auc_micro", "dev/f1_macro"):
+                assert mine[key] == pytest.approx(theirs[key], abs=1e-5), key
+        assert ([h["epoch"] for h in r["resumed_state"]["history"]]
+                == [1, 2, 3, 4])
+    stats = [json.loads(line) for line in (tmp_path / "two" / "stats.jsonl").read_text()
+             .splitlines()]
+    assert [s["epoch"] for s in stats] == [1, 2, 3, 4]  # one writer: no line twice
+    assert sorted(p.name for p in (tmp_path / "two").iterdir()) == [
+        "best.pt", "last.pt", "stats.jsonl", "tb"]
+    assert len(list((tmp_path / "two" / "tb").iterdir())) == 1  # rank 0's event file only
