@@ -15,6 +15,10 @@ import torch.distributed as dist
 T = TypeVar("T")
 
 
+class RankFailed(RuntimeError):
+    """What another rank raised, re-raised on this one by `gather`."""
+
+
 def init_from_env(device: str = "auto") -> tuple[int, int, torch.device]:
     """(rank, world size, device); joins the process group when started by torchrun (NCCL on
     GPUs, each rank on its LOCAL_RANK device; gloo on CPUs)."""
@@ -60,5 +64,5 @@ def gather(compute: Callable[[], T], what: str) -> list[T]:
         raise error
     for other, (message, _) in enumerate(gathered):
         if message is not None:
-            raise RuntimeError(f"{what} failed on rank {other} of {world}: {message}")
+            raise RankFailed(f"{what} failed on rank {other} of {world}: {message}")
     return [v for _, v in gathered]

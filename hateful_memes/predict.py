@@ -101,7 +101,7 @@ def predict_images(clf: MemeClassifier, paths: list[str], out: Path,
     return 0
 
 
-def main(argv: list[str] | None = None) -> int:
+def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="predict.py", description=__doc__.split("\n\n")[0])
     # --model too: torchrun's own parser takes --run as an abbreviation of its --run-path.
     p.add_argument("--run", "--model", dest="run", action="append", required=True,
@@ -132,6 +132,11 @@ def main(argv: list[str] | None = None) -> int:
                    help="leave out memes whose image is missing or cannot be decoded (the "
                    "file then lacks their ids, so it is no complete submission)")
     p.add_argument("--quiet", action="store_true")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = _parser()
     args = p.parse_args(argv)
     # Under torchrun every rank runs this; the encoders' work is split between them
     # (features.py), every rank then holds all the scores, and rank 0 alone writes the file.

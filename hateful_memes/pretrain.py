@@ -185,7 +185,7 @@ def load_backbone(path: str | os.PathLike, backbone: str | None = None) -> tuple
 # --------------------------------------------------------------------------- CLI
 
 
-def parse_args(argv: list[str] | None) -> argparse.Namespace:
+def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="pretrain.py", description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -229,6 +229,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--resume", action="store_true", help="go on from OUT/checkpoint.pt")
     p.add_argument("--overwrite", action="store_true",
                    help="delete the run already in OUT (its own files only) and start again")
+    return p
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    p = _parser()
     args = p.parse_args(argv)
     for key, value in OPTIMIZER_DEFAULTS[args.optimizer].items():
         if getattr(args, key) is None:

@@ -24,7 +24,7 @@ import numpy as np
 import torch
 import yaml
 
-from . import rundir
+from . import distributed, rundir
 from . import thresholds as th
 from .baselines import TfidfLogReg
 from .crossval import group_folds
@@ -323,7 +323,7 @@ def _images(memes, cfg: dict, source: str):
 
 
 def run(cfg: dict, resume: bool = False, progress: bool = True,
-        overwrite: bool = False) -> dict:
+        overwrite: bool = False) -> dict | None:
     """Train as `cfg` says; return the summary written to RUN_DIR/summary.json.
 
     With `folds` K >= 2 (the default) train.json is split into K folds that keep a caption's
@@ -332,31 +332,54 @@ def run(cfg: dict, resume: bool = False, progress: bool = True,
     out-of-fold scores cover all of train: the thresholds are chosen there, and dev only
     reports. With `folds` 1 one head trains on train with its epoch and thresholds chosen on
     dev (dev's reports are then in-sample; a 2-fold cross-fit of them is written beside).
+
+    Under torchrun every process runs this: they share out the encoders' features and each
+    training batch (training.fit), and rank 0 alone writes; the other ranks return None.
     """
+    rank, world = distributed.rank_world()
     run_dir = Path(cfg["out"])
     tasks = tasks_for(cfg["task"])
-    # Up front, before any computing: the folder may be used as asked, and it and the
-    # feature cache can be written.
     layout = run_layout(int(cfg["folds"]))
-    rundir.check(run_dir, layout, resume=resume, overwrite=overwrite)
-    if resume:
-        _check_saved_config(run_dir, cfg)
-    rundir.check_writable(run_dir, "--out")
-    if cfg["cache_dir"]:
-        rundir.check_writable(cfg["cache_dir"], "--cache-dir")
+
+    def prepare():
+        """Up front, before any computing: the folder may be used as asked, and it and the
+        feature cache can be written. Rank 0 checks for all (the folder is shared)."""
+        if rank != 0:
+            return
+        rundir.check(run_dir, layout, resume=resume, overwrite=overwrite)
+        if resume:
+            _check_saved_config(run_dir, cfg)
+        rundir.check_writable(run_dir, "--out")
+        if cfg["cache_dir"]:
+            rundir.check_writable(cfg["cache_dir"], "--cache-dir")
+
+    def clean():
+        if rank != 0:
+            return
+        if overwrite:  # every check passed: only now is the old run deleted
+            rundir.clear(run_dir, layout)
+        else:
+            rundir.remove_stale_temps(run_dir, layout)
+            for k in range(MAX_FOLDS):
+                if (run_dir / f"fold{k}").is_dir():
+                    rundir.remove_stale_temps(run_dir / f"fold{k}", FOLD_LAYOUT)
+        run_dir.mkdir(parents=True, exist_ok=True)
+        write_text(run_dir / "config.yaml", yaml.safe_dump(cfg, sort_keys=True))
+
+    # A failure on any rank is raised on every rank (distributed.gather): none waits forever.
+    def on_all(compute, what):
+        return distributed.gather(compute, what)[rank] if world > 1 else compute()
+
+    on_all(prepare, "checking --out")
     torch.manual_seed(cfg["seed"])
     np.random.seed(cfg["seed"])
-    train_memes = _images(read_annotations(cfg["train"]), cfg, cfg["train"])
-    dev_memes = _images(read_annotations(cfg["dev"]), cfg, cfg["dev"])
+    train_memes, dev_memes = on_all(lambda: (
+        _images(read_annotations(cfg["train"]), cfg, cfg["train"]),
+        _images(read_annotations(cfg["dev"]), cfg, cfg["dev"])), "reading the data")
     folds = int(cfg["folds"])
     fold_of = group_folds(train_memes, folds, cfg["seed"]) if folds >= 2 else None
-    if overwrite:  # every check passed: only now is the old run deleted
-        rundir.clear(run_dir, layout)
-    else:
-        rundir.remove_stale_temps(run_dir, layout)
-        for k in range(MAX_FOLDS):
-            if (run_dir / f"fold{k}").is_dir():
-                rundir.remove_stale_temps(run_dir / f"fold{k}", FOLD_LAYOUT)
+    on_all(clean, "preparing --out")
+    progress = progress and rank == 0
     encoders = Encoders(cfg["image_encoder"], cfg["text_encoder"])
     mcfg = ModelConfig(tasks=tasks, image_encoder=cfg["image_encoder"],
                        text_encoder=cfg["text_encoder"],
@@ -367,9 +390,9 @@ def run(cfg: dict, resume: bool = False, progress: bool = True,
                        finetune_text=bool(cfg["finetune"]) and cfg["text_encoder"] != "none",
                        finetune_image=(bool(cfg["finetune_image"])
                                        and cfg["image_encoder"] != "none"))
-    device = resolve_device(cfg["device"])
-    run_dir.mkdir(parents=True, exist_ok=True)
-    write_text(run_dir / "config.yaml", yaml.safe_dump(cfg, sort_keys=True))
+    # Under torchrun each process has its own device (LOCAL_RANK's GPU, or the CPU).
+    device = (distributed.init_from_env(cfg["device"])[2] if world > 1
+              else resolve_device(cfg["device"]))
 
     first = _member(mcfg, encoders, cfg, cfg["seed"], device, resume)
     kw = dict(cfg=mcfg, encoders=encoders, image_root=cfg["image_root"], cache_dir=cfg["cache_dir"],
@@ -402,11 +425,14 @@ def run(cfg: dict, resume: bool = False, progress: bool = True,
             state = fit(model, train_in.subset(rest), _subset(train_t, rest),
                         train_in.subset(held), _subset(train_t, held), fit_cfg(seed), fold_dir,
                         resume=resume_fold, progress=progress, meta=cfg)
-            for task, s in predict_scores(model, train_in.subset(held)).items():
-                oof_heads.setdefault(task, np.zeros((len(train_memes), s.shape[1]),
-                                                    np.float32))[held] = s
+            if rank == 0:
+                for task, s in predict_scores(model, train_in.subset(held)).items():
+                    oof_heads.setdefault(task, np.zeros((len(train_memes), s.shape[1]),
+                                                        np.float32))[held] = s
             members.append(model)
             best_epochs.append(state["best_epoch"])
+    if rank != 0:
+        return None  # the rest (TF-IDF view, thresholds, reports, checkpoint) is rank 0's
     weight = float(cfg["tfidf_weight"])
     tfidf = TfidfLogReg(cfg["tfidf_c"]).fit(train_memes) if weight > 0 else None
     train_seconds = time.time() - t0
@@ -466,7 +492,7 @@ def run(cfg: dict, resume: bool = False, progress: bool = True,
                     best_epoch=best_epochs, settings=cfg)
     summary = {
         "run_dir": str(run_dir), "task": cfg["task"], "folds": folds, "best_epoch": best_epochs,
-        "select": cfg["select"], "train_seconds": round(train_seconds, 2),
+        "select": cfg["select"], "train_seconds": round(train_seconds, 2), "processes": world,
         "train_prior": train_prior, "thresholds_from": source,
         "dev": reports, "oof": summary_oof,
         "thresholds": {t: v.tolist() for t, v in thresholds.items()},
@@ -484,10 +510,22 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
         cfg = resolve(args)
-        summary = run(cfg, resume=args.resume, progress=not args.quiet, overwrite=args.overwrite)
-    except (AnnotationError, MissingImagesError, ValueError, FileNotFoundError) as e:
+    except ValueError as e:
         print(f"train.py: error: {e}", file=sys.stderr)
         return 1
+    # Under torchrun (the same command, many processes) this joins the process group.
+    distributed.init_from_env(cfg["device"])
+    try:
+        summary = run(cfg, resume=args.resume, progress=not args.quiet, overwrite=args.overwrite)
+    except (AnnotationError, MissingImagesError, ValueError, FileNotFoundError,
+            distributed.RankFailed) as e:
+        # No barrier on the way out: a rank that fails alone must not wait for the others
+        # (torchrun stops them when this process exits).
+        print(f"train.py: error: {e}", file=sys.stderr)
+        return 1
+    distributed.finish()
+    if summary is None:  # not rank 0: rank 0 reports
+        return 0
     tasks = tasks_for(cfg["task"])
     print(format_report(summary["dev"]["thresholds_off"]))
     print(f"\nbest epoch(s) {summary['best_epoch']} by {cfg['select']}; "

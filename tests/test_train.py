@@ -431,3 +431,48 @@ def test_outputs_that_cannot_be_written_fail_before_any_computing(demo_data, tmp
     assert predict.main(["--run", str(tmp_path / "run"), "--input", str(ann / "test.jsonl"),
                          "--out", str(blocker / "sub.jsonl")]) == 1
     assert "--out" in capsys.readouterr().err
+
+
+def test_two_torchrun_processes_train_the_run_one_process_trains(demo_data, feature_cache,
+                                                                 tmp_path):
+    """`torchrun --nproc_per_node=2 train.py ...`: the ranks fill a fresh feature cache between
+    them and share every batch (DDP), rank 0 writes; the run matches a one-process run to
+    float tolerance (no dropout: its masks are drawn per process)."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    import numpy as np
+
+    from hateful_memes.model import load_checkpoint
+
+    exact = ["--task", "A", "--folds", "2", "--dropout", "0", "--batch-size", "16",
+             "--device", "cpu"]
+    one, two = tmp_path / "one", tmp_path / "two"
+    assert train.main([*_args(demo_data, feature_cache, one), *exact]) == 0
+    root = Path(__file__).resolve().parents[1]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(root)}
+    done = subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+         "train.py", *_args(demo_data, tmp_path / "cache2", two), *exact],
+        cwd=root, env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout.count("run directory:") == 1  # rank 0 alone reports
+    a = json.loads((one / "summary.json").read_text())
+    b = json.loads((two / "summary.json").read_text())
+    assert (a["processes"], b["processes"]) == (1, 2)
+    assert a["best_epoch"] == b["best_epoch"]
+    for split in ("dev", "oof"):
+        for name in ("thresholds_off", "thresholds_on"):
+            for task in ("hate", "pc"):
+                for metric in ("roc_auc_micro", "f1_micro", "f1_macro"):
+                    assert b[split][name][task][metric] == pytest.approx(
+                        a[split][name][task][metric], abs=1e-4), (split, name, task, metric)
+    oof_a, oof_b = np.load(one / "oof_scores.npz"), np.load(two / "oof_scores.npz")
+    np.testing.assert_array_equal(oof_a["ids"], oof_b["ids"])
+    np.testing.assert_allclose(oof_b["raw_pc"], oof_a["raw_pc"], atol=1e-4)
+    (ma, _), (mb, _) = (load_checkpoint(run / "checkpoint.pt") for run in (one, two))
+    for k, v in ma.state_dict().items():
+        torch.testing.assert_close(mb.state_dict()[k], v, atol=1e-4, rtol=1e-3)
+    assert len(list((two / "fold0" / "tb").iterdir())) == 1  # rank 0's event file only
