@@ -263,8 +263,11 @@ def fit(model: MemeModel, train: Inputs, train_targets: dict[str, torch.Tensor],
     net = model
     if world > 1:
         from torch.nn.parallel import DistributedDataParallel
+        # A fine-tuned encoder may hold parameters its output does not use (BERT's pooler,
+        # under mean pooling): DDP must then look for them at every step, or it stops.
+        tuned = model.image_encoder is not None or model.text_encoder is not None
         net = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda"
-                                      else None)
+                                      else None, find_unused_parameters=tuned)
     stats_path = run_dir / "stats.jsonl"
     writer = SummaryWriter(str(run_dir / "tb")) if rank == 0 else None
     progress = progress and rank == 0

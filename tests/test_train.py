@@ -476,3 +476,33 @@ def test_two_torchrun_processes_train_the_run_one_process_trains(demo_data, feat
     for k, v in ma.state_dict().items():
         torch.testing.assert_close(mb.state_dict()[k], v, atol=1e-4, rtol=1e-3)
     assert len(list((two / "fold0" / "tb").iterdir())) == 1  # rank 0's event file only
+
+
+def test_fine_tuning_runs_under_torchrun(demo_data, feature_cache, tmp_path):
+    """`torchrun --nproc_per_node=2 train.py --finetune`: DDP over the head and the text
+    encoder (every parameter gets a gradient each step, or DDP stops at the second step)."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from hateful_memes.encoders import create_text_encoder
+    from hateful_memes.model import load_checkpoint
+
+    out = tmp_path / "ft2"
+    root = Path(__file__).resolve().parents[1]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(root)}
+    done = subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+         "train.py", "--task", "B", *_args(demo_data, feature_cache, out), "--image-encoder",
+         "none", "--finetune", "--epochs", "2", "--folds", "2", "--batch-size", "8",
+         "--encoder-lr", "1e-3", "--device", "cpu"],
+        cwd=root, env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert json.loads((out / "summary.json").read_text())["processes"] == 2
+    model, ckpt = load_checkpoint(out / "checkpoint.pt")
+    fresh = create_text_encoder("minilm").state_dict()
+    tuned = model.text_encoder.state_dict()
+    assert any(not torch.equal(fresh[k], tuned[k]) for k in fresh)
+    stats = sorted(out.glob("fold*/stats.jsonl"))
+    assert [len(f.read_text().splitlines()) for f in stats] == [2, 2]
