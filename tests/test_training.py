@@ -241,3 +241,62 @@ def test_fit_on_two_processes_matches_one_process_and_resumes(tmp_path):
     assert sorted(p.name for p in (tmp_path / "two").iterdir()) == [
         "best.pt", "last.pt", "stats.jsonl", "tb"]
     assert len(list((tmp_path / "two" / "tb").iterdir())) == 1  # rank 0's event file only
+
+
+CAPTIONS = ["look at this dog", "they all should go back", "happy monday everyone",
+            "when the teacher says no homework", "you people are not welcome here",
+            "my cat is judging me", "that moment when it rains"]
+
+
+def _tuned_model():
+    """A head on MiniLM that is fine-tuned, without dropout (eval mode): what a step computes
+    must then not depend on how the batch is shared out."""
+    from hateful_memes.encoders import create_text_encoder
+    encoder = create_text_encoder("minilm")
+    torch.manual_seed(0)
+    model = MemeModel(ModelConfig(tasks=("pc", "attack"), text_encoder="minilm",
+                                  text_dim=encoder.dim, hidden=16, dropout=0.0,
+                                  finetune_text=True), None, encoder)
+    return model.eval()
+
+
+def _checked(name: str) -> bool:
+    return name.startswith("head.") or ".layer.5." in name  # the head and the last block
+
+
+def _tuned_step_worker(rank, world, port, out):
+    from torch.nn.parallel import DistributedDataParallel
+
+    from hateful_memes.training import step_loss
+    _join(rank, world, port)
+    _, targets = _data(len(CAPTIONS), 0)
+    model = _tuned_model()
+    inputs = Inputs(None, CAPTIONS, None, model.text_encoder.tokenize)
+    net = DistributedDataParallel(model, find_unused_parameters=True)
+    loss = step_loss(net, model, inputs, targets, list(range(len(CAPTIONS))), rank, world)
+    loss.backward()
+    torch.save((loss.item() / world, {k: p.grad.clone() for k, p in model.named_parameters()
+                                      if _checked(k) and p.grad is not None}),
+               f"{out}.{rank}")
+    torch.distributed.destroy_process_group()
+
+
+def test_a_fine_tuned_encoder_gets_the_whole_batch_gradient_on_two_processes(tmp_path):
+    import torch.multiprocessing as mp
+
+    from hateful_memes.training import step_loss
+    out = tmp_path / "tuned"
+    mp.spawn(_tuned_step_worker, args=(2, _free_port(), str(out)), nprocs=2, join=True)
+    ranks = [torch.load(f"{out}.{r}", weights_only=True) for r in range(2)]
+    _, targets = _data(len(CAPTIONS), 0)
+    model = _tuned_model()
+    inputs = Inputs(None, CAPTIONS, None, model.text_encoder.tokenize)
+    loss = step_loss(model, model, inputs, targets, list(range(len(CAPTIONS))))
+    loss.backward()
+    assert ranks[0][0] + ranks[1][0] == pytest.approx(loss.item(), abs=1e-5)
+    grads = {k: p.grad for k, p in model.named_parameters() if _checked(k)}
+    assert any(k.startswith("text_encoder.") for k in grads) and len(grads) > 10
+    for r in range(2):
+        assert set(ranks[r][1]) == set(grads)
+        for name, g in grads.items():
+            torch.testing.assert_close(ranks[r][1][name], g, atol=1e-5, rtol=1e-4)
