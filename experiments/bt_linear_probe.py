@@ -40,8 +40,8 @@ from sklearn.pipeline import make_pipeline  # noqa: E402
 from sklearn.preprocessing import StandardScaler  # noqa: E402
 from torch import nn  # noqa: E402
 
-from hateful_memes import pretrain  # noqa: E402
-from hateful_memes.barlow_twins import BarlowTwins  # noqa: E402
+from hateful_memes.cli import pretrain  # noqa: E402
+from hateful_memes.pretraining.barlow_twins import BarlowTwins  # noqa: E402
 
 
 def digit_images(size: int) -> tuple[list[Image.Image], np.ndarray, np.ndarray]:

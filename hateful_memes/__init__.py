@@ -2,7 +2,7 @@
 
 The public Python API is small:
 
-- `MemeClassifier` (hateful_memes.api): `MemeClassifier.load(run_dir, ...)` then
+- `MemeClassifier` (hateful_memes.serving.api): `MemeClassifier.load(run_dir, ...)` then
   `predict(images=..., texts=...)`, one result a meme (scores, decided labels, caption, OCR).
 - `Prediction`: that result (`to_dict()` for JSON).
 
@@ -17,7 +17,7 @@ __all__ = ["MemeClassifier", "Prediction"]
 
 def __getattr__(name: str):
     if name in __all__:
-        from . import api
+        from .serving import api
 
         return getattr(api, name)
     raise AttributeError(f"module 'hateful_memes' has no attribute {name!r}")
