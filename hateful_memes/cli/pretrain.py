@@ -20,7 +20,6 @@ from pathlib import Path
 from typing import NamedTuple, Sequence
 
 import numpy as np
-import timm
 import torch
 import torch.distributed as dist
 from PIL import Image
@@ -29,7 +28,8 @@ from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
 from ..data.annotations import ImagePathError, image_path, json_lines
 from ..pretraining.augment import Transform, backbone_data_config
-from ..pretraining.barlow_twins import BarlowTwins, convert_sync_batchnorm, parse_projector
+from ..pretraining.barlow_twins import (BACKBONE, CHECKPOINT, BarlowTwins, convert_sync_batchnorm,
+                                        parse_projector)
 from ..pretraining.lars import LR_BIASES, LR_WEIGHTS, adjust_learning_rate, make_optimizer
 from ..runtime import checkpoints, rundir
 from ..runtime.distributed import init_from_env
@@ -39,8 +39,6 @@ from ..runtime.progress import bar as progress_bar
 log = logging.getLogger(__name__)
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".webp", ".bmp")
-CHECKPOINT = "checkpoint.pt"
-BACKBONE = "backbone.pth"
 STATS = "stats.jsonl"
 # Defaults that depend on --optimizer: the paper's for LARS; for AdamW, values that are
 # common for self-supervised training with it.
@@ -151,35 +149,6 @@ def collate_views(batch: list) -> tuple[torch.Tensor | None, torch.Tensor | None
 def _save(obj, path: Path) -> None:
     with atomic_open(path, "wb") as f:
         torch.save(obj, f)
-
-
-def load_backbone(path: str | os.PathLike, backbone: str | None = None) -> tuple[nn.Module, dict]:
-    """The pretrained timm backbone (num_classes=0, eval mode) and the run's config, from
-    OUT/checkpoint.pt (or OUT itself), or from OUT/backbone.pth (the name then comes from
-    a checkpoint.pt beside it or from `backbone`)."""
-    path = Path(path)
-    if path.is_dir():
-        path = path / CHECKPOINT
-    state = checkpoints.load(path, what="Barlow Twins checkpoint")
-    if not isinstance(state, dict):
-        raise checkpoints.CheckpointError(f"{path}: not a Barlow Twins checkpoint or backbone "
-                                          f"state_dict (holds a {type(state).__name__})")
-    if "model" in state and "config" in state:
-        config = state["config"]
-        prefix = "backbone."
-        weights = {k[len(prefix):]: v for k, v in state["model"].items() if k.startswith(prefix)}
-    else:
-        weights, config = state, {}
-        beside = path.parent / CHECKPOINT
-        if backbone is None and beside.is_file():
-            config = checkpoints.load_dict(beside, ("config",),
-                                           what="Barlow Twins checkpoint")["config"]
-    name = backbone or config.get("backbone")
-    if not name:
-        raise ValueError(f"{path}: a bare backbone state_dict; name its timm backbone")
-    model = timm.create_model(name, pretrained=False, num_classes=0)
-    model.load_state_dict(weights)
-    return model.eval(), config
 
 
 # --------------------------------------------------------------------------- CLI

@@ -231,7 +231,7 @@ def _load_local_timm(name: str, path: Path) -> nn.Module:
 def _load_barlow_twins(path: Path) -> tuple[nn.Module, dict]:
     """The backbone pretrained by our Barlow Twins command (OUT, OUT/checkpoint.pt or
     OUT/backbone.pth) and timm data-config overrides for the preprocessing it was trained with."""
-    from ..cli.pretrain import load_backbone
+    from ..pretraining.barlow_twins import load_backbone
 
     try:
         model, config = load_backbone(path)

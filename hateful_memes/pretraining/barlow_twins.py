@@ -20,8 +20,14 @@ its own share of the gradient and DDP's average is 1/W of it.)
 Batch norm layers inside the backbone and the projector need the same whole-batch
 statistics: `convert_sync_batchnorm` uses timm's SyncBatchNorm conversion on GPUs and
 `GlobalBatchNorm`, which also runs on CPUs (gloo), elsewhere.
+
+`load_backbone` reads the pretrained backbone back from what cli/pretrain.py wrote; it lives
+here, beside the model, so that the encoders (models/encoders.py) need not import a command.
 """
 from __future__ import annotations
+
+import os
+from pathlib import Path
 
 import timm
 import torch
@@ -30,6 +36,11 @@ from timm.layers import BatchNormAct2d
 from torch import nn
 from torch.nn.modules.batchnorm import _BatchNorm
 
+from ..runtime import checkpoints
+
+# What cli/pretrain.py writes into its output folder: the whole state, and the backbone alone.
+CHECKPOINT = "checkpoint.pt"
+BACKBONE = "backbone.pth"
 # The default of BatchNorm1d, which the paper uses to normalise z.
 BN_EPS = 1e-5
 
@@ -229,3 +240,32 @@ def convert_sync_batchnorm(module: nn.Module) -> nn.Module:
     if any(p.is_cuda for p in module.parameters()):
         return timm.layers.convert_sync_batchnorm(module)
     return _to_global_batchnorm(module)
+
+
+def load_backbone(path: str | os.PathLike, backbone: str | None = None) -> tuple[nn.Module, dict]:
+    """The pretrained timm backbone (num_classes=0, eval mode) and the run's config, from
+    OUT/checkpoint.pt (or OUT itself), or from OUT/backbone.pth (the name then comes from
+    a checkpoint.pt beside it or from `backbone`)."""
+    path = Path(path)
+    if path.is_dir():
+        path = path / CHECKPOINT
+    state = checkpoints.load(path, what="Barlow Twins checkpoint")
+    if not isinstance(state, dict):
+        raise checkpoints.CheckpointError(f"{path}: not a Barlow Twins checkpoint or backbone "
+                                          f"state_dict (holds a {type(state).__name__})")
+    if "model" in state and "config" in state:
+        config = state["config"]
+        prefix = "backbone."
+        weights = {k[len(prefix):]: v for k, v in state["model"].items() if k.startswith(prefix)}
+    else:
+        weights, config = state, {}
+        beside = path.parent / CHECKPOINT
+        if backbone is None and beside.is_file():
+            config = checkpoints.load_dict(beside, ("config",),
+                                           what="Barlow Twins checkpoint")["config"]
+    name = backbone or config.get("backbone")
+    if not name:
+        raise ValueError(f"{path}: a bare backbone state_dict; name its timm backbone")
+    model = timm.create_model(name, pretrained=False, num_classes=0)
+    model.load_state_dict(weights)
+    return model.eval(), config

@@ -13,8 +13,8 @@ from PIL import Image
 
 from hateful_memes.cli import pretrain
 from hateful_memes.cli.pretrain import (ImageDataset, ImageSetError, Skipped, collate_views,
-                                        collect_images, load_backbone, main)
-from hateful_memes.pretraining.barlow_twins import BarlowTwins
+                                        collect_images, main)
+from hateful_memes.pretraining.barlow_twins import BarlowTwins, load_backbone
 
 BACKBONE = "test_resnet"
 
