@@ -1,4 +1,4 @@
-"""Plumbing every command shares; imports nothing of the package but labels.
+"""Plumbing every command shares; imports nothing else of the package.
 
 Read files.py first (atomic writes), then rundir.py (guarding output folders),
 checkpoints.py (reading `.pt` files without running code), progress.py (progress bars and
