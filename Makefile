@@ -29,7 +29,7 @@ test: $(STAMP)
 	$(PY) -m pytest -q
 
 demo: $(STAMP)
-	$(PY) -m hateful_memes.demo_job
+	$(PY) -m hateful_memes.cli.demo_job
 
 bench: $(STAMP)
 	$(PY) experiments/unseen_check.py

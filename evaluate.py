@@ -1,4 +1,4 @@
-from hateful_memes.evaluate import main
+from hateful_memes.cli.evaluate import main
 
 if __name__ == "__main__":
     raise SystemExit(main())

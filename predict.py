@@ -1,4 +1,4 @@
-from hateful_memes.predict import main
+from hateful_memes.cli.predict import main
 
 if __name__ == "__main__":
     raise SystemExit(main())

@@ -1,3 +1,3 @@
-from hateful_memes.pretrain import main
+from hateful_memes.cli.pretrain import main
 if __name__ == "__main__":
     raise SystemExit(main())

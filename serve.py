@@ -1,4 +1,4 @@
-from hateful_memes.service import main
+from hateful_memes.serving.service import main
 
 if __name__ == "__main__":
     raise SystemExit(main())

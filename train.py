@@ -1,4 +1,4 @@
-from hateful_memes.train import main
+from hateful_memes.cli.train import main
 
 if __name__ == "__main__":
     raise SystemExit(main())

@@ -34,7 +34,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from hateful_memes.files import write_json, write_text  # noqa: E402
+from hateful_memes.runtime.files import write_json, write_text  # noqa: E402
 
 DATA = ROOT.parent / "shared" / "data" / "woah2021" / "annotations"
 WORK = ROOT / "experiments" / "runs" / "bench"
@@ -100,15 +100,15 @@ def _load_avg() -> str:
 # --- workers: run in their own process -------------------------------------------------------
 
 def _read(data: Path):
-    from hateful_memes.data import read_annotations
+    from hateful_memes.data.annotations import read_annotations
 
     return (read_annotations(data / "train.json"), read_annotations(data / "dev_seen.json"),
             read_annotations(data / "test.jsonl"))
 
 
 def _crossfit_scores(dev, scores: dict, seed: int) -> dict:
-    from hateful_memes import thresholds as th
-    from hateful_memes.data import gold_matrix
+    from hateful_memes.data.annotations import gold_matrix
+    from hateful_memes.scoring import thresholds as th
 
     return {**scores, **{t: th.crossfit(gold_matrix(dev, t), scores[t], seed=seed)
                          for t in ("pc", "attack")}}
@@ -116,10 +116,10 @@ def _crossfit_scores(dev, scores: dict, seed: int) -> dict:
 
 def worker_baseline(system: str, data: Path, result: Path) -> None:
     """Fit a baseline on train, score dev_seen, time predicting dev_seen + test."""
-    from hateful_memes import thresholds as th
-    from hateful_memes.baselines import ConstantPrior, TfidfLogReg
-    from hateful_memes.data import gold_matrix
-    from hateful_memes.metrics import evaluate
+    from hateful_memes.data.annotations import gold_matrix
+    from hateful_memes.evaluation.metrics import evaluate
+    from hateful_memes.models.baselines import ConstantPrior, TfidfLogReg
+    from hateful_memes.scoring import thresholds as th
 
     train, dev, test = _read(data)
     ids = [m.id for m in dev]
@@ -167,7 +167,7 @@ def worker_baseline(system: str, data: Path, result: Path) -> None:
 def worker_predict(run_dir: Path, data: Path, result: Path) -> None:
     """Prediction throughput of a trained run on dev_seen + test with no feature cache, so the
     text encoder's forward pass is timed as well. The one-off model load is timed apart."""
-    from hateful_memes.predictor import RunPredictor
+    from hateful_memes.scoring.predictor import RunPredictor
 
     _, dev, test = _read(data)
     memes = dev + test
@@ -213,7 +213,7 @@ def train_command(config: str, seed: int, data: Path, run_dir: Path, cache: Path
 def bench_ours(system: str, data: Path, seeds: tuple[int, ...], quick: bool) -> dict:
     import yaml
 
-    from hateful_memes import train
+    from hateful_memes.cli import train
 
     config, _ = OURS[system]
     if not (ROOT / config).is_file():
@@ -359,7 +359,7 @@ def _target_table(rows: list[dict]) -> list[str]:
 def _config_lines(results: dict) -> list[str]:
     import yaml
 
-    from hateful_memes import train
+    from hateful_memes.cli import train
 
     lines = []
     for system, (config, what) in OURS.items():
@@ -414,9 +414,9 @@ def quality_section(results: dict, args, started: str, load_before: str, seconds
         "--task AB` run per seed trains the Task A and Task B heads together. "
         "The 0.5 cut is the official metric as is; the thresholded rows fold per-label "
         "thresholds chosen on dev_seen into the scores "
-        "(`hateful_memes.thresholds`), 2-fold cross-fitted on dev_seen where marked (thresholds "
-        "chosen on one half, scored on the other; for TF-IDF the spread is over the fold "
-        "splits of the same seeds), in-sample (chosen and scored on the same memes, "
+        "(`hateful_memes.scoring.thresholds`), 2-fold cross-fitted on dev_seen where marked "
+        "(thresholds chosen on one half, scored on the other; for TF-IDF the spread is over the "
+        "fold splits of the same seeds), in-sample (chosen and scored on the same memes, "
         "flattering) otherwise.",
         "",
         *_main_table(rows),

@@ -10,7 +10,7 @@ each on a freshly opened store), checking every vector returned against the one 
 Reports insert rate, lookup time and size on disk (allocated blocks). Each store is deleted
 before the next one is built, so the disk holds one at a time.
 
-- sqlite-Nk: hateful_memes.feature_store.FeatureStore as the cache uses it (WAL,
+- sqlite-Nk: hateful_memes.features.store.FeatureStore as the cache uses it (WAL,
   memory-mapped reads, checksummed rows), with pages of N KB (the cache's: PAGE_SIZE).
 - lmdb: the same rows (checksum + float32 bytes) in an LMDB environment, the store the MMF
   features used; durable commits (LMDB's default), one write transaction per batch.
@@ -40,10 +40,10 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench import ROOT, _load_avg, assemble  # noqa: E402
 
-from hateful_memes import feature_store  # noqa: E402
-from hateful_memes.feature_store import FeatureStore, checksum, read_shard  # noqa: E402
-from hateful_memes.features import FLUSH_ROWS  # noqa: E402
-from hateful_memes.files import atomic_open, write_text  # noqa: E402
+from hateful_memes.features import store as feature_store  # noqa: E402
+from hateful_memes.features.cache import FLUSH_ROWS  # noqa: E402
+from hateful_memes.features.store import FeatureStore, checksum, read_shard  # noqa: E402
+from hateful_memes.runtime.files import atomic_open, write_text  # noqa: E402
 
 SPACE = "image/bench-0123456789abcdef"
 STORES = ("sqlite-4k", "sqlite-8k", "sqlite-16k", "sqlite-32k", "sqlite-64k", "lmdb", "shards")

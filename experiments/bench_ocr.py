@@ -3,9 +3,9 @@
     python experiments/bench_ocr.py                 # 100 memes, every engine installed here
     python experiments/bench_ocr.py --n 20 --engines rapidocr    # a quick look
 
-The memes are the demo's (`hateful_memes.demo`, 256 x 256 pixels as `make demo` writes them),
+The memes are the demo's (`hateful_memes.data.demo`, 256 x 256 pixels as `make demo` writes them),
 in its four caption styles (classic, impact, stacked, busy), drawn from one seed. Each engine
-reads them through `hateful_memes.ocr.create_ocr(name).read(images)`, the path the product
+reads them through `hateful_memes.serving.ocr.create_ocr(name).read(images)`, the path the product
 uses, with the engine's default settings.
 
 - CER: character error rate, summed edit distance over summed reference length, after
@@ -35,8 +35,9 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench import ROOT, _load_avg, assemble, machine  # noqa: E402
 
-from hateful_memes import demo, ocr  # noqa: E402
-from hateful_memes.files import write_text  # noqa: E402
+from hateful_memes.data import demo  # noqa: E402
+from hateful_memes.runtime.files import write_text  # noqa: E402
+from hateful_memes.serving import ocr  # noqa: E402
 
 SECTION = "results_ocr.md"
 # The Python distributions that make up each engine (their dependencies are followed).

@@ -35,7 +35,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench import (DATA, ROOT, SECTIONS, _load_avg, assemble, machine,  # noqa: E402
                    run_measured)
 
-from hateful_memes.files import write_json, write_text  # noqa: E402
+from hateful_memes.runtime.files import write_json, write_text  # noqa: E402
 
 WORK = ROOT / "experiments" / "runs" / "speed"
 CACHE = ROOT / "experiments" / "cache" / "speed"
@@ -52,8 +52,8 @@ def meme_pngs(folder: Path, n: int) -> list[Path]:
     colours compress to a fraction of a real photo's PNG and would flatter decoding."""
     from PIL import Image
 
-    from hateful_memes import demo
-    from hateful_memes.files import atomic_open
+    from hateful_memes.data import demo
+    from hateful_memes.runtime.files import atomic_open
 
     folder.mkdir(parents=True, exist_ok=True)
     paths = [folder / f"{i:05d}.png" for i in range(n)]
@@ -114,7 +114,7 @@ def whole_job(encoder, paths, batch_size: int, threads: int, workers: int, chann
     """`features.image_features` from the PNG files with no cache: the product's path."""
     import torch
 
-    from hateful_memes.features import image_features
+    from hateful_memes.features.cache import image_features
 
     def run():
         torch.set_num_threads(threads)
@@ -128,9 +128,9 @@ def worker_images(n: int, repeats: int, result: Path) -> None:
 
     import torch
 
-    from hateful_memes.encoders import create_image_encoder
-    from hateful_memes import features
-    from hateful_memes.features import image_features, load_rgb
+    from hateful_memes.features import cache as features
+    from hateful_memes.features.cache import image_features, load_rgb
+    from hateful_memes.models.encoders import create_image_encoder
 
     paths = meme_pngs(CACHE / f"png{IMAGE_SIZE}", n)
     encoder = create_image_encoder("effnet-lite0")
@@ -197,9 +197,9 @@ def worker_images(n: int, repeats: int, result: Path) -> None:
 def worker_encode(cache: Path, data: Path, result: Path) -> None:
     """One MiniLM pass over train and dev captions: the cost of each epoch of a loop that does
     not cache features. It also fills the cache the heads are then trained from."""
-    from hateful_memes.data import read_annotations
-    from hateful_memes.encoders import create_text_encoder
-    from hateful_memes.features import text_features
+    from hateful_memes.data.annotations import read_annotations
+    from hateful_memes.features.cache import text_features
+    from hateful_memes.models.encoders import create_text_encoder
 
     shutil.rmtree(cache, ignore_errors=True)
     encoder = create_text_encoder("minilm")
@@ -218,7 +218,7 @@ def worker_heads(cache: Path, data: Path, runs: int, epochs: int | None, result:
     """`train.run` of the frozen text config with every feature already cached."""
     import yaml
 
-    from hateful_memes import train
+    from hateful_memes.cli import train
 
     import torch
 

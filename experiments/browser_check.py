@@ -80,7 +80,7 @@ class DevTools:
 
 
 def make_meme(path: Path) -> None:
-    from hateful_memes import demo
+    from hateful_memes.data import demo
 
     with tempfile.TemporaryDirectory() as tmp:
         demo.generate(tmp, n=20, seed=3, image_size=256)

@@ -40,8 +40,8 @@ from sklearn.pipeline import make_pipeline  # noqa: E402
 from sklearn.preprocessing import StandardScaler  # noqa: E402
 from torch import nn  # noqa: E402
 
-from hateful_memes import pretrain  # noqa: E402
-from hateful_memes.barlow_twins import BarlowTwins  # noqa: E402
+from hateful_memes.cli import pretrain  # noqa: E402
+from hateful_memes.pretraining.barlow_twins import BarlowTwins, load_backbone  # noqa: E402
 
 
 def digit_images(size: int) -> tuple[list[Image.Image], np.ndarray, np.ndarray]:
@@ -118,7 +118,7 @@ def main(argv: list[str] | None = None) -> int:
         start = time.time()
         pretrain.main(cli)
         pretrain_time = time.time() - start
-        trained, config = pretrain.load_backbone(out)
+        trained, config = load_backbone(out)
 
     # the weights pretraining started from: its seed, then the same construction
     pretrain.seed_everything(args.seed)

@@ -21,8 +21,8 @@ from sklearn.metrics import roc_auc_score
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from hateful_memes.data import gold_matrix, read_annotations  # noqa: E402
-from hateful_memes.predictor import RunPredictor  # noqa: E402
+from hateful_memes.data.annotations import gold_matrix, read_annotations  # noqa: E402
+from hateful_memes.scoring.predictor import RunPredictor  # noqa: E402
 
 DATA = ROOT.parent / "shared" / "data" / "woah2021" / "annotations"
 RUNS = ROOT / "experiments" / "runs" / "unseen"  # unseen_check.py's runs

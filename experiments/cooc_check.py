@@ -49,9 +49,9 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "experiments"))
 
-from hateful_memes import thresholds as th  # noqa: E402
-from hateful_memes.data import gold_matrix, read_annotations  # noqa: E402
-from hateful_memes.files import write_text  # noqa: E402
+from hateful_memes.data.annotations import gold_matrix, read_annotations  # noqa: E402
+from hateful_memes.runtime.files import write_text  # noqa: E402
+from hateful_memes.scoring import thresholds as th  # noqa: E402
 
 import unseen_check as uc  # noqa: E402
 

@@ -18,7 +18,8 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from hateful_memes import demo, train  # noqa: E402
+from hateful_memes.cli import train  # noqa: E402
+from hateful_memes.data import demo  # noqa: E402
 
 REAL = ROOT.parent / "shared" / "data" / "woah2021" / "annotations"
 COLUMNS = ("roc_auc_micro", "f1_micro", "f1_macro")

@@ -10,7 +10,7 @@
    generated meme PNGs, once for each number of DataLoader workers, so that the table shows
    how many keep the GPU fed. Each whole-path call starts its own workers, as the product does.
 2. Fine-tuning: memes/s of a train step of `train.py --finetune --finetune-image` with MiniLM
-   and EfficientNet-Lite0 (hateful_memes.model and training's optimizer) on generated demo
+   and EfficientNet-Lite0 (hateful_memes.models.model and training's optimizer) on generated demo
    memes: as training.fit runs it (fp32, each batch decoded and tokenised in the step), and
    with the batches prepared beforehand on the device, in fp32 and in bf16 autocast.
 3. Barlow Twins: images/s (each image gives two views) of a pretraining step at batch 256 with
@@ -43,8 +43,8 @@ import torch
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from hateful_memes import demo  # noqa: E402
-from hateful_memes.files import atomic_open, write_json, write_jsonl  # noqa: E402
+from hateful_memes.data import demo  # noqa: E402
+from hateful_memes.runtime.files import atomic_open, write_json, write_jsonl  # noqa: E402
 
 
 @dataclasses.dataclass
@@ -133,7 +133,7 @@ def make_memes(root: Path, n: int, size: int) -> tuple[Path, list[Path]]:
 def image_encoders(sizes: Sizes):
     import timm
 
-    from hateful_memes.encoders import TimmImageEncoder, create_image_encoder
+    from hateful_memes.models.encoders import TimmImageEncoder, create_image_encoder
 
     yield "EfficientNet-Lite0", lambda: create_image_encoder("effnet-lite0")
     yield (f"{sizes.resnet} (timm, random weights)",
@@ -144,7 +144,7 @@ def image_encoders(sizes: Sizes):
 
 def bench_image_features(paths: list[Path], device: torch.device, sizes: Sizes,
                          workers: tuple[int, ...]) -> list[dict]:
-    from hateful_memes.features import image_features, load_rgb
+    from hateful_memes.features.cache import image_features, load_rgb
 
     rows = []
     for name, make in image_encoders(sizes):
@@ -180,10 +180,10 @@ def bench_image_features(paths: list[Path], device: torch.device, sizes: Sizes,
 
 def bench_finetune(annotations: Path, device: torch.device, sizes: Sizes) -> list[dict]:
     """Train steps on the first `sizes.finetune_memes` memes of `annotations`."""
-    from hateful_memes.data import gold_matrix, read_annotations
-    from hateful_memes.inputs import Encoders, build_inputs
-    from hateful_memes.model import MemeModel, ModelConfig
-    from hateful_memes.training import FitConfig, _optimizer, _to
+    from hateful_memes.data.annotations import gold_matrix, read_annotations
+    from hateful_memes.features.inputs import Encoders, build_inputs
+    from hateful_memes.models.model import MemeModel, ModelConfig
+    from hateful_memes.models.training import FitConfig, _optimizer, _to
 
     memes = read_annotations(annotations)[:sizes.finetune_memes]
     tasks = ("pc", "attack")
@@ -229,10 +229,10 @@ def bench_barlow_twins(paths: list[Path], device: torch.device, sizes: Sizes,
                        workers: int) -> list[dict]:
     from torch.utils.data import DataLoader
 
-    from hateful_memes.augment import Transform, backbone_data_config
-    from hateful_memes.barlow_twins import BarlowTwins
-    from hateful_memes.lars import adjust_learning_rate, make_optimizer
-    from hateful_memes.pretrain import ImageDataset, collate_views
+    from hateful_memes.cli.pretrain import ImageDataset, collate_views
+    from hateful_memes.pretraining.augment import Transform, backbone_data_config
+    from hateful_memes.pretraining.barlow_twins import BarlowTwins
+    from hateful_memes.pretraining.lars import adjust_learning_rate, make_optimizer
 
     torch.manual_seed(0)
     model = BarlowTwins(sizes.bt_backbone, sizes.bt_projector).to(device)

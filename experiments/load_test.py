@@ -27,8 +27,8 @@ sys.path.insert(0, str(ROOT))
 
 
 def memes(n: int) -> list[tuple[bytes, str]]:
-    from hateful_memes import demo
-    from hateful_memes.data import read_annotations
+    from hateful_memes.data import demo
+    from hateful_memes.data.annotations import read_annotations
 
     with tempfile.TemporaryDirectory() as tmp:
         paths = demo.generate(tmp, n=max(n, 20), seed=7, image_size=256)

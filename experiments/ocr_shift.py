@@ -2,7 +2,7 @@
 
     python experiments/ocr_shift.py                  # 600 demo memes, 30 epochs, EasyOCR
 
-Generates the demo data set (`hateful_memes.demo`, seed 0), trains Task A and Task B with
+Generates the demo data set (`hateful_memes.data.demo`, seed 0), trains Task A and Task B with
 train.py as `make demo` does (EfficientNet-Lite0 + MiniLM, 30 epochs) on the given captions,
 then predicts the demo dev split twice with the same runs: with the given captions, and with
 each caption replaced by what the OCR engine reads off the meme's image (a copy of dev.json,
@@ -29,8 +29,10 @@ from PIL import Image
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from hateful_memes import demo, evaluate, ocr, predict, train  # noqa: E402
-from hateful_memes.files import write_json, write_jsonl  # noqa: E402
+from hateful_memes.cli import evaluate, predict, train  # noqa: E402
+from hateful_memes.data import demo  # noqa: E402
+from hateful_memes.runtime.files import write_json, write_jsonl  # noqa: E402
+from hateful_memes.serving import ocr  # noqa: E402
 
 TASKS = ("hate", "pc", "attack")
 METRICS = (("f1_macro", "macro F1"), ("f1_micro", "micro F1"), ("roc_auc_micro", "micro AUROC"))
@@ -74,7 +76,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--work", type=Path, default=ROOT / "experiments" / "runs" / "ocr_shift")
     p.add_argument("--n", type=int, default=600, help="demo memes to generate")
     p.add_argument("--epochs", type=int, default=30)
-    p.add_argument("--engine", default="auto", help="OCR engine (hateful_memes.ocr)")
+    p.add_argument("--engine", default="auto", help="OCR engine (hateful_memes.serving.ocr)")
     p.add_argument("--device", default="auto")
     p.add_argument("--fresh", action="store_true", help="delete --work first")
     args = p.parse_args(argv)

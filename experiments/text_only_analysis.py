@@ -32,14 +32,14 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "experiments"))
 from bench import DATA, _crossfit_scores  # noqa: E402
 
-from hateful_memes import train  # noqa: E402
-from hateful_memes.baselines import TfidfLogReg  # noqa: E402
-from hateful_memes.data import gold_matrix, read_annotations  # noqa: E402
-from hateful_memes.inputs import Encoders, build_inputs  # noqa: E402
+from hateful_memes.cli import train  # noqa: E402
+from hateful_memes.data.annotations import gold_matrix, read_annotations  # noqa: E402
+from hateful_memes.evaluation.metrics import evaluate  # noqa: E402
+from hateful_memes.features.inputs import Encoders, build_inputs  # noqa: E402
 from hateful_memes.labels import LABELS  # noqa: E402
-from hateful_memes.metrics import evaluate  # noqa: E402
-from hateful_memes.model import load_checkpoint  # noqa: E402
-from hateful_memes.training import predict_scores  # noqa: E402
+from hateful_memes.models.baselines import TfidfLogReg  # noqa: E402
+from hateful_memes.models.model import load_checkpoint  # noqa: E402
+from hateful_memes.models.training import predict_scores  # noqa: E402
 
 WORK = ROOT / "experiments" / "runs" / "text_only"
 CACHE = ROOT / "experiments" / "cache" / "text_only"

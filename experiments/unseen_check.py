@@ -33,11 +33,11 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from hateful_memes import thresholds as th  # noqa: E402
-from hateful_memes.data import gold_matrix, read_annotations  # noqa: E402
-from hateful_memes.decision import decide, multi_hot  # noqa: E402
-from hateful_memes.files import write_text  # noqa: E402
-from hateful_memes.metrics import official  # noqa: E402
+from hateful_memes.data.annotations import gold_matrix, read_annotations  # noqa: E402
+from hateful_memes.evaluation.metrics import official  # noqa: E402
+from hateful_memes.runtime.files import write_text  # noqa: E402
+from hateful_memes.scoring import thresholds as th  # noqa: E402
+from hateful_memes.scoring.decision import decide, multi_hot  # noqa: E402
 
 DATA = ROOT.parent / "shared" / "data" / "woah2021" / "annotations"
 WORK = ROOT / "experiments" / "runs" / "unseen"
@@ -118,9 +118,9 @@ def designs(gold_train: dict, oof: dict, dev: dict, fold_of: np.ndarray) -> dict
 
 
 def run_seed(seed: int, train_memes, dev_memes, quiet: bool, reuse: bool = False) -> dict:
-    from hateful_memes import train
-    from hateful_memes.predictor import RunPredictor
-    from hateful_memes.predictor import blend as blend_scores
+    from hateful_memes.cli import train
+    from hateful_memes.scoring.predictor import RunPredictor
+    from hateful_memes.scoring.predictor import blend as blend_scores
 
     per_task = {}
     for letter, task in TASK_OF.items():

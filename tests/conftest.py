@@ -4,7 +4,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from hateful_memes import demo
+from hateful_memes.data import demo
 
 
 @pytest.fixture(autouse=True, scope="session")
@@ -69,7 +69,7 @@ def real_annotations() -> Path:
 @pytest.fixture(scope="session")
 def tiny_runs(demo_data, feature_cache, tmp_path_factory):
     """A Task A and a Task B run trained briefly on `demo_data` (the API's and service's tests)."""
-    from hateful_memes import train
+    from hateful_memes.cli import train
 
     root = tmp_path_factory.mktemp("tiny_runs")
     ann = demo_data / "annotations"

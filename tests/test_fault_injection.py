@@ -31,9 +31,12 @@ import torch
 import yaml
 from PIL import Image
 
-from hateful_memes import checkpoints, demo, feature_store, predict, train
-from hateful_memes.encoders import create_image_encoder
-from hateful_memes.features import file_digest, image_features
+from hateful_memes.cli import predict, train
+from hateful_memes.data import demo
+from hateful_memes.features import store as feature_store
+from hateful_memes.features.cache import file_digest, image_features
+from hateful_memes.models.encoders import create_image_encoder
+from hateful_memes.runtime import checkpoints
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -45,7 +48,7 @@ ZYGOTE = textwrap.dedent("""
     import json, os, signal, sys, threading, traceback
     import torch
     torch.set_num_threads(1)
-    from hateful_memes import train
+    from hateful_memes.cli import train
 
     def die():
         os.kill(os.getpid(), signal.SIGKILL)

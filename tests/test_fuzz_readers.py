@@ -15,10 +15,11 @@ import re
 import numpy as np
 import pytest
 
-from hateful_memes import demo
-from hateful_memes.data import AnnotationError, image_path_problem, read_annotations
+from hateful_memes.data import demo
+from hateful_memes.data.annotations import AnnotationError, image_path_problem, read_annotations
+from hateful_memes.data.submission import (SubmissionError, check_submission, make_rows,
+                                           read_predictions)
 from hateful_memes.labels import LABELS
-from hateful_memes.submission import SubmissionError, check_submission, make_rows, read_predictions
 
 CASES = 1000
 BOM = b"\xef\xbb\xbf"

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 
 from hateful_memes import labels as L
-from hateful_memes.decision import decide
+from hateful_memes.scoring.decision import decide
 
 
 def test_lists_are_the_tasks_with_empty_first():

@@ -1,0 +1,219 @@
+"""`predict.py --run RUN_DIR [--run RUN_DIR2] --input FILE [--out FILE]`: a checked submission.
+
+Each run's checkpoint rebuilds its model (predictor.RunPredictor); the runs' tasks are merged
+into one file (an A run and a B run give pred_pc and pred_attack; their hateful scores are
+averaged into pred_hate). The input needs no labels (`test.jsonl` format).
+
+The file holds the scores chosen for the official metric: each label's threshold (chosen out
+of fold on train) folded onto the 0.5 cut, every column on its own, so an empty label may pass
+0.5 beside a real one. The label sets shown to people come from decision.decide instead.
+`--prior P` first moves the scores to a hateful prevalence P (`em`: estimated on the input);
+`--raw` writes the blended scores without prior or thresholds.
+
+`predict.py --run A --run B --images PATH [PATH ...] --out OUT.jsonl` predicts image files
+instead (folders recursively; png, jpg, webp, gif's first frame), with captions read by OCR
+unless `--captions FILE.csv` knows them. Ids are the numeric file stems, else a stable hash
+of the path; OUT.ids.csv maps each id to its image, caption and whether OCR read it. A re-run
+skips the ids OUT already holds, and a killed run leaves OUT as it was (see images.py).
+Annotation files and images are scored by the same code (api.MemeClassifier.scores).
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from ..data.annotations import AnnotationError, read_annotations
+from ..data.submission import PRED_FIELDS, SubmissionError, check_submission, write_submission
+from ..features.inputs import MissingImagesError, check_images, drop_bad_images
+from ..labels import TASK_LETTERS
+from ..models.training import resolve_device
+from ..runtime import distributed, rundir
+from ..runtime.progress import bar as progress_bar
+from ..serving.api import (MemeClassifier, merge,  # noqa: F401 (predict.merge stays importable)
+                           open_image)
+from ..serving.ocr import OCRNotInstalled, WeightsChecksumError
+
+
+def parse_prior(text: str) -> float | str:
+    """`--prior`: a prevalence in (0, 1) or `em`."""
+    if text == "em":
+        return text
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number in (0, 1) or 'em', got {text!r}")
+    if not 0 < value < 1:
+        raise argparse.ArgumentTypeError(f"a prevalence is strictly between 0 and 1, got {value}")
+    return value
+
+
+def _default_out(input_path: Path, tasks) -> Path:
+    letters = "".join(letter for letter, task in TASK_LETTERS.items() if task in tasks)
+    return Path("submission") / f"{input_path.stem}_{letters}.jsonl"
+
+
+def predict_images(clf: MemeClassifier, paths: list[str], out: Path,
+                   captions_file: str | None = None, prior: float | None = None,
+                   chunk: int = 64, quiet: bool = False) -> int:
+    """predict.py --images: every image under `paths` to a line of `out` (see images.py for
+    the ids, the sidecar and resuming). Unreadable files are counted and reported, not fatal."""
+
+    from ..data.images import ResumableOutput, assign_ids, caption_of, list_images, read_captions
+    from ..features.cache import ImageReadError
+
+    items = assign_ids(list_images(paths))
+    captions = read_captions(captions_file) if captions_file else {}
+    output = ResumableOutput(out, clf.tasks)
+    done = output.start()
+    todo = [item for item in items if item.id not in done]
+    bad: list[str] = []
+    with progress_bar(total=len(todo), unit="meme", desc="predict",
+                      disable=True if quiet else None) as bar:
+        for start in range(0, len(todo), chunk):
+            good, images = [], []
+            for item in todo[start:start + chunk]:
+                try:
+                    images.append(open_image(item.path))
+                    good.append(item)
+                except ImageReadError as e:
+                    bad.append(str(e))
+            if good:
+                texts = [caption_of(item, captions) for item in good]
+                results = clf.predict(images=images, texts=texts, prior=prior)
+                rows = [{"id": item.id, **{PRED_FIELDS[t]: getattr(r, PRED_FIELDS[t])
+                                           for t in clf.tasks}}
+                        for item, r in zip(good, results)]
+                side = [{"id": item.id, "image": str(item.path), "text": r.text,
+                         "ocr": int(r.ocr)} for item, r in zip(good, results)]
+                output.append(rows, side)
+            bar.update(len(todo[start:start + chunk]))
+    n = output.finish()
+    skipped = len(items) - len(todo)
+    if bad:
+        first = "\n  ".join(bad[:5])
+        print(f"predict.py: {len(bad)} of {len(items)} images unreadable, left out:\n  {first}",
+              file=sys.stderr)
+    if n:
+        print(f"wrote {out}: {n} memes ({len(todo) - len(bad)} new, {skipped} already there), "
+              f"tasks {', '.join(clf.tasks)}; ids -> images in {output.sidecar}")
+    else:
+        print(f"predict.py: no meme could be predicted; {out} not written", file=sys.stderr)
+    return 0
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="predict.py", description=__doc__.split("\n\n")[0])
+    # --model too: torchrun's own parser takes --run as an abbreviation of its --run-path.
+    p.add_argument("--run", "--model", dest="run", action="append", required=True,
+                   help="a train.py run directory (repeatable; --model is the same)")
+    source = p.add_mutually_exclusive_group(required=True)
+    source.add_argument("--input", help="annotation file to predict (labels not needed)")
+    source.add_argument("--images", nargs="+", metavar="PATH",
+                        help="image files or folders (png, jpg, webp, gif): captions by OCR")
+    p.add_argument("--captions", metavar="FILE.csv",
+                   help="with --images: known captions, columns image,text (image: the path "
+                   "as listed, relative to its folder, or the file name)")
+    p.add_argument("--out", help="submission JSONL (default submission/<input>_<tasks>.jsonl; "
+                   "required with --images)")
+    p.add_argument("--image-root", help="folder the `img` paths are relative to "
+                   "(default: the input's parent's parent)")
+    p.add_argument("--cache-dir", default="cache/features")
+    p.add_argument("--device", default="auto", help="auto (cuda when there is one), cpu, cuda, ...")
+    p.add_argument("--ocr", default="auto",
+                   help="with --images: OCR engine (auto, easyocr, rapidocr, tesseract, none)")
+    p.add_argument("--chunk", type=int, default=64,
+                   help="with --images: memes decoded, scored and written at a time")
+    p.add_argument("--prior", type=parse_prior, metavar="P|em",
+                   help="hateful prevalence of the input, to move the scores to (default: the "
+                   "training data's, no change); 'em' estimates it on the input (Saerens et al.)")
+    p.add_argument("--raw", action="store_true",
+                   help="write the blended scores, without prior or thresholds")
+    p.add_argument("--skip-bad-images", action="store_true",
+                   help="leave out memes whose image is missing or cannot be decoded (the "
+                   "file then lacks their ids, so it is no complete submission)")
+    p.add_argument("--quiet", action="store_true")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = _parser()
+    args = p.parse_args(argv)
+    # Under torchrun every rank runs this; the encoders' work is split between them
+    # (features/cache.py), every rank then holds all the scores, and rank 0 alone writes the file.
+    rank, world, _ = distributed.init_from_env(args.device)
+    try:
+        if world > 1 and args.images:
+            p.error("--images runs in one process (it is resumable chunk by chunk); use "
+                    "--input under torchrun")
+        return _main(p, args, rank)
+    finally:
+        distributed.finish()
+
+
+def _main(p: argparse.ArgumentParser, args: argparse.Namespace, rank: int) -> int:
+    if args.images:
+        if not args.out:
+            p.error("--images needs --out")
+        if args.raw or args.prior == "em":
+            p.error("--images writes a chunk at a time (resumable): --raw and --prior em, which "
+                    "need the whole input at once, are for --input")
+        if args.chunk < 1:
+            p.error("--chunk must be at least 1")
+        if args.skip_bad_images:
+            p.error("--skip-bad-images goes with --input (--images counts unreadable files and "
+                    "goes on anyway)")
+    elif args.captions:
+        p.error("--captions goes with --images")
+    dropped: list[str] = []
+    try:
+        resolve_device(args.device)
+        out = Path(args.out) if args.out else None
+        # Up front, before any encoder is built or any feature computed: the outputs can be
+        # written, and (with --input) every image the runs need exists and decodes.
+        if out is not None:
+            rundir.check_writable_file(out, "--out")
+        if args.cache_dir and not args.images:
+            rundir.check_writable(args.cache_dir, "--cache-dir")
+        if not args.images:
+            input_path = Path(args.input)
+            memes = read_annotations(input_path)
+            image_root = args.image_root or input_path.resolve().parent.parent
+        clf = MemeClassifier.load(*args.run, device=args.device, ocr=args.ocr)
+        if not args.images and clf.needs_images:
+            if args.skip_bad_images:
+                all_memes = memes
+                memes, dropped = drop_bad_images(all_memes, image_root, str(input_path))
+                if not memes:
+                    raise ValueError(f"{input_path}: no meme has a readable image under "
+                                     f"{image_root}")
+            else:
+                check_images(memes, image_root, str(input_path), decode=True)
+        if args.images:
+            return predict_images(clf, args.images, Path(args.out), args.captions, args.prior,
+                                  args.chunk, args.quiet)
+        scores = clf.scores(memes, image_root, cache_dir=args.cache_dir, fold=not args.raw,
+                            prior=None if args.raw else args.prior,
+                            progress=not args.quiet and rank == 0)
+        if out is None:
+            out = _default_out(input_path, scores)
+            rundir.check_writable_file(out, "--out")
+        if rank != 0:
+            return 0
+        write_submission(out, [m.id for m in memes], scores)
+        # Memes left out by --skip-bad-images are missing from the file by design.
+        summary = check_submission(out, None if dropped else input_path)
+    except (AnnotationError, SubmissionError, MissingImagesError, FileNotFoundError,
+            ValueError, OCRNotInstalled, WeightsChecksumError) as e:
+        print(f"predict.py: error: {e}", file=sys.stderr)
+        return 1
+    if dropped:
+        print(f"predict.py: left out {len(dropped)} of {len(all_memes)} memes whose image is "
+              "missing or cannot be read (--skip-bad-images), so the file is not a complete "
+              "submission; first:\n  " + "\n  ".join(dropped[:5]), file=sys.stderr)
+    print(f"wrote {out}: {summary['n']} memes, tasks {', '.join(summary['tasks'])}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

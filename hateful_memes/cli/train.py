@@ -1,0 +1,549 @@
+"""`train.py --task A|B|AB`: train the fused model (K bagged folds), write a run directory.
+
+A run directory holds `config.yaml` (the resolved settings), `checkpoint.pt` (the K heads,
+their config, the TF-IDF view, the thresholds chosen out of fold and the training prevalence:
+enough to rebuild and use it), `fold<k>/` (each head's `last.pt` for `--resume`, `best.pt`,
+`stats.jsonl`, TensorBoard logs in `tb/`), the out-of-fold reports on train (`oof_report/` at
+the 0.5 cut, `oof_report_thresholds/` as a submission would be scored, `oof_scores.npz`), and
+the dev reports: `dev_report/` (0.5 cut), `dev_report_thresholds/` (what predict.py writes) and
+`dev_report_decided/` (the label sets people are shown, see decision.py).
+
+Settings come from the defaults below, then `--config experiments/NAME.yaml`, then the flags.
+"""
+from __future__ import annotations
+
+import argparse
+import copy
+import dataclasses
+import math
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import yaml
+
+from ..data.annotations import AnnotationError, gold_matrix, read_annotations
+from ..data.crossval import group_folds
+from ..evaluation.metrics import evaluate
+from ..evaluation.report import format_report, write_report
+from ..features.inputs import (Encoders, MissingImagesError, build_inputs, check_images,
+                               drop_bad_images)
+from ..labels import tasks_for
+from ..models.baselines import TfidfLogReg
+from ..models.model import MemeModel, ModelConfig, load_head, save_checkpoint
+from ..models.training import FitConfig, fit, predict_scores, resolve_device
+from ..runtime import distributed, rundir
+from ..runtime.files import atomic_open, write_json, write_text
+from ..scoring import thresholds as th
+from ..scoring.decision import decide, multi_hot
+from ..scoring.predictor import RunPredictor, blend
+
+DEFAULTS = {
+    "task": None,
+    "train": "data/annotations/train.json",
+    "dev": "data/annotations/dev_seen.json",
+    "image_root": None,  # the parent of the annotations folder, as in the organisers' layout
+    "image_encoder": "effnet-lite0",
+    "text_encoder": "minilm",
+    "fusion": "concat",
+    "empty": "gate",
+    "hidden": 512,
+    # Measured best on train out of fold and on dev_seen, text only (experiments/README.md,
+    # "Unseen-like check"): a regularised head, 5 bagged folds, TF-IDF blended in at 0.5.
+    "dropout": 0.5,
+    "finetune": False,
+    "finetune_image": False,
+    "init_head": None,
+    "epochs": 12,
+    "batch_size": 256,
+    "lr": 2e-3,
+    "encoder_lr": 2e-5,
+    "weight_decay": 0.1,
+    "warmup": 0.05,
+    "seed": 0,
+    "select": "roc_auc_micro",
+    "folds": 5,
+    "tfidf_weight": 0.5,
+    "tfidf_c": 1.0,
+    "fold_thresholds": True,
+    "cache_dir": "cache/features",
+    "device": "auto",
+    "skip_bad_images": False,
+    "out": None,
+}
+
+# Everything a run writes at the top of its folder (rundir: what --overwrite may remove).
+MAX_FOLDS = 20
+# Everything a run writes at the top of its folder (rundir: --overwrite deletes these only).
+RUN_NAMES = frozenset({
+    "config.yaml", "checkpoint.pt", "last.pt", "best.pt", "stats.jsonl", "summary.json", "tb",
+    "dev_report", "dev_report_thresholds", "dev_report_decided", "oof_report",
+    "oof_report_thresholds", "oof_scores.npz", *(f"fold{k}" for k in range(MAX_FOLDS))})
+
+
+# What training writes inside each fold<k>/ folder (fit's state, stats and logs).
+FOLD_LAYOUT = rundir.RunLayout("train.py", frozenset({"last.pt", "best.pt", "stats.jsonl", "tb"}),
+                               resume_needs=("last.pt",))
+
+
+def run_layout(folds: int) -> rundir.RunLayout:
+    """What a run of `folds` folds writes, and what --resume reads (the first fold's state)."""
+    last = "last.pt" if folds == 1 else "fold0/last.pt"
+    return rundir.RunLayout("train.py", RUN_NAMES, resume_needs=("config.yaml", last),
+                            finished="summary.json")
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="train.py", description=__doc__.split("\n\n")[0],
+                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    # Every flag defaults to None so that only what the user typed overrides the YAML.
+    a = p.add_argument
+    a("--config", help="YAML file of settings (keys as the flags, with _), overridden by flags")
+    a("--task", choices=["A", "B", "AB"], help="A: protected categories, B: attack types, AB: both")
+    a("--train", help=f"training annotations (default {DEFAULTS['train']})")
+    a("--dev", help="dev annotations for model selection and thresholds "
+      f"(default {DEFAULTS['dev']})")
+    a("--image-root", help="folder the `img` paths are relative to "
+      "(default: the annotations' parent's parent)")
+    a("--image-encoder",
+      help="effnet-lite0 | timm:NAME[=PATH] | bt:CHECKPOINT | clip:NAME_OR_DIR | none")
+    a("--text-encoder", help="minilm | hf:NAME_OR_DIR | clip:NAME_OR_DIR | none")
+    a("--fusion", choices=["concat", "interact"])
+    a("--empty", choices=["gate", "independent"], help="how the empty labels are scored")
+    a("--hidden", type=int)
+    a("--dropout", type=float)
+    a("--finetune", action="store_const", const=True, help="train the text encoder end to end")
+    a("--finetune-image", action="store_const", const=True,
+      help="train the image encoder end to end too")
+    a("--init-head", metavar="CHECKPOINT",
+      help="start the head from a trained run's RUN/checkpoint.pt (same encoders and head "
+      "settings): train on frozen features first, then --finetune from it (LP-FT)")
+    a("--epochs", type=int)
+    a("--batch-size", type=int)
+    a("--lr", type=float, help="learning rate of the head")
+    a("--encoder-lr", type=float, help="learning rate of fine-tuned encoders")
+    a("--weight-decay", type=float)
+    a("--warmup", type=float, help="fraction of steps of linear warm-up before cosine decay")
+    a("--seed", type=int)
+    a("--select", choices=["roc_auc_micro", "f1_macro", "loss"],
+      help="metric for choosing each head's epoch (on its held-out fold, or on dev with "
+      "--folds 1)")
+    a("--folds", type=int, help="K >= 2: bag K heads trained on K-1 folds of train, thresholds "
+      "chosen out of fold on train; 1: one head, epoch and thresholds chosen on dev")
+    a("--tfidf-weight", type=float, help="weight of the caption's TF-IDF + logistic regression "
+      "model in the blend with the heads (0 turns it off)")
+    a("--tfidf-c", type=float, help="inverse L2 strength of the TF-IDF logistic regressions")
+    a("--no-fold-thresholds", dest="fold_thresholds", action="store_const", const=False,
+      help="write raw scores instead of folding the chosen thresholds into them")
+    a("--cache-dir", help="where frozen encoder features are cached")
+    a("--device", help="auto (cuda when there is one), cpu, cuda, cuda:1, ...")
+    a("--out", help="run directory (default runs/task<T>_<time>)")
+    a("--skip-bad-images", action="store_const", const=True,
+      help="leave out memes whose image is missing or cannot be decoded (with a count) "
+      "instead of stopping")
+    a("--resume", action="store_true", help="continue the run in --out from its last epoch")
+    a("--overwrite", action="store_true",
+      help="delete the run already in --out (its own files only) and start again")
+    a("--quiet", action="store_true", help="no progress bars")
+    return p
+
+
+def resolve(args: argparse.Namespace) -> dict:
+    """Defaults, then the YAML file, then the flags that were given."""
+    cfg = dict(DEFAULTS)
+    if args.config:
+        path = Path(args.config)
+        try:
+            loaded = yaml.safe_load(path.read_text()) or {}
+        except (OSError, yaml.YAMLError) as e:
+            raise ValueError(f"{path}: cannot read config: {e}") from None
+        if not isinstance(loaded, dict):
+            raise ValueError(f"{path}: a config must be a mapping of settings")
+        loaded = {k.replace("-", "_"): v for k, v in loaded.items()}
+        unknown = sorted(set(loaded) - set(DEFAULTS))
+        if unknown:
+            raise ValueError(f"{path}: unknown setting(s) {unknown}; known: {sorted(DEFAULTS)}")
+        cfg.update(loaded)
+    for key in DEFAULTS:
+        value = getattr(args, key, None)
+        if value is not None:
+            cfg[key] = value
+    if cfg["task"] not in ("A", "B", "AB"):
+        raise ValueError(f"--task must be A, B or AB (got {cfg['task']!r})")
+    if cfg["image_root"] is None:
+        cfg["image_root"] = str(Path(cfg["train"]).resolve().parent.parent)
+    if cfg["out"] is None:
+        cfg["out"] = f"runs/task{cfg['task']}_{time.strftime('%Y%m%d-%H%M%S')}"
+    validate(cfg)
+    return cfg
+
+
+# Number settings: the least whole value (_INTS); (least, greatest, greatest allowed itself).
+_INTS = {"hidden": 1, "epochs": 1, "batch_size": 1, "seed": 0, "folds": 1}
+_FLOATS = {"lr": (0, None, False), "encoder_lr": (0, None, False),
+           "weight_decay": (0, None, True), "dropout": (0, 1, False), "warmup": (0, 1, True),
+           "tfidf_weight": (0, 1, True), "tfidf_c": (0, None, False)}
+_BOOLS = ("finetune", "finetune_image", "fold_thresholds", "skip_bad_images")
+_CHOICES = {"fusion": ("concat", "interact"), "empty": ("gate", "independent"),
+            "select": ("roc_auc_micro", "f1_macro", "loss")}
+_PATHS = {"train": True, "dev": True, "image_root": True, "out": True, "cache_dir": False,
+          "init_head": False}
+
+
+def _number(name: str, value, whole: bool):
+    """`value` as an int or float; strings as YAML leaves `1e-3` are read as numbers."""
+    flag = "--" + name.replace("_", "-")
+    if isinstance(value, str):
+        try:
+            value = float(value.strip())
+        except ValueError:
+            raise ValueError(f"{flag}: {value!r} is not a number") from None
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ValueError(f"{flag}: expected a number, got {type(value).__name__} {value!r}")
+    if not math.isfinite(value):
+        raise ValueError(f"{flag}: must be a finite number, got {value}")
+    if whole:
+        if value != int(value):
+            raise ValueError(f"{flag}: must be a whole number, got {value}")
+        return int(value)
+    return float(value)
+
+
+def validate(cfg: dict) -> None:
+    """Check every setting (and read numbers written as strings) before any work is done;
+    raise ValueError naming the setting and its allowed range. Changes `cfg` in place."""
+    for name, low in _INTS.items():
+        cfg[name] = _number(name, cfg[name], whole=True)
+        if cfg[name] < low:
+            raise ValueError(f"--{name.replace('_', '-')} must be >= {low}, got {cfg[name]}")
+    if cfg["folds"] > MAX_FOLDS:
+        raise ValueError(f"--folds must be at most {MAX_FOLDS}, got {cfg['folds']}")
+    for name, (low, high, high_ok) in _FLOATS.items():
+        value = cfg[name] = _number(name, cfg[name], whole=False)
+        flag = "--" + name.replace("_", "-")
+        if name in ("lr", "encoder_lr", "tfidf_c") and not value > low:
+            raise ValueError(f"{flag} must be > 0, got {value}")
+        if value < low or (high is not None and (value > high or (value == high and not high_ok))):
+            span = f"[{low}, {high}{']' if high_ok else ')'}" if high is not None else f">= {low}"
+            raise ValueError(f"{flag} must be {'in ' if high is not None else ''}{span}, "
+                             f"got {value}")
+    for name in _BOOLS:
+        if not isinstance(cfg[name], bool):
+            raise ValueError(f"{name}: expected true or false, got {cfg[name]!r}")
+    for name, choices in _CHOICES.items():
+        if cfg[name] not in choices:
+            raise ValueError(f"--{name} must be one of {', '.join(choices)}, got {cfg[name]!r}")
+    for name, required in _PATHS.items():
+        value = cfg[name]
+        if not (isinstance(value, str) and value) and (required or value is not None):
+            raise ValueError(f"--{name.replace('_', '-')}: expected a path, got {value!r}")
+    for name in ("image_encoder", "text_encoder"):
+        if not isinstance(cfg[name], str):
+            raise ValueError(f"--{name.replace('_', '-')}: expected a name, got {cfg[name]!r}")
+    if cfg["image_encoder"] == "none" and cfg["text_encoder"] == "none":
+        raise ValueError("--image-encoder and --text-encoder are both none: nothing to learn from")
+    if not isinstance(cfg["device"], str):
+        raise ValueError(f"--device: expected a name, got {cfg['device']!r}")
+    resolve_device(cfg["device"])  # `cuda` without a GPU is an error now, not a traceback later
+
+
+def _targets(memes, tasks) -> dict[str, torch.Tensor]:
+    return {t: torch.from_numpy(gold_matrix(memes, t)) for t in ("hate", *tasks)}
+
+
+def _subset(targets: dict[str, torch.Tensor], idx: np.ndarray) -> dict[str, torch.Tensor]:
+    index = torch.from_numpy(np.asarray(idx, dtype=np.int64))
+    return {k: v[index] for k, v in targets.items()}
+
+
+def _member(mcfg: ModelConfig, encoders: Encoders, cfg: dict, seed: int, device,
+            resume: bool) -> MemeModel:
+    """A fresh model: its own encoder copies when they are fine-tuned (each fold trains its
+    own), the head from --init-head when given (a resumed fold continues from its last.pt)."""
+    torch.manual_seed(seed)
+    image = copy.deepcopy(encoders.image) if mcfg.finetune_image else encoders.image
+    text = copy.deepcopy(encoders.text) if mcfg.finetune_text else encoders.text
+    model = MemeModel(mcfg, image, text)
+    if cfg["init_head"] and not resume:
+        load_head(model, cfg["init_head"])
+    return model.to(device)
+
+
+def _oof_tfidf(memes, fold_of: np.ndarray, C: float) -> dict[str, np.ndarray]:
+    """Out-of-fold TF-IDF scores over `memes` on the given folds."""
+    out: dict[str, np.ndarray] = {}
+    for f in np.unique(fold_of):
+        held = np.flatnonzero(fold_of == f)
+        model = TfidfLogReg(C).fit([m for m, g in zip(memes, fold_of) if g != f])
+        for task, s in model.predict([memes[i] for i in held]).items():
+            out.setdefault(task, np.zeros((len(memes), s.shape[1]), np.float32))[held] = s
+    return out
+
+
+def _decided(memes, ids, scores: dict, tasks) -> dict:
+    """The report of the label sets decision.decide gives people (0/1 scores)."""
+    return evaluate(memes, ids, {t: multi_hot(t, decide(t, scores[t])) for t in ("hate", *tasks)})
+
+
+def _check_saved_config(run_dir: Path, cfg: dict) -> None:
+    path = run_dir / "config.yaml"
+    try:
+        saved = yaml.safe_load(path.read_text())
+    except (OSError, yaml.YAMLError) as e:
+        raise ValueError(f"--resume: cannot read {path}: {e}") from None
+    if not isinstance(saved, dict):
+        raise ValueError(f"--resume: {path} is not a train.py config (not a mapping)")
+    # A setting added since that run was written counts as its default there.
+    diff = sorted(k for k in cfg if saved.get(k, DEFAULTS.get(k)) != cfg[k])
+    if diff:
+        detail = "; ".join(f"{k}: {saved.get(k, DEFAULTS.get(k))!r} there, {cfg[k]!r} now"
+                           for k in diff)
+        raise ValueError(f"--resume: settings differ from {path} in {diff} ({detail}); resume "
+                         "with the same settings, or start a new run in another --out")
+
+
+def _images(memes, cfg: dict, source: str):
+    """The memes to use: all of them once their images are checked (missing or undecodable
+    ones stop the run here, before any encoder is loaded), or with --skip-bad-images the
+    ones whose image is fine."""
+    if cfg["image_encoder"] == "none":
+        return memes
+    if not cfg.get("skip_bad_images", False):
+        check_images(memes, cfg["image_root"], source, decode=True)
+        return memes
+    kept, dropped = drop_bad_images(memes, cfg["image_root"], source)
+    if dropped:
+        print(f"train.py: left out {len(dropped)} of {len(memes)} memes of {source} whose image "
+              "is missing or cannot be read (--skip-bad-images); first:\n  "
+              + "\n  ".join(dropped[:5]), file=sys.stderr)
+    if not kept:
+        raise ValueError(f"{source}: no meme has a readable image under {cfg['image_root']}")
+    return kept
+
+
+def run(cfg: dict, resume: bool = False, progress: bool = True,
+        overwrite: bool = False) -> dict | None:
+    """Train as `cfg` says; return the summary written to RUN_DIR/summary.json.
+
+    With `folds` K >= 2 (the default) train.json is split into K folds that keep a caption's
+    memes together (crossval.group_folds); one head is trained per fold, its epoch chosen on
+    the fold it did not see, and the K heads are averaged at prediction (bagging). Their
+    out-of-fold scores cover all of train: the thresholds are chosen there, and dev only
+    reports. With `folds` 1 one head trains on train with its epoch and thresholds chosen on
+    dev (dev's reports are then in-sample; a 2-fold cross-fit of them is written beside).
+
+    Under torchrun every process runs this: they share out the encoders' features and each
+    training batch (training.fit), and rank 0 alone writes; the other ranks return None.
+    """
+    rank, world = distributed.rank_world()
+    run_dir = Path(cfg["out"])
+    tasks = tasks_for(cfg["task"])
+    layout = run_layout(int(cfg["folds"]))
+
+    def prepare():
+        """Up front, before any computing: the folder may be used as asked, and it and the
+        feature cache can be written. Rank 0 checks for all (the folder is shared)."""
+        if rank != 0:
+            return
+        rundir.check(run_dir, layout, resume=resume, overwrite=overwrite)
+        if resume:
+            _check_saved_config(run_dir, cfg)
+        rundir.check_writable(run_dir, "--out")
+        if cfg["cache_dir"]:
+            rundir.check_writable(cfg["cache_dir"], "--cache-dir")
+
+    def clean():
+        if rank != 0:
+            return
+        if overwrite:  # every check passed: only now is the old run deleted
+            rundir.clear(run_dir, layout)
+        else:
+            rundir.remove_stale_temps(run_dir, layout)
+            for k in range(MAX_FOLDS):
+                if (run_dir / f"fold{k}").is_dir():
+                    rundir.remove_stale_temps(run_dir / f"fold{k}", FOLD_LAYOUT)
+        run_dir.mkdir(parents=True, exist_ok=True)
+        write_text(run_dir / "config.yaml", yaml.safe_dump(cfg, sort_keys=True))
+
+    # A failure on any rank is raised on every rank (distributed.gather): none waits forever.
+    def on_all(compute, what):
+        return distributed.gather(compute, what)[rank] if world > 1 else compute()
+
+    on_all(prepare, "checking --out")
+    torch.manual_seed(cfg["seed"])
+    np.random.seed(cfg["seed"])
+    train_memes, dev_memes = on_all(lambda: (
+        _images(read_annotations(cfg["train"]), cfg, cfg["train"]),
+        _images(read_annotations(cfg["dev"]), cfg, cfg["dev"])), "reading the data")
+    folds = int(cfg["folds"])
+    fold_of = group_folds(train_memes, folds, cfg["seed"]) if folds >= 2 else None
+    on_all(clean, "preparing --out")
+    progress = progress and rank == 0
+    encoders = Encoders(cfg["image_encoder"], cfg["text_encoder"])
+    mcfg = ModelConfig(tasks=tasks, image_encoder=cfg["image_encoder"],
+                       text_encoder=cfg["text_encoder"],
+                       image_dim=encoders.image.dim if encoders.image is not None else 0,
+                       text_dim=encoders.text.dim if encoders.text is not None else 0,
+                       fusion=cfg["fusion"], empty=cfg["empty"], hidden=cfg["hidden"],
+                       dropout=cfg["dropout"],
+                       finetune_text=bool(cfg["finetune"]) and cfg["text_encoder"] != "none",
+                       finetune_image=(bool(cfg["finetune_image"])
+                                       and cfg["image_encoder"] != "none"))
+    # Under torchrun each process has its own device (LOCAL_RANK's GPU, or the CPU).
+    device = (distributed.init_from_env(cfg["device"])[2] if world > 1
+              else resolve_device(cfg["device"]))
+
+    first = _member(mcfg, encoders, cfg, cfg["seed"], device, resume)
+    kw = dict(cfg=mcfg, encoders=encoders, image_root=cfg["image_root"], cache_dir=cfg["cache_dir"],
+              model=first, progress=progress, device=str(device))
+    train_in = build_inputs(train_memes, source=cfg["train"], **kw)
+    dev_in = build_inputs(dev_memes, source=cfg["dev"], **kw)
+    train_t, dev_t = _targets(train_memes, tasks), _targets(dev_memes, tasks)
+
+    def fit_cfg(seed):
+        return FitConfig(epochs=cfg["epochs"], batch_size=cfg["batch_size"], lr=cfg["lr"],
+                         encoder_lr=cfg["encoder_lr"], weight_decay=cfg["weight_decay"],
+                         warmup=cfg["warmup"], seed=seed, select=cfg["select"])
+
+    t0 = time.time()
+    members, best_epochs = [], []
+    if fold_of is None:
+        state = fit(first, train_in, train_t, dev_in, dev_t, fit_cfg(cfg["seed"]), run_dir,
+                    resume=resume, progress=progress, meta=cfg)
+        members, best_epochs = [first], [state["best_epoch"]]
+    else:
+        oof_heads: dict[str, np.ndarray] = {}
+        for f in range(folds):
+            fold_dir = run_dir / f"fold{f}"
+            resume_fold = resume and (fold_dir / "last.pt").is_file()
+            seed = cfg["seed"] * 1000 + f
+            model = first if f == 0 else _member(mcfg, encoders, cfg, seed, device, resume_fold)
+            rest, held = np.flatnonzero(fold_of != f), np.flatnonzero(fold_of == f)
+            if progress:
+                print(f"fold {f + 1}/{folds}: {len(rest)} memes to train, {len(held)} to select")
+            state = fit(model, train_in.subset(rest), _subset(train_t, rest),
+                        train_in.subset(held), _subset(train_t, held), fit_cfg(seed), fold_dir,
+                        resume=resume_fold, progress=progress, meta=cfg)
+            if rank == 0:
+                for task, s in predict_scores(model, train_in.subset(held)).items():
+                    oof_heads.setdefault(task, np.zeros((len(train_memes), s.shape[1]),
+                                                        np.float32))[held] = s
+            members.append(model)
+            best_epochs.append(state["best_epoch"])
+    if rank != 0:
+        return None  # the rest (TF-IDF view, thresholds, reports, checkpoint) is rank 0's
+    weight = float(cfg["tfidf_weight"])
+    tfidf = TfidfLogReg(cfg["tfidf_c"]).fit(train_memes) if weight > 0 else None
+    train_seconds = time.time() - t0
+
+    train_prior = float(gold_matrix(train_memes, "hate")[:, 1].mean())
+    scorer = RunPredictor(members, tfidf, weight, {}, bool(cfg["fold_thresholds"]), train_prior,
+                          name=run_dir.name)
+    dev_raw = scorer.raw_scores_of(dev_in, [m.text for m in dev_memes])
+    dev_ids = [m.id for m in dev_memes]
+    if fold_of is None:
+        source = "dev (in-sample)"
+        thresholds = {t: th.choose_joint(gold_matrix(dev_memes, t), dev_raw[t]) for t in tasks}
+    else:
+        source = f"train, {folds} folds out of fold"
+        oof_tfidf = _oof_tfidf(train_memes, fold_of, cfg["tfidf_c"]) if weight > 0 else None
+        oof_raw = blend(oof_heads, oof_tfidf, weight)
+        thresholds = {t: th.choose_joint(gold_matrix(train_memes, t), oof_raw[t]) for t in tasks}
+    scorer.thresholds = thresholds
+    dev_scores = scorer.finish(dev_raw, fold=True)
+    reports = {"thresholds_off": evaluate(dev_memes, dev_ids, dev_raw),
+               "thresholds_on": evaluate(dev_memes, dev_ids, dev_scores),
+               "decided": _decided(dev_memes, dev_ids, dev_scores, tasks)}
+    summary_oof = None
+    if fold_of is None:
+        # Thresholds chosen on dev and scored there flatter; this is their honest estimate.
+        reports["thresholds_crossfit"] = evaluate(dev_memes, dev_ids, {
+            **dev_raw, **{t: th.crossfit(gold_matrix(dev_memes, t), dev_raw[t],
+                                         seed=cfg["seed"]) for t in tasks}})
+    else:
+        ids = [m.id for m in train_memes]
+        # Each fold's memes with thresholds chosen on the other folds' out-of-fold scores.
+        oof_scores = {**oof_raw, **{t: th.crossfit(gold_matrix(train_memes, t), oof_raw[t],
+                                                   fold_of=fold_of) for t in tasks}}
+        summary_oof = {"thresholds_off": evaluate(train_memes, ids, oof_raw),
+                       "thresholds_on": evaluate(train_memes, ids, oof_scores),
+                       "decided": _decided(train_memes, ids, oof_scores, tasks)}
+        write_report(summary_oof["thresholds_off"], run_dir / "oof_report")
+        write_report(summary_oof["thresholds_on"], run_dir / "oof_report_thresholds")
+        with atomic_open(run_dir / "oof_scores.npz", "wb") as f:
+            np.savez(f, ids=np.asarray(ids), fold_of=fold_of,
+                     **{f"raw_{t}": v for t, v in oof_raw.items()},
+                     **{f"heads_{t}": v for t, v in oof_heads.items()},
+                     **({f"tfidf_{t}": v for t, v in oof_tfidf.items()} if oof_tfidf else {}))
+    write_report(reports["thresholds_off"], run_dir / "dev_report")
+    write_report(reports["thresholds_on"], run_dir / "dev_report_thresholds")
+    write_report(reports["decided"], run_dir / "dev_report_decided")
+    for model in members:
+        model.cpu()
+    save_checkpoint(run_dir / "checkpoint.pt", members[0],
+                    members=[m.state_dict() for m in members[1:]],
+                    tfidf=tfidf.state_dict() if tfidf is not None else None,
+                    tfidf_weight=weight, train_prior=train_prior,
+                    thresholds={t: v.tolist() for t, v in thresholds.items()},
+                    thresholds_from=source,
+                    fold_thresholds=bool(cfg["fold_thresholds"]),
+                    fit=dataclasses.asdict(fit_cfg(cfg["seed"])),
+                    best_epoch=best_epochs, settings=cfg)
+    summary = {
+        "run_dir": str(run_dir), "task": cfg["task"], "folds": folds, "best_epoch": best_epochs,
+        "select": cfg["select"], "train_seconds": round(train_seconds, 2), "processes": world,
+        "train_prior": train_prior, "thresholds_from": source,
+        "dev": reports, "oof": summary_oof,
+        "thresholds": {t: v.tolist() for t, v in thresholds.items()},
+    }
+    write_json(run_dir / "summary.json", summary)
+    return summary
+
+
+def _short(report: dict, tasks) -> str:
+    return "  ".join(f"{t}: AUROC {report[t]['roc_auc_micro']:.4f} F1 {report[t]['f1_micro']:.4f} "
+                     f"macro-F1 {report[t]['f1_macro']:.4f}" for t in tasks)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        cfg = resolve(args)
+    except ValueError as e:
+        print(f"train.py: error: {e}", file=sys.stderr)
+        return 1
+    # Under torchrun (the same command, many processes) this joins the process group.
+    distributed.init_from_env(cfg["device"])
+    try:
+        summary = run(cfg, resume=args.resume, progress=not args.quiet, overwrite=args.overwrite)
+    except (AnnotationError, MissingImagesError, ValueError, FileNotFoundError,
+            distributed.RankFailed) as e:
+        # No barrier on the way out: a rank that fails alone must not wait for the others
+        # (torchrun stops them when this process exits).
+        print(f"train.py: error: {e}", file=sys.stderr)
+        return 1
+    distributed.finish()
+    if summary is None:  # not rank 0: rank 0 reports
+        return 0
+    tasks = tasks_for(cfg["task"])
+    print(format_report(summary["dev"]["thresholds_off"]))
+    print(f"\nbest epoch(s) {summary['best_epoch']} by {cfg['select']}; "
+          f"trained in {summary['train_seconds']:.1f}s; thresholds from "
+          f"{summary['thresholds_from']}")
+    if summary["oof"]:
+        print(f"train out of fold, 0.5 cut:  {_short(summary['oof']['thresholds_off'], tasks)}")
+        print(f"train out of fold, written:  {_short(summary['oof']['thresholds_on'], tasks)}")
+    print(f"dev, official 0.5 cut:       {_short(summary['dev']['thresholds_off'], tasks)}")
+    print(f"dev, as predict.py writes:   {_short(summary['dev']['thresholds_on'], tasks)}"
+          + (" (in-sample)" if not summary["oof"] else ""))
+    if "thresholds_crossfit" in summary["dev"]:
+        print(f"dev, thresholds cross-fit:   "
+              f"{_short(summary['dev']['thresholds_crossfit'], tasks)} (2-fold)")
+    print(f"run directory: {summary['run_dir']}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,306 @@
+"""Frozen encoder features: computed once per distinct input, cached on disk.
+
+The cache is CACHE/features.sqlite3 (hateful_memes/features/store.py), keyed by a space and an
+item key. The space, `{image,text}/{spec}-{h}`, hashes the encoder spec, its preprocessing (the
+transform, or the tokenizer and its max length) and its weights, so that a re-trained checkpoint
+at the same path, or a changed transform, never reads stale features. The item key is the sha256
+of an image file's bytes or of a caption. A call looks up its keys, computes only those still
+missing and stores them in batches of FLUSH_ROWS rows, each one transaction, so a killed run
+keeps what it flushed; an entry whose checksum fails is reported and recomputed.
+
+Under torchrun (torch.distributed initialised) every rank passes the same items: the ranks hash
+a share of the image files each, deal out the items that no rank found in the cache, compute
+and store their own share (the store takes concurrent writers), and gather the rest, so that
+every rank returns what one process returns. A failure on one rank is raised on all of them.
+"""
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import re
+from pathlib import Path
+from typing import TYPE_CHECKING, Callable, Iterator, Sequence
+
+import numpy as np
+import torch
+from PIL import Image, ImageOps
+from torch.utils.data import DataLoader, Dataset
+
+from ..runtime.distributed import gather, rank_world
+from ..runtime.progress import bar as progress_bar
+from .store import FILENAME, FeatureStore, migrate_shards
+
+if TYPE_CHECKING:
+    from ..models.encoders import ImageEncoder, TextEncoder
+
+FLUSH_ROWS = 2048
+
+
+class ImageReadError(OSError):
+    """An image file that is missing or cannot be decoded (the message names the path)."""
+
+
+def load_rgb(path: str | Path) -> Image.Image:
+    """The image as RGB, turned upright as its EXIF orientation says (phone photos and
+    screenshots of them often carry one). Any mode converts (L, P, RGBA, CMYK, ...), and the
+    format is read from the bytes, not the name (a JPEG saved as .png loads)."""
+    try:
+        with Image.open(path) as image:
+            image.load()
+            return ImageOps.exif_transpose(image).convert("RGB")
+    except FileNotFoundError:
+        raise ImageReadError(f"{path}: image file not found") from None
+    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as e:
+        raise ImageReadError(f"{path}: cannot read image: {e}") from None
+
+
+class ImageFolderDataset(Dataset):
+    """`transform(RGB image)` for each path (or RGB image already in memory), for a DataLoader
+    (picklable, so workers can run it)."""
+
+    def __init__(self, paths: Sequence[str | Path | Image.Image],
+                 transform: Callable[[Image.Image], torch.Tensor]):
+        self.paths = list(paths)
+        self.transform = transform
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def __getitem__(self, index: int) -> torch.Tensor:
+        item = self.paths[index]
+        return self.transform(item if isinstance(item, Image.Image) else load_rgb(item))
+
+
+def file_digest(path: str | Path) -> str:
+    try:
+        with open(path, "rb") as f:
+            return hashlib.file_digest(f, "sha256").hexdigest()
+    except FileNotFoundError:
+        raise ImageReadError(f"{path}: image file not found") from None
+    except OSError as e:
+        raise ImageReadError(f"{path}: cannot read image file: {e}") from None
+
+
+def pixels_digest(image: Image.Image) -> str:
+    """sha256 of an in-memory image's mode, size and pixels: equal pictures encode once."""
+    h = hashlib.sha256(f"{image.mode}:{image.size}".encode())
+    h.update(image.tobytes())
+    return h.hexdigest()
+
+
+def text_digest(text: str) -> str:
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def weights_digest(module: torch.nn.Module) -> bytes:
+    """A digest of every parameter and buffer, names and shapes included."""
+    h = hashlib.sha256()
+    for name, tensor in sorted(module.state_dict().items()):
+        t = tensor.detach().cpu().contiguous()
+        h.update(f"{name}:{t.dtype}:{tuple(t.shape)};".encode())
+        h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
+    return h.digest()
+
+
+def cache_space(modality: str, encoder: torch.nn.Module, preprocessing: str) -> str:
+    """`{modality}/{spec}-{h}`: h hashes the spec, the preprocessing and the weights."""
+    h = hashlib.sha256()
+    for part in (encoder.spec.encode(), preprocessing.encode(), weights_digest(encoder)):
+        h.update(len(part).to_bytes(8, "little") + part)
+    slug = re.sub(r"[^A-Za-z0-9._-]+", "_", encoder.spec).strip("_")[:48]
+    return f"{modality}/{slug}-{h.hexdigest()[:16]}"
+
+
+@contextlib.contextmanager
+def open_store(cache_dir: str | Path | None, modality: str, encoder: torch.nn.Module,
+               preprocessing: str) -> Iterator[FeatureStore | None]:
+    """The store of `encoder`'s features under `cache_dir` (None: no cache), with the shards of
+    the former folder layout for the same space moved into it."""
+    if cache_dir is None:
+        yield None
+        return
+    space = cache_space(modality, encoder, preprocessing)
+    with FeatureStore(Path(cache_dir) / FILENAME, space, encoder.dim) as store:
+        legacy = Path(cache_dir) / space
+        if legacy.is_dir():
+            migrate_shards(legacy, store)
+        yield store
+
+
+Batches = Callable[[list[int]], Iterator[tuple[list[int], object]]]
+
+
+def _check_same_items(encoder: torch.nn.Module, views: list, rank: int) -> None:
+    """Raise on every rank alike when the ranks' views of their items differ."""
+    differ = [r for r, view in enumerate(views) if view != views[rank]]
+    if differ:
+        raise ValueError(f"{encoder.spec} features: rank {differ[0]} was given other items "
+                         f"than rank {rank}; every rank must pass the same list")
+
+
+def _features(encoder: torch.nn.Module, keys: list[str], batches: Batches,
+              store: FeatureStore | None, describe: Callable[[int], str], device: str,
+              progress: bool, unit: str) -> np.ndarray:
+    """Rows for `keys`: from `store` where present, else `encoder(inputs)` for the inputs that
+    `batches(indices)` yields, with the first index of each missing key.
+
+    Under torch.distributed every rank passes the same keys: the missing ones are dealt out
+    over the ranks, each rank computes and stores its share, and all shares are gathered, so
+    that every rank returns what one process would."""
+    first: dict[str, int] = {}
+    for i, key in enumerate(keys):
+        first.setdefault(key, i)
+    found = store.read(first) if store is not None else {}
+    rank, world = rank_world()
+    if world > 1:
+        digest = hashlib.sha256("\n".join(keys).encode()).hexdigest()
+        views = gather(lambda: (digest, [p for p, key in enumerate(first) if key not in found]),
+                       f"{encoder.spec} feature lookup")
+        _check_same_items(encoder, [d for d, _ in views], rank)
+        # A key that any rank did not find is computed (once, by one rank) for all of them.
+        missing = sorted(set().union(*(positions for _, positions in views)))
+        firsts = list(first.values())
+        todo = [firsts[p] for p in missing][rank::world]
+    else:
+        todo = [i for key, i in first.items() if key not in found]
+
+    def compute() -> dict[str, np.ndarray]:
+        computed: dict[str, np.ndarray] = {}
+        if not todo:
+            return computed
+        was_training = encoder.training
+        encoder.to(device).eval()
+        pending: dict[str, np.ndarray] = {}
+        try:
+            with torch.inference_mode(), progress_bar(total=len(todo), unit=unit,
+                                                      disable=not progress or rank != 0,
+                                                      desc=f"{encoder.spec} features") as bar:
+                for indices, inputs in batches(todo):
+                    out = encoder(inputs).float().cpu().numpy()
+                    if out.shape != (len(indices), encoder.dim):
+                        raise RuntimeError(f"{encoder.spec}: output {out.shape}, expected "
+                                           f"({len(indices)}, {encoder.dim})")
+                    for i, row in zip(indices, out):
+                        if not np.isfinite(row).all():
+                            raise ValueError(f"{encoder.spec}: non-finite features for "
+                                             f"{describe(i)}")
+                        computed[keys[i]] = pending[keys[i]] = row
+                    bar.update(len(indices))
+                    if store is not None and len(pending) >= FLUSH_ROWS:
+                        store.write(pending)
+                        pending = {}
+        finally:
+            # Keep what was computed even when a later item fails or the run is interrupted.
+            if store is not None and pending:
+                store.write(pending)
+            encoder.train(was_training)
+        return computed
+
+    shares = gather(compute, f"{encoder.spec} features") if world > 1 else [compute()]
+    for share in shares:
+        found.update(share)
+    if not keys:
+        return np.zeros((0, encoder.dim), dtype=np.float32)
+    return np.stack([found[key] for key in keys]).astype(np.float32, copy=False)
+
+
+# On the CPU, small batches keep a convolution's activations in cache: EfficientNet-Lite0's
+# forward pass ran faster at 8 images a batch than at 32 or 64 in each of five runs of
+# experiments/bench_speed.py. An accelerator wants large batches.
+CPU_IMAGE_BATCH = 8
+ACCELERATOR_IMAGE_BATCH = 64
+
+
+def image_features(encoder: "ImageEncoder", paths: Sequence[str | Path | Image.Image],
+                   cache_dir: str | Path | None = None, batch_size: int | None = None,
+                   num_workers: int = 0, device: str = "cpu", progress: bool = True,
+                   channels_last: bool = True) -> np.ndarray:
+    """(len(paths), encoder.dim) float32 features; files with identical bytes are encoded once.
+
+    `batch_size` None is CPU_IMAGE_BATCH on the CPU, ACCELERATOR_IMAGE_BATCH elsewhere.
+    `channels_last` runs the forward pass in the NHWC memory format, which oneDNN's CPU
+    convolutions are written for. With both, this whole path (PNG decoding included) ran
+    EfficientNet-Lite0 on 2 cores at 1.2x to 2.0x the images/s of batches of 32 in the default
+    format, in four runs (experiments/RESULTS.md, "Speed"). The encoder is returned to the
+    default format afterwards, and its weights, hence the cache key, are the same in either
+    format. Loader workers (`num_workers`) pay off only where they get cores of their own.
+
+    An item may also be an RGB PIL image already in memory (the Python API, the service). Those
+    are keyed by their pixels and never cached on disk: a service would otherwise grow its disk
+    with every picture anyone uploads, and an uploaded meme is rarely seen twice.
+    """
+    if batch_size is None:
+        on_cpu = torch.device(device).type == "cpu"
+        batch_size = CPU_IMAGE_BATCH if on_cpu else ACCELERATOR_IMAGE_BATCH
+    paths = [p if isinstance(p, Image.Image) else Path(p) for p in paths]
+    in_memory = any(isinstance(p, Image.Image) for p in paths)
+    rank, world = rank_world()
+    if world > 1 and not in_memory:  # each rank reads and hashes a share of the files
+        shares = gather(lambda: (len(paths), [file_digest(p) for p in paths[rank::world]]),
+                        "hashing image files")
+        _check_same_items(encoder, [n for n, _ in shares], rank)
+        keys = [""] * len(paths)
+        for r, (_, share) in enumerate(shares):
+            keys[r::world] = share
+    else:
+        keys = [pixels_digest(p) if isinstance(p, Image.Image) else file_digest(p)
+                for p in paths]
+    memory_format = torch.channels_last if channels_last else torch.contiguous_format
+
+    def batches(todo: list[int]):
+        loader = DataLoader(ImageFolderDataset([paths[i] for i in todo], encoder.transform),
+                            batch_size=batch_size, num_workers=num_workers)
+        for start, pixels in zip(range(0, len(todo), batch_size), loader):
+            yield todo[start:start + batch_size], pixels.to(device, memory_format=memory_format)
+
+    # "exif-upright": features from before load_rgb applied the EXIF orientation are not reused.
+    # Images handed over in memory (the API, the service) are never cached on disk.
+    with open_store(None if in_memory else cache_dir, "image", encoder,
+                    f"exif-upright {encoder.transform!r}") as store:
+        encoder.to(memory_format=memory_format)
+        try:
+            return _features(encoder, keys, batches, store, lambda i: _describe(paths[i], i),
+                             device, progress, "img")
+        finally:
+            encoder.to(memory_format=torch.contiguous_format)
+
+
+def _describe(item, i: int) -> str:
+    return f"in-memory image {i}" if isinstance(item, Image.Image) else str(item)
+
+
+def _tokenizer_description(encoder: "TextEncoder") -> str:
+    tokenizer = encoder.tokenizer
+    backend = getattr(tokenizer, "backend_tokenizer", None)
+    if backend is None:  # a slow tokenizer
+        return f"{tokenizer!r} max_length={encoder.max_length}"
+    # The serialised tokenizer covers vocabulary, normalisation and special tokens. Its padding
+    # and truncation state is left over from the last call, not a property of the tokenizer.
+    state = json.loads(backend.to_str())
+    state.pop("padding", None)
+    state.pop("truncation", None)
+    body = hashlib.sha256(json.dumps(state, sort_keys=True).encode()).hexdigest()
+    return f"{type(tokenizer).__name__} max_length={encoder.max_length} {body}"
+
+
+def text_features(encoder: "TextEncoder", texts: Sequence[str], cache_dir: str | Path | None = None,
+                  batch_size: int = 64, device: str = "cpu", progress: bool = True) -> np.ndarray:
+    """(len(texts), encoder.dim) float32 features; identical captions are encoded once."""
+    texts = list(texts)
+    for i, text in enumerate(texts):
+        if not isinstance(text, str):
+            raise TypeError(f"caption {i} is a {type(text).__name__}, not a str: {text!r}")
+    keys = [text_digest(t) for t in texts]
+
+    def batches(todo: list[int]):
+        # Batching captions of similar length wastes less compute on padding.
+        todo = sorted(todo, key=lambda i: len(texts[i]))
+        for start in range(0, len(todo), batch_size):
+            chunk = todo[start:start + batch_size]
+            batch = encoder.tokenize([texts[i] for i in chunk])
+            yield chunk, {k: v.to(device) for k, v in batch.items()}
+
+    with open_store(cache_dir, "text", encoder, _tokenizer_description(encoder)) as store:
+        return _features(encoder, keys, batches, store,
+                         lambda i: f"caption {i} {texts[i][:60]!r}", device, progress, "caption")

@@ -1,0 +1,334 @@
+"""The training loop: epochs over cached features (or raw inputs when fine-tuning), model
+selection on dev, a resumable state written after every epoch. Knows nothing of argv."""
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+from sklearn.metrics import f1_score
+
+from ..evaluation.metrics import official
+from ..features.inputs import Inputs
+from ..runtime import checkpoints
+from ..runtime.distributed import rank_world
+from ..runtime.files import atomic_open, write_jsonl
+from ..runtime.progress import bar as progress_bar
+from .model import MemeModel, batch_totals
+
+SELECT_METRICS = ("roc_auc_micro", "f1_macro", "loss")
+
+
+def resolve_device(name: str = "auto") -> torch.device:
+    """The device `name` names, or a one-line ValueError when it is no device name or is not
+    there (`cuda` on a machine without a GPU)."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(name)
+    except (RuntimeError, TypeError):
+        raise ValueError(f"--device {name!r} is not a device name "
+                         "(auto, cpu, cuda, cuda:1, ...)") from None
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ValueError(f"--device {name}: no CUDA GPU is available here; "
+                             "use --device cpu (or auto)")
+        if device.index is not None and device.index >= torch.cuda.device_count():
+            raise ValueError(f"--device {name}: there are only {torch.cuda.device_count()} "
+                             "CUDA device(s), numbered from 0")
+    elif device.type != "cpu":
+        backend = getattr(torch, device.type, None) or getattr(torch.backends, device.type, None)
+        available = getattr(backend, "is_available", None)
+        if available is None or not available():
+            raise ValueError(f"--device {name}: no {device.type} device is available here")
+    return device
+
+
+def _to(x, device: torch.device):
+    if x is None:
+        return None
+    if isinstance(x, dict):
+        return {k: v.to(device, non_blocking=True) for k, v in x.items()}
+    return x.to(device, non_blocking=True)
+
+
+def _device_of(model: torch.nn.Module) -> torch.device:
+    return next(model.parameters()).device
+
+
+@dataclass
+class FitConfig:
+    epochs: int = 30
+    batch_size: int = 64
+    lr: float = 1e-3
+    encoder_lr: float = 2e-5
+    weight_decay: float = 0.01
+    warmup: float = 0.05
+    seed: int = 0
+    select: str = "roc_auc_micro"
+
+    def __post_init__(self):
+        if self.select not in SELECT_METRICS:
+            raise ValueError(f"select must be one of {SELECT_METRICS}, got {self.select!r}")
+
+
+def _batches(model: MemeModel, inputs: Inputs, batch_size: int, progress: bool = False):
+    """(index list, logits) for consecutive batches, in eval mode without gradients."""
+    model.eval()
+    device = _device_of(model)
+    with torch.inference_mode():
+        for start in progress_bar(range(0, len(inputs), batch_size), desc="predict",
+                                  disable=not progress, leave=False):
+            idx = list(range(start, min(start + batch_size, len(inputs))))
+            image, text = inputs.batch(idx)
+            yield idx, model(_to(image, device), _to(text, device))
+
+
+def predict_scores(model: MemeModel, inputs: Inputs, batch_size: int = 256,
+                   progress: bool = False) -> dict[str, np.ndarray]:
+    """Scores in LABELS order for every task of the model, `hate` included."""
+    out: dict[str, list[np.ndarray]] = {}
+    for _, logits in _batches(model, inputs, batch_size, progress):
+        for task, s in model.scores(logits).items():
+            out.setdefault(task, []).append(s.float().cpu().numpy())
+    return {task: np.concatenate(parts) for task, parts in out.items()}
+
+
+def _dev_metrics(model: MemeModel, inputs: Inputs, targets: dict[str, torch.Tensor],
+                 batch_size: int) -> dict:
+    """Dev loss and metrics from one pass over dev."""
+    device = _device_of(model)
+    parts: dict[str, list[np.ndarray]] = {}
+    loss = 0.0
+    for idx, logits in _batches(model, inputs, batch_size):
+        batch_targets = {k: v[idx].to(device) for k, v in targets.items()}
+        loss += float(model.loss(logits, batch_targets)) * len(idx)
+        for task, s in model.scores(logits).items():
+            parts.setdefault(task, []).append(s.float().cpu().numpy())
+    scores = {task: np.concatenate(p) for task, p in parts.items()}
+    metrics = {"loss": loss / max(len(inputs), 1)}
+    tasks = list(model.cfg.tasks)
+    per = [official(targets[t].numpy(), scores[t]) for t in tasks]
+    metrics["roc_auc_micro"] = float(np.mean([p["roc_auc_micro"] for p in per]))
+    metrics["f1_macro"] = float(np.mean([
+        f1_score(targets[t].numpy(), scores[t] > 0.5, average="macro", zero_division=0)
+        for t in tasks]))
+    for t, p in zip(tasks, per):
+        metrics[f"{t}/roc_auc_micro"] = p["roc_auc_micro"]
+        metrics[f"{t}/f1_micro"] = p["f1_micro"]
+    return metrics
+
+
+def _better(metric: str, new: float, old: float | None) -> bool:
+    if old is None:
+        return True
+    return new < old if metric == "loss" else new > old
+
+
+def _optimizer(model: MemeModel, cfg: FitConfig) -> torch.optim.Optimizer:
+    head = [p for p in model.head.parameters() if p.requires_grad]
+    groups = [{"params": head, "lr": cfg.lr}]
+    enc = [p for m in (model.image_encoder, model.text_encoder) if m is not None
+           for p in m.parameters() if p.requires_grad]
+    if enc:
+        groups.append({"params": enc, "lr": cfg.encoder_lr})
+    return torch.optim.AdamW(groups, weight_decay=cfg.weight_decay, fused=True)
+
+
+def _lr_factor(step: int, total: int, warmup: float) -> float:
+    w = max(1, int(total * warmup))
+    if step < w:
+        return (step + 1) / w
+    return 0.5 * (1 + math.cos(math.pi * (step - w) / max(1, total - w)))
+
+
+def _save_state(path: Path, state: dict) -> None:
+    # atomic_open: a unique temp beside `path`, removed if torch.save fails (a full disk).
+    with atomic_open(path, "wb") as f:
+        torch.save(state, f)
+
+
+def _share(idx: list[int], rank: int, world: int) -> tuple[list[int], bool]:
+    """This process's share of a batch: every `world`-th meme from `rank` on (the interleaving
+    of torch's DistributedSampler, without its padding, so that no meme counts twice). A
+    process whose share is empty (a last batch smaller than the world) takes the first meme
+    with no weight (False): under DDP every process must run every step."""
+    part = idx[rank::world]
+    return (part, True) if part else (idx[:1], False)
+
+
+def step_loss(net: torch.nn.Module, model: MemeModel, inputs: Inputs,
+              targets: dict[str, torch.Tensor], idx: list[int], rank: int = 0,
+              world: int = 1) -> torch.Tensor:
+    """This process's part of the loss of the batch `idx`: the batch's loss in one process;
+    under DDP the part whose gradient, averaged over the processes by DDP, is the whole
+    batch's gradient (and the parts' values add up to the batch's loss, times `world`)."""
+    device = _device_of(model)
+    if world == 1:
+        image, text = inputs.batch(idx)
+        return model.loss(net(_to(image, device), _to(text, device)),
+                          {k: v[idx].to(device) for k, v in targets.items()})
+    part, counts = _share(idx, rank, world)
+    image, text = inputs.batch(part)
+    # The denominators are the whole batch's: every process knows all the targets.
+    totals = batch_totals({k: v[idx] for k, v in targets.items()})
+    loss = model.loss(net(_to(image, device), _to(text, device)),
+                      {k: v[part].to(device) for k, v in targets.items()}, totals)
+    # DDP averages gradients over the processes while the parts' losses add up: scale by the
+    # world size so that the average is the sum.
+    return loss * (world if counts else 0.0)
+
+
+def _rng_states() -> list[torch.Tensor]:
+    """Every process's CPU RNG state (dropout masks), in rank order."""
+    rank, world = rank_world()
+    if world == 1:
+        return [torch.get_rng_state()]
+    gathered: list = [None] * world
+    torch.distributed.all_gather_object(gathered, torch.get_rng_state())
+    return gathered
+
+
+def _sync_batchnorm(model: MemeModel) -> None:
+    """A fine-tuned image encoder's batch norm to whole-batch statistics across processes (the
+    parameters stay the same objects; the state_dict keys do not change)."""
+    if model.image_encoder is not None:
+        from ..pretraining.barlow_twins import convert_sync_batchnorm
+        model.image_encoder = convert_sync_batchnorm(model.image_encoder)
+
+
+def fit(model: MemeModel, train: Inputs, train_targets: dict[str, torch.Tensor], dev: Inputs,
+        dev_targets: dict[str, torch.Tensor], cfg: FitConfig, run_dir: Path, resume: bool = False,
+        on_epoch_end: Callable[[int], None] | None = None, progress: bool = True,
+        meta: dict | None = None) -> dict:
+    """Train, keep the best epoch by `cfg.select` on dev, and return
+    {"best_epoch", "best", "history"}.
+
+    After each epoch `run_dir/last.pt` holds everything needed to continue (weights,
+    optimizer, RNG state, best so far), and `run_dir/best.pt` the best weights. `meta`
+    (plain data: the run's settings) is stored in last.pt, and a resume whose `meta` differs
+    from the stored one is refused: that last.pt belongs to another run.
+
+    Under torchrun (DDP) every process runs this on the same data: each batch of
+    `cfg.batch_size` is shared out between the processes, whose gradients add up to the one
+    process gradient; rank 0 alone evaluates on dev and writes, and at the end every process
+    holds the best epoch's weights and gets the same result. With `--resume` each process
+    reads `last.pt`, so across machines `run_dir` must be on a shared file system.
+    """
+    from torch.utils.tensorboard import SummaryWriter
+
+    rank, world = rank_world()
+    if rank == 0:
+        run_dir.mkdir(parents=True, exist_ok=True)
+    # Dropout masks differ between processes; rank 0 draws what one process draws.
+    torch.manual_seed(cfg.seed + 1_000_003 * rank)
+    device = _device_of(model)
+    if world > 1:
+        _sync_batchnorm(model)
+    opt = _optimizer(model, cfg)
+    n = len(train)
+    steps_per_epoch = math.ceil(n / cfg.batch_size)
+    total_steps = steps_per_epoch * cfg.epochs
+    base_lrs = [g["lr"] for g in opt.param_groups]
+    state = {"epoch": 0, "best": None, "best_epoch": None, "history": []}
+    last = run_dir / "last.pt"
+    if resume:
+        if not last.exists():
+            raise FileNotFoundError(f"--resume: no {last} to continue from")
+        saved = checkpoints.load_dict(last, ("model", "optimizer", "rng", "state"), device,
+                                      what="resume state")
+        try:
+            model.load_state_dict(saved["model"])
+            opt.load_state_dict(saved["optimizer"])
+        except (RuntimeError, ValueError, KeyError, TypeError, AttributeError) as e:
+            raise checkpoints.CheckpointError(
+                f"{last}: does not fit this run's model and optimizer: "
+                f"{str(e).splitlines()[0] if str(e) else type(e).__name__}") from None
+        if meta is not None and "meta" in saved and saved["meta"] != meta:
+            theirs = saved["meta"] if isinstance(saved["meta"], dict) else {}
+            diff = sorted(k for k in set(theirs) | set(meta) if theirs.get(k) != meta.get(k))
+            raise checkpoints.CheckpointError(
+                f"{last}: was written by a run with other settings (differing in {diff}); the "
+                "folder mixes two runs: start again with --overwrite")
+        rngs = [saved["rng"], *saved.get("rng_ranks", [])]
+        # Resumed on another number of processes, the other ranks keep their fresh seeds:
+        # the gradients do not depend on the number of processes, only the dropout masks do.
+        if rank < len(rngs):
+            torch.set_rng_state(rngs[rank].cpu())
+        state = saved["state"]
+    net = model
+    if world > 1:
+        from torch.nn.parallel import DistributedDataParallel
+        # A fine-tuned encoder may hold parameters its output does not use (BERT's pooler,
+        # under mean pooling): DDP must then look for them at every step, or it stops.
+        tuned = model.image_encoder is not None or model.text_encoder is not None
+        net = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda"
+                                      else None, find_unused_parameters=tuned)
+    stats_path = run_dir / "stats.jsonl"
+    writer = SummaryWriter(str(run_dir / "tb")) if rank == 0 else None
+    progress = progress and rank == 0
+    try:
+        for epoch in range(state["epoch"], cfg.epochs):
+            model.train()
+            # The order of an epoch depends on (seed, epoch) alone, so a resumed run sees the
+            # same batches as an uninterrupted one, and every DDP process the same batches.
+            order = torch.randperm(
+                n, generator=torch.Generator().manual_seed(cfg.seed * 100_003 + epoch))
+            t0 = time.time()
+            total = torch.zeros((), dtype=torch.float64)
+            bar = progress_bar(range(steps_per_epoch), desc=f"epoch {epoch + 1}/{cfg.epochs}",
+                               disable=not progress, leave=False)
+            for i in bar:
+                step = epoch * steps_per_epoch + i
+                for g, base in zip(opt.param_groups, base_lrs):
+                    g["lr"] = base * _lr_factor(step, total_steps, cfg.warmup)
+                idx = order[i * cfg.batch_size:(i + 1) * cfg.batch_size].tolist()
+                loss = step_loss(net, model, train, train_targets, idx, rank, world)
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
+                total += loss.item() / world * len(idx)
+                bar.set_postfix(loss=f"{loss.item():.4f}")
+            if world > 1:
+                torch.distributed.all_reduce(total)  # the processes' parts of the epoch's loss
+            rngs = _rng_states()
+            if rank == 0:
+                dev_m = _dev_metrics(model, dev, dev_targets, max(cfg.batch_size, 256))
+                record = {"epoch": epoch + 1, "train_loss": float(total) / n,
+                          "seconds": round(time.time() - t0, 3),
+                          **{f"dev/{k}": v for k, v in dev_m.items()}}
+                state["history"].append(record)
+                for k, v in record.items():
+                    if k != "epoch":
+                        writer.add_scalar(k, v, epoch + 1)
+                if _better(cfg.select, dev_m[cfg.select], state["best"]):
+                    state["best"], state["best_epoch"] = dev_m[cfg.select], epoch + 1
+                    _save_state(run_dir / "best.pt",
+                                {"model": model.state_dict(), "epoch": epoch + 1})
+                state["epoch"] = epoch + 1
+                _save_state(last, {"model": model.state_dict(), "optimizer": opt.state_dict(),
+                                   "rng": rngs[0], "state": state,
+                                   **({"rng_ranks": rngs[1:]} if world > 1 else {}),
+                                   **({"meta": meta} if meta is not None else {})})
+                # Rewritten whole from the saved history, so a resumed run never repeats a line.
+                write_jsonl(stats_path, state["history"])
+            if on_epoch_end is not None:
+                on_epoch_end(epoch + 1)
+    finally:
+        if writer is not None:
+            writer.close()
+    if rank == 0:
+        best = checkpoints.load_dict(run_dir / "best.pt", ("model",), device)
+        model.load_state_dict(best["model"])
+    if world > 1:
+        # Rank 0 alone knows the best epoch: every process leaves with its weights and state.
+        for tensor in model.state_dict().values():
+            torch.distributed.broadcast(tensor, 0)
+        shared = [state]
+        torch.distributed.broadcast_object_list(shared, 0)
+        state = shared[0]
+    return state

@@ -1,0 +1,6 @@
+"""Plumbing every command shares; imports nothing else of the package.
+
+Read files.py first (atomic writes), then rundir.py (guarding output folders),
+checkpoints.py (reading `.pt` files without running code), progress.py (progress bars and
+log lines) and distributed.py (torch.distributed under torchrun).
+"""

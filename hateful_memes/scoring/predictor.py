@@ -1,0 +1,145 @@
+"""One trained run as a scorer: the one code path from memes to written scores.
+
+A run (train.py's RUN_DIR/checkpoint.pt) holds K fusion heads (one per fold, bagged: their
+scores are averaged), optionally a TF-IDF + logistic-regression view of the caption blended
+in, the per-label thresholds chosen out of fold, and the hateful prevalence of its training
+data. Scoring is
+
+    raw = (1 - w) * mean_k head_k(features) + w * tfidf(caption)       (w = tfidf_weight)
+    scores = fold(rescale(raw, train prior -> prior), thresholds)
+
+`raw` is what the 0.5-cut reports read; `scores` is what a submission holds (see
+`thresholds.fold` for why the official metric is served best by it, and `decision.decide` for
+the consistent label sets shown to people). predict.py, train.py's dev reports and the Python
+API all score through `RunPredictor`, so a checkpoint alone reproduces the dev report.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from ..data.annotations import Meme
+from ..features.inputs import Encoders, Inputs, build_inputs
+from ..models.baselines import TfidfLogReg
+from ..models.model import MemeModel, build_model, load_checkpoint
+from ..models.training import predict_scores, resolve_device
+from ..runtime.checkpoints import CheckpointError
+from . import prior as prior_
+from . import thresholds as th
+
+
+def blend(heads: dict[str, np.ndarray], tfidf: dict[str, np.ndarray] | None,
+          weight: float) -> dict[str, np.ndarray]:
+    """(1 - weight) * heads + weight * tfidf, task by task (the heads' tasks)."""
+    if tfidf is None or weight == 0:
+        return dict(heads)
+    return {t: ((1 - weight) * s + weight * tfidf[t]).astype(np.float32) for t, s in heads.items()}
+
+
+class RunPredictor:
+    def __init__(self, models: Sequence[MemeModel], tfidf: TfidfLogReg | None = None,
+                 tfidf_weight: float = 0.0, thresholds: dict[str, Sequence[float]] | None = None,
+                 fold_thresholds: bool = True, train_prior: float | None = None,
+                 name: str = ""):
+        if not models:
+            raise ValueError("a run needs at least one model")
+        if tfidf_weight and tfidf is None:
+            raise ValueError("tfidf_weight > 0 needs a TF-IDF model")
+        self.models = list(models)
+        self.cfg = self.models[0].cfg
+        self.tfidf, self.tfidf_weight = tfidf, float(tfidf_weight)
+        self.thresholds = {t: np.asarray(v, dtype=float) for t, v in (thresholds or {}).items()}
+        self.fold_thresholds = fold_thresholds
+        self.train_prior = train_prior
+        self.name = name
+        self.encoders = Encoders(self.cfg.image_encoder, self.cfg.text_encoder)
+
+    @classmethod
+    def load(cls, run_dir: str | os.PathLike, device: str = "auto") -> "RunPredictor":
+        run_dir = Path(run_dir)
+        path = run_dir / "checkpoint.pt" if run_dir.is_dir() else run_dir
+        if not path.is_file():
+            raise FileNotFoundError(f"{path}: no checkpoint (is {run_dir} a finished train.py "
+                                    "run?)")
+        first, ckpt = load_checkpoint(path)
+        models = [first]
+        for i, state in enumerate(ckpt.get("members", [])):
+            model = build_model(first.cfg)
+            try:
+                model.load_state_dict(state)
+            except (RuntimeError, TypeError, AttributeError) as e:
+                raise CheckpointError(f"{path}: member {i + 1} does not fit the model's config: "
+                                      f"{str(e).splitlines()[0]}") from None
+            models.append(model.eval())
+        tfidf = None
+        if ckpt.get("tfidf") is not None:
+            try:
+                tfidf = TfidfLogReg.from_state(ckpt["tfidf"])
+            except (KeyError, TypeError, AttributeError, ValueError) as e:
+                raise CheckpointError(f"{path}: its TF-IDF model is damaged: {e}") from None
+        dev = resolve_device(device)
+        for model in models:
+            model.to(dev)
+        return cls(models, tfidf, ckpt.get("tfidf_weight", 0.0), ckpt.get("thresholds", {}),
+                   bool(ckpt.get("fold_thresholds", False)), ckpt.get("train_prior"),
+                   name=run_dir.name)
+
+    @property
+    def device(self) -> str:
+        return str(next(self.models[0].parameters()).device)
+
+    def inputs(self, memes: Sequence[Meme], image_root, cache_dir=None,
+               progress: bool = False, images=None) -> Inputs:
+        """Model inputs of `memes`: their image files under `image_root`, or `images` (RGB PIL
+        images aligned with `memes`, never cached) in their place."""
+        return build_inputs(memes, self.cfg, self.encoders, image_root, cache_dir,
+                            model=self.models[0], progress=progress, device=self.device,
+                            images=images)
+
+    def raw_scores_of(self, inputs: Inputs, texts: Sequence[str],
+                      progress: bool = False) -> dict[str, np.ndarray]:
+        """The blended scores before any prior or threshold, from model inputs and captions."""
+        # Fine-tuned members each carry their own encoder copy, but all share one spec, so the
+        # raw inputs the first member's tokenizer/transform prepared suit every member.
+        parts = [predict_scores(m, inputs, progress=progress) for m in self.models]
+        heads = {t: np.mean([p[t] for p in parts], axis=0).astype(np.float32) for t in parts[0]}
+        tfidf = self.tfidf.predict_texts(texts) if self.tfidf_weight else None
+        return blend(heads, tfidf, self.tfidf_weight)
+
+    def raw_scores(self, memes: Sequence[Meme], image_root, cache_dir=None,
+                   progress: bool = False, images=None) -> dict[str, np.ndarray]:
+        inputs = self.inputs(memes, image_root, cache_dir, progress, images)
+        return self.raw_scores_of(inputs, [m.text for m in memes], progress)
+
+    def resolve_prior(self, raw: dict[str, np.ndarray], prior: float | str | None) -> float | None:
+        """None (the training prevalence), a rate in (0, 1), or "em" (estimated on `raw`)."""
+        if prior is None:
+            return None
+        if self.train_prior is None:
+            raise ValueError(f"run {self.name}: its checkpoint records no training prevalence, "
+                             "so --prior cannot move its scores (retrain it)")
+        if prior == "em":
+            return prior_.estimate(raw["hate"][:, 1], self.train_prior)
+        return float(prior)
+
+    def finish(self, raw: dict[str, np.ndarray], prior: float | str | None = None,
+               fold: bool = True) -> dict[str, np.ndarray]:
+        """Raw scores moved to `prior` and with the thresholds folded in (unless fold=False)."""
+        target = self.resolve_prior(raw, prior)
+        scores = dict(raw)
+        if target is not None:
+            scores = prior_.adjust(scores, self.train_prior, target)
+        if fold and self.fold_thresholds:
+            for task, t in self.thresholds.items():
+                if task in scores:
+                    scores[task] = th.apply(scores[task], t)
+        return scores
+
+    def scores(self, memes: Sequence[Meme], image_root, cache_dir=None,
+               prior: float | str | None = None, fold: bool = True,
+               progress: bool = False, images=None) -> dict[str, np.ndarray]:
+        return self.finish(self.raw_scores(memes, image_root, cache_dir, progress, images),
+                           prior, fold)

@@ -1,0 +1,247 @@
+"""The Python API: from meme images (and their captions, when known) to scores and labels.
+
+    from hateful_memes import MemeClassifier
+
+    clf = MemeClassifier.load("runs/demo/taskA", "runs/demo/taskB")   # device, OCR: "auto"
+    for result in clf.predict(images=["meme.png", open("b.jpg", "rb").read()],
+                              texts=[None, "a caption someone typed"]):
+        print(result.labels, result.text, result.ocr)     # result.to_dict() for JSON
+
+`MemeClassifier` holds one or more train.py runs (an A run, a B run, an AB run, or A and B
+together) and scores through `scores()`, the one code path that predict.py (annotation files
+and image folders) and the service both use: each run's `RunPredictor` scores, and `merge`
+joins the runs' tasks (their hateful scores averaged). `predict()` adds what people need
+around it: images as paths, bytes or PIL images, captions read by OCR where none is given,
+and the consistent label sets of `decision.decide`.
+"""
+from __future__ import annotations
+
+import io
+import os
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Sequence, Union
+
+import numpy as np
+from PIL import Image
+
+from ..data.annotations import Meme
+from ..features.cache import ImageReadError
+from ..labels import LABELS
+from ..scoring.decision import decide_all
+from ..scoring.predictor import RunPredictor
+
+ImageLike = Union[str, os.PathLike, bytes, bytearray, Image.Image]
+
+
+class ImageTooLargeError(ImageReadError):
+    """An image whose pixel count is over the limit (a decompression bomb, or just too big)."""
+
+
+def open_image(item: ImageLike, max_pixels: int | None = None, name: str | None = None
+               ) -> Image.Image:
+    """An RGB PIL image from a path, the bytes of an image file, or a PIL image.
+
+    GIFs (and other animations) give their first frame. Raises ImageReadError naming `name`
+    (or the path) for a missing, empty or undecodable file, and ImageTooLargeError when the
+    image has more than `max_pixels` pixels (default: PIL's own decompression-bomb limit) -
+    checked from the header, before any pixel is decoded.
+    """
+    limit = Image.MAX_IMAGE_PIXELS if max_pixels is None else max_pixels
+    if isinstance(item, Image.Image):
+        _check_pixels(item.size, limit, name or "image")
+        return item if item.mode == "RGB" else item.convert("RGB")
+    if isinstance(item, (bytes, bytearray, memoryview)):
+        name = name or "image bytes"
+        if not len(item):
+            raise ImageReadError(f"{name}: empty file")
+        source = io.BytesIO(bytes(item))
+    elif isinstance(item, (str, os.PathLike)):
+        name = name or str(item)
+        source = Path(item)
+        if source.is_file() and source.stat().st_size == 0:
+            raise ImageReadError(f"{name}: empty file")
+    else:
+        raise TypeError(f"{name or 'image'}: expected a path, bytes or a PIL image, got "
+                        f"{type(item).__name__}")
+    try:
+        with Image.open(source) as image:
+            _check_pixels(image.size, limit, name)
+            return image.convert("RGB")
+    except ImageReadError:
+        raise
+    except FileNotFoundError:
+        raise ImageReadError(f"{name}: image file not found") from None
+    except Image.UnidentifiedImageError:
+        raise ImageReadError(f"{name}: not an image file (no image format recognised)") from None
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
+        # The warning arrives as an exception where warnings are errors (the service).
+        raise ImageTooLargeError(f"{name}: {e}") from None
+    except (OSError, ValueError, SyntaxError, EOFError) as e:
+        raise ImageReadError(f"{name}: not a readable image ({e})") from None
+
+
+def _check_pixels(size: tuple[int, int], limit: int | None, name: str) -> None:
+    if limit and size[0] * size[1] > limit:
+        raise ImageTooLargeError(f"{name}: {size[0]}x{size[1]} = {size[0] * size[1]} pixels, "
+                                 f"over the limit of {limit} (a decompression bomb?)")
+
+
+def merge(per_run: list[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
+    """One score dict from several runs: each task from the one run that predicts it, the
+    hateful scores averaged over all runs."""
+    merged: dict[str, np.ndarray] = {}
+    for scores in per_run:
+        for task, s in scores.items():
+            if task != "hate" and task in merged:
+                raise ValueError(f"two runs both predict {task!r}; give one run per task")
+            if task != "hate":
+                merged[task] = s
+    merged["hate"] = np.mean([scores["hate"] for scores in per_run], axis=0).astype(np.float32)
+    return merged
+
+
+@dataclass
+class Prediction:
+    """One meme's result. `pred_*` are the scores a submission holds (each label's threshold
+    folded onto 0.5; None for a task no run predicts); `labels` is the decision shown to people
+    ({"hate": "hateful" | "not_hateful", "pc": [...], "attack": [...]}, from decision.decide);
+    `text` is the caption scored and `ocr` whether OCR read it off the image."""
+    text: str
+    ocr: bool
+    pred_hate: dict[str, float]
+    pred_pc: dict[str, float] | None
+    pred_attack: dict[str, float] | None
+    labels: dict
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+class MemeClassifier:
+    """Trained runs joined into one classifier, with OCR for memes that come without a caption.
+
+    `ocr`: an engine name for ocr.create_ocr ("auto", "easyocr", "rapidocr", "tesseract"),
+    "none" (every meme then needs a caption), or an object with `read(images) -> captions`.
+    The engine is loaded at the first meme that needs it (or by `load_ocr()`).
+    Not thread-safe: one caller at a time (the service runs it in a single worker).
+    """
+
+    def __init__(self, runs: Sequence[RunPredictor], ocr="auto", device: str = "auto"):
+        if not runs:
+            raise ValueError("a classifier needs at least one run")
+        seen: dict[str, str] = {}
+        for run in runs:
+            for task in run.cfg.tasks:
+                if task in seen:
+                    raise ValueError(f"runs {seen[task]} and {run.name} both predict {task!r}; "
+                                     "give one run per task")
+                seen[task] = run.name
+        self.runs = list(runs)
+        self._ocr = None if isinstance(ocr, str) else ocr
+        self.ocr_spec = ocr if isinstance(ocr, str) else getattr(ocr, "name", type(ocr).__name__)
+        self._device = device
+
+    @classmethod
+    def load(cls, *run_dirs: str | os.PathLike, device: str = "auto",
+             ocr="auto") -> "MemeClassifier":
+        """Runs from their train.py directories (or checkpoint files); `device` as train.py's
+        (auto: cuda when there is one), used by the OCR engine too."""
+        if len(run_dirs) == 1 and isinstance(run_dirs[0], (list, tuple)):
+            run_dirs = tuple(run_dirs[0])
+        return cls([RunPredictor.load(r, device) for r in run_dirs], ocr=ocr, device=device)
+
+    @property
+    def tasks(self) -> tuple[str, ...]:
+        own = {t for run in self.runs for t in run.cfg.tasks}
+        return ("hate", *(t for t in LABELS if t in own))
+
+    @property
+    def device(self) -> str:
+        return self.runs[0].device
+
+    @property
+    def needs_images(self) -> bool:
+        """Whether any run reads pictures (text-only runs need images only for OCR)."""
+        return any(run.cfg.image_encoder != "none" for run in self.runs)
+
+    def info(self) -> dict:
+        return {"runs": [run.name for run in self.runs], "tasks": list(self.tasks),
+                "device": self.device, "ocr": self.ocr_spec}
+
+    def load_ocr(self):
+        """The OCR engine, loaded now if it is not yet."""
+        if self._ocr is None:
+            if self.ocr_spec == "none":
+                raise ValueError("this classifier has no OCR (ocr='none'): give every meme a "
+                                 "caption")
+            from .ocr import create_ocr
+
+            self._ocr = create_ocr(self.ocr_spec, self._device)
+            self.ocr_spec = self._ocr.name
+        return self._ocr
+
+    def scores(self, memes: Sequence[Meme], image_root=None, images=None, cache_dir=None,
+               prior: float | str | None = None, fold: bool = True,
+               progress: bool = False) -> dict[str, np.ndarray]:
+        """Merged scores of every run for `memes` (the one scoring path): pictures from the
+        files under `image_root`, or `images` (RGB PIL images aligned with `memes`); captions
+        from the memes. `prior`/`fold` as RunPredictor.finish."""
+        per_run = [run.scores(memes, image_root, cache_dir, prior=prior, fold=fold,
+                              progress=progress, images=images) for run in self.runs]
+        return merge(per_run)
+
+    def predict(self, images: Sequence[ImageLike] | None = None,
+                texts: Sequence[str | None] | None = None,
+                prior: float | str | None = None, max_pixels: int | None = None,
+                progress: bool = False) -> list[Prediction]:
+        """One Prediction per meme. `images`: paths, image-file bytes or PIL images; `texts`:
+        the captions where known (None, or a None entry: read by OCR from the image).
+
+        Images may be left out only when every caption is given and no run reads pictures.
+        All memes of a call are decoded and scored together (the encoders batch them), so
+        call it in chunks for a large set. `prior` as RunPredictor.finish ("em": estimated
+        over this call's memes).
+        """
+        if images is None and texts is None:
+            raise ValueError("give images, texts, or both")
+        n = len(images) if images is not None else len(texts)
+        if texts is None:
+            texts = [None] * n
+        if len(texts) != n:
+            raise ValueError(f"{n} images but {len(texts)} texts")
+        for i, text in enumerate(texts):
+            if text is not None and not isinstance(text, str):
+                raise TypeError(f"text {i}: expected a str or None, got {type(text).__name__}")
+        if images is None:
+            if any(t is None for t in texts):
+                raise ValueError("memes without a caption need their image, for OCR")
+            if self.needs_images:
+                raise ValueError(f"runs {', '.join(r.name for r in self.runs)} read pictures: "
+                                 "give the images")
+            pictures = None
+        else:
+            pictures = [open_image(item, max_pixels, name=f"image {i}" if not isinstance(
+                item, (str, os.PathLike)) else None) for i, item in enumerate(images)]
+        todo = [i for i, t in enumerate(texts) if t is None]
+        by_ocr = set(todo)
+        captions = list(texts)
+        if todo:
+            read = self.load_ocr().read([pictures[i] for i in todo])
+            for i, caption in zip(todo, read):
+                captions[i] = caption
+        if n == 0:
+            return []
+        memes = [Meme(id=i, img="", text=c) for i, c in enumerate(captions)]
+        scores = self.scores(memes, images=pictures, prior=prior, progress=progress)
+        decided = decide_all(scores)
+        out = []
+        for i in range(n):
+            preds = {t: dict(zip(LABELS[t], map(float, scores[t][i]))) if t in scores else None
+                     for t in ("hate", "pc", "attack")}
+            labels = {t: list(v) for t, v in decided[i].items()}
+            labels["hate"] = decided[i]["hate"][0]
+            out.append(Prediction(text=captions[i], ocr=i in by_ocr,
+                                  pred_hate=preds["hate"], pred_pc=preds["pc"],
+                                  pred_attack=preds["attack"], labels=labels))
+        return out

@@ -1,0 +1,326 @@
+"""`serve.py --run A --run B [--host 127.0.0.1] [--port 8000]`: the classifier over HTTP.
+
+    POST /predict        multipart `image` (file) + optional `text` -> one result
+    POST /predict/batch  multipart `image` repeated + optional `text` repeated (aligned; an
+                         empty one means "read it by OCR") -> {"results": [...]}
+    GET  /health         model loaded, device, runs, queue length
+    GET  /               a page: drop a meme, edit the OCR'd caption, see the labels
+    GET  /docs           the request and response schemas (FastAPI's OpenAPI page)
+
+A result is `api.Prediction` plus the model it came from: {"text", "ocr", "pred_hate",
+"pred_pc", "pred_attack", "labels": {"hate", "pc", "attack"}, "model": {"runs", ...}}.
+
+Concurrency: one model worker. The classifier (and its OCR engine) is not thread-safe and
+the device is one, so a single thread owns it. Requests are parsed and their images decoded
+and checked in FastAPI's thread pool, then queued (bounded: a full queue answers 503 at once
+instead of piling up latency); the worker takes whatever is waiting, up to --max-batch memes,
+and scores it as one batch, so concurrent requests share a forward pass.
+
+Bad requests get a 4xx with a reason ({"detail": ...}) and leave the service up: no file or an
+empty one (400), a file that is not an image (400), an upload over --max-upload-mb (413, from
+Content-Length before the body is read, and again on the bytes), a picture over --max-pixels
+(413: a decompression bomb is refused from its header, before its pixels are decoded), a
+caption over --max-caption-chars (400), no caption where the service runs without OCR (400),
+a batch over --max-batch memes (413).
+"""
+from __future__ import annotations
+
+import argparse
+import queue
+import sys
+import threading
+import warnings
+from concurrent.futures import Future
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from typing import Optional
+
+from fastapi import FastAPI, File, Form, HTTPException, Request, UploadFile
+from fastapi.responses import HTMLResponse, JSONResponse
+from PIL import Image
+from pydantic import BaseModel
+
+from ..features.cache import ImageReadError
+from .api import ImageTooLargeError, MemeClassifier, open_image
+from .page import PAGE
+
+DEFAULT_MAX_UPLOAD_MB = 10
+DEFAULT_MAX_CAPTION_CHARS = 1000
+DEFAULT_MAX_PIXELS = 50_000_000  # under PIL's own bomb limit (89M): 150 MB decoded as RGB
+DEFAULT_MAX_BATCH = 16
+DEFAULT_QUEUE = 64
+RESULT_TIMEOUT_S = 300
+
+
+class Labels(BaseModel):
+    """The decision (decision.decide): an empty label never stands beside a real one."""
+    hate: str
+    pc: Optional[list[str]] = None
+    attack: Optional[list[str]] = None
+
+
+class ModelInfo(BaseModel):
+    runs: list[str]
+    tasks: list[str]
+    device: str
+    ocr: str
+
+
+class PredictResponse(BaseModel):
+    """pred_*: scores with each label's threshold folded onto 0.5 (as a submission holds them);
+    None for a task the loaded runs do not predict."""
+    text: str
+    ocr: bool
+    pred_hate: dict[str, float]
+    pred_pc: Optional[dict[str, float]] = None
+    pred_attack: Optional[dict[str, float]] = None
+    labels: Labels
+    model: ModelInfo
+
+
+class BatchResponse(BaseModel):
+    results: list[PredictResponse]
+
+
+class Health(BaseModel):
+    status: str
+    model_loaded: bool
+    device: str
+    runs: list[str]
+    tasks: list[str]
+    ocr: str
+    queued: int
+    memes_scored: int
+    batches: int  # forward passes that scored them: fewer than requests when batched
+
+
+class Busy(Exception):
+    """The worker's queue is full."""
+
+
+@dataclass
+class _Job:
+    images: list
+    texts: list
+    future: Future = field(default_factory=Future)
+
+
+class ModelWorker:
+    """The one thread that runs the classifier: queued jobs are scored in batches."""
+
+    def __init__(self, clf: MemeClassifier, max_batch: int = DEFAULT_MAX_BATCH,
+                 max_queue: int = DEFAULT_QUEUE):
+        self.clf = clf
+        self.max_batch = max_batch
+        self.jobs: queue.Queue = queue.Queue(maxsize=max_queue)
+        self.batches = self.memes = 0  # forward passes run and memes scored (/health)
+        self._thread = threading.Thread(target=self._loop, name="model-worker", daemon=True)
+        self._thread.start()
+
+    def submit(self, images: list, texts: list) -> Future:
+        job = _Job(images, texts)
+        try:
+            self.jobs.put_nowait(job)
+        except queue.Full:
+            raise Busy() from None
+        return job.future
+
+    def close(self) -> None:
+        self.jobs.put(None)
+        self._thread.join(timeout=30)
+
+    def _loop(self) -> None:
+        while True:
+            job = self.jobs.get()
+            if job is None:
+                return
+            jobs, n = [job], len(job.images)
+            stop = False
+            while n < self.max_batch:
+                try:
+                    more = self.jobs.get_nowait()
+                except queue.Empty:
+                    break
+                if more is None:
+                    stop = True
+                    break
+                jobs.append(more)
+                n += len(more.images)
+            self._run(jobs)
+            if stop:
+                return
+
+    def _run(self, jobs: list[_Job]) -> None:
+        try:
+            results = self.clf.predict(images=[im for j in jobs for im in j.images],
+                                       texts=[t for j in jobs for t in j.texts])
+            self.batches += 1
+            self.memes += len(results)
+        except Exception as e:  # noqa: BLE001 - one bad job must not fail the ones beside it
+            if len(jobs) > 1:
+                for job in jobs:
+                    self._run([job])
+            else:
+                jobs[0].future.set_exception(e)
+            return
+        start = 0
+        for job in jobs:
+            job.future.set_result(results[start:start + len(job.images)])
+            start += len(job.images)
+
+
+def create_app(clf: MemeClassifier, max_upload_mb: float = DEFAULT_MAX_UPLOAD_MB,
+               max_caption_chars: int = DEFAULT_MAX_CAPTION_CHARS,
+               max_pixels: int = DEFAULT_MAX_PIXELS, max_batch: int = DEFAULT_MAX_BATCH,
+               max_queue: int = DEFAULT_QUEUE):
+    """The FastAPI app around `clf` (one ModelWorker; stopped at the app's shutdown)."""
+    max_bytes = int(max_upload_mb * 1024 * 1024)
+
+    worker = ModelWorker(clf, max_batch, max_queue)
+
+    @asynccontextmanager
+    async def lifespan(app):
+        yield
+        worker.close()
+
+    app = FastAPI(title="Hateful memes classifier", lifespan=lifespan,
+                  description="Fine-grained hateful meme labels (WOAH 2021 shared task) for an "
+                  "image and its caption; the caption is read by OCR when not given.")
+    app.state.worker = worker
+
+    @app.middleware("http")
+    async def refuse_large_bodies(request: Request, call_next):
+        # From the header, before the body is read; the per-file check below catches a body
+        # sent without a length.
+        limit = max_bytes * (max_batch if request.url.path.endswith("/batch") else 1) + 2 ** 16
+        length = request.headers.get("content-length")
+        if length is not None and length.isdigit() and int(length) > limit:
+            return JSONResponse({"detail": f"request body of {int(length)} bytes is over the "
+                                 f"limit of {limit} bytes ({max_upload_mb:g} MB an image)"},
+                                status_code=413)
+        return await call_next(request)
+
+    def decode(upload, i: int | None = None):
+        where = f"image {i}" if i is not None else "image"
+        if upload is None or isinstance(upload, str):
+            raise HTTPException(400, "no file: send the meme as the multipart field 'image'")
+        name = f"{where} ({upload.filename or 'unnamed'})"
+        data = upload.file.read(max_bytes + 1)
+        if len(data) > max_bytes:
+            raise HTTPException(413, f"{name}: over the upload limit of {max_upload_mb:g} MB")
+        if not data:
+            raise HTTPException(400, f"{name}: empty file")
+        try:
+            return open_image(data, max_pixels=max_pixels, name=name)
+        except ImageTooLargeError as e:
+            raise HTTPException(413, str(e)) from None
+        except ImageReadError as e:
+            raise HTTPException(400, str(e)) from None
+
+    def caption(text: str | None, i: int | None = None) -> str | None:
+        if text is None or text.strip() == "":
+            if clf.ocr_spec == "none":
+                where = f"text {i}" if i is not None else "text"
+                raise HTTPException(400, f"{where}: no caption, and this service runs without "
+                                    "OCR (--ocr none): send the caption as 'text'")
+            return None  # read by OCR
+        if len(text) > max_caption_chars:
+            where = f"text {i}" if i is not None else "text"
+            raise HTTPException(400, f"{where}: caption of {len(text)} characters is over the "
+                                f"limit of {max_caption_chars}")
+        return text
+
+    def score(images: list, texts: list) -> list[dict]:
+        try:
+            future = worker.submit(images, texts)
+        except Busy:
+            raise HTTPException(503, "busy: the model's queue is full, retry shortly") from None
+        try:
+            results = future.result(timeout=RESULT_TIMEOUT_S)
+        except TimeoutError:
+            raise HTTPException(504, "the model took too long") from None
+        except Exception as e:  # noqa: BLE001 - reported, and the service stays up
+            raise HTTPException(500, f"prediction failed: {type(e).__name__}: {e}") from None
+        model = clf.info()
+        return [{**r.to_dict(), "model": model} for r in results]
+
+    @app.post("/predict", response_model=PredictResponse,
+              responses={400: {"description": "no, empty or unreadable image; caption too long"},
+                         413: {"description": "upload or picture over the limit"},
+                         503: {"description": "queue full"}})
+    def predict(image: Optional[UploadFile] = File(None, description="the meme picture"),
+                text: Optional[str] = Form(None, description="its caption; empty or absent: "
+                                           "read by OCR")):
+        return score([decode(image)], [caption(text)])[0]
+
+    @app.post("/predict/batch", response_model=BatchResponse)
+    def predict_batch(image: Optional[list[UploadFile]] = File(None, description="memes"),
+                      text: Optional[list[str]] = Form(None, description="captions aligned "
+                                                       "with the images; empty: OCR")):
+        if not image:
+            raise HTTPException(400, "no file: send the memes as repeated multipart fields "
+                                "'image'")
+        if len(image) > max_batch:
+            raise HTTPException(413, f"{len(image)} memes in one request; the limit is "
+                                f"{max_batch}")
+        texts = list(text or [])
+        if texts and len(texts) != len(image):
+            raise HTTPException(400, f"{len(image)} images but {len(texts)} texts: give none "
+                                "or one per image (empty for OCR)")
+        texts = texts or [None] * len(image)
+        images = [decode(upload, i) for i, upload in enumerate(image)]
+        return {"results": score(images, [caption(t, i) for i, t in enumerate(texts)])}
+
+    @app.get("/health", response_model=Health)
+    def health():
+        info = clf.info()
+        return {"status": "ok", "model_loaded": True, "device": info["device"],
+                "runs": info["runs"], "tasks": info["tasks"], "ocr": info["ocr"],
+                "queued": worker.jobs.qsize(), "memes_scored": worker.memes,
+                "batches": worker.batches}
+
+    @app.get("/", response_class=HTMLResponse)
+    def page():
+        return PAGE
+
+    return app
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="serve.py", description=__doc__.split("\n\n")[0])
+    p.add_argument("--run", "--model", dest="run", action="append", required=True,
+                   help="a train.py run directory (repeatable: an A and a B run, or one AB run)")
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=8000)
+    p.add_argument("--device", default="auto", help="auto (cuda when there is one), cpu, cuda")
+    p.add_argument("--ocr", default="auto", help="auto, easyocr, rapidocr, tesseract or none "
+                   "(none: every request must carry its caption)")
+    p.add_argument("--max-upload-mb", type=float, default=DEFAULT_MAX_UPLOAD_MB)
+    p.add_argument("--max-caption-chars", type=int, default=DEFAULT_MAX_CAPTION_CHARS)
+    p.add_argument("--max-pixels", type=int, default=DEFAULT_MAX_PIXELS)
+    p.add_argument("--max-batch", type=int, default=DEFAULT_MAX_BATCH,
+                   help="most memes scored in one forward pass (and in one batch request)")
+    p.add_argument("--queue", type=int, default=DEFAULT_QUEUE,
+                   help="requests that may wait for the model before new ones get 503")
+    args = p.parse_args(argv)
+    import uvicorn
+
+    # A picture over PIL's own limit warns; here it is refused instead.
+    warnings.simplefilter("error", Image.DecompressionBombWarning)
+    try:
+        clf = MemeClassifier.load(*args.run, device=args.device, ocr=args.ocr)
+        if args.ocr != "none":
+            clf.load_ocr()  # now, not in the first request
+    except (FileNotFoundError, ValueError, RuntimeError) as e:
+        print(f"serve.py: error: {e}", file=sys.stderr)
+        return 1
+    app = create_app(clf, args.max_upload_mb, args.max_caption_chars, args.max_pixels,
+                     args.max_batch, args.queue)
+    print(f"serving {', '.join(clf.info()['runs'])} on {clf.device} (OCR: {clf.ocr_spec}) at "
+          f"http://{args.host}:{args.port}/", flush=True)
+    uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,203 @@
+import csv
+import json
+import shutil
+
+import numpy as np
+import pytest
+
+from hateful_memes.cli import predict
+from hateful_memes.data import images
+from hateful_memes.data.annotations import read_annotations
+from hateful_memes.data.submission import read_submission
+from hateful_memes.serving import api
+
+
+@pytest.fixture(scope="module")
+def folder(demo_data, tmp_path_factory):
+    """Test-split images as a folder: numeric stems, a renamed copy in a subfolder, a bad file."""
+    root = tmp_path_factory.mktemp("images")
+    memes = read_annotations(demo_data / "annotations" / "test.jsonl")
+    for m in memes:
+        shutil.copyfile(demo_data / m.img, root / m.img.split("/")[-1])
+    (root / "sub").mkdir()
+    shutil.copyfile(demo_data / memes[0].img, root / "sub" / "funny cat.png")
+    (root / "sub" / "broken.jpg").write_bytes(b"this is no jpeg")
+    (root / "notes.txt").write_text("not an image, not listed")
+    with open(root.parent / f"{root.name}_captions.csv", "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["image", "text"])
+        for m in memes:
+            w.writerow([m.img.split("/")[-1], m.text])
+        w.writerow(["sub/funny cat.png", memes[0].text])
+    return root
+
+
+def _args(runs, folder, out, *extra):
+    return ["--run", str(runs / "A"), "--model", str(runs / "B"), "--images", str(folder),
+            "--captions", str(folder.parent / f"{folder.name}_captions.csv"), "--out", str(out),
+            "--quiet", *extra]
+
+
+def _sidecar(out):
+    with open(images.sidecar_path(out), newline="") as f:
+        return {int(r["id"]): r for r in csv.DictReader(f)}
+
+
+def test_a_folder_gets_ids_a_sidecar_and_the_annotation_paths_scores(
+        tiny_runs, folder, demo_data, feature_cache, tmp_path, capsys):
+    out = tmp_path / "out.jsonl"
+    assert predict.main(_args(tiny_runs, folder, out)) == 0
+    err = capsys.readouterr().err
+    assert "1 of" in err and "broken.jpg" in err  # counted and named, not a crash
+    ids, scores = read_submission(out)
+    memes = read_annotations(demo_data / "annotations" / "test.jsonl")
+    cat = images.hashed_id("sub/funny cat.png")
+    assert 0 < cat < 2 ** 53
+    assert sorted(ids) == sorted([m.id for m in memes] + [cat])
+    side = _sidecar(out)
+    assert set(side) == set(ids)
+    assert side[cat]["image"] == str(folder / "sub" / "funny cat.png")
+    assert all(r["ocr"] == "0" for r in side.values())  # every caption was in the CSV
+    # The same memes through predict.py --input: the same scores (one scoring path).
+    ref = tmp_path / "ref.jsonl"
+    assert predict.main(["--run", str(tiny_runs / "A"), "--run", str(tiny_runs / "B"),
+                         "--input", str(demo_data / "annotations" / "test.jsonl"),
+                         "--out", str(ref), "--cache-dir", str(feature_cache), "--quiet"]) == 0
+    ref_ids, ref_scores = read_submission(ref)
+    row = {id_: i for i, id_ in enumerate(ids)}
+    for task in ("hate", "pc", "attack"):
+        got = scores[task][[row[i] for i in ref_ids]]
+        np.testing.assert_allclose(got, ref_scores[task], atol=1e-5)
+        np.testing.assert_allclose(scores[task][row[cat]], got[0], atol=1e-5)
+
+
+def test_a_rerun_skips_what_out_holds_and_picks_up_new_images(tiny_runs, folder, tmp_path,
+                                                              capsys):
+    part = tmp_path / "part"
+    shutil.copytree(folder, part)
+    shutil.copyfile(folder.parent / f"{folder.name}_captions.csv",
+                    tmp_path / "part_captions.csv")
+    later = sorted(part.glob("*.png"))[-3:]
+    for p in later:
+        p.rename(tmp_path / p.name)
+    out = tmp_path / "out.jsonl"
+    assert predict.main(_args(tiny_runs, part, out)) == 0
+    first = out.read_text().splitlines()
+    for p in later:
+        (tmp_path / p.name).rename(p)
+    capsys.readouterr()
+    assert predict.main(_args(tiny_runs, part, out)) == 0
+    said = capsys.readouterr().out
+    assert "(3 new, " in said and f"{len(first)} already there" in said
+    again = out.read_text().splitlines()
+    assert again[:len(first)] == first  # the earlier rows untouched
+    assert len(again) == len(first) + 3 and len(_sidecar(out)) == len(again)
+    assert not list(tmp_path.glob("*.partial"))
+
+
+def test_a_killed_run_leaves_no_out_and_the_next_run_finishes_it(tiny_runs, folder, tmp_path,
+                                                                 monkeypatch):
+    out = tmp_path / "out.jsonl"
+    real = api.MemeClassifier.predict
+    calls = []
+
+    def dies_on_the_second_chunk(self, *a, **k):
+        calls.append(1)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return real(self, *a, **k)
+
+    monkeypatch.setattr(api.MemeClassifier, "predict", dies_on_the_second_chunk)
+    with pytest.raises(KeyboardInterrupt):
+        predict.main(_args(tiny_runs, folder, out, "--chunk", "4"))
+    partial = tmp_path / "out.jsonl.partial"
+    assert not out.exists() and len(partial.read_text().splitlines()) == 4
+    with open(partial, "a") as f:
+        f.write('{"id": 1, "pred_ha')  # a kill in the middle of a line
+    monkeypatch.setattr(api.MemeClassifier, "predict", real)
+    assert predict.main(_args(tiny_runs, folder, out, "--chunk", "4")) == 0
+    ids, _ = read_submission(out)
+    assert len(ids) == len(set(ids)) == len(list(folder.glob("*.png"))) + 1
+    assert not partial.exists()
+
+
+def test_out_of_other_runs_is_not_mixed_in(tiny_runs, folder, tmp_path, capsys):
+    out = tmp_path / "out.jsonl"
+    assert predict.main(["--run", str(tiny_runs / "A"), "--images", str(folder / "sub"),
+                         "--out", str(out), "--quiet", "--captions",
+                         str(folder.parent / f"{folder.name}_captions.csv")]) == 0
+    assert predict.main(_args(tiny_runs, folder, out)) == 1
+    assert "choose another --out" in capsys.readouterr().err
+
+
+def test_images_without_captions_are_read_by_ocr(tiny_runs, folder, tmp_path):
+    out = tmp_path / "out.jsonl"
+    assert predict.main(["--run", str(tiny_runs / "B"), "--images",
+                         str(folder / "sub" / "funny cat.png"), "--out", str(out),
+                         "--quiet"]) == 0
+    (row,) = _sidecar(out).values()
+    assert row["ocr"] == "1" and row["image"].endswith("funny cat.png")
+    assert json.loads(out.read_text())["id"] == images.hashed_id("funny cat.png")
+
+
+def test_ids_are_numeric_stems_else_a_stable_hash(tmp_path):
+    for rel in ("a/1.png", "b/1.png", "b/x.gif", "c/007.webp", "c/2.JPG", "c/no.txt"):
+        (tmp_path / rel).parent.mkdir(exist_ok=True)
+        (tmp_path / rel).write_bytes(b"")
+    items = images.assign_ids(images.list_images([tmp_path, tmp_path / "b" / "x.gif"]))
+    by_key = {i.key: i.id for i in items}
+    assert list(by_key) == ["a/1.png", "b/1.png", "b/x.gif", "c/007.webp", "c/2.JPG"]
+    assert by_key["a/1.png"] == 1 and by_key["c/007.webp"] == 7 and by_key["c/2.JPG"] == 2
+    assert by_key["b/1.png"] == images.hashed_id("b/1.png")  # 1 was taken
+    assert by_key["b/x.gif"] == images.hashed_id("b/x.gif")
+    assert all(0 < i < 2 ** 53 for i in by_key.values())
+    with pytest.raises(FileNotFoundError, match="nowhere"):
+        images.list_images([tmp_path / "nowhere"])
+
+
+def test_bad_command_lines_and_caption_files(tiny_runs, folder, tmp_path, capsys):
+    with pytest.raises(SystemExit):
+        predict.main(["--run", str(tiny_runs / "A"), "--images", str(folder)])
+    assert "--images needs --out" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        predict.main(["--run", str(tiny_runs / "A"), "--images", str(folder), "--out",
+                      str(tmp_path / "o.jsonl"), "--prior", "em"])
+    bad = tmp_path / "bad.csv"
+    bad.write_text("path,caption\nx.png,hello\n")
+    assert predict.main(["--run", str(tiny_runs / "A"), "--images", str(folder), "--out",
+                         str(tmp_path / "o.jsonl"), "--captions", str(bad), "--quiet"]) == 1
+    assert "expected the columns image,text" in capsys.readouterr().err
+    bad.write_text("image,text\nx.png,a\nx.png,b\n")
+    with pytest.raises(ValueError, match=r"bad.csv:3: x.png has a caption already \(line 2\)"):
+        images.read_captions(bad)
+
+
+def test_two_torchrun_processes_write_what_one_process_writes(tiny_runs, demo_data, tmp_path):
+    """`torchrun --nproc_per_node=2 predict.py --model ...`: the ranks split the encoders' work
+    (each its share of the images and captions, on gloo here), rank 0 writes the file; it holds
+    the ids, order and scores of a one-process run (float tolerance: batches differ)."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    dev = demo_data / "annotations" / "dev.json"
+    one, two = tmp_path / "one.jsonl", tmp_path / "two.jsonl"
+    models = ["--model", str(tiny_runs / "A"), "--model", str(tiny_runs / "B")]
+    assert predict.main([*models, "--input", str(dev), "--out", str(one), "--device", "cpu",
+                         "--cache-dir", str(tmp_path / "cache1"), "--quiet"]) == 0
+    root = Path(__file__).resolve().parents[2]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(root)}
+    done = subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+         "predict.py", *models, "--input", str(dev), "--out", str(two), "--device", "cpu",
+         "--cache-dir", str(tmp_path / "cache2"), "--quiet"],
+        cwd=root, env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout.count("wrote ") == 1  # rank 0 alone writes and reports
+    ids_one, scores_one = read_submission(one)
+    ids_two, scores_two = read_submission(two)
+    assert ids_two == ids_one
+    for task in scores_one:
+        np.testing.assert_allclose(scores_two[task], scores_one[task], atol=1e-5)
+    assert not list(tmp_path.glob(".two.jsonl*"))  # no temp left beside the output

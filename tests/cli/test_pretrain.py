@@ -1,0 +1,323 @@
+import json
+import logging
+import os
+import socket
+from pathlib import Path
+
+import numpy as np
+import pytest
+import timm
+import torch
+import torch.multiprocessing as mp
+from PIL import Image
+
+from hateful_memes.cli import pretrain
+from hateful_memes.cli.pretrain import (ImageDataset, ImageSetError, Skipped, collate_views,
+                                        collect_images, main)
+from hateful_memes.pretraining.barlow_twins import BarlowTwins, load_backbone
+
+BACKBONE = "test_resnet"
+
+
+def make_images(folder: Path, n: int, seed: int = 0) -> list[Path]:
+    rng = np.random.default_rng(seed)
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for i in range(n):
+        h, w = rng.integers(24, 64, 2)
+        pixels = rng.integers(0, 256, (h, w, 3), dtype=np.uint8)
+        path = folder / f"{i:03d}.{('png', 'jpg')[i % 2]}"
+        Image.fromarray(pixels).save(path)
+        paths.append(path)
+    return paths
+
+
+def args(images: Path, out: Path, *extra: str) -> list[str]:
+    return ["--images", str(images), "--out", str(out), "--backbone", BACKBONE,
+            "--projector", "64-64", "--epochs", "2", "--batch-size", "8", "--image-size", "32",
+            "--workers", "0", "--device", "cpu", *extra]
+
+
+def test_collect_images_from_folders_and_annotations(tmp_path, caplog):
+    data = tmp_path / "data"
+    found = make_images(data / "img", 3)
+    (data / "img" / "sub").mkdir()
+    Image.new("RGB", (8, 8)).save(data / "img" / "sub" / "upper.PNG")
+    (data / "img" / "notes.txt").write_text("not an image")
+    ann = data / "annotations" / "train.json"
+    ann.parent.mkdir()
+    rows = [{"id": 1, "img": "img/000.png"}, {"id": 2, "img": "img/missing.png"}]
+    ann.write_text("\n".join(json.dumps(r) for r in rows) + "\n\n")
+
+    with caplog.at_level(logging.WARNING):
+        paths = collect_images([data / "img", ann, data / "img"])
+    # recursive, any case of extension, each image once, in a fixed order
+    assert paths == sorted(p.resolve() for p in found + [data / "img" / "sub" / "upper.PNG"])
+    assert "1 image(s) listed in the annotations do not exist" in caplog.text
+    assert "missing.png" in caplog.text
+
+    # the annotation's own root is its parent's parent; --image-root overrides it
+    assert collect_images([ann]) == [found[0].resolve()]
+    other = tmp_path / "elsewhere"
+    make_images(other / "img", 1)
+    assert collect_images([ann], image_root=other) == [(other / "img" / "000.png").resolve()]
+
+
+def test_no_images_is_a_clear_error(tmp_path):
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ImageSetError, match=f"no images found in {tmp_path / 'empty'}"):
+        collect_images([tmp_path / "empty"])
+    with pytest.raises(ImageSetError, match="no such directory"):
+        collect_images([tmp_path / "nowhere"])
+    ann = tmp_path / "a" / "train.json"
+    ann.parent.mkdir()
+    ann.write_text('{"img": "img/1.png"}\n')
+    with pytest.raises(ImageSetError, match="no images found"):
+        collect_images([ann])
+    ann.write_text('{"img": "img/1.png"}\n{"img": \n')
+    with pytest.raises(ImageSetError, match=r"train.json:2: malformed JSON"):
+        collect_images([ann])
+    ann.write_text('{"id": 3}\n')
+    with pytest.raises(ImageSetError, match=r"train.json:1: expected an object with an 'img'"):
+        collect_images([ann])
+    # A stranger's file cannot point the pretraining at files outside the image root.
+    for img, problem in (("../../etc/hostname", "climbs out of the image root"),
+                         ("/etc/hostname", "is absolute")):
+        ann.write_text('{"img": "img/1.png"}\n' + json.dumps({"img": img}) + "\n")
+        with pytest.raises(ImageSetError, match=f"train.json:2: img '{img}' {problem}"):
+            collect_images([ann])
+    with pytest.raises(SystemExit):
+        main(args(tmp_path / "empty", tmp_path / "out"))
+
+
+def test_unreadable_images_are_skipped_by_the_dataset(tmp_path):
+    good = make_images(tmp_path, 2)
+    garbage = tmp_path / "garbage.png"
+    garbage.write_bytes(b"not an image at all")
+    truncated = tmp_path / "truncated.jpg"
+    truncated.write_bytes(good[1].read_bytes()[:200])
+    ds = ImageDataset([good[0], garbage, truncated, good[1]],
+                      lambda img: (torch.zeros(3, 4, 4), torch.ones(3, 4, 4)))
+    items = [ds[i] for i in range(4)]
+    assert [isinstance(x, Skipped) for x in items] == [False, True, True, False]
+    assert items[1].path == str(garbage)
+    y1, y2, skipped = collate_views(items)
+    assert y1.shape == y2.shape == (2, 3, 4, 4)
+    assert [s.path for s in skipped] == [str(garbage), str(truncated)]
+    assert collate_views(items[1:3])[:2] == (None, None)
+
+
+def test_pretraining_writes_what_the_encoders_load(tmp_path, caplog):
+    images = tmp_path / "images"
+    make_images(images, 16)
+    (images / "corrupt.png").write_bytes(b"\x89PNG broken")
+    out = tmp_path / "run"
+    with caplog.at_level(logging.INFO):
+        assert main(args(images, out)) == 0
+    assert "skipping unreadable image " + str((images / "corrupt.png").resolve()) in caplog.text
+    assert "1 unreadable image(s) skipped" in caplog.text
+
+    ckpt = torch.load(out / "checkpoint.pt", weights_only=True)
+    assert ckpt["epoch"] == 2
+    config = ckpt["config"]
+    assert (config["backbone"], config["image_size"], config["projector"], config["lambd"]) == (
+        BACKBONE, 32, "64-64", 0.0051)
+    assert json.loads(json.dumps(config)) == config  # a plain dict
+    assert {"model", "optimizer"} <= set(ckpt)
+    assert any(k.startswith("backbone.") for k in ckpt["model"])
+
+    # backbone.pth loads strictly into the timm model, and equals the checkpoint's backbone
+    model = timm.create_model(BACKBONE, pretrained=False, num_classes=0)
+    state = torch.load(out / "backbone.pth", weights_only=True)
+    model.load_state_dict(state)
+    for k, v in state.items():
+        assert torch.equal(v, ckpt["model"]["backbone." + k])
+    # ... and training moved it away from its initialisation (seed 0, the default)
+    pretrain.seed_everything(0)
+    start = BarlowTwins(BACKBONE, "64-64").backbone.state_dict()
+    w, w0 = state["conv1.0.weight"], start["conv1.0.weight"]
+    # LARS moves a layer by lr * eta of its norm a step: a little, but not nothing
+    assert 0 < (w - w0).norm() < 0.01 * w0.norm()
+
+    for source in (out / "checkpoint.pt", out, out / "backbone.pth"):
+        loaded, cfg = load_backbone(source)
+        assert cfg["backbone"] == BACKBONE
+        assert all(torch.equal(a, b) for a, b in zip(loaded.state_dict().values(), state.values()))
+
+    rows = [json.loads(line) for line in (out / "stats.jsonl").read_text().splitlines()]
+    assert [(r["epoch"], r["step"]) for r in rows] == [(0, 0), (0, 1), (1, 3)]
+    assert all({"loss", "lr", "time"} <= set(r) and np.isfinite(r["loss"]) for r in rows)
+    assert any(f.name.startswith("events.out.tfevents") for f in (out / "tb").iterdir())
+
+    # the project's image encoder takes it as bt:PATH
+    from hateful_memes.models.encoders import create_image_encoder
+
+    encoder = create_image_encoder(f"bt:{out / 'checkpoint.pt'}")
+    pixels = encoder.transform(Image.open(images / "000.png"))
+    assert pixels.shape[-1] == 32
+    with torch.no_grad():
+        features = encoder(pixels[None])
+        expected = model.eval()(pixels[None])
+    assert torch.allclose(features, expected)
+    # ... and backbone.pth as plain timm weights
+    encoder = create_image_encoder(f"timm:{BACKBONE}={out / 'backbone.pth'}")
+    with torch.no_grad():
+        assert torch.allclose(encoder(pixels[None]), expected)
+
+
+def test_resume_ends_with_the_weights_of_an_uninterrupted_run(tmp_path, monkeypatch):
+    images = tmp_path / "images"
+    make_images(images, 16)
+    whole, parts = tmp_path / "whole", tmp_path / "parts"
+    assert main(args(images, whole)) == 0
+
+    seed = pretrain.seed_everything
+
+    # killed just after the first epoch's checkpoint, as the second epoch begins
+    def crash_in_second_epoch(s, *keys):
+        if keys and keys[0] == 1:
+            raise KeyboardInterrupt
+        seed(s, *keys)
+
+    monkeypatch.setattr(pretrain, "seed_everything", crash_in_second_epoch)
+    with pytest.raises(KeyboardInterrupt):
+        main(args(images, parts))
+    assert torch.load(parts / "checkpoint.pt", weights_only=True)["epoch"] == 1
+    monkeypatch.setattr(pretrain, "seed_everything", seed)
+    assert main(args(images, parts, "--resume")) == 0
+
+    a = torch.load(whole / "checkpoint.pt", weights_only=True)
+    b = torch.load(parts / "checkpoint.pt", weights_only=True)
+    assert b["epoch"] == 2
+    assert a["model"].keys() == b["model"].keys()
+    for k in a["model"]:
+        assert torch.equal(a["model"][k], b["model"][k]), k
+    mu_a = [s["mu"] for s in a["optimizer"]["state"].values()]
+    mu_b = [s["mu"] for s in b["optimizer"]["state"].values()]
+    assert all(torch.equal(x, y) for x, y in zip(mu_a, mu_b, strict=True))
+
+    def losses(out):
+        return [(r["step"], r["loss"]) for r in map(json.loads, (out / "stats.jsonl").open())]
+
+    assert losses(parts) == losses(whole)
+
+
+def test_resume_refuses_other_settings(tmp_path):
+    images = tmp_path / "images"
+    make_images(images, 8)
+    out = tmp_path / "run"
+    with pytest.raises(SystemExit, match="no .*checkpoint.pt"):
+        main(args(images, out, "--resume"))
+    assert main(args(images, out, "--epochs", "1")) == 0
+    with pytest.raises(SystemExit, match=r"lambd: 0.0051 -> 0.1"):
+        main(args(images, out, "--resume", "--lambd", "0.1"))
+    with pytest.raises(SystemExit, match="larger than the 8 images"):
+        main(args(images, tmp_path / "other", "--batch-size", "16"))
+    with pytest.raises(SystemExit, match="unknown timm backbone 'no_such_net'"):
+        main(args(images, tmp_path / "other", "--backbone", "no_such_net"))
+
+
+# --- two processes, as torchrun starts them --------------------------------------------
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _torchrun_worker(rank: int, world: int, port: int, argv: list[str]) -> None:
+    torch.set_num_threads(1)
+    os.environ.update(RANK=str(rank), LOCAL_RANK=str(rank), WORLD_SIZE=str(world),
+                      MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    assert main(argv) == 0
+
+
+def test_the_same_command_runs_on_two_processes(tmp_path):
+    images = tmp_path / "images"
+    make_images(images, 16)
+    (images / "corrupt.png").write_bytes(b"broken")
+    out = tmp_path / "run"
+    mp.spawn(_torchrun_worker, args=(2, _free_port(), args(images, out)), nprocs=2, join=True)
+    ckpt = torch.load(out / "checkpoint.pt", weights_only=True)
+    assert ckpt["epoch"] == 2
+    # SyncBatchNorm-style conversion kept the keys: the backbone loads as usual
+    timm.create_model(BACKBONE, num_classes=0).load_state_dict(
+        torch.load(out / "backbone.pth", weights_only=True))
+    rows = [json.loads(line) for line in (out / "stats.jsonl").read_text().splitlines()]
+    # 17 images over 2 processes of 4 each: 2 steps an epoch, as in one process
+    assert [r["step"] for r in rows] == [0, 1, 3]
+    assert all(np.isfinite(r["loss"]) for r in rows)
+
+
+def test_train_py_uses_a_pretrained_backbone(demo_data, feature_cache, tmp_path):
+    """Pretrain on the demo memes' annotation file, then train the classifier on top of it."""
+    from hateful_memes.cli import train
+    from hateful_memes.models.model import load_checkpoint
+
+    ann = demo_data / "annotations"
+    out = tmp_path / "bt"
+    assert main(args(ann / "train.json", out, "--epochs", "1")) == 0
+    run = tmp_path / "run"
+    assert train.main(["--task", "A", "--train", str(ann / "train.json"),
+                       "--dev", str(ann / "dev.json"),
+                       "--image-encoder", f"bt:{out / 'checkpoint.pt'}", "--text-encoder", "none",
+                       "--epochs", "2", "--hidden", "16", "--cache-dir", str(feature_cache),
+                       "--out", str(run), "--quiet"]) == 0
+    model, _ = load_checkpoint(run / "checkpoint.pt")
+    assert model.cfg.image_encoder == f"bt:{out / 'checkpoint.pt'}"
+    assert model.cfg.image_dim == load_backbone(out / "checkpoint.pt")[0].num_features
+
+
+# --- the output folder, bad settings, unreadable images (issue 10, items 3 and 6) ----------
+
+
+def test_a_run_in_out_is_refused_unless_resume_or_overwrite(tmp_path):
+    images = tmp_path / "images"
+    make_images(images, 8)
+    out = tmp_path / "run"
+    assert main(args(images, out, "--epochs", "1")) == 0
+    before = (out / "checkpoint.pt").read_bytes()
+    with pytest.raises(SystemExit, match="already holds a run.*--resume.*--overwrite"):
+        main(args(images, out, "--epochs", "1", "--seed", "1"))
+    assert (out / "checkpoint.pt").read_bytes() == before
+    (out / "notes.txt").write_text("mine")
+    with pytest.raises(SystemExit, match=r"does not write \(notes.txt\)"):
+        main(args(images, out, "--epochs", "1", "--overwrite"))
+    (out / "notes.txt").unlink()
+    assert main(args(images, out, "--epochs", "1", "--seed", "1", "--overwrite")) == 0
+    assert torch.load(out / "checkpoint.pt", weights_only=True)["config"]["seed"] == 1
+
+
+def test_all_images_unreadable_is_an_error_and_writes_nothing(tmp_path):
+    images = tmp_path / "images"
+    images.mkdir()
+    for i in range(8):
+        (images / f"{i}.png").write_bytes(b"" if i % 2 else b"not an image")
+    out = tmp_path / "run"
+    with pytest.raises(SystemExit, match="ran no training step: 8 of 8 image"):
+        main(args(images, out))
+    assert not (out / "checkpoint.pt").exists() and not (out / "backbone.pth").exists()
+
+
+@pytest.mark.parametrize("extra,message", [
+    (["--lr-weights=-1"], "--lr-weights must be a number > 0"),
+    (["--lambd", "0"], "--lambd must be a number > 0"),
+    (["--weight-decay=-1e-6"], "--weight-decay must be a number >= 0"),
+    (["--warmup-epochs=-1"], "--warmup-epochs must be a number >= 0"),
+    (["--crop-scale", "0.5", "0.2"], "--crop-scale MIN MAX must satisfy"),
+    (["--workers=-1"], "--workers must be >= 0"),
+    (["--epochs", "0"], "--epochs must be >= 1"),
+    (["--image-size", "0"], "--image-size must be >= 8"),
+])
+def test_bad_settings_are_usage_errors(tmp_path, capsys, extra, message):
+    with pytest.raises(SystemExit) as e:
+        main(args(tmp_path, tmp_path / "run", *extra))
+    assert e.value.code == 2 and message in capsys.readouterr().err
+
+
+def test_cuda_without_a_gpu_is_a_usage_error(tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    with pytest.raises(SystemExit) as e:
+        main([*args(tmp_path, tmp_path / "run")[:-2], "--device", "cuda"])
+    assert e.value.code == 2 and "no CUDA GPU is available" in capsys.readouterr().err

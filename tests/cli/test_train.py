@@ -1,0 +1,508 @@
+import json
+import shutil
+
+import pytest
+import torch
+import yaml
+
+from hateful_memes.cli import evaluate, predict, train
+from hateful_memes.data.submission import read_submission
+from hateful_memes.labels import ATTACK, PC, is_consistent
+from hateful_memes.scoring.decision import decide, multi_hot
+
+
+def _args(demo_data, cache, out, *extra):
+    ann = demo_data / "annotations"
+    return ["--train", str(ann / "train.json"), "--dev", str(ann / "dev.json"), "--epochs", "3",
+            "--cache-dir", str(cache), "--out", str(out), "--quiet", "--hidden", "32", *extra]
+
+
+@pytest.fixture(scope="module")
+def runs(demo_data, feature_cache, tmp_path_factory):
+    root = tmp_path_factory.mktemp("runs")
+    for task in "AB":
+        assert train.main(["--task", task, *_args(demo_data, feature_cache, root / task)]) == 0
+    return root
+
+
+def test_run_directory_holds_everything_promised(runs):
+    run = runs / "A"
+    for name in ("config.yaml", "checkpoint.pt", "summary.json", "oof_scores.npz",
+                 "dev_report/report.json", "dev_report/report.md", "dev_report/per_label_f1.png",
+                 "dev_report_thresholds/report.json", "dev_report_decided/report.json",
+                 "oof_report/report.json", "oof_report_thresholds/report.json",
+                 *(f"fold{k}/{f}" for k in range(5) for f in ("last.pt", "stats.jsonl"))):
+        assert (run / name).is_file(), name
+    assert len((run / "fold0" / "stats.jsonl").read_text().splitlines()) == 3
+    assert any((run / "fold0" / "tb").iterdir())
+    cfg = yaml.safe_load((run / "config.yaml").read_text())
+    assert (cfg["task"] == "A" and cfg["image_encoder"] == "effnet-lite0"
+            and cfg["text_encoder"] == "minilm")
+    report = json.loads((run / "dev_report" / "report.json").read_text())
+    assert set(report) == {"n_gold", "n_scored", "hate_auroc_binary", "hate", "pc"}
+
+
+def test_predict_merges_a_and_b_into_a_valid_submission(runs, demo_data, feature_cache, tmp_path):
+    ann = demo_data / "annotations"
+    out = tmp_path / "sub.jsonl"
+    assert predict.main(["--run", str(runs / "A"), "--run", str(runs / "B"),
+                         "--input", str(ann / "test.jsonl"), "--out", str(out),
+                         "--cache-dir", str(feature_cache), "--quiet"]) == 0
+    ids, scores = read_submission(out)
+    test_ids = [json.loads(line)["id"] for line in (ann / "test.jsonl").read_text().splitlines()]
+    assert ids == test_ids
+    assert scores["pc"].shape == (len(ids), len(PC))
+    assert scores["attack"].shape == (len(ids), len(ATTACK))
+    # The label sets people are shown never put an empty label beside a real one, whatever
+    # the per-column scores written for the official metric say.
+    for task in ("pc", "attack"):
+        decided = multi_hot(task, decide(task, scores[task]))
+        assert is_consistent(task, decided).all()
+
+
+def test_checkpoint_alone_reproduces_the_dev_report(runs, demo_data, feature_cache, tmp_path):
+    ann = demo_data / "annotations"
+    pred = tmp_path / "dev.jsonl"
+    assert predict.main(["--run", str(runs / "B"), "--input", str(ann / "dev.json"),
+                         "--out", str(pred), "--cache-dir", str(feature_cache), "--quiet"]) == 0
+    assert evaluate.main(["--gold", str(ann / "dev.json"), "--pred", str(pred),
+                          "--out", str(tmp_path / "r")]) == 0
+    again = json.loads((tmp_path / "r" / "report.json").read_text())
+    written = json.loads((runs / "B" / "dev_report_thresholds" / "report.json").read_text())
+    assert again == written
+
+
+def test_same_seed_same_predictions(runs, demo_data, feature_cache, tmp_path):
+    assert train.main(["--task", "A", *_args(demo_data, feature_cache, tmp_path / "again")]) == 0
+    ann = demo_data / "annotations"
+    outs = []
+    for run in (runs / "A", tmp_path / "again"):
+        out = tmp_path / f"{run.name}.jsonl"
+        predict.main(["--run", str(run), "--input", str(ann / "test.jsonl"), "--out", str(out),
+                      "--cache-dir", str(feature_cache), "--quiet"])
+        outs.append(out.read_text())
+    assert outs[0] == outs[1]
+
+
+def test_missing_images_stop_before_training(demo_data, feature_cache, tmp_path, capsys):
+    data = tmp_path / "data"
+    shutil.copytree(demo_data, data)
+    train_lines = (data / "annotations" / "train.json").read_text().splitlines()
+    train_imgs = [json.loads(line)["img"] for line in train_lines]
+    pngs = [data / img for img in train_imgs[:3]]
+    for p in pngs:
+        p.unlink()
+    out = tmp_path / "run"
+    assert train.main(["--task", "A", *_args(data, feature_cache, out)]) == 1
+    err = capsys.readouterr().err
+    assert "3 of" in err and "images missing" in err and pngs[0].name in err
+    assert "--image-encoder none" in err
+    assert not (out / "checkpoint.pt").exists()
+    # Text only is the explicit way to train without images.
+    assert train.main(["--task", "A", *_args(data, feature_cache, out),
+                       "--image-encoder", "none"]) == 0
+    assert (out / "checkpoint.pt").exists()
+
+
+def test_yaml_config_is_overridden_by_flags(tmp_path):
+    cfg_file = tmp_path / "exp.yaml"
+    cfg_file.write_text("task: B\nepochs: 7\nlr: 0.01\nimage-encoder: none\n")
+    args = train._parser().parse_args(["--config", str(cfg_file), "--epochs", "2"])
+    cfg = train.resolve(args)
+    assert (cfg["task"], cfg["epochs"], cfg["lr"], cfg["image_encoder"]) == ("B", 2, 0.01, "none")
+    cfg_file.write_text("task: B\nepoch: 7\n")
+    with pytest.raises(ValueError, match="unknown setting.*epoch"):
+        train.resolve(train._parser().parse_args(["--config", str(cfg_file)]))
+
+
+def test_resume_refuses_changed_settings(runs, demo_data, feature_cache, capsys):
+    code = train.main(["--task", "A", *_args(demo_data, feature_cache, runs / "A"),
+                       "--lr", "0.5", "--resume"])
+    err = capsys.readouterr().err
+    assert code == 1 and "settings differ" in err and "['lr']" in err
+
+
+def test_finetuned_text_encoder_is_trained_and_saved_in_the_checkpoint(demo_data, feature_cache,
+                                                                       tmp_path):
+    import torch
+
+    from hateful_memes.models.encoders import create_text_encoder
+    from hateful_memes.models.model import load_checkpoint
+
+    out = tmp_path / "ft"
+    assert train.main(["--task", "B", *_args(demo_data, feature_cache, out),
+                       "--image-encoder", "none", "--finetune", "--epochs", "1", "--folds", "2",
+                       "--batch-size", "8", "--encoder-lr", "1e-3"]) == 0
+    model, ckpt = load_checkpoint(out / "checkpoint.pt")
+    assert model.cfg.finetune_text and any(k.startswith("text_encoder.") for k in ckpt["model"])
+    fresh = create_text_encoder("minilm").state_dict()
+    tuned = model.text_encoder.state_dict()
+    assert any(not torch.equal(fresh[k], tuned[k]) for k in fresh)
+    # Each fold tuned its own copy of the encoder.
+    (other,) = ckpt["members"]
+    assert any(not torch.equal(tuned[k], other[f"text_encoder.{k}"]) for k in tuned)
+    # The checkpoint alone (with its tuned encoder) gives the dev report train.py wrote.
+    ann = demo_data / "annotations"
+    pred = tmp_path / "dev.jsonl"
+    assert predict.main(["--run", str(out), "--input", str(ann / "dev.json"), "--out", str(pred),
+                         "--cache-dir", str(feature_cache), "--quiet"]) == 0
+    assert evaluate.main(["--gold", str(ann / "dev.json"), "--pred", str(pred),
+                          "--out", str(tmp_path / "r")]) == 0
+    assert json.loads((tmp_path / "r" / "report.json").read_text()) == json.loads(
+        (out / "dev_report_thresholds" / "report.json").read_text())
+
+
+def test_init_head_starts_from_the_given_run(runs, demo_data, feature_cache, tmp_path):
+    # At a vanishing lr the head hardly moves, so the new run's head is the source run's.
+    # (lr 0 itself is refused: it trains nothing.)
+    from hateful_memes.models.model import load_checkpoint
+
+    def head(run):
+        model, _ = load_checkpoint(run / "checkpoint.pt")
+        return model.head.state_dict()
+
+    source = head(runs / "A")
+    out = tmp_path / "warm"
+    assert train.main(["--task", "A", *_args(demo_data, feature_cache, out), "--lr", "1e-12",
+                       "--init-head", str(runs / "A" / "checkpoint.pt")]) == 0
+    warm = head(out)
+    assert all(torch.allclose(warm[k], source[k], atol=1e-6) for k in source)
+    # Without --init-head the same run keeps its random head.
+    cold = tmp_path / "cold"
+    assert train.main(["--task", "A", *_args(demo_data, feature_cache, cold), "--lr", "1e-12"]) == 0
+    cold_head = head(cold)
+    assert not all(torch.allclose(cold_head[k], source[k], atol=1e-3) for k in source)
+
+
+def test_init_head_refuses_a_head_of_another_shape(runs, demo_data, feature_cache, tmp_path,
+                                                   capsys):
+    source = runs / "B" / "checkpoint.pt"
+    code = train.main(["--task", "A", *_args(demo_data, feature_cache, tmp_path / "x"),
+                       "--hidden", "16", "--init-head", str(source)])
+    err = capsys.readouterr().err
+    assert code == 1 and str(source) in err
+    assert "hidden 32 there, 16 here" in err and "tasks ('attack',) there, ('pc',) here" in err
+    assert not (tmp_path / "x" / "checkpoint.pt").exists()
+
+
+def test_folds_bag_heads_and_cover_train_out_of_fold(runs, demo_data):
+    import numpy as np
+
+    from hateful_memes.data.annotations import read_annotations
+    from hateful_memes.data.crossval import caption_key
+    from hateful_memes.runtime.checkpoints import load
+
+    ckpt = load(runs / "A" / "checkpoint.pt")
+    assert len(ckpt["members"]) == 4 and ckpt["tfidf"] is not None
+    assert ckpt["thresholds_from"].startswith("train, 5 folds")
+    memes = read_annotations(demo_data / "annotations" / "train.json")
+    assert 0 < ckpt["train_prior"] < 1
+    oof = np.load(runs / "A" / "oof_scores.npz")
+    assert oof["ids"].tolist() == [m.id for m in memes]
+    assert oof["raw_pc"].shape == (len(memes), len(PC)) and (oof["raw_pc"] > 0).all()
+    folds = {}
+    for m, f in zip(memes, oof["fold_of"]):
+        folds.setdefault(caption_key(m.text), set()).add(int(f))
+    assert all(len(f) == 1 for f in folds.values())
+    # The blend is what it says: half heads, half TF-IDF.
+    np.testing.assert_allclose(oof["raw_pc"], 0.5 * oof["heads_pc"] + 0.5 * oof["tfidf_pc"],
+                               atol=1e-6)
+
+
+def test_prior_moves_the_hateful_scores(runs, demo_data, feature_cache, tmp_path, capsys):
+    ann = demo_data / "annotations"
+    outs = {}
+    for name, extra in (("default", []), ("low", ["--prior", "0.05"]), ("em", ["--prior", "em"])):
+        out = tmp_path / f"{name}.jsonl"
+        assert predict.main(["--run", str(runs / "A"), "--input", str(ann / "test.jsonl"),
+                             "--out", str(out), "--cache-dir", str(feature_cache), "--quiet",
+                             *extra]) == 0
+        outs[name] = read_submission(out)[1]
+    assert (outs["low"]["hate"][:, 1] < outs["default"]["hate"][:, 1]).all()
+    assert (outs["low"]["pc"][:, 0] >= outs["default"]["pc"][:, 0]).all()
+    assert not (outs["em"]["hate"] == outs["low"]["hate"]).all()
+    with pytest.raises(SystemExit):
+        predict.main(["--run", str(runs / "A"), "--input", str(ann / "test.jsonl"),
+                      "--prior", "1.5"])
+    assert "strictly between 0 and 1" in capsys.readouterr().err
+
+
+# --- a run folder is never silently overwritten or mixed (issue 10, item 3) --------------
+
+
+def _copy_run(runs, tmp_path, name="copy"):
+    copy = tmp_path / name
+    shutil.copytree(runs / "A", copy)
+    return copy
+
+
+def test_a_finished_run_is_not_overwritten(runs, demo_data, feature_cache, tmp_path, capsys):
+    run = _copy_run(runs, tmp_path)
+    before = (run / "checkpoint.pt").read_bytes()
+    assert train.main(["--task", "A", *_args(demo_data, feature_cache, run), "--epochs", "1"]) == 1
+    err = capsys.readouterr().err
+    assert "already holds a finished run" in err and "--resume" in err and "--overwrite" in err
+    assert "Traceback" not in err
+    assert (run / "checkpoint.pt").read_bytes() == before
+
+
+def test_overwrite_replaces_the_old_run_whole(runs, demo_data, feature_cache, tmp_path):
+    run = _copy_run(runs, tmp_path)
+    (run / ".last.pt.tmp").write_bytes(b"left by a killed run")
+    assert train.main(["--task", "B", *_args(demo_data, feature_cache, run), "--epochs", "1",
+                       "--overwrite"]) == 0
+    assert yaml.safe_load((run / "config.yaml").read_text())["task"] == "B"
+    assert len((run / "fold0" / "stats.jsonl").read_text().splitlines()) == 1
+    assert json.loads((run / "summary.json").read_text())["task"] == "B"
+    assert set(json.loads((run / "dev_report" / "report.json").read_text())) >= {"attack"}
+    assert not any(p.name.endswith(".tmp") for p in run.iterdir())
+
+
+def test_overwrite_never_deletes_files_a_run_did_not_write(runs, demo_data, feature_cache,
+                                                           tmp_path, capsys):
+    run = _copy_run(runs, tmp_path)
+    (run / "my_notes.txt").write_text("keep me")
+    before = (run / "checkpoint.pt").read_bytes()
+    assert train.main(["--task", "A", *_args(demo_data, feature_cache, run), "--overwrite"]) == 1
+    assert "my_notes.txt" in capsys.readouterr().err
+    assert (run / "my_notes.txt").read_text() == "keep me"
+    assert (run / "checkpoint.pt").read_bytes() == before
+
+
+def test_resume_without_a_run_or_with_a_mixed_one_is_a_clear_error(runs, demo_data,
+                                                                   feature_cache, tmp_path,
+                                                                   capsys):
+    # nothing there
+    assert train.main(["--task", "A", *_args(demo_data, feature_cache, tmp_path / "none"),
+                       "--resume"]) == 1
+    err = capsys.readouterr().err
+    assert "nothing to continue" in err and "Traceback" not in err
+    # a run killed before its first epoch ended: config.yaml but no last.pt
+    early = tmp_path / "early"
+    early.mkdir()
+    shutil.copy(runs / "A" / "config.yaml", early / "config.yaml")
+    assert train.main(["--task", "A", *_args(demo_data, feature_cache, early), "--resume"]) == 1
+    assert "incomplete run (no fold0/last.pt)" in capsys.readouterr().err
+    # a folder mixing two runs: A's config.yaml beside the last.pt of a run with another lr
+    other = tmp_path / "other"
+    assert train.main(["--task", "A", *_args(demo_data, feature_cache, other), "--epochs", "1",
+                       "--lr", "0.01"]) == 0
+    mixed = _copy_run(runs, tmp_path, "mixed")
+    shutil.copy(other / "fold0" / "last.pt", mixed / "fold0" / "last.pt")
+    capsys.readouterr()
+    # the copied config.yaml names the original folder; make it this one's
+    cfg = yaml.safe_load((mixed / "config.yaml").read_text())
+    (mixed / "config.yaml").write_text(yaml.safe_dump({**cfg, "out": str(mixed)}))
+    argv = ["--task", "A", *_args(demo_data, feature_cache, mixed), "--resume"]
+    assert train.main(argv) == 1
+    err = capsys.readouterr().err
+    assert "mixes two runs" in err and "'lr'" in err and "Traceback" not in err
+
+
+def test_resume_names_the_settings_that_differ(runs, demo_data, feature_cache, capsys):
+    code = train.main(["--task", "A", *_args(demo_data, feature_cache, runs / "A"),
+                       "--lr", "0.5", "--resume"])
+    err = capsys.readouterr().err
+    assert code == 1 and "lr: 0.002 there, 0.5 now" in err
+
+
+# --- every setting checked before any work (item 6) ---------------------------------------
+
+
+@pytest.mark.parametrize("flag,value,message", [
+    ("--lr", "-1", "--lr must be > 0, got -1.0"),
+    ("--lr", "0", "--lr must be > 0"),
+    ("--encoder-lr", "-2e-5", "--encoder-lr must be > 0"),
+    ("--batch-size", "-4", "--batch-size must be >= 1, got -4"),
+    ("--batch-size", "0", "--batch-size must be >= 1, got 0"),
+    ("--epochs", "0", "--epochs must be >= 1, got 0"),
+    ("--hidden", "0", "--hidden must be >= 1"),
+    ("--dropout", "1", r"--dropout must be in \[0, 1\), got 1.0"),
+    ("--dropout", "-0.1", r"--dropout must be in \[0, 1\)"),
+    ("--warmup", "1.5", r"--warmup must be in \[0, 1\], got 1.5"),
+    ("--weight-decay", "-0.01", "--weight-decay must be >= 0"),
+    ("--seed", "-1", "--seed must be >= 0"),
+    ("--folds", "0", "--folds must be >= 1, got 0"),
+    ("--folds", "50", "--folds must be at most 20"),
+    ("--tfidf-weight", "1.5", r"--tfidf-weight must be in \[0, 1\]"),
+    ("--tfidf-c", "0", "--tfidf-c must be > 0"),
+    ("--device", "gpu0", "--device 'gpu0' is not a device name"),
+])
+def test_a_bad_setting_is_refused_before_any_work(flag, value, message, tmp_path):
+    argv = ["--task", "A", "--out", str(tmp_path / "r"), f"{flag}={value}"]
+    with pytest.raises(ValueError, match=message):
+        train.resolve(train._parser().parse_args(argv))
+    assert train.main(argv) == 1
+    assert not (tmp_path / "r").exists()
+
+
+def test_cuda_without_a_gpu_is_a_one_line_error(tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert train.main(["--task", "A", "--out", str(tmp_path / "r"), "--device", "cuda"]) == 1
+    err = capsys.readouterr().err
+    assert err.strip() == ("train.py: error: --device cuda: no CUDA GPU is available here; "
+                           "use --device cpu (or auto)")
+
+
+def test_yaml_numbers_are_read_as_users_write_them(tmp_path):
+    cfg_file = tmp_path / "exp.yaml"
+    # PyYAML reads 1e-3 (no dot) and 2e-5 as strings
+    cfg_file.write_text("task: A\nlr: 1e-3\nencoder_lr: 2e-5\nepochs: '4'\nbatch_size: 16.0\n")
+    cfg = train.resolve(train._parser().parse_args(["--config", str(cfg_file)]))
+    assert (cfg["lr"], cfg["encoder_lr"], cfg["epochs"], cfg["batch_size"]) == (1e-3, 2e-5, 4, 16)
+    assert type(cfg["epochs"]) is int and type(cfg["lr"]) is float
+    for text, message in (("lr: fast", "--lr: 'fast' is not a number"),
+                          ("epochs: 2.5", "--epochs: must be a whole number, got 2.5"),
+                          ("lr: .nan", "--lr: must be a finite number"),
+                          ("hidden: true", "--hidden: expected a number, got bool"),
+                          ("finetune: 'no'", "finetune: expected true or false"),
+                          ("fusion: sum", "--fusion must be one of concat, interact")):
+        cfg_file.write_text(f"task: A\n{text}\n")
+        with pytest.raises(ValueError, match=message):
+            train.resolve(train._parser().parse_args(["--config", str(cfg_file)]))
+
+
+# --- unreadable images (item 4) and outputs that cannot be written (item 7) ---------------
+
+
+def _with_bad_images(demo_data, tmp_path):
+    """A copy of the demo data whose first three train images cannot be decoded."""
+    data = tmp_path / "data"
+    shutil.copytree(demo_data, data)
+    lines = (data / "annotations" / "train.json").read_text().splitlines()
+    bad = [data / json.loads(line)["img"] for line in lines[:3]]
+    bad[0].write_bytes(b"")
+    bad[1].write_bytes(bad[1].read_bytes()[:200])
+    bad[2].write_text("not an image")
+    return data, bad
+
+
+def test_unreadable_images_stop_before_any_features_are_computed(demo_data, tmp_path, capsys):
+    data, bad = _with_bad_images(demo_data, tmp_path)
+    cache, out = tmp_path / "cache", tmp_path / "run"
+    assert train.main(["--task", "A", *_args(data, cache, out)]) == 1
+    err = capsys.readouterr().err
+    assert "3 of" in err and "images cannot be read" in err and "Traceback" not in err
+    assert all(str(p) in err for p in bad) and "--skip-bad-images" in err
+    assert not list(cache.rglob("*.npz")) and not (out / "config.yaml").exists()
+
+
+def test_skip_bad_images_drops_those_memes_with_a_count(demo_data, feature_cache, tmp_path,
+                                                        capsys):
+    data, bad = _with_bad_images(demo_data, tmp_path)
+    out = tmp_path / "run"
+    assert train.main(["--task", "A", *_args(data, feature_cache, out), "--epochs", "1",
+                       "--skip-bad-images"]) == 0
+    err = capsys.readouterr().err
+    n_train = len((data / "annotations" / "train.json").read_text().splitlines())
+    assert f"left out 3 of {n_train} memes" in err
+    assert yaml.safe_load((out / "config.yaml").read_text())["skip_bad_images"] is True
+
+
+def test_predict_checks_images_up_front_and_can_skip_them(runs, demo_data, feature_cache,
+                                                          tmp_path, capsys):
+    data = tmp_path / "data"
+    shutil.copytree(demo_data, data)
+    test_file = data / "annotations" / "test.jsonl"
+    first = json.loads(test_file.read_text().splitlines()[0])
+    (data / first["img"]).write_bytes(b"\x89PNG\r\n\x1a\n")
+    out = tmp_path / "sub.jsonl"
+    argv = ["--run", str(runs / "A"), "--input", str(test_file), "--out", str(out),
+            "--cache-dir", str(feature_cache), "--quiet"]
+    assert predict.main(argv) == 1
+    err = capsys.readouterr().err
+    assert "1 of" in err and str(data / first["img"]) in err and "Traceback" not in err
+    assert predict.main([*argv, "--skip-bad-images"]) == 0
+    assert "left out 1 of" in capsys.readouterr().err
+    ids, _ = read_submission(out)
+    assert first["id"] not in ids and len(ids) == len(test_file.read_text().splitlines()) - 1
+
+
+def test_outputs_that_cannot_be_written_fail_before_any_computing(demo_data, tmp_path, capsys):
+    blocker = tmp_path / "a_file"
+    blocker.write_text("x")
+    cache = tmp_path / "cache"
+    assert train.main(["--task", "A", *_args(demo_data, cache, blocker / "run")]) == 1
+    assert "--out" in capsys.readouterr().err
+    assert train.main(["--task", "A", *_args(demo_data, blocker / "cache", tmp_path / "run")]) == 1
+    assert "--cache-dir" in capsys.readouterr().err
+    assert not cache.exists() and not (tmp_path / "run" / "config.yaml").exists()
+    ann = demo_data / "annotations"
+    assert predict.main(["--run", str(tmp_path / "run"), "--input", str(ann / "test.jsonl"),
+                         "--out", str(blocker / "sub.jsonl")]) == 1
+    assert "--out" in capsys.readouterr().err
+
+
+def test_two_torchrun_processes_train_the_run_one_process_trains(demo_data, feature_cache,
+                                                                 tmp_path):
+    """`torchrun --nproc_per_node=2 train.py ...`: the ranks fill a fresh feature cache between
+    them and share every batch (DDP), rank 0 writes; the run matches a one-process run to
+    float tolerance (no dropout: its masks are drawn per process)."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    import numpy as np
+
+    from hateful_memes.models.model import load_checkpoint
+
+    exact = ["--task", "A", "--folds", "2", "--dropout", "0", "--batch-size", "16",
+             "--device", "cpu"]
+    one, two = tmp_path / "one", tmp_path / "two"
+    assert train.main([*_args(demo_data, feature_cache, one), *exact]) == 0
+    root = Path(__file__).resolve().parents[2]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(root)}
+    done = subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+         "train.py", *_args(demo_data, tmp_path / "cache2", two), *exact],
+        cwd=root, env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout.count("run directory:") == 1  # rank 0 alone reports
+    a = json.loads((one / "summary.json").read_text())
+    b = json.loads((two / "summary.json").read_text())
+    assert (a["processes"], b["processes"]) == (1, 2)
+    assert a["best_epoch"] == b["best_epoch"]
+    for split in ("dev", "oof"):
+        for name in ("thresholds_off", "thresholds_on"):
+            for task in ("hate", "pc"):
+                for metric in ("roc_auc_micro", "f1_micro", "f1_macro"):
+                    assert b[split][name][task][metric] == pytest.approx(
+                        a[split][name][task][metric], abs=1e-4), (split, name, task, metric)
+    oof_a, oof_b = np.load(one / "oof_scores.npz"), np.load(two / "oof_scores.npz")
+    np.testing.assert_array_equal(oof_a["ids"], oof_b["ids"])
+    np.testing.assert_allclose(oof_b["raw_pc"], oof_a["raw_pc"], atol=1e-4)
+    (ma, _), (mb, _) = (load_checkpoint(run / "checkpoint.pt") for run in (one, two))
+    for k, v in ma.state_dict().items():
+        torch.testing.assert_close(mb.state_dict()[k], v, atol=1e-4, rtol=1e-3)
+    assert len(list((two / "fold0" / "tb").iterdir())) == 1  # rank 0's event file only
+
+
+def test_fine_tuning_runs_under_torchrun(demo_data, feature_cache, tmp_path):
+    """`torchrun --nproc_per_node=2 train.py --finetune`: DDP over the head and the text
+    encoder (every parameter gets a gradient each step, or DDP stops at the second step)."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from hateful_memes.models.encoders import create_text_encoder
+    from hateful_memes.models.model import load_checkpoint
+
+    out = tmp_path / "ft2"
+    root = Path(__file__).resolve().parents[2]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(root)}
+    done = subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+         "train.py", "--task", "B", *_args(demo_data, feature_cache, out), "--image-encoder",
+         "none", "--finetune", "--epochs", "2", "--folds", "2", "--batch-size", "8",
+         "--encoder-lr", "1e-3", "--device", "cpu"],
+        cwd=root, env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert json.loads((out / "summary.json").read_text())["processes"] == 2
+    model, ckpt = load_checkpoint(out / "checkpoint.pt")
+    fresh = create_text_encoder("minilm").state_dict()
+    tuned = model.text_encoder.state_dict()
+    assert any(not torch.equal(fresh[k], tuned[k]) for k in fresh)
+    stats = sorted(out.glob("fold*/stats.jsonl"))
+    assert [len(f.read_text().splitlines()) for f in stats] == [2, 2]

@@ -1,0 +1,114 @@
+"""distributed.py and the commands run under torchrun: the flags reach the script, a failure
+on one rank is raised on every rank, and a rank that dies fails the job without output."""
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+import torch.multiprocessing as mp
+from torch.distributed.run import get_args_parser
+
+from hateful_memes.cli import predict, pretrain, train
+from hateful_memes.runtime import distributed
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _passes(script: str, flag: str) -> bool:
+    try:
+        args = get_args_parser().parse_args(["--nproc_per_node=2", script, flag, "x"])
+    except SystemExit:
+        return False
+    return (args.training_script, args.training_script_args) == (script, [flag, "x"])
+
+
+@pytest.mark.parametrize("script, parser, clashing", [
+    ("train.py", train._parser, set()),
+    ("predict.py", predict._parser, {"--run"}),  # its --model is the same option
+    ("pretrain.py", pretrain._parser, set()),
+])
+def test_every_option_of_a_torchrun_command_reaches_the_script(script, parser, clashing, capsys):
+    """torchrun's parser takes a script's flag for its own when it abbreviates one of
+    torchrun's (predict.py's --run could be --run-path): every option must have a spelling
+    that passes through untouched, and the ones that do not are known."""
+    actions = [a for a in parser()._actions if a.option_strings and a.dest != "help"]
+    assert len(actions) > 5
+    failing = set()
+    for action in actions:
+        ok = [flag for flag in action.option_strings if _passes(script, flag)]
+        assert ok, f"{script}: no spelling of {action.option_strings} passes torchrun"
+        failing |= set(action.option_strings) - set(ok)
+    assert failing == clashing
+    capsys.readouterr()  # torchrun's usage messages
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _gather_worker(rank, world, port, out):
+    os.environ.update(RANK=str(rank), LOCAL_RANK=str(rank), WORLD_SIZE=str(world),
+                      MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    torch.set_num_threads(1)
+    assert distributed.init_from_env("cpu")[:2] == (rank, world)
+    assert distributed.gather(lambda: rank * 10, "counting") == [0, 10]
+
+    def fail_on_1():
+        if rank == 1:
+            raise ValueError("meme 42: no caption")
+        return rank
+
+    try:
+        distributed.gather(fail_on_1, "reading memes")
+    except Exception as e:
+        Path(f"{out}.{rank}").write_text(f"{type(e).__name__}: {e}")
+    distributed.finish()
+
+
+def test_a_failure_on_one_rank_is_raised_on_every_rank_naming_it(tmp_path):
+    out = tmp_path / "error"
+    mp.spawn(_gather_worker, args=(2, _free_port(), str(out)), nprocs=2, join=True)
+    assert Path(f"{out}.1").read_text() == "ValueError: meme 42: no caption"
+    assert Path(f"{out}.0").read_text() == (
+        "RankFailed: reading memes failed on rank 1 of 2: ValueError: meme 42: no caption")
+
+
+def test_one_process_is_rank_0_of_1():
+    assert distributed.rank_world() == (0, 1)
+    assert distributed.init_from_env("cpu") == (0, 1, torch.device("cpu"))
+
+
+# Rank 1 dies (as from the OOM killer) once the scoring has begun: the job must fail and
+# name it, and rank 0 must write nothing, not even a temp file.
+DYING = """
+import os, sys
+sys.path.insert(0, {root!r})
+from hateful_memes.cli import predict
+from hateful_memes.scoring import predictor
+if os.environ["RANK"] == "1":
+    def die(*args, **kwargs):
+        os._exit(9)
+    predictor.RunPredictor.raw_scores_of = die
+sys.exit(predict.main(sys.argv[1:]))
+"""
+
+
+def test_a_rank_that_dies_fails_the_job_and_leaves_no_output(tiny_runs, demo_data, tmp_path):
+    script = tmp_path / "dying_predict.py"
+    script.write_text(DYING.format(root=str(ROOT)))
+    out = tmp_path / "sub.jsonl"
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
+    done = subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+         str(script), "--model", str(tiny_runs / "A"), "--model", str(tiny_runs / "B"),
+         "--input", str(demo_data / "annotations" / "dev.json"), "--out", str(out),
+         "--device", "cpu", "--cache-dir", str(tmp_path / "cache"), "--quiet"],
+        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode != 0
+    assert "rank      : 1" in done.stderr and "exitcode  : 9" in done.stderr, done.stderr[-3000:]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["cache", "dying_predict.py"]

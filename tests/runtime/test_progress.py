@@ -1,0 +1,31 @@
+import io
+
+from hateful_memes.runtime import progress
+from hateful_memes.runtime.progress import LogProgress
+
+
+def test_off_a_terminal_progress_is_plain_periodic_lines(monkeypatch):
+    out = io.StringIO()
+    clock = iter(range(0, 1000, 10))  # every call to the clock moves it 10 s on
+    monkeypatch.setattr(progress.time, "monotonic", lambda: next(clock))
+    bar = LogProgress(range(7), desc="epoch 1/3", unit="step", every=25, file=out)
+    assert list(bar) == list(range(7))
+    lines = out.getvalue().splitlines()
+    assert lines and all("\r" not in line for line in lines)
+    assert lines[-1].startswith("epoch 1/3: done 7/7 step in ")
+    assert 1 <= len(lines) - 1 < 7  # periodic, not one line per step
+
+
+def test_bar_is_tqdm_on_a_terminal_and_log_lines_elsewhere(monkeypatch):
+    monkeypatch.setattr(progress.sys.stderr, "isatty", lambda: False, raising=False)
+    assert isinstance(progress.bar(range(3), leave=False), LogProgress)
+    monkeypatch.setattr(progress.sys.stderr, "isatty", lambda: True, raising=False)
+    assert not isinstance(progress.bar(range(3), leave=False, disable=True), LogProgress)
+
+
+def test_disabled_prints_nothing():
+    out = io.StringIO()
+    with LogProgress(total=3, desc="x", disable=True, file=out) as bar:
+        bar.update(3)
+        bar.set_postfix(loss="0.1")
+    assert out.getvalue() == ""

@@ -1,0 +1,180 @@
+import io
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from hateful_memes import MemeClassifier
+from hateful_memes.cli import train
+from hateful_memes.data.annotations import read_annotations
+from hateful_memes.features.cache import ImageReadError
+from hateful_memes.labels import LABELS
+from hateful_memes.scoring.decision import decide
+from hateful_memes.serving import api
+
+
+class FakeReader:
+    """Stands in for OCR where a test is about which memes get read, not how well."""
+    name = "fake"
+
+    def __init__(self):
+        self.calls = []
+
+    def read(self, images):
+        self.calls.append(len(images))
+        return [f"read {i}" for i in range(len(images))]
+
+
+@pytest.fixture(scope="module")
+def test_memes(demo_data):
+    return read_annotations(demo_data / "annotations" / "test.jsonl")
+
+
+def test_public_api_is_imported_lazily():
+    code = ("import sys, hateful_memes; assert 'torch' not in sys.modules; "
+            "from hateful_memes import MemeClassifier; assert 'torch' in sys.modules; "
+            "print(MemeClassifier.__module__)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "hateful_memes.serving.api"
+
+
+def test_images_in_memory_score_as_the_annotation_file_path(classifier, test_memes, demo_data,
+                                                            feature_cache):
+    # One scoring path: PIL images through the encoders' own transforms give the scores the
+    # file path (cached features, as predict.py --input) gives.
+    from_files = classifier.scores(test_memes, demo_data, cache_dir=feature_cache)
+    results = classifier.predict(images=[demo_data / m.img for m in test_memes],
+                                 texts=[m.text for m in test_memes])
+    assert len(results) == len(test_memes)
+    for task, field in (("hate", "pred_hate"), ("pc", "pred_pc"), ("attack", "pred_attack")):
+        got = np.array([[getattr(r, field)[label] for label in LABELS[task]] for r in results])
+        np.testing.assert_allclose(got, from_files[task], atol=1e-5)
+    assert all(r.ocr is False for r in results)
+    assert [r.text for r in results] == [m.text for m in test_memes]
+
+
+def test_paths_bytes_and_pil_images_give_the_same_result(classifier, test_memes, demo_data):
+    path = demo_data / test_memes[0].img
+    kinds = [path, str(path), path.read_bytes(), Image.open(path),
+             Image.open(path).convert("RGBA")]
+    results = classifier.predict(images=kinds, texts=[test_memes[0].text] * len(kinds))
+    first = results[0].to_dict()
+    for r in results[1:]:
+        for field in ("pred_hate", "pred_pc", "pred_attack"):
+            for label, score in first[field].items():
+                assert r.to_dict()[field][label] == pytest.approx(score, abs=1e-5)
+
+
+def test_labels_are_the_decision_over_the_scores(classifier, test_memes, demo_data):
+    results = classifier.predict(images=[demo_data / m.img for m in test_memes],
+                                 texts=[m.text for m in test_memes])
+    for task in ("pc", "attack"):
+        scores = np.array([[getattr(r, f"pred_{task}")[label] for label in LABELS[task]]
+                           for r in results])
+        assert [r.labels[task] for r in results] == [list(d) for d in decide(task, scores)]
+        empty = LABELS[task][0]
+        for r in results:
+            assert r.labels[task] and (r.labels[task] == [empty] or empty not in r.labels[task])
+    for r in results:
+        assert r.labels["hate"] == ("hateful" if r.pred_hate["hateful"] > 0.5 else "not_hateful")
+        d = r.to_dict()
+        assert set(d) == {"text", "ocr", "pred_hate", "pred_pc", "pred_attack", "labels"}
+
+
+def test_memes_without_a_caption_are_read_by_the_real_ocr(classifier, test_memes, demo_data):
+    paths = [demo_data / m.img for m in test_memes[:2]]
+    results = classifier.predict(images=paths, texts=[None, "a caption given"])
+    expected = classifier.load_ocr().read([Image.open(paths[0]).convert("RGB")])[0]
+    assert classifier.info()["ocr"] == "easyocr"
+    assert results[0].ocr is True and results[0].text == expected
+    assert results[1].ocr is False and results[1].text == "a caption given"
+    # The OCR'd caption is then scored like any given caption.
+    again = classifier.predict(images=paths[:1], texts=[expected])[0]
+    assert again.pred_pc == pytest.approx(results[0].pred_pc, abs=1e-5)
+
+
+def test_only_memes_without_a_caption_go_to_ocr(tiny_runs, demo_data, test_memes):
+    # About routing only: a fake reader records what it is asked to read.
+    reader = FakeReader()
+    clf = MemeClassifier.load(tiny_runs / "A", ocr=reader, device="cpu")
+    paths = [demo_data / m.img for m in test_memes[:4]]
+    results = clf.predict(images=paths, texts=["given", None, "given too", None])
+    assert reader.calls == [2]
+    assert [r.text for r in results] == ["given", "read 0", "given too", "read 1"]
+    assert [r.ocr for r in results] == [False, True, False, True]
+    assert clf.predict(images=paths[:1], texts=["x"]) and reader.calls == [2]
+    assert results[0].pred_attack is None and "attack" not in results[0].labels
+
+
+def test_a_text_only_run_needs_images_only_for_ocr(demo_data, feature_cache, tmp_path,
+                                                   test_memes):
+    ann = demo_data / "annotations"
+    out = tmp_path / "text_only"
+    assert train.main(["--task", "B", "--train", str(ann / "train.json"), "--dev",
+                       str(ann / "dev.json"), "--epochs", "1", "--hidden", "16", "--folds", "2",
+                       "--image-encoder", "none", "--cache-dir", str(feature_cache),
+                       "--out", str(out), "--quiet"]) == 0
+    reader = FakeReader()  # routing, not OCR quality
+    clf = MemeClassifier.load(out, ocr=reader, device="cpu")
+    assert not clf.needs_images
+    by_text = clf.predict(texts=[m.text for m in test_memes[:3]])
+    with_images = clf.predict(images=[demo_data / m.img for m in test_memes[:3]],
+                              texts=[m.text for m in test_memes[:3]])
+    assert [r.pred_attack for r in by_text] == [r.pred_attack for r in with_images]
+    with pytest.raises(ValueError, match="need their image"):
+        clf.predict(texts=["a", None])
+    assert clf.predict(images=[demo_data / test_memes[0].img])[0].text == "read 0"
+
+
+def test_bad_calls_are_refused_with_a_reason(classifier, demo_data, test_memes, tiny_runs):
+    path = demo_data / test_memes[0].img
+    with pytest.raises(ValueError, match="2 images but 1 texts"):
+        classifier.predict(images=[path, path], texts=["x"])
+    with pytest.raises(ValueError, match="read pictures"):
+        classifier.predict(texts=["x"])
+    with pytest.raises(ImageReadError, match="image 1: not an image"):
+        classifier.predict(images=[path, b"not an image"], texts=["x", "y"])
+    with pytest.raises(ImageReadError, match="empty file"):
+        classifier.predict(images=[b""], texts=["x"])
+    with pytest.raises(TypeError, match="text 0"):
+        classifier.predict(images=[path], texts=[3])
+    with pytest.raises(ValueError, match="both predict 'pc'"):
+        MemeClassifier.load(tiny_runs / "A", tiny_runs / "A", device="cpu")
+    assert classifier.predict(images=[], texts=[]) == []
+
+
+def test_open_image_reads_formats_and_refuses_bombs(tmp_path):
+    frames = [Image.new("RGB", (40, 30), c) for c in ((255, 0, 0), (0, 0, 255))]
+    gif = io.BytesIO()
+    frames[0].save(gif, "GIF", save_all=True, append_images=frames[1:])
+    first = api.open_image(gif.getvalue())
+    assert first.mode == "RGB" and first.size == (40, 30)
+    assert first.getpixel((5, 5))[0] > 200  # the first frame (red), not the second
+    for fmt in ("JPEG", "WEBP", "PNG"):
+        buf = io.BytesIO()
+        Image.new("L", (20, 10), 128).save(buf, fmt)
+        assert api.open_image(buf.getvalue()).size == (20, 10)
+    with pytest.raises(api.ImageTooLargeError, match="over the limit of 100"):
+        api.open_image(Image.new("RGB", (20, 10)), max_pixels=100)
+    with pytest.raises(api.ImageTooLargeError):
+        api.open_image(bomb_png())
+    with pytest.raises(ImageReadError, match="not found"):
+        api.open_image(tmp_path / "nowhere.png")
+
+
+def bomb_png(width: int = 30000, height: int = 30000) -> bytes:
+    """A small PNG whose header claims width x height pixels (a decompression bomb's header)."""
+    import struct
+    import zlib
+
+    buf = io.BytesIO()
+    Image.new("L", (8, 8)).save(buf, "PNG")
+    data = bytearray(buf.getvalue())
+    ihdr = 8 + 8  # signature, then the IHDR chunk's length and type
+    data[ihdr:ihdr + 8] = struct.pack(">II", width, height)
+    crc = zlib.crc32(bytes(data[ihdr - 4:ihdr + 13]))
+    data[ihdr + 13:ihdr + 17] = struct.pack(">I", crc)
+    return bytes(data)

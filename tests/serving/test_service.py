@@ -1,0 +1,214 @@
+import threading
+import time
+
+import pytest
+from fastapi.testclient import TestClient
+
+from hateful_memes.data.annotations import read_annotations
+from hateful_memes.labels import LABELS
+from hateful_memes.serving.api import Prediction
+from hateful_memes.serving.service import Busy, ModelWorker, create_app, main
+
+from test_api import bomb_png
+
+MAX_MB = 0.05  # 52,428 bytes: small enough to go over in a test
+
+
+@pytest.fixture(scope="module")
+def client(classifier):
+    app = create_app(classifier, max_upload_mb=MAX_MB, max_caption_chars=50,
+                     max_pixels=200 * 200, max_batch=4)
+    with TestClient(app) as c:
+        yield c
+
+
+@pytest.fixture(scope="module")
+def meme(demo_data):
+    m = read_annotations(demo_data / "annotations" / "test.jsonl")[0]
+    return (demo_data / m.img).read_bytes(), m.text
+
+
+def _check_result(body, text=None):
+    assert set(body) == {"text", "ocr", "pred_hate", "pred_pc", "pred_attack", "labels",
+                         "model"}
+    for task in ("hate", "pc", "attack"):
+        assert list(body[f"pred_{task}"]) == list(LABELS[task])
+        assert all(0 <= s <= 1 for s in body[f"pred_{task}"].values())
+    for task in ("pc", "attack"):
+        labels, empty = body["labels"][task], LABELS[task][0]
+        assert labels and (labels == [empty] or empty not in labels)
+    assert body["model"]["runs"] == ["A", "B"]
+    if text is not None:
+        assert body["text"] == text and body["ocr"] is False
+
+
+def test_predict_with_a_caption(client, meme):
+    image, text = meme
+    r = client.post("/predict", files={"image": ("m.png", image, "image/png")},
+                    data={"text": text})
+    assert r.status_code == 200, r.text
+    _check_result(r.json(), text)
+
+
+def test_predict_without_a_caption_reads_it_by_ocr(client, meme, classifier):
+    r = client.post("/predict", files={"image": ("m.png", meme[0], "image/png")})
+    assert r.status_code == 200, r.text
+    body = r.json()
+    _check_result(body)
+    assert body["ocr"] is True and body["model"]["ocr"] == "easyocr"
+    # Re-submitting the OCR'd caption as text (what the page does) scores the same.
+    again = client.post("/predict", files={"image": ("m.png", meme[0], "image/png")},
+                        data={"text": body["text"]}).json() if body["text"] else body
+    assert again["pred_pc"] == pytest.approx(body["pred_pc"], abs=1e-5)
+
+
+def test_batch(client, meme):
+    image, text = meme
+    files = [("image", ("a.png", image, "image/png")), ("image", ("b.png", image, "image/png"))]
+    r = client.post("/predict/batch", files=files, data={"text": [text, ""]})
+    assert r.status_code == 200, r.text
+    first, second = r.json()["results"]
+    _check_result(first, text)
+    assert second["ocr"] is True
+
+
+@pytest.mark.parametrize("case,status,reason", [
+    ("no file", 400, "no file"),
+    ("empty file", 400, "empty file"),
+    ("not an image", 400, "not an image file"),
+    ("truncated image", 400, "not a readable image"),
+    ("file over the limit", 413, "over the upload limit"),
+    ("body over the limit", 413, "request body of"),
+    ("bomb header", 413, "decompression bomb"),
+    ("too many pixels", 413, "over the limit of 40000"),
+    ("caption too long", 400, "over the limit of 50"),
+    ("batch too large", 413, "the limit is 4"),
+    ("batch texts misaligned", 400, "2 images but 1 texts"),
+])
+def test_bad_requests_get_a_4xx_with_a_reason(client, meme, case, status, reason):
+    from PIL import Image
+    import io
+
+    image, _ = meme
+    big = io.BytesIO()
+    Image.new("L", (300, 300)).save(big, "PNG")
+    url, files, data = "/predict", {"image": ("m.png", image, "image/png")}, {}
+    if case == "no file":
+        files = {}
+        data = {"text": "a caption"}
+    elif case == "empty file":
+        files = {"image": ("m.png", b"", "image/png")}
+    elif case == "not an image":
+        files = {"image": ("m.png", b"%PDF-1.4 hello", "image/png")}
+    elif case == "truncated image":
+        files = {"image": ("m.png", image[:200], "image/png")}
+    elif case == "file over the limit":
+        files = {"image": ("m.png", image + b"\0" * 60_000, "image/png")}
+    elif case == "body over the limit":
+        files = {"image": ("m.png", b"\0" * 200_000, "image/png")}
+    elif case == "bomb header":
+        files = {"image": ("m.png", bomb_png(), "image/png")}
+    elif case == "too many pixels":
+        files = {"image": ("m.png", big.getvalue(), "image/png")}
+    elif case == "caption too long":
+        data = {"text": "x" * 51}
+    elif case == "batch too large":
+        url, files = "/predict/batch", [("image", ("m.png", image, "image/png"))] * 5
+    elif case == "batch texts misaligned":
+        url, files = "/predict/batch", [("image", ("m.png", image, "image/png"))] * 2
+        data = {"text": ["one"]}
+    r = client.post(url, files=files, data=data)
+    assert r.status_code == status, r.text
+    assert reason in r.json()["detail"]
+    # ... and the service is still up and answering.
+    assert client.get("/health").json()["model_loaded"] is True
+
+
+def test_health_docs_and_page(client):
+    health = client.get("/health").json()
+    assert health["status"] == "ok" and health["device"] == "cpu"
+    assert health["runs"] == ["A", "B"] and health["tasks"] == ["hate", "pc", "attack"]
+    schema = client.get("/openapi.json").json()
+    assert {"/predict", "/predict/batch", "/health", "/"} <= set(schema["paths"])
+    assert {"PredictResponse", "Labels", "Health"} <= set(schema["components"]["schemas"])
+    assert client.get("/docs").status_code == 200
+    page = client.get("/")
+    assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
+    html = page.text
+    for needed in ('id="file"', 'id="caption"', 'id="rescore"', 'id="result"', "fetch("):
+        assert needed in html
+    # Self-contained: nothing is fetched from elsewhere.
+    for external in ("http://", "https://", "src=\"//", "<link"):
+        assert external not in html
+
+
+class SlowFake:
+    """A classifier stand-in for the worker's queueing (not its scoring): the first call
+    waits until released, and every call's batch size is recorded."""
+
+    def __init__(self):
+        self.release = threading.Event()
+        self.batches = []
+
+    def predict(self, images, texts):
+        self.batches.append(list(texts))
+        if len(self.batches) == 1:
+            self.release.wait(10)
+        if "boom" in texts:
+            raise RuntimeError("boom")
+        return [Prediction(t, False, {}, None, None, {}) for t in texts]
+
+
+def test_the_worker_batches_what_waits_and_bounds_its_queue():
+    fake = SlowFake()
+    worker = ModelWorker(fake, max_batch=8, max_queue=3)
+    try:
+        first = worker.submit(["i"], ["a"])
+        deadline = time.time() + 5
+        while not fake.batches and time.time() < deadline:
+            time.sleep(0.01)
+        waiting = [worker.submit(["i"] * 2, [f"b{i}", f"c{i}"]) for i in range(3)]
+        with pytest.raises(Busy):
+            worker.submit(["i"], ["over"])
+        fake.release.set()
+        assert [r.text for r in first.result(5)] == ["a"]
+        assert [[r.text for r in f.result(5)] for f in waiting] == [
+            ["b0", "c0"], ["b1", "c1"], ["b2", "c2"]]
+        assert fake.batches[1] == ["b0", "c0", "b1", "c1", "b2", "c2"]  # one pass for three
+    finally:
+        worker.close()
+
+
+def test_one_failing_request_does_not_fail_those_batched_with_it():
+    fake = SlowFake()
+    worker = ModelWorker(fake, max_batch=8, max_queue=8)
+    try:
+        blocker = worker.submit(["i"], ["a"])
+        while not fake.batches:
+            time.sleep(0.01)
+        bad, good = worker.submit(["i"], ["boom"]), worker.submit(["i"], ["fine"])
+        fake.release.set()
+        blocker.result(5)
+        with pytest.raises(RuntimeError, match="boom"):
+            bad.result(5)
+        assert [r.text for r in good.result(5)] == ["fine"]
+    finally:
+        worker.close()
+
+
+def test_without_ocr_a_caption_is_required(tiny_runs, meme):
+    from hateful_memes import MemeClassifier
+
+    clf = MemeClassifier.load(tiny_runs / "B", ocr="none", device="cpu")
+    with TestClient(create_app(clf)) as client:
+        files = {"image": ("m.png", meme[0], "image/png")}
+        r = client.post("/predict", files=files)
+        assert r.status_code == 400 and "without OCR" in r.json()["detail"]
+        r = client.post("/predict", files=files, data={"text": meme[1]})
+        assert r.status_code == 200 and r.json()["pred_pc"] is None
+        assert r.json()["labels"]["attack"] and r.json()["model"]["runs"] == ["B"]
+
+
+def test_serve_refuses_a_missing_run(tmp_path, capsys):
+    assert main(["--run", str(tmp_path / "nowhere"), "--ocr", "none"]) == 1
+    assert "no checkpoint" in capsys.readouterr().err
