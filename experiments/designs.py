@@ -23,9 +23,14 @@ from hateful_memes.data import demo  # noqa: E402
 
 REAL = ROOT.parent / "shared" / "data" / "woah2021" / "annotations"
 COLUMNS = ("roc_auc_micro", "f1_micro", "f1_macro")
+# The dev reports a run writes: with K >= 2 folds (the default) its thresholds come from
+# train's out-of-fold scores; with --folds 1 from dev itself (then also cross-fitted on dev).
 WHICH = {"thresholds_off": "scores cut at 0.5",
-         "thresholds_crossfit": "per-label dev thresholds, 2-fold cross-fitted on dev",
-         "thresholds_on": "per-label dev thresholds chosen and scored on dev (in-sample)"}
+         "thresholds_on": "per-label thresholds as the run chose them (K folds: out of fold on "
+                          "train; --folds 1: on dev, in-sample)",
+         "thresholds_crossfit": "per-label dev thresholds, 2-fold cross-fitted on dev "
+                                "(--folds 1 only)",
+         "decided": "the label sets people are shown (decision.decide)"}
 
 
 def _run(cfg: dict) -> dict:
@@ -50,6 +55,11 @@ def _table(rows: dict[str, list[dict]], tasks: tuple[str, ...], which: str) -> s
         cells.append(_cell([r["hate_auroc_binary"] for r in reps]))
         lines.append("| " + " | ".join([name, *cells]) + " |")
     return "\n".join(lines)
+
+
+def _written(rows: dict[str, list[dict]]) -> list[str]:
+    """The reports every run wrote, in WHICH's order."""
+    return [w for w in WHICH if all(w in s["dev"] for runs in rows.values() for s in runs)]
 
 
 def fusion(args) -> None:
@@ -77,7 +87,7 @@ def fusion(args) -> None:
             rows.setdefault(name, []).append(
                 {"dev": {k: {**a["dev"][k], "attack": b["dev"][k]["attack"]} for k in a["dev"]}})
             print(f"done: {name} seed {seed}", file=sys.stderr)
-    for which in WHICH:
+    for which in _written(rows):
         print(f"\nDemo dev split ({args.n} generated memes), seeds {args.seeds}, {WHICH[which]}:\n")
         print(_table(rows, ("pc", "attack"), which))
 
@@ -96,7 +106,7 @@ def empty(args) -> None:
                       "out": f"{args.runs}/empty/{design}{seed}"})
             rows.setdefault(design, []).append(s)
             print(f"done: {design} seed {seed}", file=sys.stderr)
-    for which in WHICH:
+    for which in _written(rows):
         print(f"\nReal dev_seen, text only (MiniLM frozen), seeds {args.seeds}, {WHICH[which]}:\n")
         print(_table(rows, ("pc", "attack"), which))
 
