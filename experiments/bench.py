@@ -167,7 +167,7 @@ def worker_baseline(system: str, data: Path, result: Path) -> None:
 def worker_predict(run_dir: Path, data: Path, result: Path) -> None:
     """Prediction throughput of a trained run on dev_seen + test with no feature cache, so the
     text encoder's forward pass is timed as well. The one-off model load is timed apart."""
-    from hateful_memes.scoring.predictor import RunPredictor
+    from hateful_memes.engine.predictor import RunPredictor
 
     _, dev, test = _read(data)
     memes = dev + test

@@ -22,7 +22,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from hateful_memes.data.annotations import gold_matrix, read_annotations  # noqa: E402
-from hateful_memes.scoring.predictor import RunPredictor  # noqa: E402
+from hateful_memes.engine.predictor import RunPredictor  # noqa: E402
 
 DATA = ROOT.parent / "shared" / "data" / "woah2021" / "annotations"
 RUNS = ROOT / "experiments" / "runs" / "unseen"  # unseen_check.py's runs

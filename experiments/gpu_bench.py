@@ -183,7 +183,7 @@ def bench_finetune(annotations: Path, device: torch.device, sizes: Sizes) -> lis
     from hateful_memes.data.annotations import gold_matrix, read_annotations
     from hateful_memes.features.inputs import Encoders, build_inputs
     from hateful_memes.models.model import MemeModel, ModelConfig
-    from hateful_memes.models.training import FitConfig, _optimizer, _to
+    from hateful_memes.engine.training import FitConfig, _optimizer, _to
 
     memes = read_annotations(annotations)[:sizes.finetune_memes]
     tasks = ("pc", "attack")

@@ -39,7 +39,7 @@ from hateful_memes.features.inputs import Encoders, build_inputs  # noqa: E402
 from hateful_memes.labels import LABELS  # noqa: E402
 from hateful_memes.models.baselines import TfidfLogReg  # noqa: E402
 from hateful_memes.models.model import load_checkpoint  # noqa: E402
-from hateful_memes.models.training import predict_scores  # noqa: E402
+from hateful_memes.engine.training import predict_scores  # noqa: E402
 
 WORK = ROOT / "experiments" / "runs" / "text_only"
 CACHE = ROOT / "experiments" / "cache" / "text_only"

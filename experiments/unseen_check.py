@@ -119,8 +119,8 @@ def designs(gold_train: dict, oof: dict, dev: dict, fold_of: np.ndarray) -> dict
 
 def run_seed(seed: int, train_memes, dev_memes, quiet: bool, reuse: bool = False) -> dict:
     from hateful_memes.cli import train
-    from hateful_memes.scoring.predictor import RunPredictor
-    from hateful_memes.scoring.predictor import blend as blend_scores
+    from hateful_memes.engine.predictor import RunPredictor
+    from hateful_memes.engine.predictor import blend as blend_scores
 
     per_task = {}
     for letter, task in TASK_OF.items():

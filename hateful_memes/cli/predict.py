@@ -27,7 +27,7 @@ from ..data.annotations import AnnotationError, read_annotations
 from ..data.submission import PRED_FIELDS, SubmissionError, check_submission, write_submission
 from ..features.inputs import MissingImagesError, check_images, drop_bad_images
 from ..labels import TASK_LETTERS
-from ..models.training import resolve_device
+from ..engine.training import resolve_device
 from ..runtime import distributed, rundir
 from ..runtime.progress import bar as progress_bar
 from ..serving.api import (MemeClassifier, merge,  # noqa: F401 (predict.merge stays importable)

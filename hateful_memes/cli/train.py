@@ -33,12 +33,12 @@ from ..features.inputs import (Encoders, MissingImagesError, build_inputs, check
 from ..labels import tasks_for
 from ..models.baselines import TfidfLogReg
 from ..models.model import MemeModel, ModelConfig, load_head, save_checkpoint
-from ..models.training import FitConfig, fit, predict_scores, resolve_device
+from ..engine.training import FitConfig, fit, predict_scores, resolve_device
 from ..runtime import distributed, rundir
 from ..runtime.files import atomic_open, write_json, write_text
 from ..scoring import thresholds as th
 from ..scoring.decision import decide, multi_hot
-from ..scoring.predictor import RunPredictor, blend
+from ..engine.predictor import RunPredictor, blend
 
 DEFAULTS = {
     "task": None,

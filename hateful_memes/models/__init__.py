@@ -1,6 +1,6 @@
-"""The networks and how they are fitted.
+"""The networks: encoders made by name, the fused classifier, the reference systems.
 
 Read encoders.py first (image and text encoders made by name), then model.py (the fused
-multi-label classifier), training.py (the training loop, resumable) and baselines.py (the
-prior and TF-IDF reference systems).
+multi-label classifier, its loss and the checkpoint that rebuilds it) and baselines.py (the
+prior and TF-IDF reference systems). How they are fitted and run is engine/.
 """

@@ -1,6 +1,7 @@
-"""From a trained run to the scores written and the label sets people read.
+"""From scores to the scores written and the label sets people read: pure functions of score
+matrices and the label lists, nothing else.
 
-Read predictor.py first (one trained run as a scorer: the one code path from memes to
-scores), then thresholds.py (per-label thresholds folded into the scores), prior.py (scores
-moved to another prevalence) and decision.py (one consistent label set per meme).
+Read thresholds.py first (per-label thresholds chosen out of fold and folded into the scores),
+then prior.py (scores moved to another prevalence) and decision.py (one consistent label set per
+meme). engine/predictor.py applies them to a trained run's scores.
 """

@@ -29,7 +29,7 @@ from ..data.annotations import Meme
 from ..features.cache import ImageReadError
 from ..labels import LABELS
 from ..scoring.decision import decide_all
-from ..scoring.predictor import RunPredictor
+from ..engine.predictor import RunPredictor
 
 ImageLike = Union[str, os.PathLike, bytes, bytearray, Image.Image]
 

@@ -89,7 +89,7 @@ DYING = """
 import os, sys
 sys.path.insert(0, {root!r})
 from hateful_memes.cli import predict
-from hateful_memes.scoring import predictor
+from hateful_memes.engine import predictor
 if os.environ["RANK"] == "1":
     def die(*args, **kwargs):
         os._exit(9)

@@ -25,10 +25,10 @@ from ..data.annotations import Meme
 from ..features.inputs import Encoders, Inputs, build_inputs
 from ..models.baselines import TfidfLogReg
 from ..models.model import MemeModel, build_model, load_checkpoint
-from ..models.training import predict_scores, resolve_device
 from ..runtime.checkpoints import CheckpointError
-from . import prior as prior_
-from . import thresholds as th
+from ..scoring import prior as prior_
+from ..scoring import thresholds as th
+from .training import predict_scores, resolve_device
 
 
 def blend(heads: dict[str, np.ndarray], tfidf: dict[str, np.ndarray] | None,

@@ -7,7 +7,7 @@ import torch
 from hateful_memes import labels as L
 from hateful_memes.features.inputs import Inputs
 from hateful_memes.models.model import MemeModel, ModelConfig
-from hateful_memes.models.training import FitConfig, fit, predict_scores
+from hateful_memes.engine.training import FitConfig, fit, predict_scores
 
 
 def _data(n, seed):
@@ -99,7 +99,7 @@ def _full_disk_save(obj, f, *args, **kwargs):
 
 
 def test_a_full_disk_keeps_the_old_state_and_leaves_no_temp(tmp_path, monkeypatch):
-    from hateful_memes.models import training
+    from hateful_memes.engine import training
     path = tmp_path / "last.pt"
     training._save_state(path, {"epoch": 1})
     monkeypatch.setattr(training.torch, "save", _full_disk_save)
@@ -146,7 +146,7 @@ def _join(rank, world, port):
 def _step_worker(rank, world, port, out):
     from torch.nn.parallel import DistributedDataParallel
 
-    from hateful_memes.models.training import step_loss
+    from hateful_memes.engine.training import step_loss
     _join(rank, world, port)
     inputs, targets = _data(96, 0)
     results = []
@@ -164,7 +164,7 @@ def _step_worker(rank, world, port, out):
 def test_two_processes_with_a_share_each_give_the_whole_batch_loss_and_gradients(tmp_path):
     import torch.multiprocessing as mp
 
-    from hateful_memes.models.training import step_loss
+    from hateful_memes.engine.training import step_loss
     inputs, targets = _data(96, 0)
     out = tmp_path / "step"
     mp.spawn(_step_worker, args=(2, _free_port(), str(out)), nprocs=2, join=True)
@@ -267,7 +267,7 @@ def _checked(name: str) -> bool:
 def _tuned_step_worker(rank, world, port, out):
     from torch.nn.parallel import DistributedDataParallel
 
-    from hateful_memes.models.training import step_loss
+    from hateful_memes.engine.training import step_loss
     _join(rank, world, port)
     _, targets = _data(len(CAPTIONS), 0)
     model = _tuned_model()
@@ -284,7 +284,7 @@ def _tuned_step_worker(rank, world, port, out):
 def test_a_fine_tuned_encoder_gets_the_whole_batch_gradient_on_two_processes(tmp_path):
     import torch.multiprocessing as mp
 
-    from hateful_memes.models.training import step_loss
+    from hateful_memes.engine.training import step_loss
     out = tmp_path / "tuned"
     mp.spawn(_tuned_step_worker, args=(2, _free_port(), str(out)), nprocs=2, join=True)
     ranks = [torch.load(f"{out}.{r}", weights_only=True) for r in range(2)]

@@ -14,11 +14,11 @@ from sklearn.metrics import f1_score
 
 from ..evaluation.metrics import official
 from ..features.inputs import Inputs
+from ..models.model import MemeModel, batch_totals
 from ..runtime import checkpoints
 from ..runtime.distributed import rank_world
 from ..runtime.files import atomic_open, write_jsonl
 from ..runtime.progress import bar as progress_bar
-from .model import MemeModel, batch_totals
 
 SELECT_METRICS = ("roc_auc_micro", "f1_macro", "loss")
 
