@@ -140,21 +140,6 @@ def test_images_without_captions_are_read_by_ocr(tiny_runs, folder, tmp_path):
     assert json.loads(out.read_text())["id"] == images.hashed_id("funny cat.png")
 
 
-def test_ids_are_numeric_stems_else_a_stable_hash(tmp_path):
-    for rel in ("a/1.png", "b/1.png", "b/x.gif", "c/007.webp", "c/2.JPG", "c/no.txt"):
-        (tmp_path / rel).parent.mkdir(exist_ok=True)
-        (tmp_path / rel).write_bytes(b"")
-    items = images.assign_ids(images.list_images([tmp_path, tmp_path / "b" / "x.gif"]))
-    by_key = {i.key: i.id for i in items}
-    assert list(by_key) == ["a/1.png", "b/1.png", "b/x.gif", "c/007.webp", "c/2.JPG"]
-    assert by_key["a/1.png"] == 1 and by_key["c/007.webp"] == 7 and by_key["c/2.JPG"] == 2
-    assert by_key["b/1.png"] == images.hashed_id("b/1.png")  # 1 was taken
-    assert by_key["b/x.gif"] == images.hashed_id("b/x.gif")
-    assert all(0 < i < 2 ** 53 for i in by_key.values())
-    with pytest.raises(FileNotFoundError, match="nowhere"):
-        images.list_images([tmp_path / "nowhere"])
-
-
 def test_bad_command_lines_and_caption_files(tiny_runs, folder, tmp_path, capsys):
     with pytest.raises(SystemExit):
         predict.main(["--run", str(tiny_runs / "A"), "--images", str(folder)])

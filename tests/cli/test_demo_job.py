@@ -1,0 +1,29 @@
+"""cli/demo_job.py (`make demo`): the main job end to end, here on the tests' tiny demo set."""
+import json
+
+from hateful_memes.cli import demo_job
+from hateful_memes.data.submission import check_submission
+
+
+def test_the_demo_job_trains_predicts_evaluates_and_reads_the_images(
+        demo_data, feature_cache, tmp_path, capsys):
+    runs, sub = tmp_path / "runs", tmp_path / "submission" / "demo_test_AB.jsonl"
+    assert demo_job.main(["--data", str(demo_data), "--runs", str(runs), "--submission",
+                          str(sub), "--epochs", "2", "--cache-dir", str(feature_cache),
+                          "--quiet"]) == 0
+    out = capsys.readouterr().out
+    assert [f"[{k}/5]" in out for k in range(1, 6)] == [True] * 5
+    ann = demo_data / "annotations"
+    summary = check_submission(sub, ann / "test.jsonl")  # every test id, both tasks
+    assert set(summary["tasks"]) == {"hate", "pc", "attack"}
+    for task in ("taskA", "taskB"):
+        assert json.loads((runs / task / "summary.json").read_text())["folds"] == 5
+    report = json.loads((runs / "dev_report" / "report.json").read_text())
+    assert report["n_scored"] == report["n_gold"] > 0
+    assert (runs / "dev_report" / "report.html").stat().st_size > 10_000
+    # From the pictures alone: OCR read a caption for every test image.
+    ocr = sub.with_name("demo_test_AB_ocr.jsonl")
+    lines = ocr.read_text().splitlines()
+    sidecar = ocr.with_suffix(".ids.csv").read_text().splitlines()
+    n_test = len((ann / "test.jsonl").read_text().splitlines())
+    assert len(lines) == len(sidecar) - 1 == n_test

@@ -1,0 +1,101 @@
+"""engine/predictor.py: a trained run as one scorer (bagged heads, TF-IDF view, prior,
+thresholds), and the checkpoint that alone rebuilds it."""
+import numpy as np
+import pytest
+import torch
+
+from hateful_memes.engine.predictor import RunPredictor, blend
+from hateful_memes.engine.training import predict_scores
+from hateful_memes.features.inputs import Inputs
+from hateful_memes.models.model import MemeModel, ModelConfig, save_checkpoint
+from hateful_memes.runtime.checkpoints import CheckpointError
+from hateful_memes.scoring import thresholds as th
+
+CFG = dict(tasks=("pc",), text_encoder="minilm", image_encoder="none", text_dim=8, hidden=8,
+           dropout=0.0)
+
+
+def _heads(n=2):
+    out = []
+    for seed in range(n):
+        torch.manual_seed(seed)
+        out.append(MemeModel(ModelConfig(**CFG)).eval())
+    return out
+
+
+def _inputs(n=40):
+    return Inputs(None, torch.from_numpy(np.random.default_rng(0).normal(size=(n, 8))
+                                         .astype(np.float32)))
+
+
+def test_blend_is_the_weighted_mean_of_the_two_views():
+    g = np.random.default_rng(1)
+    heads = {"pc": g.random((5, 6)).astype(np.float32)}
+    tfidf = {"pc": g.random((5, 6)).astype(np.float32)}
+    np.testing.assert_array_equal(blend(heads, tfidf, 0.0)["pc"], heads["pc"])
+    np.testing.assert_allclose(blend(heads, tfidf, 1.0)["pc"], tfidf["pc"])
+    np.testing.assert_allclose(blend(heads, tfidf, 0.25)["pc"],
+                               0.75 * heads["pc"] + 0.25 * tfidf["pc"], rtol=1e-6)
+    assert blend(heads, None, 0.5)["pc"] is heads["pc"]
+
+
+def test_the_heads_of_a_run_are_averaged():
+    heads, inputs = _heads(3), _inputs()
+    raw = RunPredictor(heads).raw_scores_of(inputs, [""] * len(inputs))
+    each = [predict_scores(m, inputs) for m in heads]
+    for task in ("hate", "pc"):
+        np.testing.assert_allclose(raw[task], np.mean([e[task] for e in each], axis=0),
+                                   rtol=1e-6)
+
+
+def test_finish_folds_each_threshold_onto_the_cut_and_keeps_each_label_s_order():
+    inputs = _inputs(200)
+    raw = RunPredictor(_heads(1)).raw_scores_of(inputs, [""] * 200)
+    t = np.quantile(raw["pc"], 0.7, axis=0)  # one threshold per label, away from 0.5
+    scorer = RunPredictor(_heads(1), thresholds={"pc": t}, train_prior=0.35)
+    out = scorer.finish(raw)
+    np.testing.assert_array_equal(out["pc"] > 0.5, raw["pc"] > t)
+    for j in range(raw["pc"].shape[1]):
+        order = np.argsort(raw["pc"][:, j], kind="stable")
+        assert np.all(np.diff(out["pc"][order, j]) >= 0)
+    np.testing.assert_array_equal(out["pc"], th.apply(raw["pc"], t))
+    np.testing.assert_array_equal(scorer.finish(raw, fold=False)["pc"], raw["pc"])
+    # The training prevalence as the target moves nothing; another one moves the scores.
+    np.testing.assert_allclose(scorer.finish(raw, prior=0.35, fold=False)["hate"], raw["hate"],
+                               atol=1e-6)
+    lower = scorer.finish(raw, prior=0.05, fold=False)["hate"][:, 1]
+    assert np.all(lower <= raw["hate"][:, 1] + 1e-7) and np.any(lower < raw["hate"][:, 1])
+
+
+def test_a_prior_needs_the_training_prevalence_and_a_blend_its_tfidf_model():
+    raw = RunPredictor(_heads(1)).raw_scores_of(_inputs(), [""] * 40)
+    with pytest.raises(ValueError, match="run old: its checkpoint records no training"):
+        RunPredictor(_heads(1), name="old").finish(raw, prior=0.2)
+    with pytest.raises(ValueError, match="needs a TF-IDF model"):
+        RunPredictor(_heads(1), tfidf_weight=0.5)
+    with pytest.raises(ValueError, match="at least one model"):
+        RunPredictor([])
+
+
+def test_the_checkpoint_alone_rebuilds_the_scorer(tmp_path):
+    heads, inputs = _heads(2), _inputs()
+    t = {"pc": [0.3, 0.4, 0.5, 0.6, 0.2, 0.45]}
+    save_checkpoint(tmp_path / "checkpoint.pt", heads[0], members=[heads[1].state_dict()],
+                    tfidf=None, tfidf_weight=0.0, thresholds=t, fold_thresholds=True,
+                    train_prior=0.35)
+    loaded = RunPredictor.load(tmp_path, device="cpu")
+    assert (len(loaded.models), loaded.train_prior, loaded.name) == (2, 0.35, tmp_path.name)
+    here = RunPredictor(heads, thresholds=t, train_prior=0.35)
+    texts = [""] * len(inputs)
+    for task in ("hate", "pc"):
+        np.testing.assert_array_equal(loaded.finish(loaded.raw_scores_of(inputs, texts))[task],
+                                      here.finish(here.raw_scores_of(inputs, texts))[task])
+
+
+def test_a_missing_or_mismatched_checkpoint_is_named(tmp_path):
+    with pytest.raises(FileNotFoundError, match="no checkpoint"):
+        RunPredictor.load(tmp_path / "nowhere")
+    other = MemeModel(ModelConfig(**{**CFG, "hidden": 4}))
+    save_checkpoint(tmp_path / "checkpoint.pt", _heads(1)[0], members=[other.state_dict()])
+    with pytest.raises(CheckpointError, match="member 1 does not fit"):
+        RunPredictor.load(tmp_path, device="cpu")
