@@ -279,7 +279,7 @@ def fit(model: MemeModel, train: Inputs, train_targets: dict[str, torch.Tensor],
             order = torch.randperm(
                 n, generator=torch.Generator().manual_seed(cfg.seed * 100_003 + epoch))
             t0 = time.time()
-            total = torch.zeros((), dtype=torch.float64)
+            total = 0.0
             bar = progress_bar(range(steps_per_epoch), desc=f"epoch {epoch + 1}/{cfg.epochs}",
                                disable=not progress, leave=False)
             for i in bar:
@@ -293,12 +293,14 @@ def fit(model: MemeModel, train: Inputs, train_targets: dict[str, torch.Tensor],
                 opt.step()
                 total += loss.item() / world * len(idx)
                 bar.set_postfix(loss=f"{loss.item():.4f}")
-            if world > 1:
-                torch.distributed.all_reduce(total)  # the processes' parts of the epoch's loss
+            if world > 1:  # the processes' parts of the epoch's loss (NCCL reduces on the GPU)
+                summed = torch.tensor(total, dtype=torch.float64, device=device)
+                torch.distributed.all_reduce(summed)
+                total = float(summed)
             rngs = _rng_states()
             if rank == 0:
                 dev_m = _dev_metrics(model, dev, dev_targets, max(cfg.batch_size, 256))
-                record = {"epoch": epoch + 1, "train_loss": float(total) / n,
+                record = {"epoch": epoch + 1, "train_loss": total / n,
                           "seconds": round(time.time() - t0, 3),
                           **{f"dev/{k}": v for k, v in dev_m.items()}}
                 state["history"].append(record)
