@@ -172,7 +172,7 @@ def step_loss(net: torch.nn.Module, model: MemeModel, inputs: Inputs,
         image, text = inputs.batch(idx)
         return model.loss(net(_to(image, device), _to(text, device)),
                           {k: v[idx].to(device) for k, v in targets.items()})
-    part, counts = _share(idx, rank, world)
+    part, weighted = _share(idx, rank, world)
     image, text = inputs.batch(part)
     # The denominators are the whole batch's: every process knows all the targets.
     totals = batch_totals({k: v[idx] for k, v in targets.items()})
@@ -180,7 +180,7 @@ def step_loss(net: torch.nn.Module, model: MemeModel, inputs: Inputs,
                       {k: v[part].to(device) for k, v in targets.items()}, totals)
     # DDP averages gradients over the processes while the parts' losses add up: scale by the
     # world size so that the average is the sum.
-    return loss * (world if counts else 0.0)
+    return loss * (world if weighted else 0.0)
 
 
 def _rng_states() -> list[torch.Tensor]:
