@@ -506,3 +506,32 @@ def test_fine_tuning_runs_under_torchrun(demo_data, feature_cache, tmp_path):
     assert any(not torch.equal(fresh[k], tuned[k]) for k in fresh)
     stats = sorted(out.glob("fold*/stats.jsonl"))
     assert [len(f.read_text().splitlines()) for f in stats] == [2, 2]
+
+
+def test_a_check_that_fails_under_torchrun_stops_every_rank_with_one_line(demo_data,
+                                                                          feature_cache,
+                                                                          tmp_path):
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    out = tmp_path / "taken"
+    out.mkdir()
+    (out / "config.yaml").write_text("task: A\n")
+    (out / "summary.json").write_text("{}")
+    root = Path(__file__).resolve().parents[2]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(root)}
+    done = subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+         "train.py", "--task", "A", *_args(demo_data, feature_cache, out), "--device", "cpu"],
+        cwd=root, env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode != 0
+    errors = [line for line in done.stderr.splitlines() if "train.py: error:" in line]
+    # Rank 0 names the problem in one line; rank 1 (when torchrun has not stopped it first)
+    # says that rank 0 failed, also in one line.
+    assert errors and "already holds a finished" in errors[0], done.stderr[-3000:]
+    assert all("already holds a finished" in line for line in errors)
+    # No traceback from the ranks (torchrun prints its own, of its launcher, on any failure).
+    assert "hateful_memes/" not in done.stderr and "train.py\", line" not in done.stderr
+    assert sorted(p.name for p in out.iterdir()) == ["config.yaml", "summary.json"]
