@@ -466,9 +466,9 @@ def quality_section(results: dict, args, started: str, load_before: str, seconds
 
 # --- RESULTS.md ----------------------------------------------------------------------------
 
-SECTIONS = ("results_unseen.md", "results_designs.md", "results_cooc.md", "results_quality.md",
-            "results_speed.md", "results_ocr.md", "results_feature_store.md",
-            "results_service.md")
+SECTIONS = ("results_unseen.md", "results_designs.md", "results_cooc.md", "results_ensemble.md",
+            "results_quality.md", "results_speed.md", "results_ocr.md",
+            "results_feature_store.md", "results_service.md")
 
 
 def assemble(results_md: Path) -> None:
@@ -479,8 +479,9 @@ def assemble(results_md: Path) -> None:
              "`experiments/bench_ocr.py`, the feature store section by "
              "`experiments/bench_feature_store.py`, the unseen-like check and threshold designs "
              "by `experiments/unseen_check.py`, label co-occurrence by "
-             "`experiments/cooc_check.py`; the service load test section is copied from "
-             "`experiments/load_test.py`'s output. Do not edit by hand.", ""]
+             "`experiments/cooc_check.py`, seed bagging, TF-IDF weights and threshold "
+             "objectives by `experiments/ensemble_check.py`; the service load test section is "
+             "copied from `experiments/load_test.py`'s output. Do not edit by hand.", ""]
     for name in SECTIONS:
         path = results_md.parent / name
         if path.is_file():
