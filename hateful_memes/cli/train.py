@@ -524,7 +524,9 @@ def main(argv: list[str] | None = None) -> int:
         # (torchrun stops them when this process exits).
         print(f"train.py: error: {e}", file=sys.stderr)
         return 1
-    distributed.finish()
+    # Rank 0 goes on alone (TF-IDF view, thresholds, reports), as long as the data needs: the
+    # other ranks leave now rather than wait for it in a collective that could time out.
+    distributed.finish(wait=False)
     if summary is None:  # not rank 0: rank 0 reports
         return 0
     tasks = tasks_for(cfg["task"])

@@ -34,10 +34,14 @@ def init_from_env(device: str = "auto") -> tuple[int, int, torch.device]:
     return 0, 1, torch.device("cuda" if cuda else "cpu")
 
 
-def finish() -> None:
-    """Leave the process group, once every rank got here (no rank exits while others write)."""
+def finish(wait: bool = True) -> None:
+    """Leave the process group, once every rank got here (no rank exits while others write).
+
+    `wait=False` leaves at once: for a command whose rank 0 works on alone for longer than a
+    collective may wait (NCCL's timeout is minutes), once no rank needs another any more."""
     if dist.is_available() and dist.is_initialized():
-        dist.barrier()
+        if wait:
+            dist.barrier()
         dist.destroy_process_group()
 
 
