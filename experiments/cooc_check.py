@@ -49,7 +49,6 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "experiments"))
 
-from hateful_memes.data.annotations import gold_matrix, read_annotations  # noqa: E402
 from hateful_memes.runtime.files import write_text  # noqa: E402
 from hateful_memes.scoring import thresholds as th  # noqa: E402
 
@@ -196,10 +195,7 @@ def main(argv: list[str] | None = None) -> int:
     seeds = [int(s) for s in args.seeds.split(",")]
     os.chdir(ROOT)
     t_start, load_start = time.time(), os.getloadavg()
-    train_memes = read_annotations(uc.DATA / "train.json")
-    dev_memes = read_annotations(uc.DATA / "dev_seen.json")
-    gold_train = {t: gold_matrix(train_memes, t) for t in ("hate", "pc", "attack")}
-    gold_dev = {t: gold_matrix(dev_memes, t) for t in ("hate", "pc", "attack")}
+    train_memes, dev_memes, gold_train, gold_dev = uc.load_checks()
     rows: dict[str, list[tuple[dict, dict]]] = {}
     for seed in seeds:
         per_task = uc.run_seed(seed, train_memes, dev_memes, args.quiet, reuse=True)

@@ -47,6 +47,15 @@ TASK_OF = {"A": "pc", "B": "attack"}
 TARGETS = {"pc": (0.90, 0.64, 0.50), "attack": (0.93, 0.64, 0.50), "hate": 0.64}
 
 
+def load_checks() -> tuple[list, list, dict, dict]:
+    """The memes of the two checks (train.json, dev_seen.json) and their gold matrices."""
+    train_memes = read_annotations(DATA / "train.json")
+    dev_memes = read_annotations(DATA / "dev_seen.json")
+    gold_train = {t: gold_matrix(train_memes, t) for t in ("hate", "pc", "attack")}
+    gold_dev = {t: gold_matrix(dev_memes, t) for t in ("hate", "pc", "attack")}
+    return train_memes, dev_memes, gold_train, gold_dev
+
+
 def scores_row(gold: dict, scores: dict) -> dict:
     """{task: (micro AUROC, micro F1, macro F1)} and hate AUROC for one scored set."""
     from sklearn.metrics import f1_score, roc_auc_score
@@ -184,10 +193,7 @@ def main(argv: list[str] | None = None) -> int:
     os.chdir(ROOT)
     t_start = time.time()
     load_start = os.getloadavg()
-    train_memes = read_annotations(DATA / "train.json")
-    dev_memes = read_annotations(DATA / "dev_seen.json")
-    gold_train = {t: gold_matrix(train_memes, t) for t in ("hate", "pc", "attack")}
-    gold_dev = {t: gold_matrix(dev_memes, t) for t in ("hate", "pc", "attack")}
+    train_memes, dev_memes, gold_train, gold_dev = load_checks()
 
     rows: dict[str, list[tuple[dict, dict]]] = {}
     seconds = []

@@ -1,4 +1,7 @@
+import contextlib
+import importlib.util
 import os
+import sys
 from pathlib import Path
 
 import pytest
@@ -87,3 +90,20 @@ def classifier(tiny_runs):
     from hateful_memes import MemeClassifier
 
     return MemeClassifier.load(tiny_runs / "A", tiny_runs / "B", device="cpu")
+
+
+EXPERIMENTS = Path(__file__).resolve().parents[1] / "experiments"
+
+
+@contextlib.contextmanager
+def experiment_script(name: str):
+    """experiments/NAME.py as a module (the scripts are no package), registered in sys.modules
+    while in use: a dataclass looks its module up there, and a script imports its siblings."""
+    spec = importlib.util.spec_from_file_location(name, EXPERIMENTS / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    try:
+        spec.loader.exec_module(module)
+        yield module
+    finally:
+        del sys.modules[name]

@@ -1,25 +1,16 @@
 """experiments/cooc_check.py: the stacked second stage uses no gold label of the memes it scores,
 and it does read the other labels' scores (what co-occurrence is for)."""
-import importlib.util
-import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
 
-SCRIPT = Path(__file__).resolve().parent.parent / "experiments" / "cooc_check.py"
+from conftest import experiment_script
 
 
 @pytest.fixture(scope="module")
 def cooc():
-    spec = importlib.util.spec_from_file_location("cooc_check", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["cooc_check"] = module
-    try:
-        spec.loader.exec_module(module)
+    with experiment_script("cooc_check") as module:
         yield module
-    finally:
-        del sys.modules["cooc_check"]
 
 
 def _task(n, seed):

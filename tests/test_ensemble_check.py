@@ -1,26 +1,17 @@
 """experiments/ensemble_check.py: the chosen TF-IDF weights and thresholds use no gold label of
 the memes they score, the weights follow the view that carries the label, a bag averages its
 seeds, and the default's chooser gives unseen_check's written scores."""
-import importlib.util
-import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
 
-SCRIPT = Path(__file__).resolve().parent.parent / "experiments" / "ensemble_check.py"
+from conftest import experiment_script
 
 
 @pytest.fixture(scope="module")
 def ens():
-    spec = importlib.util.spec_from_file_location("ensemble_check", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["ensemble_check"] = module
-    try:
-        spec.loader.exec_module(module)
+    with experiment_script("ensemble_check") as module:
         yield module
-    finally:
-        del sys.modules["ensemble_check"]
 
 
 def _run(n, seed, task="pc"):

@@ -1,26 +1,17 @@
 """experiments/gpu_bench.py runs end to end (on the CPU, --smoke sizes) and reports every part."""
-import importlib.util
 import json
 import math
-import sys
-from pathlib import Path
 
 import pytest
 import torch
 
-SCRIPT = Path(__file__).resolve().parent.parent / "experiments" / "gpu_bench.py"
+from conftest import experiment_script
 
 
 @pytest.fixture(scope="module")
 def gpu_bench():
-    spec = importlib.util.spec_from_file_location("gpu_bench", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["gpu_bench"] = module  # its dataclass looks its module up there
-    try:
-        spec.loader.exec_module(module)
+    with experiment_script("gpu_bench") as module:
         yield module
-    finally:
-        del sys.modules["gpu_bench"]
 
 
 def test_smoke_run_measures_every_part_and_writes_json(gpu_bench, tmp_path, capsys):
