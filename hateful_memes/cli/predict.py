@@ -25,9 +25,9 @@ from pathlib import Path
 
 from ..data.annotations import AnnotationError, read_annotations
 from ..data.submission import PRED_FIELDS, SubmissionError, check_submission, write_submission
+from ..engine.training import resolve_device
 from ..features.inputs import MissingImagesError, check_images, drop_bad_images
 from ..labels import TASK_LETTERS
-from ..engine.training import resolve_device
 from ..runtime import distributed, rundir
 from ..runtime.progress import bar as progress_bar
 from ..serving.api import (MemeClassifier, merge,  # noqa: F401 (predict.merge stays importable)

@@ -26,6 +26,8 @@ import yaml
 
 from ..data.annotations import AnnotationError, gold_matrix, read_annotations
 from ..data.crossval import group_folds
+from ..engine.predictor import RunPredictor, blend
+from ..engine.training import FitConfig, fit, predict_scores, resolve_device
 from ..evaluation.metrics import evaluate
 from ..evaluation.report import format_report, write_report
 from ..features.inputs import (Encoders, MissingImagesError, build_inputs, check_images,
@@ -33,12 +35,10 @@ from ..features.inputs import (Encoders, MissingImagesError, build_inputs, check
 from ..labels import tasks_for
 from ..models.baselines import TfidfLogReg
 from ..models.model import MemeModel, ModelConfig, load_head, save_checkpoint
-from ..engine.training import FitConfig, fit, predict_scores, resolve_device
 from ..runtime import distributed, rundir
 from ..runtime.files import atomic_open, write_json, write_text
 from ..scoring import thresholds as th
 from ..scoring.decision import decide, multi_hot
-from ..engine.predictor import RunPredictor, blend
 
 DEFAULTS = {
     "task": None,
@@ -74,7 +74,7 @@ DEFAULTS = {
     "out": None,
 }
 
-# Everything a run writes at the top of its folder (rundir: what --overwrite may remove).
+# The most folds a run may have: fold0/ ... fold19/ are the run's own folders.
 MAX_FOLDS = 20
 # Everything a run writes at the top of its folder (rundir: --overwrite deletes these only).
 RUN_NAMES = frozenset({
@@ -103,8 +103,8 @@ def _parser() -> argparse.ArgumentParser:
     a("--config", help="YAML file of settings (keys as the flags, with _), overridden by flags")
     a("--task", choices=["A", "B", "AB"], help="A: protected categories, B: attack types, AB: both")
     a("--train", help=f"training annotations (default {DEFAULTS['train']})")
-    a("--dev", help="dev annotations for model selection and thresholds "
-      f"(default {DEFAULTS['dev']})")
+    a("--dev", help="dev annotations, reported on (with --folds 1 they also choose the epoch "
+      f"and the thresholds) (default {DEFAULTS['dev']})")
     a("--image-root", help="folder the `img` paths are relative to "
       "(default: the annotations' parent's parent)")
     a("--image-encoder",

@@ -26,10 +26,10 @@ import numpy as np
 from PIL import Image
 
 from ..data.annotations import Meme
+from ..engine.predictor import RunPredictor
 from ..features.cache import ImageReadError
 from ..labels import LABELS
 from ..scoring.decision import decide_all
-from ..engine.predictor import RunPredictor
 
 ImageLike = Union[str, os.PathLike, bytes, bytearray, Image.Image]
 
