@@ -95,9 +95,23 @@ def run_layout(folds: int) -> rundir.RunLayout:
                             finished="summary.json")
 
 
+class _Help(argparse.ArgumentDefaultsHelpFormatter):
+    # The flags default to None, so that a YAML config can fill them: show DEFAULTS' value
+    # instead of "(default: None)".
+    def _get_help_string(self, action):
+        text = action.help or ""
+        if action.default is not None:
+            return super()._get_help_string(action)
+        value = DEFAULTS.get(action.dest)
+        negated = action.option_strings[0].startswith("--no-")  # its setting defaults to on
+        if value is None or negated or "(default" in text:
+            return text
+        return f"{text} (default: {value})".strip()
+
+
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="train.py", description=__doc__.split("\n\n")[0],
-                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                                formatter_class=_Help)
     # Every flag defaults to None so that only what the user typed overrides the YAML.
     a = p.add_argument
     a("--config", help="YAML file of settings (keys as the flags, with _), overridden by flags")
@@ -110,23 +124,24 @@ def _parser() -> argparse.ArgumentParser:
     a("--image-encoder",
       help="effnet-lite0 | timm:NAME[=PATH] | bt:CHECKPOINT | clip:NAME_OR_DIR | none")
     a("--text-encoder", help="minilm | hf:NAME_OR_DIR | clip:NAME_OR_DIR | none")
-    a("--fusion", choices=["concat", "interact"])
+    a("--fusion", choices=["concat", "interact"], help="how the two embeddings are joined")
     a("--empty", choices=["gate", "independent"], help="how the empty labels are scored")
-    a("--hidden", type=int)
-    a("--dropout", type=float)
+    a("--hidden", type=int, help="width of the head's layers")
+    a("--dropout", type=float, help="dropout in the head")
     a("--finetune", action="store_const", const=True, help="train the text encoder end to end")
     a("--finetune-image", action="store_const", const=True,
       help="train the image encoder end to end too")
     a("--init-head", metavar="CHECKPOINT",
       help="start the head from a trained run's RUN/checkpoint.pt (same encoders and head "
       "settings): train on frozen features first, then --finetune from it (LP-FT)")
-    a("--epochs", type=int)
-    a("--batch-size", type=int)
+    a("--epochs", type=int, help="epochs per head (the best one is kept)")
+    a("--batch-size", type=int,
+      help="memes a step (under torchrun: all processes together)")
     a("--lr", type=float, help="learning rate of the head")
     a("--encoder-lr", type=float, help="learning rate of fine-tuned encoders")
-    a("--weight-decay", type=float)
+    a("--weight-decay", type=float, help="AdamW's weight decay")
     a("--warmup", type=float, help="fraction of steps of linear warm-up before cosine decay")
-    a("--seed", type=int)
+    a("--seed", type=int, help="seed of the folds, the initial weights and the batches")
     a("--select", choices=["roc_auc_micro", "f1_macro", "loss"],
       help="metric for choosing each head's epoch (on its held-out fold, or on dev with "
       "--folds 1)")

@@ -535,3 +535,12 @@ def test_a_check_that_fails_under_torchrun_stops_every_rank_with_one_line(demo_d
     # No traceback from the ranks (torchrun prints its own, of its launcher, on any failure).
     assert "hateful_memes/" not in done.stderr and "train.py\", line" not in done.stderr
     assert sorted(p.name for p in out.iterdir()) == ["config.yaml", "summary.json"]
+
+
+def test_help_shows_the_real_defaults(capsys):
+    with pytest.raises(SystemExit):
+        train.main(["--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert "default: None" not in text
+    for key in ("epochs", "lr", "folds", "tfidf_weight", "hidden", "batch_size"):
+        assert f"(default: {train.DEFAULTS[key]})" in text, key
