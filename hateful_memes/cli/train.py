@@ -338,6 +338,71 @@ def _images(memes, cfg: dict, source: str):
     return kept
 
 
+def _on_all(compute, what: str):
+    """`compute()` here; under torchrun a failure on any rank is raised on every rank
+    (distributed.gather), so that none waits forever for the others."""
+    rank, world = distributed.rank_world()
+    return distributed.gather(compute, what)[rank] if world > 1 else compute()
+
+
+def _prepare(cfg: dict, resume: bool, overwrite: bool):
+    """Everything before any computing: the output folder may be used as asked and can be
+    written, the data read (and their images checked), the folds drawn, then the folder made
+    ready. Rank 0 alone touches the folder (it is shared). Returns (train memes, dev memes,
+    fold of each train meme or None)."""
+    rank, _ = distributed.rank_world()
+    run_dir, layout = Path(cfg["out"]), run_layout(int(cfg["folds"]))
+
+    def check():
+        if rank == 0:
+            rundir.check(run_dir, layout, resume=resume, overwrite=overwrite)
+            if resume:
+                _check_saved_config(run_dir, cfg)
+            rundir.check_writable(run_dir, "--out")
+            if cfg["cache_dir"]:
+                rundir.check_writable(cfg["cache_dir"], "--cache-dir")
+
+    def clean():
+        if rank != 0:
+            return
+        if overwrite:  # every check passed: only now is the old run deleted
+            rundir.clear(run_dir, layout)
+        else:
+            rundir.remove_stale_temps(run_dir, layout)
+            for k in range(MAX_FOLDS):
+                if (run_dir / f"fold{k}").is_dir():
+                    rundir.remove_stale_temps(run_dir / f"fold{k}", FOLD_LAYOUT)
+        run_dir.mkdir(parents=True, exist_ok=True)
+        write_text(run_dir / "config.yaml", yaml.safe_dump(cfg, sort_keys=True))
+
+    _on_all(check, "checking --out")
+    train_memes, dev_memes = _on_all(lambda: (
+        _images(read_annotations(cfg["train"]), cfg, cfg["train"]),
+        _images(read_annotations(cfg["dev"]), cfg, cfg["dev"])), "reading the data")
+    folds = int(cfg["folds"])
+    fold_of = group_folds(train_memes, folds, cfg["seed"]) if folds >= 2 else None
+    _on_all(clean, "preparing --out")
+    return train_memes, dev_memes, fold_of
+
+
+def _model_config(cfg: dict, encoders: Encoders) -> ModelConfig:
+    return ModelConfig(tasks=tasks_for(cfg["task"]), image_encoder=cfg["image_encoder"],
+                       text_encoder=cfg["text_encoder"],
+                       image_dim=encoders.image.dim if encoders.image is not None else 0,
+                       text_dim=encoders.text.dim if encoders.text is not None else 0,
+                       fusion=cfg["fusion"], empty=cfg["empty"], hidden=cfg["hidden"],
+                       dropout=cfg["dropout"],
+                       finetune_text=bool(cfg["finetune"]) and cfg["text_encoder"] != "none",
+                       finetune_image=(bool(cfg["finetune_image"])
+                                       and cfg["image_encoder"] != "none"))
+
+
+def _fit_config(cfg: dict, seed: int) -> FitConfig:
+    return FitConfig(epochs=cfg["epochs"], batch_size=cfg["batch_size"], lr=cfg["lr"],
+                     encoder_lr=cfg["encoder_lr"], weight_decay=cfg["weight_decay"],
+                     warmup=cfg["warmup"], seed=seed, select=cfg["select"])
+
+
 def run(cfg: dict, resume: bool = False, progress: bool = True,
         overwrite: bool = False) -> dict | None:
     """Train as `cfg` says; return the summary written to RUN_DIR/summary.json.
@@ -354,58 +419,12 @@ def run(cfg: dict, resume: bool = False, progress: bool = True,
     """
     rank, world = distributed.rank_world()
     run_dir = Path(cfg["out"])
-    tasks = tasks_for(cfg["task"])
-    layout = run_layout(int(cfg["folds"]))
-
-    def prepare():
-        """Up front, before any computing: the folder may be used as asked, and it and the
-        feature cache can be written. Rank 0 checks for all (the folder is shared)."""
-        if rank != 0:
-            return
-        rundir.check(run_dir, layout, resume=resume, overwrite=overwrite)
-        if resume:
-            _check_saved_config(run_dir, cfg)
-        rundir.check_writable(run_dir, "--out")
-        if cfg["cache_dir"]:
-            rundir.check_writable(cfg["cache_dir"], "--cache-dir")
-
-    def clean():
-        if rank != 0:
-            return
-        if overwrite:  # every check passed: only now is the old run deleted
-            rundir.clear(run_dir, layout)
-        else:
-            rundir.remove_stale_temps(run_dir, layout)
-            for k in range(MAX_FOLDS):
-                if (run_dir / f"fold{k}").is_dir():
-                    rundir.remove_stale_temps(run_dir / f"fold{k}", FOLD_LAYOUT)
-        run_dir.mkdir(parents=True, exist_ok=True)
-        write_text(run_dir / "config.yaml", yaml.safe_dump(cfg, sort_keys=True))
-
-    # A failure on any rank is raised on every rank (distributed.gather): none waits forever.
-    def on_all(compute, what):
-        return distributed.gather(compute, what)[rank] if world > 1 else compute()
-
-    on_all(prepare, "checking --out")
     torch.manual_seed(cfg["seed"])
     np.random.seed(cfg["seed"])
-    train_memes, dev_memes = on_all(lambda: (
-        _images(read_annotations(cfg["train"]), cfg, cfg["train"]),
-        _images(read_annotations(cfg["dev"]), cfg, cfg["dev"])), "reading the data")
-    folds = int(cfg["folds"])
-    fold_of = group_folds(train_memes, folds, cfg["seed"]) if folds >= 2 else None
-    on_all(clean, "preparing --out")
+    train_memes, dev_memes, fold_of = _prepare(cfg, resume, overwrite)
     progress = progress and rank == 0
     encoders = Encoders(cfg["image_encoder"], cfg["text_encoder"])
-    mcfg = ModelConfig(tasks=tasks, image_encoder=cfg["image_encoder"],
-                       text_encoder=cfg["text_encoder"],
-                       image_dim=encoders.image.dim if encoders.image is not None else 0,
-                       text_dim=encoders.text.dim if encoders.text is not None else 0,
-                       fusion=cfg["fusion"], empty=cfg["empty"], hidden=cfg["hidden"],
-                       dropout=cfg["dropout"],
-                       finetune_text=bool(cfg["finetune"]) and cfg["text_encoder"] != "none",
-                       finetune_image=(bool(cfg["finetune_image"])
-                                       and cfg["image_encoder"] != "none"))
+    mcfg = _model_config(cfg, encoders)
     # Under torchrun each process has its own device (LOCAL_RANK's GPU, or the CPU).
     device = (distributed.init_from_env(cfg["device"])[2] if world > 1
               else resolve_device(cfg["device"]))
@@ -415,21 +434,17 @@ def run(cfg: dict, resume: bool = False, progress: bool = True,
               model=first, progress=progress, device=str(device))
     train_in = build_inputs(train_memes, source=cfg["train"], **kw)
     dev_in = build_inputs(dev_memes, source=cfg["dev"], **kw)
-    train_t, dev_t = _targets(train_memes, tasks), _targets(dev_memes, tasks)
-
-    def fit_cfg(seed):
-        return FitConfig(epochs=cfg["epochs"], batch_size=cfg["batch_size"], lr=cfg["lr"],
-                         encoder_lr=cfg["encoder_lr"], weight_decay=cfg["weight_decay"],
-                         warmup=cfg["warmup"], seed=seed, select=cfg["select"])
+    train_t, dev_t = _targets(train_memes, mcfg.tasks), _targets(dev_memes, mcfg.tasks)
 
     t0 = time.time()
-    members, best_epochs = [], []
+    oof_heads: dict[str, np.ndarray] = {}
     if fold_of is None:
-        state = fit(first, train_in, train_t, dev_in, dev_t, fit_cfg(cfg["seed"]), run_dir,
-                    resume=resume, progress=progress, meta=cfg)
+        state = fit(first, train_in, train_t, dev_in, dev_t, _fit_config(cfg, cfg["seed"]),
+                    run_dir, resume=resume, progress=progress, meta=cfg)
         members, best_epochs = [first], [state["best_epoch"]]
     else:
-        oof_heads: dict[str, np.ndarray] = {}
+        members, best_epochs = [], []
+        folds = int(cfg["folds"])
         for f in range(folds):
             fold_dir = run_dir / f"fold{f}"
             resume_fold = resume and (fold_dir / "last.pt").is_file()
@@ -439,8 +454,8 @@ def run(cfg: dict, resume: bool = False, progress: bool = True,
             if progress:
                 print(f"fold {f + 1}/{folds}: {len(rest)} memes to train, {len(held)} to select")
             state = fit(model, train_in.subset(rest), _subset(train_t, rest),
-                        train_in.subset(held), _subset(train_t, held), fit_cfg(seed), fold_dir,
-                        resume=resume_fold, progress=progress, meta=cfg)
+                        train_in.subset(held), _subset(train_t, held), _fit_config(cfg, seed),
+                        fold_dir, resume=resume_fold, progress=progress, meta=cfg)
             if rank == 0:
                 for task, s in predict_scores(model, train_in.subset(held)).items():
                     oof_heads.setdefault(task, np.zeros((len(train_memes), s.shape[1]),
@@ -452,7 +467,16 @@ def run(cfg: dict, resume: bool = False, progress: bool = True,
     weight = float(cfg["tfidf_weight"])
     tfidf = TfidfLogReg(cfg["tfidf_c"]).fit(train_memes) if weight > 0 else None
     train_seconds = time.time() - t0
+    return _write_run(cfg, members, best_epochs, tfidf, train_memes, dev_memes, dev_in,
+                      fold_of, oof_heads, train_seconds)
 
+
+def _write_run(cfg: dict, members: list[MemeModel], best_epochs: list, tfidf, train_memes,
+               dev_memes, dev_in, fold_of, oof_heads: dict, train_seconds: float) -> dict:
+    """Thresholds (out of fold on train, or on dev with one fold), the reports, the
+    checkpoint and summary.json: rank 0's part once the heads are trained."""
+    run_dir, tasks = Path(cfg["out"]), tasks_for(cfg["task"])
+    weight = float(cfg["tfidf_weight"])
     train_prior = float(gold_matrix(train_memes, "hate")[:, 1].mean())
     scorer = RunPredictor(members, tfidf, weight, {}, bool(cfg["fold_thresholds"]), train_prior,
                           name=run_dir.name)
@@ -462,7 +486,7 @@ def run(cfg: dict, resume: bool = False, progress: bool = True,
         source = "dev (in-sample)"
         thresholds = {t: th.choose_joint(gold_matrix(dev_memes, t), dev_raw[t]) for t in tasks}
     else:
-        source = f"train, {folds} folds out of fold"
+        source = f"train, {len(members)} folds out of fold"
         oof_tfidf = _oof_tfidf(train_memes, fold_of, cfg["tfidf_c"]) if weight > 0 else None
         oof_raw = blend(oof_heads, oof_tfidf, weight)
         thresholds = {t: th.choose_joint(gold_matrix(train_memes, t), oof_raw[t]) for t in tasks}
@@ -504,11 +528,12 @@ def run(cfg: dict, resume: bool = False, progress: bool = True,
                     thresholds={t: v.tolist() for t, v in thresholds.items()},
                     thresholds_from=source,
                     fold_thresholds=bool(cfg["fold_thresholds"]),
-                    fit=dataclasses.asdict(fit_cfg(cfg["seed"])),
+                    fit=dataclasses.asdict(_fit_config(cfg, cfg["seed"])),
                     best_epoch=best_epochs, settings=cfg)
     summary = {
-        "run_dir": str(run_dir), "task": cfg["task"], "folds": folds, "best_epoch": best_epochs,
-        "select": cfg["select"], "train_seconds": round(train_seconds, 2), "processes": world,
+        "run_dir": str(run_dir), "task": cfg["task"], "folds": int(cfg["folds"]),
+        "best_epoch": best_epochs, "select": cfg["select"],
+        "train_seconds": round(train_seconds, 2), "processes": distributed.rank_world()[1],
         "train_prior": train_prior, "thresholds_from": source,
         "dev": reports, "oof": summary_oof,
         "thresholds": {t: v.tolist() for t, v in thresholds.items()},
