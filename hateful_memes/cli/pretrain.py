@@ -32,7 +32,7 @@ from ..pretraining.barlow_twins import (BACKBONE, CHECKPOINT, BarlowTwins, conve
                                         parse_projector)
 from ..pretraining.lars import LR_BIASES, LR_WEIGHTS, adjust_learning_rate, make_optimizer
 from ..runtime import checkpoints, rundir
-from ..runtime.distributed import init_from_env
+from ..runtime.distributed import finish, init_from_env
 from ..runtime.files import atomic_open, write_jsonl
 from ..runtime.progress import bar as progress_bar
 
@@ -284,8 +284,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return _train(args, rank, world, device)
     finally:
-        if dist.is_initialized():
-            dist.destroy_process_group()
+        finish(wait=False)  # no barrier: a rank that failed alone must not wait for the others
 
 
 def _train(args: argparse.Namespace, rank: int, world: int, device: torch.device) -> int:

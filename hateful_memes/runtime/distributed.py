@@ -6,6 +6,7 @@ One process without torchrun is rank 0 of 1, and every function here is then a n
 """
 from __future__ import annotations
 
+import gc
 import os
 from typing import Callable, TypeVar
 
@@ -42,6 +43,10 @@ def finish(wait: bool = True) -> None:
     if dist.is_available() and dist.is_initialized():
         if wait:
             dist.barrier()
+        # A DistributedDataParallel left in a reference cycle (a fit stopped by an exception)
+        # must go while the group it holds still exists: freed after it, at exit, it aborts
+        # the process ("terminate called without an active exception").
+        gc.collect()
         dist.destroy_process_group()
 
 

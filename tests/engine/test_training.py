@@ -5,9 +5,10 @@ import pytest
 import torch
 
 from hateful_memes import labels as L
+from hateful_memes.engine.training import FitConfig, fit, predict_scores
 from hateful_memes.features.inputs import Inputs
 from hateful_memes.models.model import MemeModel, ModelConfig
-from hateful_memes.engine.training import FitConfig, fit, predict_scores
+from hateful_memes.runtime import distributed
 
 
 def _data(n, seed):
@@ -158,7 +159,7 @@ def _step_worker(rank, world, port, out):
         results.append((loss.item() / world,
                         {k: p.grad.clone() for k, p in model.named_parameters()}))
     torch.save(results, f"{out}.{rank}")
-    torch.distributed.destroy_process_group()
+    distributed.finish()
 
 
 def test_two_processes_with_a_share_each_give_the_whole_batch_loss_and_gradients(tmp_path):
@@ -213,7 +214,7 @@ def _fit_worker(rank, world, port, tmp):
     torch.save({"model": model.state_dict(), "state": state,
                 "resumed": resumed.state_dict(), "resumed_state": resumed_state},
                tmp / f"result.{rank}")
-    torch.distributed.destroy_process_group()
+    distributed.finish()
 
 
 def test_fit_on_two_processes_matches_one_process_and_resumes(tmp_path):
@@ -278,7 +279,7 @@ def _tuned_step_worker(rank, world, port, out):
     torch.save((loss.item() / world, {k: p.grad.clone() for k, p in model.named_parameters()
                                       if _checked(k) and p.grad is not None}),
                f"{out}.{rank}")
-    torch.distributed.destroy_process_group()
+    distributed.finish()
 
 
 def test_a_fine_tuned_encoder_gets_the_whole_batch_gradient_on_two_processes(tmp_path):
