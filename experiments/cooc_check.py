@@ -35,7 +35,6 @@ Writes experiments/results_cooc.md.
 """
 from __future__ import annotations
 
-import argparse
 import datetime
 import os
 import platform
@@ -187,12 +186,8 @@ def seed_rows(per_task: dict, gold_train: dict, gold_dev: dict) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--seeds", default="0,1,2")
-    p.add_argument("--out", default=str(ROOT / "experiments" / "results_cooc.md"))
-    p.add_argument("--quiet", action="store_true")
-    args = p.parse_args(argv)
-    seeds = [int(s) for s in args.seeds.split(",")]
+    args = uc.check_parser(__doc__, "results_cooc.md").parse_args(argv)
+    seeds = args.seeds
     os.chdir(ROOT)
     t_start, load_start = time.time(), os.getloadavg()
     train_memes, dev_memes, gold_train, gold_dev = uc.load_checks()

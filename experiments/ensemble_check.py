@@ -32,7 +32,6 @@ Writes experiments/results_ensemble.md.
 """
 from __future__ import annotations
 
-import argparse
 import datetime
 import functools
 import itertools
@@ -209,12 +208,8 @@ def _mean_row(rows: list[tuple[dict, dict]]) -> tuple[dict, dict]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--seeds", default="0,1,2")
-    p.add_argument("--out", default=str(ROOT / "experiments" / "results_ensemble.md"))
-    p.add_argument("--quiet", action="store_true")
-    args = p.parse_args(argv)
-    seeds = [int(s) for s in args.seeds.split(",")]
+    args = uc.check_parser(__doc__, "results_ensemble.md").parse_args(argv)
+    seeds = args.seeds
     os.chdir(ROOT)
     t_start, load_start = time.time(), os.getloadavg()
     train_memes, dev_memes, gold_train, gold_dev = uc.load_checks()

@@ -178,18 +178,32 @@ def combine(per_task: dict, where: str, system: str) -> dict:
             "hate": ((a["hate"] + b["hate"]) / 2).astype(np.float32)}
 
 
-def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--seeds", default="0,1,2")
-    p.add_argument("--out", default=str(ROOT / "experiments" / "results_unseen.md"))
+def _seeds(value: str) -> list[int]:
+    try:
+        return [int(s) for s in value.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected seeds such as 0,1,2, got {value!r}") from None
+
+
+def check_parser(doc: str, results: str) -> argparse.ArgumentParser:
+    """The flags every script of the unseen-like check takes: --seeds, --out, --quiet."""
+    p = argparse.ArgumentParser(description=doc.split("\n\n")[0])
+    p.add_argument("--seeds", type=_seeds, default=[0, 1, 2],
+                   help="comma-separated seeds (default 0,1,2)")
+    p.add_argument("--out", default=str(ROOT / "experiments" / results))
     p.add_argument("--quiet", action="store_true")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = check_parser(__doc__, "results_unseen.md")
     p.add_argument("--designs", action="store_true",
                    help="instead: compare threshold designs on the default blend, reusing the "
                    "runs of an earlier check where they exist (writes results_designs.md)")
     args = p.parse_args(argv)
     if args.designs and args.out == p.get_default("out"):
         args.out = str(ROOT / "experiments" / "results_designs.md")
-    seeds = [int(s) for s in args.seeds.split(",")]
+    seeds = args.seeds
     os.chdir(ROOT)
     t_start = time.time()
     load_start = os.getloadavg()
