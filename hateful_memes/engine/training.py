@@ -241,9 +241,14 @@ def fit(model: MemeModel, train: Inputs, train_targets: dict[str, torch.Tensor],
             raise FileNotFoundError(f"--resume: no {last} to continue from")
         saved = checkpoints.load_dict(last, ("model", "optimizer", "rng", "state"), device,
                                       what="resume state")
+        rngs = [saved["rng"], *saved.get("rng_ranks", [])]
         try:
             model.load_state_dict(saved["model"])
             opt.load_state_dict(saved["optimizer"])
+            # Resumed on another number of processes, the other ranks keep their fresh seeds:
+            # the gradients do not depend on the number of processes, only the dropout masks.
+            if rank < len(rngs):
+                torch.set_rng_state(rngs[rank].cpu())
         except (RuntimeError, ValueError, KeyError, TypeError, AttributeError) as e:
             raise checkpoints.CheckpointError(
                 f"{last}: does not fit this run's model and optimizer: "
@@ -254,11 +259,6 @@ def fit(model: MemeModel, train: Inputs, train_targets: dict[str, torch.Tensor],
             raise checkpoints.CheckpointError(
                 f"{last}: was written by a run with other settings (differing in {diff}); the "
                 "folder mixes two runs: start again with --overwrite")
-        rngs = [saved["rng"], *saved.get("rng_ranks", [])]
-        # Resumed on another number of processes, the other ranks keep their fresh seeds:
-        # the gradients do not depend on the number of processes, only the dropout masks do.
-        if rank < len(rngs):
-            torch.set_rng_state(rngs[rank].cpu())
         state = saved["state"]
     net = model
     if world > 1:

@@ -301,3 +301,13 @@ def test_a_fine_tuned_encoder_gets_the_whole_batch_gradient_on_two_processes(tmp
         assert set(ranks[r][1]) == set(grads)
         for name, g in grads.items():
             torch.testing.assert_close(ranks[r][1][name], g, atol=1e-5, rtol=1e-4)
+
+
+def test_a_damaged_rng_state_in_last_pt_is_an_error_naming_the_file(tmp_path):
+    from hateful_memes.runtime.checkpoints import CheckpointError
+    _fit(tmp_path, epochs=1)
+    state = torch.load(tmp_path / "last.pt", weights_only=True)
+    state["rng"] = [1, 2]
+    torch.save(state, tmp_path / "last.pt")
+    with pytest.raises(CheckpointError, match=r"last\.pt: does not fit this run's model"):
+        _fit(tmp_path, epochs=2, resume=True)
