@@ -1,0 +1,63 @@
+"""experiments/unseen_check.py: its rows are the official metric, and dev_seen weighted to the
+unseen prevalence counts each meme as that many copies of it."""
+
+import numpy as np
+import pytest
+from sklearn.metrics import f1_score
+
+from conftest import experiment_script
+from hateful_memes.evaluation.metrics import official
+
+
+@pytest.fixture(scope="module")
+def uc():
+    with experiment_script("unseen_check") as module:
+        yield module
+
+
+def _scored(n, seed):
+    rng = np.random.default_rng(seed)
+    hateful = rng.random(n) < 0.5
+    gold, scores = {}, {}
+    for task, k in (("pc", 6), ("attack", 8)):
+        real = (rng.random((n, k - 1)) < 0.3) & hateful[:, None]
+        real[hateful & ~real.any(1), rng.integers(0, k - 1)] = True
+        gold[task] = np.concatenate([~hateful[:, None], real], 1).astype(np.float32)
+        scores[task] = np.clip(gold[task] + rng.normal(0, 0.45, (n, k)), 0, 1).astype(np.float32)
+    gold["hate"] = np.stack([~hateful, hateful], 1).astype(np.float32)
+    h = np.clip(hateful + rng.normal(0, 0.6, n), 0, 1)
+    scores["hate"] = np.stack([1 - h, h], 1).astype(np.float32)
+    return gold, scores
+
+
+def test_unweighted_row_is_the_official_metric_and_macro_f1(uc):
+    gold, scores = _scored(300, 0)
+    row = uc.scores_row(gold, scores)
+    for task in ("pc", "attack"):
+        o = official(gold[task], scores[task])
+        macro = f1_score(gold[task], scores[task] > 0.5, average="macro", zero_division=0)
+        assert row[task] == pytest.approx((o["roc_auc_micro"], o["f1_micro"], macro))
+
+
+def test_integer_weights_count_a_meme_as_that_many_copies(uc):
+    gold, scores = _scored(200, 1)
+    w = np.random.default_rng(2).integers(1, 4, 200)
+    rep = np.repeat(np.arange(200), w)
+    copied = uc.scores_row({t: g[rep] for t, g in gold.items()},
+                           {t: s[rep] for t, s in scores.items()})
+    weighted = uc.scores_row(gold, scores, w)
+    for key in ("pc", "attack"):
+        assert weighted[key] == pytest.approx(copied[key])
+    assert weighted["hate"] == pytest.approx(copied["hate"])
+    assert weighted["pc"] != pytest.approx(uc.scores_row(gold, scores)["pc"])
+
+
+def test_prevalence_weights_set_the_hateful_share_and_leave_hateful_auroc(uc):
+    gold, scores = _scored(400, 3)
+    hateful = gold["hate"][:, 1]
+    w = uc.prevalence_weights(hateful, 0.37)
+    assert (w * hateful).sum() / w.sum() == pytest.approx(0.37)
+    assert uc.scores_row(gold, scores, w)["hate"] == pytest.approx(
+        uc.scores_row(gold, scores)["hate"])
+    with pytest.raises(ValueError, match="hateful and not-hateful"):
+        uc.prevalence_weights(np.ones(5), 0.37)
