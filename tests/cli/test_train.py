@@ -37,7 +37,7 @@ def test_run_directory_holds_everything_promised(runs):
     assert any((run / "fold0" / "tb").iterdir())
     cfg = yaml.safe_load((run / "config.yaml").read_text())
     assert (cfg["task"] == "A" and cfg["image_encoder"] == "effnet-lite0"
-            and cfg["text_encoder"] == "minilm")
+            and cfg["text_encoder"] == "minilm@3,6")
     report = json.loads((run / "dev_report" / "report.json").read_text())
     assert set(report) == {"n_gold", "n_scored", "hate_auroc_binary", "hate", "pc"}
 
@@ -122,8 +122,9 @@ def test_resume_refuses_changed_settings(runs, demo_data, feature_cache, capsys)
     assert code == 1 and "settings differ" in err and "['lr']" in err
 
 
+@pytest.mark.parametrize("spec", ["minilm", "minilm@3,6"])
 def test_finetuned_text_encoder_is_trained_and_saved_in_the_checkpoint(demo_data, feature_cache,
-                                                                       tmp_path):
+                                                                       tmp_path, spec):
     import torch
 
     from hateful_memes.models.encoders import create_text_encoder
@@ -131,11 +132,14 @@ def test_finetuned_text_encoder_is_trained_and_saved_in_the_checkpoint(demo_data
 
     out = tmp_path / "ft"
     assert train.main(["--task", "B", *_args(demo_data, feature_cache, out),
-                       "--image-encoder", "none", "--finetune", "--epochs", "1", "--folds", "2",
-                       "--batch-size", "8", "--encoder-lr", "1e-3"]) == 0
+                       "--image-encoder", "none", "--text-encoder", spec, "--finetune",
+                       "--epochs", "1", "--folds", "2", "--batch-size", "8",
+                       "--encoder-lr", "1e-3"]) == 0
     model, ckpt = load_checkpoint(out / "checkpoint.pt")
     assert model.cfg.finetune_text and any(k.startswith("text_encoder.") for k in ckpt["model"])
-    fresh = create_text_encoder("minilm").state_dict()
+    assert model.cfg.text_encoder == spec and model.text_encoder.layers == (
+        (3, 6) if "@" in spec else ())
+    fresh = create_text_encoder(spec).state_dict()
     tuned = model.text_encoder.state_dict()
     assert any(not torch.equal(fresh[k], tuned[k]) for k in fresh)
     # Each fold tuned its own copy of the encoder.

@@ -207,6 +207,47 @@ def test_hf_spec_mean_pools_any_local_encoder(tmp_path, minilm):
         create_text_encoder(f"hf:{tmp_path}")
 
 
+def test_layers_spec_puts_normalised_layers_side_by_side(minilm):
+    """`minilm@3,6`: layer 3 and the last layer, each a unit vector; `@6` alone is the plain
+    spec's embedding normalised, and padding still counts for nothing."""
+    texts = ["a cat", "a much longer caption about something else entirely"]
+    both, last = create_text_encoder("minilm@3,6"), create_text_encoder("minilm@6")
+    assert both.dim == 768 and last.dim == 384 and both.spec == "minilm@3,6"
+    with torch.no_grad():
+        out = both(both.tokenize(texts))
+        plain = minilm(minilm.tokenize(texts))
+        alone = both(both.tokenize(texts[:1]))
+        assert torch.allclose(last(last.tokenize(texts)),
+                              torch.nn.functional.normalize(plain, dim=-1), atol=1e-5)
+    assert out.shape == (2, 768)
+    assert torch.allclose(out[:, :384].norm(dim=-1), torch.ones(2), atol=1e-5)
+    assert torch.allclose(out[:, 384:], torch.nn.functional.normalize(plain, dim=-1), atol=1e-5)
+    # Layer 3 is not the last layer again.
+    assert not torch.allclose(out[:, :384], out[:, 384:], atol=1e-2)
+    assert torch.allclose(alone[0], out[0], atol=1e-5)
+
+
+def test_layers_spec_refuses_what_it_cannot_read(tmp_path, minilm):
+    with pytest.raises(ValueError, match="from 0 .* to 6; got 3,7"):
+        create_text_encoder("minilm@3,7")
+    with pytest.raises(ValueError, match="distinct"):
+        create_text_encoder("minilm@6,6")
+    with pytest.raises(ValueError, match="layer numbers such as @3,6"):
+        create_text_encoder("minilm@last")
+    with pytest.raises(ValueError, match="only minilm and hf"):
+        create_text_encoder("clip:openai/clip-vit-base-patch32@3")
+    # A local directory whose name holds an '@' is a path, not layers.
+    folder = tmp_path / "user@host"
+    from transformers import BertConfig, BertModel
+
+    BertModel(BertConfig(vocab_size=minilm.tokenizer.vocab_size, hidden_size=24,
+                         num_hidden_layers=2, num_attention_heads=2,
+                         intermediate_size=32)).save_pretrained(folder)
+    minilm.tokenizer.save_pretrained(folder)
+    assert create_text_encoder(f"hf:{folder}").dim == 24
+    assert create_text_encoder(f"hf:{folder}@0,1,2").dim == 72
+
+
 # --- CLIP (a tiny random one: no hub here) ----------------------------------------------------
 
 @pytest.fixture(scope="module")
