@@ -48,6 +48,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "experiments"))
 
 from hateful_memes.runtime.files import write_text  # noqa: E402
+from hateful_memes.scoring import calibration  # noqa: E402
 from hateful_memes.scoring import thresholds as th  # noqa: E402
 
 import unseen_check as uc  # noqa: E402
@@ -61,14 +62,16 @@ BASE = "default (written, thresholds folded)"
 
 def written(gold_train: dict, oof: dict, dev: dict, fold_of: np.ndarray,
             choose_fn=th.choose_joint) -> tuple[dict, dict]:
-    """The default's thresholds treatment (unseen_check.treatments, "written") with any
-    chooser: out of fold cross-fitted over `fold_of`, dev_seen with thresholds from all of
-    train's out-of-fold scores. The hateful scores stay raw."""
+    """The default's treatment (unseen_check.treatments, "written") with any threshold
+    chooser: per-label Platt maps and thresholds, out of fold nested over `fold_of`, dev_seen's
+    from all of train's out-of-fold scores. The hateful scores stay as given."""
     s_oof, s_dev = {"hate": oof["hate"]}, {"hate": dev["hate"]}
     for task in ("pc", "attack"):
-        s_oof[task] = th.crossfit(gold_train[task], oof[task], fold_of=fold_of,
-                                  choose_fn=choose_fn)
-        s_dev[task] = th.apply(dev[task], choose_fn(gold_train[task], oof[task]))
+        g, s = gold_train[task], oof[task]
+        s_oof[task] = calibration.crossfit(g, s, fold_of, choose_fn)[1]
+        params = calibration.fit(g, s)
+        s_dev[task] = th.apply(calibration.apply(dev[task], params),
+                               choose_fn(g, calibration.apply(s, params)))
     return s_oof, s_dev
 
 
@@ -140,8 +143,8 @@ def weighted_run(gold_train: dict, run: dict, task: str, fold_of: np.ndarray,
                  how: str) -> dict:
     """One run's blend with chosen weights and the task's thresholds, on both checks.
 
-    Out of fold, fold f's memes get weights and thresholds chosen on the other folds (their
-    out-of-fold scores and gold) only; dev_seen gets those chosen on all of train. Returns
+    Out of fold, fold f's memes get weights, Platt maps and thresholds chosen on the other folds
+    (their out-of-fold scores and gold) only; dev_seen gets those chosen on all of train. Returns
     {"oof": {task, "hate"}, "dev": {...}} (task scores written, hate raw) and the weights
     chosen on all of train."""
     cols = (task, "hate")
@@ -152,14 +155,18 @@ def weighted_run(gold_train: dict, run: dict, task: str, fold_of: np.ndarray,
         w = run_weights({t: gold_train[t][~held] for t in cols}, {t: ho[t][~held] for t in cols},
                         {t: to[t][~held] for t in cols}, task, how)
         mixed = {t: _mix(ho[t], to[t], w[t]) for t in cols}
-        thr = th.choose_joint(gold_train[task][~held], mixed[task][~held])
-        oof[task][held] = th.apply(mixed[task][held], thr)
+        params = calibration.fit(gold_train[task][~held], mixed[task][~held])
+        thr = th.choose_joint(gold_train[task][~held],
+                              calibration.apply(mixed[task][~held], params))
+        oof[task][held] = th.apply(calibration.apply(mixed[task][held], params), thr)
         oof["hate"][held] = mixed["hate"][held]
     w = run_weights(gold_train, ho, to, task, how)
     mixed_oof = _mix(ho[task], to[task], w[task])
+    params = calibration.fit(gold_train[task], mixed_oof)
     hd, td = run["dev"]["heads"], run["dev"]["tfidf"]
-    dev = {task: th.apply(_mix(hd[task], td[task], w[task]),
-                          th.choose_joint(gold_train[task], mixed_oof)),
+    dev = {task: th.apply(calibration.apply(_mix(hd[task], td[task], w[task]), params),
+                          th.choose_joint(gold_train[task],
+                                          calibration.apply(mixed_oof, params))),
            "hate": _mix(hd["hate"], td["hate"], w["hate"])}
     return {"oof": oof, "dev": dev, "weights": w}
 

@@ -2,6 +2,7 @@
 
     python experiments/unseen_check.py               # seeds 0, 1, 2 (about 15 min on 2 cores)
     python experiments/unseen_check.py --seeds 0     # one seed
+    python experiments/unseen_check.py --text-encoder minilm@3,6   # the defaults, this encoder
 
 dev_seen is 49% hateful and 500 memes; the unseen splits this task is judged on are about 37%
 hateful, like train (35%). So each system is scored twice:
@@ -23,6 +24,7 @@ import argparse
 import datetime
 import os
 import platform
+import re
 import shutil
 import sys
 import time
@@ -35,6 +37,7 @@ sys.path.insert(0, str(ROOT))
 
 from hateful_memes.data.annotations import gold_matrix, read_annotations  # noqa: E402
 from hateful_memes.runtime.files import write_text  # noqa: E402
+from hateful_memes.scoring import calibration  # noqa: E402
 from hateful_memes.scoring import thresholds as th  # noqa: E402
 from hateful_memes.scoring.decision import decide, multi_hot  # noqa: E402
 
@@ -88,13 +91,18 @@ def scores_row(gold: dict, scores: dict, weights: np.ndarray | None = None) -> d
 
 
 def treatments(gold_train: dict, oof: dict, dev: dict, fold_of: np.ndarray) -> dict:
-    """Per treatment, (out-of-fold scores, dev scores) for the two tasks, hate kept raw."""
-    out = {"0.5 cut": ({**oof}, {**dev}), "written (thresholds folded)": ({}, {}),
+    """Per treatment, (out-of-fold scores, dev scores) for the two tasks, as train.py treats a
+    run's blend: per-label Platt maps, then thresholds, both fitted out of fold (nested for the
+    out-of-fold scores: fold f's from fits on the other folds). Hate is kept as given."""
+    out = {"0.5 cut": ({}, {}), "written (thresholds folded)": ({}, {}),
            "decided label sets": ({}, {})}
     for task in ("pc", "attack"):
-        g = gold_train[task]
-        written_oof = th.crossfit(g, oof[task], fold_of=fold_of)
-        written_dev = th.apply(dev[task], th.choose_joint(g, oof[task]))
+        g, s = gold_train[task], oof[task]
+        cal_oof, written_oof = calibration.crossfit(g, s, fold_of, th.choose_joint)
+        params = calibration.fit(g, s)
+        cal_dev = calibration.apply(dev[task], params)
+        written_dev = th.apply(cal_dev, th.choose_joint(g, calibration.apply(s, params)))
+        out["0.5 cut"][0][task], out["0.5 cut"][1][task] = cal_oof, cal_dev
         out["written (thresholds folded)"][0][task] = written_oof
         out["written (thresholds folded)"][1][task] = written_dev
         out["decided label sets"][0][task] = multi_hot(task, decide(task, written_oof))
@@ -102,6 +110,13 @@ def treatments(gold_train: dict, oof: dict, dev: dict, fold_of: np.ndarray) -> d
     for oof_s, dev_s in out.values():
         oof_s["hate"], dev_s["hate"] = oof["hate"], dev["hate"]
     return out
+
+
+def calibrated_hate(gold_hate: np.ndarray, oof: np.ndarray, dev: np.ndarray,
+                    fold_of: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """One run's hateful scores mapped as train.py maps them (nested out of fold)."""
+    return (calibration.crossfit(gold_hate, oof, fold_of)[0],
+            calibration.apply(dev, calibration.fit(gold_hate, oof)))
 
 
 def _whole_column_fold(scores: np.ndarray, t: np.ndarray) -> np.ndarray:
@@ -124,8 +139,9 @@ DESIGNS = {
         (th.choose, _whole_column_fold, _consistent),
     "own-F1 thresholds, whole-column fold": (th.choose, _whole_column_fold, None),
     "own-F1 thresholds, fold near the cut": (th.choose, th.fold, None),
-    "micro+macro F1 thresholds, fold near the cut (default)": (th.choose_joint, th.fold, None),
+    "micro+macro F1 thresholds, fold near the cut": (th.choose_joint, th.fold, None),
 }
+PLATT_ROW = "the same after per-label Platt maps (default)"
 
 
 def designs(gold_train: dict, oof: dict, dev: dict, fold_of: np.ndarray) -> dict:
@@ -141,24 +157,41 @@ def designs(gold_train: dict, oof: dict, dev: dict, fold_of: np.ndarray) -> dict
                 s_oof[task][held] = finish(fold(s[held], choose(g[~held], s[~held])))
             s_dev[task] = finish(fold(dev[task], choose(g, s)))
         out[name] = (s_oof, s_dev)
+    default = treatments(gold_train, oof, dev, fold_of)
+    out[PLATT_ROW] = default["written (thresholds folded)"]
+    # What people are shown, from the last design without the maps and with them.
+    before = out["micro+macro F1 thresholds, fold near the cut"]
+    out["decided label sets, without the Platt maps"] = tuple(
+        {**{t: multi_hot(t, decide(t, side[t])) for t in ("pc", "attack")}, "hate": side["hate"]}
+        for side in before)
+    out["decided label sets, with them (default)"] = default["decided label sets"]
     return out
 
 
-def run_seed(seed: int, train_memes, dev_memes, quiet: bool, reuse: bool = False) -> dict:
+def work_dir(text_encoder: str | None) -> Path:
+    """The runs of the defaults, or of the defaults with another text encoder beside them."""
+    if text_encoder is None:
+        return WORK
+    return WORK.parent / ("unseen-" + re.sub(r"[^A-Za-z0-9._-]+", "_", text_encoder))
+
+
+def run_seed(seed: int, train_memes, dev_memes, quiet: bool, reuse: bool = False,
+             text_encoder: str | None = None) -> dict:
     from hateful_memes.cli import train
     from hateful_memes.engine.predictor import RunPredictor
     from hateful_memes.engine.predictor import blend as blend_scores
 
     per_task = {}
     for letter, task in TASK_OF.items():
-        run_dir = WORK / f"{letter}-s{seed}"
+        run_dir = work_dir(text_encoder) / f"{letter}-s{seed}"
+        swap = ["--text-encoder", text_encoder] if text_encoder else []
         t0 = time.perf_counter()
         if not (reuse and (run_dir / "summary.json").is_file()):
             shutil.rmtree(run_dir, ignore_errors=True)  # this script's own runs, made anew
             code = train.main(["--config", "experiments/text_best.yaml", "--task", letter,
                                "--seed", str(seed), "--train", str(DATA / "train.json"),
                                "--dev", str(DATA / "dev_seen.json"), "--cache-dir", str(CACHE),
-                               "--out", str(run_dir), "--quiet"])
+                               "--out", str(run_dir), "--quiet", *swap])
             if code:
                 sys.exit(f"unseen_check: train.py failed for task {letter} seed {seed}")
         seconds = time.perf_counter() - t0
@@ -166,17 +199,26 @@ def run_seed(seed: int, train_memes, dev_memes, quiet: bool, reuse: bool = False
         scorer = RunPredictor.load(run_dir, device="cpu")
         # One pass of each model; the blend is computed from them as RunPredictor computes it.
         weight, scorer.tfidf_weight = scorer.tfidf_weight, 0.0
+        scorer.calibration = {}  # refitted below, the same for every system
         heads = scorer.raw_scores(dev_memes, DATA.parent, CACHE)
         tfidf = scorer.tfidf.predict(dev_memes)
         blend = blend_scores(heads, tfidf, weight)
+        # The blend before the run's Platt maps ("raw" in runs made before they existed):
+        # every system gets the same maps and thresholds, refitted here (nested out of fold).
+        before_maps = "blend" if f"blend_{task}" in oof else "raw"
         per_task[task] = {
             "fold_of": oof["fold_of"], "seconds": seconds,
-            "oof": {"blend": _pick(oof, "raw", task), "heads": _pick(oof, "heads", task),
+            "oof": {"blend": _pick(oof, before_maps, task), "heads": _pick(oof, "heads", task),
                     "tfidf": _pick(oof, "tfidf", task)},
             "dev": {"blend": {t: blend[t] for t in ("hate", task)},
                     "heads": {t: heads[t] for t in ("hate", task)},
                     "tfidf": {t: tfidf[t] for t in ("hate", task)}},
         }
+        gold_hate = gold_matrix(train_memes, "hate")
+        for system in ("blend", "heads", "tfidf"):
+            o, d = per_task[task]["oof"][system], per_task[task]["dev"][system]
+            o["hate"], d["hate"] = calibrated_hate(gold_hate, o["hate"], d["hate"],
+                                                   oof["fold_of"])
         if not quiet:
             print(f"unseen_check: task {letter} seed {seed} trained in {seconds:.0f}s",
                   file=sys.stderr)
@@ -215,12 +257,17 @@ def check_parser(doc: str, results: str) -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     p = check_parser(__doc__, "results_unseen.md")
+    p.add_argument("--text-encoder", metavar="SPEC",
+                   help="train the defaults with this text encoder instead (runs kept apart, "
+                   "under experiments/runs/unseen-SPEC)")
     p.add_argument("--designs", action="store_true",
                    help="instead: compare threshold designs on the default blend, reusing the "
                    "runs of an earlier check where they exist (writes results_designs.md)")
     args = p.parse_args(argv)
     if args.designs and args.out == p.get_default("out"):
         args.out = str(ROOT / "experiments" / "results_designs.md")
+    elif args.text_encoder and args.out == p.get_default("out"):
+        args.out = str(ROOT / "experiments" / f"results_{work_dir(args.text_encoder).name}.md")
     seeds = args.seeds
     os.chdir(ROOT)
     t_start = time.time()
@@ -236,7 +283,8 @@ def main(argv: list[str] | None = None) -> int:
                 scores_row(gold_dev, s_dev, w_dev))
 
     for seed in seeds:
-        per_task = run_seed(seed, train_memes, dev_memes, args.quiet, reuse=args.designs)
+        per_task = run_seed(seed, train_memes, dev_memes, args.quiet, reuse=args.designs,
+                            text_encoder=args.text_encoder)
         seconds.append(per_task["pc"]["seconds"] + per_task["attack"]["seconds"])
         fold_of = per_task["pc"]["fold_of"]
         # Each fold's memes get the label frequencies of the other folds.
@@ -259,7 +307,8 @@ def main(argv: list[str] | None = None) -> int:
             for how, (s_oof, s_dev) in treatments(gold_train, oof, dev, fold_of).items():
                 rows.setdefault(f"{name}, {how}", []).append(score(s_oof, s_dev))
 
-    lines = _render(rows, seeds, seconds, load_start, time.time() - t_start, args.designs)
+    lines = _render(rows, seeds, seconds, load_start, time.time() - t_start, args.designs,
+                    args.text_encoder)
     write_text(args.out, "\n".join(lines) + "\n")
     print("\n".join(lines))
     print(f"\nwrote {args.out}", file=sys.stderr)
@@ -284,13 +333,17 @@ def _table_rows(rows: dict, sides: tuple[int, ...]) -> list[str]:
     return lines
 
 
-def _render(rows, seeds, seconds, load_start, took, designs_table=False) -> list[str]:
+def _render(rows, seeds, seconds, load_start, took, designs_table=False,
+            text_encoder: str | None = None) -> list[str]:
     import torch
 
     now = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     title = ("Threshold designs on the default blend" if designs_table else
              "Unseen-like check: train out of fold beside dev_seen (text only)")
-    flag = " --designs" if designs_table else ""
+    flag = (" --designs" if designs_table else "") + (
+        f" --text-encoder {text_encoder}" if text_encoder else "")
+    if text_encoder:
+        title += f", text encoder {text_encoder}"
     lines = [
         f"## {title}", "",
         f"Command: `python experiments/unseen_check.py --seeds "

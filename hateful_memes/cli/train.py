@@ -1,12 +1,13 @@
 """`train.py --task A|B|AB`: train the fused model (K bagged folds), write a run directory.
 
 A run directory holds `config.yaml` (the resolved settings), `checkpoint.pt` (the K heads,
-their config, the TF-IDF view, the thresholds chosen out of fold and the training prevalence:
-enough to rebuild and use it), `fold<k>/` (each head's `last.pt` for `--resume`, `best.pt`,
-`stats.jsonl`, TensorBoard logs in `tb/`), the out-of-fold reports on train (`oof_report/` at
-the 0.5 cut, `oof_report_thresholds/` as a submission would be scored, `oof_scores.npz`), and
-the dev reports: `dev_report/` (0.5 cut), `dev_report_thresholds/` (what predict.py writes) and
-`dev_report_decided/` (the label sets people are shown, see decision.py).
+their config, the TF-IDF view, the Platt maps and thresholds chosen out of fold and the
+training prevalence: enough to rebuild and use it), `fold<k>/` (each head's `last.pt` for
+`--resume`, `best.pt`, `stats.jsonl`, TensorBoard logs in `tb/`), the out-of-fold reports
+on train (`oof_report/` at the 0.5 cut, `oof_report_thresholds/` as a submission would be
+scored, `oof_scores.npz`), and the dev reports: `dev_report/` (0.5 cut),
+`dev_report_thresholds/` (what predict.py writes) and `dev_report_decided/` (the label sets
+people are shown, see decision.py).
 
 Settings come from the defaults below, then `--config experiments/NAME.yaml`, then the flags.
 """
@@ -37,6 +38,7 @@ from ..models.baselines import TfidfLogReg
 from ..models.model import MemeModel, ModelConfig, load_head, save_checkpoint
 from ..runtime import distributed, rundir
 from ..runtime.files import atomic_open, write_json, write_text
+from ..scoring import calibration
 from ..scoring import thresholds as th
 from ..scoring.decision import decide, multi_hot
 
@@ -46,9 +48,7 @@ DEFAULTS = {
     "dev": "data/annotations/dev_seen.json",
     "image_root": None,  # the parent of the annotations folder, as in the organisers' layout
     "image_encoder": "effnet-lite0",
-    # MiniLM's layer 3 beside its last: the caption's wording, which the last layer smooths
-    # into paraphrase meaning, carries hatefulness (experiments/README.md, "Unseen-like check").
-    "text_encoder": "minilm@3,6",
+    "text_encoder": "minilm",
     "fusion": "concat",
     "empty": "gate",
     "hidden": 512,
@@ -70,6 +70,9 @@ DEFAULTS = {
     "tfidf_weight": 0.5,
     "tfidf_c": 1.0,
     "fold_thresholds": True,
+    # A Platt map per label, fitted where the thresholds are chosen: decisions compare scores
+    # across labels, which an average of two models' probabilities does not support.
+    "calibrate": True,
     "cache_dir": "cache/features",
     "device": "auto",
     "skip_bad_images": False,
@@ -155,6 +158,9 @@ def _parser() -> argparse.ArgumentParser:
     a("--tfidf-c", type=float, help="inverse L2 strength of the TF-IDF logistic regressions")
     a("--no-fold-thresholds", dest="fold_thresholds", action="store_const", const=False,
       help="write raw scores instead of folding the chosen thresholds into them")
+    a("--no-calibrate", dest="calibrate", action="store_const", const=False,
+      help="keep the blended scores as they are instead of mapping each label's by a Platt "
+      "fit (chosen where the thresholds are)")
     a("--cache-dir", help="where frozen encoder features are cached")
     a("--device", help="auto (cuda when there is one), cpu, cuda, cuda:1, ...")
     a("--out", help="run directory (default runs/task<T>_<time>)")
@@ -203,7 +209,7 @@ _INTS = {"hidden": 1, "epochs": 1, "batch_size": 1, "seed": 0, "folds": 1}
 _FLOATS = {"lr": (0, None, False), "encoder_lr": (0, None, False),
            "weight_decay": (0, None, True), "dropout": (0, 1, False), "warmup": (0, 1, True),
            "tfidf_weight": (0, 1, True), "tfidf_c": (0, None, False)}
-_BOOLS = ("finetune", "finetune_image", "fold_thresholds", "skip_bad_images")
+_BOOLS = ("finetune", "finetune_image", "fold_thresholds", "calibrate", "skip_bad_images")
 _CHOICES = {"fusion": ("concat", "interact"), "empty": ("gate", "independent"),
             "select": ("roc_auc_micro", "f1_macro", "loss")}
 _PATHS = {"train": True, "dev": True, "image_root": True, "out": True, "cache_dir": False,
@@ -483,16 +489,22 @@ def _write_run(cfg: dict, members: list[MemeModel], best_epochs: list, tfidf, tr
     train_prior = float(gold_matrix(train_memes, "hate")[:, 1].mean())
     scorer = RunPredictor(members, tfidf, weight, {}, bool(cfg["fold_thresholds"]), train_prior,
                           name=run_dir.name)
-    dev_raw = scorer.raw_scores_of(dev_in, [m.text for m in dev_memes])
+    dev_blend = scorer.raw_scores_of(dev_in, [m.text for m in dev_memes])
     dev_ids = [m.id for m in dev_memes]
+    calibrate = bool(cfg["calibrate"])
     if fold_of is None:
         source = "dev (in-sample)"
-        thresholds = {t: th.choose_joint(gold_matrix(dev_memes, t), dev_raw[t]) for t in tasks}
+        fit_memes, fit_blend = dev_memes, dev_blend
     else:
         source = f"train, {len(members)} folds out of fold"
         oof_tfidf = _oof_tfidf(train_memes, fold_of, cfg["tfidf_c"]) if weight > 0 else None
-        oof_raw = blend(oof_heads, oof_tfidf, weight)
-        thresholds = {t: th.choose_joint(gold_matrix(train_memes, t), oof_raw[t]) for t in tasks}
+        fit_memes, fit_blend = train_memes, blend(oof_heads, oof_tfidf, weight)
+    if calibrate:
+        scorer.calibration = {t: calibration.fit(gold_matrix(fit_memes, t), fit_blend[t])
+                              for t in fit_blend}
+    dev_raw = scorer.calibrate(dev_blend)
+    fit_raw = scorer.calibrate(fit_blend)
+    thresholds = {t: th.choose_joint(gold_matrix(fit_memes, t), fit_raw[t]) for t in tasks}
     scorer.thresholds = thresholds
     dev_scores = scorer.finish(dev_raw, fold=True)
     reports = {"thresholds_off": evaluate(dev_memes, dev_ids, dev_raw),
@@ -506,9 +518,18 @@ def _write_run(cfg: dict, members: list[MemeModel], best_epochs: list, tfidf, tr
                                          seed=cfg["seed"]) for t in tasks}})
     else:
         ids = [m.id for m in train_memes]
-        # Each fold's memes with thresholds chosen on the other folds' out-of-fold scores.
-        oof_scores = {**oof_raw, **{t: th.crossfit(gold_matrix(train_memes, t), oof_raw[t],
-                                                   fold_of=fold_of) for t in tasks}}
+        # Each fold's memes mapped and thresholded with what the other folds' scores chose.
+        oof_raw, oof_scores = {}, {}
+        for t in fit_blend:
+            gold = gold_matrix(train_memes, t)
+            choose = th.choose_joint if t in tasks else None
+            if calibrate:
+                oof_raw[t], oof_scores[t] = calibration.crossfit(gold, fit_blend[t], fold_of,
+                                                                 choose)
+            else:
+                oof_raw[t] = fit_blend[t]
+                oof_scores[t] = (th.crossfit(gold, fit_blend[t], fold_of=fold_of)
+                                 if choose else fit_blend[t])
         summary_oof = {"thresholds_off": evaluate(train_memes, ids, oof_raw),
                        "thresholds_on": evaluate(train_memes, ids, oof_scores),
                        "decided": _decided(train_memes, ids, oof_scores, tasks)}
@@ -517,6 +538,7 @@ def _write_run(cfg: dict, members: list[MemeModel], best_epochs: list, tfidf, tr
         with atomic_open(run_dir / "oof_scores.npz", "wb") as f:
             np.savez(f, ids=np.asarray(ids), fold_of=fold_of,
                      **{f"raw_{t}": v for t, v in oof_raw.items()},
+                     **{f"blend_{t}": v for t, v in fit_blend.items()},
                      **{f"heads_{t}": v for t, v in oof_heads.items()},
                      **({f"tfidf_{t}": v for t, v in oof_tfidf.items()} if oof_tfidf else {}))
     write_report(reports["thresholds_off"], run_dir / "dev_report")
@@ -531,6 +553,7 @@ def _write_run(cfg: dict, members: list[MemeModel], best_epochs: list, tfidf, tr
                     thresholds={t: v.tolist() for t, v in thresholds.items()},
                     thresholds_from=source,
                     fold_thresholds=bool(cfg["fold_thresholds"]),
+                    calibration={t: v.tolist() for t, v in scorer.calibration.items()},
                     fit=dataclasses.asdict(_fit_config(cfg, cfg["seed"])),
                     best_epoch=best_epochs, settings=cfg)
     summary = {
@@ -540,6 +563,7 @@ def _write_run(cfg: dict, members: list[MemeModel], best_epochs: list, tfidf, tr
         "train_prior": train_prior, "thresholds_from": source,
         "dev": reports, "oof": summary_oof,
         "thresholds": {t: v.tolist() for t, v in thresholds.items()},
+        "calibration": {t: v.tolist() for t, v in scorer.calibration.items()},
     }
     write_json(run_dir / "summary.json", summary)
     return summary

@@ -2,10 +2,11 @@
 
 A run (train.py's RUN_DIR/checkpoint.pt) holds K fusion heads (one per fold, bagged: their
 scores are averaged), optionally a TF-IDF + logistic-regression view of the caption blended
-in, the per-label thresholds chosen out of fold, and the hateful prevalence of its training
-data. Scoring is
+in, a Platt map per label and the per-label thresholds, both chosen out of fold, and the
+hateful prevalence of its training data. Scoring is
 
-    raw = (1 - w) * mean_k head_k(features) + w * tfidf(caption)       (w = tfidf_weight)
+    blend = (1 - w) * mean_k head_k(features) + w * tfidf(caption)     (w = tfidf_weight)
+    raw = platt(blend)                                                  (calibration.apply)
     scores = fold(rescale(raw, train prior -> prior), thresholds)
 
 `raw` is what the 0.5-cut reports read; `scores` is what a submission holds (see
@@ -23,9 +24,11 @@ import numpy as np
 
 from ..data.annotations import Meme
 from ..features.inputs import Encoders, Inputs, build_inputs
+from ..labels import LABELS
 from ..models.baselines import TfidfLogReg
 from ..models.model import MemeModel, build_model, load_checkpoint
 from ..runtime.checkpoints import CheckpointError
+from ..scoring import calibration as calibration_
 from ..scoring import prior as prior_
 from ..scoring import thresholds as th
 from .training import predict_scores, resolve_device
@@ -43,7 +46,7 @@ class RunPredictor:
     def __init__(self, models: Sequence[MemeModel], tfidf: TfidfLogReg | None = None,
                  tfidf_weight: float = 0.0, thresholds: dict[str, Sequence[float]] | None = None,
                  fold_thresholds: bool = True, train_prior: float | None = None,
-                 name: str = ""):
+                 name: str = "", calibration: dict[str, Sequence] | None = None):
         if not models:
             raise ValueError("a run needs at least one model")
         if tfidf_weight and tfidf is None:
@@ -55,6 +58,8 @@ class RunPredictor:
         self.fold_thresholds = fold_thresholds
         self.train_prior = train_prior
         self.name = name
+        self.calibration = {t: np.asarray(v, dtype=np.float64)
+                            for t, v in (calibration or {}).items()}
         self.encoders = Encoders(self.cfg.image_encoder, self.cfg.text_encoder)
 
     @classmethod
@@ -83,9 +88,14 @@ class RunPredictor:
         dev = resolve_device(device)
         for model in models:
             model.to(dev)
+        calibration = ckpt.get("calibration") or {}
+        for task, params in calibration.items():
+            if task not in LABELS or np.shape(params) != (len(LABELS[task]), 2):
+                raise CheckpointError(f"{path}: its {task} calibration has shape "
+                                      f"{np.shape(params)}, not one (a, b) per label")
         return cls(models, tfidf, ckpt.get("tfidf_weight", 0.0), ckpt.get("thresholds", {}),
                    bool(ckpt.get("fold_thresholds", False)), ckpt.get("train_prior"),
-                   name=run_dir.name)
+                   name=run_dir.name, calibration=calibration)
 
     @property
     def device(self) -> str:
@@ -107,7 +117,12 @@ class RunPredictor:
         parts = [predict_scores(m, inputs, progress=progress) for m in self.models]
         heads = {t: np.mean([p[t] for p in parts], axis=0).astype(np.float32) for t in parts[0]}
         tfidf = self.tfidf.predict_texts(texts) if self.tfidf_weight else None
-        return blend(heads, tfidf, self.tfidf_weight)
+        return self.calibrate(blend(heads, tfidf, self.tfidf_weight))
+
+    def calibrate(self, blended: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """The run's Platt maps applied to blended scores (tasks without one pass unchanged)."""
+        return {t: calibration_.apply(s, self.calibration[t]) if t in self.calibration else s
+                for t, s in blended.items()}
 
     def raw_scores(self, memes: Sequence[Meme], image_root, cache_dir=None,
                    progress: bool = False, images=None) -> dict[str, np.ndarray]:

@@ -140,9 +140,9 @@ class MeanPooledTextEncoder(TextEncoder):
     the last layer, or several layers each L2-normalised and concatenated.
 
     A middle layer keeps more of the caption's wording than the last, which sentence-transformers
-    trained for paraphrase similarity; for hatefulness that wording matters (MiniLM layers 3 and
-    6 against 6 alone: experiments/README.md, "Unseen-like check"). Normalising each layer keeps
-    one layer's larger activations from drowning the other once the head normalises the whole."""
+    trained for paraphrase similarity (MiniLM's layers 3 and 6 against 6 alone, measured in
+    experiments/README.md, "Unseen-like check"). Normalising each layer keeps one layer's
+    larger activations from drowning the other once the head normalises the whole."""
 
     def __init__(self, spec: str, model: nn.Module, tokenizer, layers: tuple[int, ...] = ()):
         n_layers = model.config.num_hidden_layers

@@ -37,7 +37,7 @@ def test_run_directory_holds_everything_promised(runs):
     assert any((run / "fold0" / "tb").iterdir())
     cfg = yaml.safe_load((run / "config.yaml").read_text())
     assert (cfg["task"] == "A" and cfg["image_encoder"] == "effnet-lite0"
-            and cfg["text_encoder"] == "minilm@3,6")
+            and cfg["text_encoder"] == "minilm")
     report = json.loads((run / "dev_report" / "report.json").read_text())
     assert set(report) == {"n_gold", "n_scored", "hate_auroc_binary", "hate", "pc"}
 
@@ -209,8 +209,19 @@ def test_folds_bag_heads_and_cover_train_out_of_fold(runs, demo_data):
         folds.setdefault(caption_key(m.text), set()).add(int(f))
     assert all(len(f) == 1 for f in folds.values())
     # The blend is what it says: half heads, half TF-IDF.
-    np.testing.assert_allclose(oof["raw_pc"], 0.5 * oof["heads_pc"] + 0.5 * oof["tfidf_pc"],
+    np.testing.assert_allclose(oof["blend_pc"], 0.5 * oof["heads_pc"] + 0.5 * oof["tfidf_pc"],
                                atol=1e-6)
+    # The run's Platt maps are fitted on the whole out-of-fold blend; the out-of-fold scores
+    # are each fold's blend mapped by a fit on the other folds.
+    from hateful_memes.data.annotations import gold_matrix
+    from hateful_memes.scoring import calibration
+
+    gold = gold_matrix(memes, "pc")
+    np.testing.assert_allclose(ckpt["calibration"]["pc"],
+                               calibration.fit(gold, oof["blend_pc"]), rtol=1e-6)
+    nested, _ = calibration.crossfit(gold, oof["blend_pc"], oof["fold_of"])
+    np.testing.assert_allclose(oof["raw_pc"], nested, atol=1e-6)
+    assert not np.allclose(oof["raw_pc"], oof["blend_pc"], atol=1e-3)
 
 
 def test_prior_moves_the_hateful_scores(runs, demo_data, feature_cache, tmp_path, capsys):
@@ -548,3 +559,15 @@ def test_help_shows_the_real_defaults(capsys):
     assert "default: None" not in text
     for key in ("epochs", "lr", "folds", "tfidf_weight", "hidden", "batch_size"):
         assert f"(default: {train.DEFAULTS[key]})" in text, key
+
+
+def test_text_best_config_is_the_defaults_but_text_only():
+    """experiments/text_best.yaml says it reproduces `train.py --image-encoder none`."""
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[2] / "experiments" / "text_best.yaml"
+    cfg = yaml.safe_load(path.read_text())
+    assert cfg["image_encoder"] == "none"
+    differ = {k: (v, train.DEFAULTS[k]) for k, v in cfg.items()
+              if k not in ("train", "dev", "image_encoder") and train.DEFAULTS[k] != v}
+    assert not differ

@@ -9,6 +9,7 @@ from hateful_memes.engine.training import predict_scores
 from hateful_memes.features.inputs import Inputs
 from hateful_memes.models.model import MemeModel, ModelConfig, save_checkpoint
 from hateful_memes.runtime.checkpoints import CheckpointError
+from hateful_memes.scoring import calibration
 from hateful_memes.scoring import thresholds as th
 
 CFG = dict(tasks=("pc",), text_encoder="minilm", image_encoder="none", text_dim=8, hidden=8,
@@ -77,15 +78,31 @@ def test_a_prior_needs_the_training_prevalence_and_a_blend_its_tfidf_model():
         RunPredictor([])
 
 
+def test_raw_scores_are_the_blend_mapped_by_the_runs_platt_fits():
+    heads, inputs = _heads(2), _inputs()
+    texts = [""] * len(inputs)
+    blended = RunPredictor(heads).raw_scores_of(inputs, texts)
+    params = {"pc": np.tile([2.0, -1.0], (6, 1)), "hate": np.tile([0.5, 0.3], (2, 1))}
+    raw = RunPredictor(heads, calibration=params).raw_scores_of(inputs, texts)
+    for task in ("hate", "pc"):
+        np.testing.assert_allclose(raw[task], calibration.apply(blended[task], params[task]),
+                                   rtol=1e-6)
+        assert not np.allclose(raw[task], blended[task], atol=1e-3)
+    # A run without maps (older checkpoints) scores the blend as it is.
+    only_pc = RunPredictor(heads, calibration={"pc": params["pc"]}).raw_scores_of(inputs, texts)
+    np.testing.assert_array_equal(only_pc["hate"], blended["hate"])
+
+
 def test_the_checkpoint_alone_rebuilds_the_scorer(tmp_path):
     heads, inputs = _heads(2), _inputs()
     t = {"pc": [0.3, 0.4, 0.5, 0.6, 0.2, 0.45]}
+    cal = {"pc": [[1.5, -0.5]] * 6, "hate": [[0.8, 0.1]] * 2}
     save_checkpoint(tmp_path / "checkpoint.pt", heads[0], members=[heads[1].state_dict()],
                     tfidf=None, tfidf_weight=0.0, thresholds=t, fold_thresholds=True,
-                    train_prior=0.35)
+                    train_prior=0.35, calibration=cal)
     loaded = RunPredictor.load(tmp_path, device="cpu")
     assert (len(loaded.models), loaded.train_prior, loaded.name) == (2, 0.35, tmp_path.name)
-    here = RunPredictor(heads, thresholds=t, train_prior=0.35)
+    here = RunPredictor(heads, thresholds=t, train_prior=0.35, calibration=cal)
     texts = [""] * len(inputs)
     for task in ("hate", "pc"):
         np.testing.assert_array_equal(loaded.finish(loaded.raw_scores_of(inputs, texts))[task],
@@ -98,4 +115,7 @@ def test_a_missing_or_mismatched_checkpoint_is_named(tmp_path):
     other = MemeModel(ModelConfig(**{**CFG, "hidden": 4}))
     save_checkpoint(tmp_path / "checkpoint.pt", _heads(1)[0], members=[other.state_dict()])
     with pytest.raises(CheckpointError, match="member 1 does not fit"):
+        RunPredictor.load(tmp_path, device="cpu")
+    save_checkpoint(tmp_path / "checkpoint.pt", _heads(1)[0], calibration={"pc": [[1.0, 0.0]]})
+    with pytest.raises(CheckpointError, match=r"pc calibration has shape \(1, 2\)"):
         RunPredictor.load(tmp_path, device="cpu")
