@@ -160,7 +160,7 @@ def _parser() -> argparse.ArgumentParser:
       help="write raw scores instead of folding the chosen thresholds into them")
     a("--no-calibrate", dest="calibrate", action="store_const", const=False,
       help="keep the blended scores as they are instead of mapping each label's by a Platt "
-      "fit (chosen where the thresholds are)")
+      "fit on train's out-of-fold scores (with --folds 1 there are none: no maps)")
     a("--cache-dir", help="where frozen encoder features are cached")
     a("--device", help="auto (cuda when there is one), cpu, cuda, cuda:1, ...")
     a("--out", help="run directory (default runs/task<T>_<time>)")
@@ -491,7 +491,9 @@ def _write_run(cfg: dict, members: list[MemeModel], best_epochs: list, tfidf, tr
                           name=run_dir.name)
     dev_blend = scorer.raw_scores_of(dev_in, [m.text for m in dev_memes])
     dev_ids = [m.id for m in dev_memes]
-    calibrate = bool(cfg["calibrate"])
+    # The maps need scores of memes the heads never saw, other than those reported on: with
+    # one fold there are only dev's, and maps fitted there would flatter dev's reports.
+    calibrate = bool(cfg["calibrate"]) and fold_of is not None
     if fold_of is None:
         source = "dev (in-sample)"
         fit_memes, fit_blend = dev_memes, dev_blend

@@ -571,3 +571,17 @@ def test_text_best_config_is_the_defaults_but_text_only():
     differ = {k: (v, train.DEFAULTS[k]) for k, v in cfg.items()
               if k not in ("train", "dev", "image_encoder") and train.DEFAULTS[k] != v}
     assert not differ
+
+
+def test_one_fold_fits_no_platt_maps_but_folds_do(runs, demo_data, feature_cache, tmp_path):
+    """With --folds 1 the only held-out scores are dev's, which report: maps fitted there would
+    flatter them, so there are none; --no-calibrate turns them off with folds too."""
+    from hateful_memes.runtime.checkpoints import load
+
+    assert set(load(runs / "A" / "checkpoint.pt")["calibration"]) == {"hate", "pc"}
+    for extra in (["--folds", "1"], ["--folds", "2", "--no-calibrate"]):
+        out = tmp_path / extra[-1].strip("-")
+        assert train.main(["--task", "A", *_args(demo_data, feature_cache, out),
+                           "--image-encoder", "none", "--epochs", "1", *extra]) == 0
+        assert load(out / "checkpoint.pt")["calibration"] == {}
+        assert json.loads((out / "summary.json").read_text())["calibration"] == {}
