@@ -187,14 +187,19 @@ def test_tokenize_truncates_to_the_cap(minilm):
     assert batch["input_ids"].shape == (2, 128) and batch["attention_mask"][1].sum() < 128
 
 
-def test_hf_spec_mean_pools_any_local_encoder(tmp_path, minilm):
+def _save_tiny_bert(folder, tokenizer, layers: int) -> None:
+    """A random BERT of width 24 with MiniLM's tokenizer, as save_pretrained writes it."""
     from transformers import BertConfig, BertModel
 
     torch.manual_seed(0)
-    config = BertConfig(vocab_size=minilm.tokenizer.vocab_size, hidden_size=24,
-                        num_hidden_layers=1, num_attention_heads=2, intermediate_size=32)
-    BertModel(config).save_pretrained(tmp_path)
-    minilm.tokenizer.save_pretrained(tmp_path)
+    config = BertConfig(vocab_size=tokenizer.vocab_size, hidden_size=24,
+                        num_hidden_layers=layers, num_attention_heads=2, intermediate_size=32)
+    BertModel(config).save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+
+
+def test_hf_spec_mean_pools_any_local_encoder(tmp_path, minilm):
+    _save_tiny_bert(tmp_path, minilm.tokenizer, layers=1)
     encoder = create_text_encoder(f"hf:{tmp_path}")
     with torch.no_grad():
         out = encoder(encoder.tokenize(["first caption", "second"]))
@@ -238,12 +243,7 @@ def test_layers_spec_refuses_what_it_cannot_read(tmp_path, minilm):
         create_text_encoder("clip:openai/clip-vit-base-patch32@3")
     # A local directory whose name holds an '@' is a path, not layers.
     folder = tmp_path / "user@host"
-    from transformers import BertConfig, BertModel
-
-    BertModel(BertConfig(vocab_size=minilm.tokenizer.vocab_size, hidden_size=24,
-                         num_hidden_layers=2, num_attention_heads=2,
-                         intermediate_size=32)).save_pretrained(folder)
-    minilm.tokenizer.save_pretrained(folder)
+    _save_tiny_bert(folder, minilm.tokenizer, layers=2)
     assert create_text_encoder(f"hf:{folder}").dim == 24
     assert create_text_encoder(f"hf:{folder}@0,1,2").dim == 72
 
