@@ -205,10 +205,6 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def _triple(per_seed, side: int, task: str) -> str:
-    return " / ".join(uc._cell([r[side][task][i] for r in per_seed]) for i in range(3))
-
-
 def render(rows: dict, seeds: list[int], load_start, took: float) -> list[str]:
     import sklearn
     import torch
@@ -232,12 +228,7 @@ def render(rows: dict, seeds: list[int], load_start, took: float) -> list[str]:
         "| system | train OOF: A | B | hate | dev_seen: A | B | hate |",
         "|---|---|---|---|---|---|---|",
     ]
-    for name, per_seed in rows.items():
-        cells = []
-        for side in (0, 1):
-            cells += [_triple(per_seed, side, "pc"), _triple(per_seed, side, "attack"),
-                      uc._cell([r[side]["hate"] for r in per_seed])]
-        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    lines += uc.table_rows(rows, (0, 1))
     lines += ["", f"Paired difference from the default's written scores (\"{base_name}\"), "
               "seed by seed, mean ± sample std over seeds:", "",
               "| system | train OOF: A | B | dev_seen: A | B |", "|---|---|---|---|---|"]

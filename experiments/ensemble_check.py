@@ -69,9 +69,7 @@ def written(gold_train: dict, oof: dict, dev: dict, fold_of: np.ndarray,
     for task in ("pc", "attack"):
         g, s = gold_train[task], oof[task]
         s_oof[task] = calibration.crossfit(g, s, fold_of, choose_fn)[1]
-        params = calibration.fit(g, s)
-        s_dev[task] = th.apply(calibration.apply(dev[task], params),
-                               choose_fn(g, calibration.apply(s, params)))
+        s_dev[task] = calibration.fit_apply(g, s, dev[task], choose_fn)[1]
     return s_oof, s_dev
 
 
@@ -155,18 +153,13 @@ def weighted_run(gold_train: dict, run: dict, task: str, fold_of: np.ndarray,
         w = run_weights({t: gold_train[t][~held] for t in cols}, {t: ho[t][~held] for t in cols},
                         {t: to[t][~held] for t in cols}, task, how)
         mixed = {t: _mix(ho[t], to[t], w[t]) for t in cols}
-        params = calibration.fit(gold_train[task][~held], mixed[task][~held])
-        thr = th.choose_joint(gold_train[task][~held],
-                              calibration.apply(mixed[task][~held], params))
-        oof[task][held] = th.apply(calibration.apply(mixed[task][held], params), thr)
+        oof[task][held] = calibration.fit_apply(gold_train[task][~held], mixed[task][~held],
+                                                mixed[task][held], th.choose_joint)[1]
         oof["hate"][held] = mixed["hate"][held]
     w = run_weights(gold_train, ho, to, task, how)
-    mixed_oof = _mix(ho[task], to[task], w[task])
-    params = calibration.fit(gold_train[task], mixed_oof)
     hd, td = run["dev"]["heads"], run["dev"]["tfidf"]
-    dev = {task: th.apply(calibration.apply(_mix(hd[task], td[task], w[task]), params),
-                          th.choose_joint(gold_train[task],
-                                          calibration.apply(mixed_oof, params))),
+    dev = {task: calibration.fit_apply(gold_train[task], _mix(ho[task], to[task], w[task]),
+                                       _mix(hd[task], td[task], w[task]), th.choose_joint)[1],
            "hate": _mix(hd["hate"], td["hate"], w["hate"])}
     return {"oof": oof, "dev": dev, "weights": w}
 
@@ -254,10 +247,6 @@ def _train_seconds(seed: int) -> float:
                ["train_seconds"] for letter in uc.TASK_OF)
 
 
-def _triple(entries, side: int, task: str) -> str:
-    return " / ".join(uc._cell([r[side][task][i] for r, _ in entries]) for i in range(3))
-
-
 def _signed(values: list[float], digits: int = 3) -> str:
     mean = float(np.mean(values))
     return f"{mean:+.{digits}f}" + (f" ± {np.std(values, ddof=1):.{digits}f}"
@@ -291,12 +280,8 @@ def render(rows: dict, seeds: list[int], weights: dict, train_seconds: list[floa
         "| system | train OOF: A | B | hate | dev_seen: A | B | hate |",
         "|---|---|---|---|---|---|---|",
     ]
-    for name, entries in rows.items():
-        cells = []
-        for side in (0, 1):
-            cells += [_triple(entries, side, "pc"), _triple(entries, side, "attack"),
-                      uc._cell([r[side]["hate"] for r, _ in entries])]
-        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    lines += uc.table_rows({name: [r for r, _ in entries] for name, entries in rows.items()},
+                           (0, 1))
     lines += ["", f"Paired difference from the default (\"{BASE}\"): a single-seed row against "
               "the same seed's default, a bag against the mean of its seeds' defaults; mean ± "
               "sample std over seeds (or pairs; pairs share seeds, so their spread understates "

@@ -1,6 +1,6 @@
 """The unseen-like check: every system out of fold on train beside dev_seen, three seeds.
 
-    python experiments/unseen_check.py               # seeds 0, 1, 2 (about 15 min on 2 cores)
+    python experiments/unseen_check.py               # seeds 0, 1, 2 (4-5 min on 2 cores)
     python experiments/unseen_check.py --seeds 0     # one seed
     python experiments/unseen_check.py --text-encoder minilm@3,6   # the defaults, this encoder
 
@@ -99,9 +99,7 @@ def treatments(gold_train: dict, oof: dict, dev: dict, fold_of: np.ndarray) -> d
     for task in ("pc", "attack"):
         g, s = gold_train[task], oof[task]
         cal_oof, written_oof = calibration.crossfit(g, s, fold_of, th.choose_joint)
-        params = calibration.fit(g, s)
-        cal_dev = calibration.apply(dev[task], params)
-        written_dev = th.apply(cal_dev, th.choose_joint(g, calibration.apply(s, params)))
+        cal_dev, written_dev = calibration.fit_apply(g, s, dev[task], th.choose_joint)
         out["0.5 cut"][0][task], out["0.5 cut"][1][task] = cal_oof, cal_dev
         out["written (thresholds folded)"][0][task] = written_oof
         out["written (thresholds folded)"][1][task] = written_dev
@@ -116,7 +114,7 @@ def calibrated_hate(gold_hate: np.ndarray, oof: np.ndarray, dev: np.ndarray,
                     fold_of: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """One run's hateful scores mapped as train.py maps them (nested out of fold)."""
     return (calibration.crossfit(gold_hate, oof, fold_of)[0],
-            calibration.apply(dev, calibration.fit(gold_hate, oof)))
+            calibration.fit_apply(gold_hate, oof, dev)[0])
 
 
 def _whole_column_fold(scores: np.ndarray, t: np.ndarray) -> np.ndarray:
@@ -320,7 +318,8 @@ def _cell(values: list[float]) -> str:
     return f"{mean:.3f}" + (f" ± {np.std(values, ddof=1):.3f}" if len(values) > 1 else "")
 
 
-def _table_rows(rows: dict, sides: tuple[int, ...]) -> list[str]:
+def table_rows(rows: dict, sides: tuple[int, ...]) -> list[str]:
+    """A Markdown row per system: {name: [per-seed (row, row, ...)]} -> the `sides` cells."""
     lines = []
     for name, per_seed in rows.items():
         cells = []
@@ -364,13 +363,13 @@ def _render(rows, seeds, seconds, load_start, took, designs_table=False,
         "| system | train OOF: A | B | hate | dev_seen: A | B | hate |",
         "|---|---|---|---|---|---|---|",
     ]
-    lines += _table_rows(rows, (0, 1))
+    lines += table_rows(rows, (0, 1))
     lines += ["", f"dev_seen again, each meme weighted so that the hateful share is "
               f"{UNSEEN_PREVALENCE:.0%} (the unseen splits'; dev_seen's is 49%): hateful memes "
               "and the others keep their own mix of labels, so this estimates the same scores "
               "at the unseen prevalence. The hateful AUROC does not depend on the share.", "",
               "| system | dev_seen weighted: A | B | hate |", "|---|---|---|---|"]
-    lines += _table_rows(rows, (2,))
+    lines += table_rows(rows, (2,))
     lines += ["", "Targets on the unseen split (issue 9): A " + " / ".join(
         f"{x:.2f}" for x in TARGETS["pc"]) + ", B " + " / ".join(
         f"{x:.2f}" for x in TARGETS["attack"]) + f", hateful AUROC {TARGETS['hate']:.2f}."]

@@ -90,9 +90,13 @@ class RunPredictor:
             model.to(dev)
         calibration = ckpt.get("calibration") or {}
         for task, params in calibration.items():
-            if task not in LABELS or np.shape(params) != (len(LABELS[task]), 2):
-                raise CheckpointError(f"{path}: its {task} calibration has shape "
-                                      f"{np.shape(params)}, not one (a, b) per label")
+            try:
+                shape = np.asarray(params, dtype=np.float64).shape
+            except (TypeError, ValueError):
+                shape = None
+            if task not in LABELS or shape != (len(LABELS[task]), 2):
+                raise CheckpointError(f"{path}: its {task} calibration has shape {shape}, "
+                                      "not one (a, b) number per label")
         return cls(models, tfidf, ckpt.get("tfidf_weight", 0.0), ckpt.get("thresholds", {}),
                    bool(ckpt.get("fold_thresholds", False)), ckpt.get("train_prior"),
                    name=run_dir.name, calibration=calibration)

@@ -59,21 +59,30 @@ def apply(scores: np.ndarray, params: np.ndarray) -> np.ndarray:
     return (1 / (1 + np.exp(-z))).astype(np.float32)
 
 
-def crossfit(gold: np.ndarray, scores: np.ndarray, fold_of: np.ndarray,
-             choose=None) -> tuple[np.ndarray, np.ndarray]:
-    """Out-of-fold (calibrated, written) scores: fold f's memes are mapped with parameters, and
-    folded with thresholds chosen by `choose(gold, scores)` (e.g. `thresholds.choose_joint`),
-    both fitted on the other folds' scores only, so no meme's gold reaches its own scores.
-    Without `choose` the written scores are the calibrated ones."""
+def fit_apply(gold: np.ndarray, fit_scores: np.ndarray, scores: np.ndarray,
+              choose=None) -> tuple[np.ndarray, np.ndarray]:
+    """(calibrated, written) `scores`: mapped with parameters fitted on (gold, fit_scores), and
+    folded with thresholds chosen by `choose(gold, mapped fit_scores)` (e.g.
+    `thresholds.choose_joint`). Without `choose` the written scores are the calibrated ones."""
     from . import thresholds as th
 
+    params = fit(gold, fit_scores)
+    calibrated = apply(scores, params)
+    if choose is None:
+        return calibrated, calibrated
+    return calibrated, th.apply(calibrated, choose(gold, apply(fit_scores, params)))
+
+
+def crossfit(gold: np.ndarray, scores: np.ndarray, fold_of: np.ndarray,
+             choose=None) -> tuple[np.ndarray, np.ndarray]:
+    """Out-of-fold (calibrated, written) scores: fold f's memes are mapped, and folded with
+    thresholds (`choose`, as in `fit_apply`), both fitted on the other folds' scores only, so
+    no meme's gold reaches its own scores."""
     gold, scores, fold_of = np.asarray(gold), np.asarray(scores), np.asarray(fold_of)
     calibrated = np.empty(scores.shape, dtype=np.float32)
     written = np.empty(scores.shape, dtype=np.float32)
     for f in np.unique(fold_of):
         held = fold_of == f
-        params = fit(gold[~held], scores[~held])
-        calibrated[held] = apply(scores[held], params)
-        written[held] = calibrated[held] if choose is None else th.apply(
-            calibrated[held], choose(gold[~held], apply(scores[~held], params)))
+        calibrated[held], written[held] = fit_apply(gold[~held], scores[~held], scores[held],
+                                                    choose)
     return calibrated, written

@@ -119,3 +119,7 @@ def test_a_missing_or_mismatched_checkpoint_is_named(tmp_path):
     save_checkpoint(tmp_path / "checkpoint.pt", _heads(1)[0], calibration={"pc": [[1.0, 0.0]]})
     with pytest.raises(CheckpointError, match=r"pc calibration has shape \(1, 2\)"):
         RunPredictor.load(tmp_path, device="cpu")
+    save_checkpoint(tmp_path / "checkpoint.pt", _heads(1)[0],
+                    calibration={"pc": [["a", "b"]] * 6})
+    with pytest.raises(CheckpointError, match="pc calibration has shape None"):
+        RunPredictor.load(tmp_path, device="cpu")
