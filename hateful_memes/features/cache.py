@@ -286,8 +286,19 @@ def _tokenizer_description(encoder: "TextEncoder") -> str:
 
 def text_features(encoder: "TextEncoder", texts: Sequence[str], cache_dir: str | Path | None = None,
                   batch_size: int = 64, device: str = "cpu", progress: bool = True) -> np.ndarray:
-    """(len(texts), encoder.dim) float32 features; identical captions are encoded once."""
+    """(len(texts), encoder.dim) float32 features; identical captions are encoded once.
+
+    Joined encoders (`minilm+mpnet`) are cached part by part, so that each part's features
+    are shared with runs that use it alone."""
+    from ..models.encoders import ConcatTextEncoder
+
     texts = list(texts)
+    if isinstance(encoder, ConcatTextEncoder):
+        parts = [text_features(part, texts, cache_dir, batch_size, device, progress)
+                 for part in encoder.parts]
+        # As ConcatTextEncoder.forward: each part L2-normalised (F.normalize's eps).
+        return np.hstack([p / np.maximum(np.linalg.norm(p, axis=1, keepdims=True), 1e-12)
+                          for p in parts]).astype(np.float32)
     for i, text in enumerate(texts):
         if not isinstance(text, str):
             raise TypeError(f"caption {i} is a {type(text).__name__}, not a str: {text!r}")

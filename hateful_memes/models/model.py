@@ -29,6 +29,7 @@ from ..runtime.files import atomic_open
 
 FUSIONS = ("concat", "interact")
 EMPTY_DESIGNS = ("gate", "independent")
+TEXT_JOINS = ("ensemble", "concat")
 
 
 @dataclass
@@ -46,6 +47,11 @@ class ModelConfig:
     # frozen encoders are rebuilt from their spec.
     finetune_text: bool = False
     finetune_image: bool = False
+    # A joined text encoder (`minilm+mpnet`) gives its parts side by side, of these widths.
+    # "ensemble": one head per part (each with the image), their probabilities averaged;
+    # "concat": one head reads all parts.
+    text_part_dims: tuple[int, ...] = ()
+    text_join: str = "ensemble"
 
     def __post_init__(self):
         self.tasks = tuple(self.tasks)
@@ -58,6 +64,17 @@ class ModelConfig:
             raise ValueError(f"tasks must be some of ('pc', 'attack'), got {self.tasks}")
         if self.image_dim <= 0 and self.text_dim <= 0:
             raise ValueError("at least one of image_dim, text_dim must be positive")
+        self.text_part_dims = tuple(int(d) for d in self.text_part_dims)
+        if self.text_join not in TEXT_JOINS:
+            raise ValueError(f"text_join must be one of {TEXT_JOINS}, got {self.text_join!r}")
+        if self.text_part_dims and (sum(self.text_part_dims) != self.text_dim
+                                    or min(self.text_part_dims) <= 0):
+            raise ValueError(f"text_part_dims {self.text_part_dims} do not add up to text_dim "
+                             f"{self.text_dim}")
+
+    @property
+    def per_part_heads(self) -> bool:
+        return self.text_join == "ensemble" and len(self.text_part_dims) > 1
 
 
 class Dropout(nn.Module):
@@ -145,8 +162,46 @@ class FusionHead(nn.Module):
         return logits
 
 
+class PartHeads(nn.Module):
+    """One FusionHead per part of a joined text encoder (`minilm+mpnet`), each reading the
+    image features and its own part of the caption's; their logits are stacked on dim 1, and
+    `scores_from_logits` averages their probabilities.
+
+    Heads trained on different encoders err differently: their average beat one head over
+    both encoders side by side on both checks of experiments/unseen_check.py
+    (experiments/README.md, "Unseen-like check"). Each head has its own loss (they share
+    no weight), so training them together is training each alone on the same batches."""
+
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        self.dims = list(cfg.text_part_dims)
+        self.members = nn.ModuleList(
+            FusionHead(dataclasses.replace(cfg, text_dim=d, text_part_dims=()))
+            for d in self.dims)
+
+    def forward(self, image: torch.Tensor | None = None,
+                text: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+        if text is None:
+            raise ValueError("this model needs text features")
+        outs = [head(image, part) for head, part in
+                zip(self.members, torch.split(text, self.dims, dim=-1))]
+        return {k: torch.stack([o[k] for o in outs], dim=1) for k in outs[0]}
+
+
+def _per_part(logits: dict[str, torch.Tensor]) -> list[dict[str, torch.Tensor]] | None:
+    """PartHeads' stacked logits as one dict per head; None for a single head's logits."""
+    if logits["hate"].dim() == 1:
+        return None
+    return [{k: v[:, i] for k, v in logits.items()} for i in range(logits["hate"].shape[1])]
+
+
 def scores_from_logits(logits: dict[str, torch.Tensor], empty: str) -> dict[str, torch.Tensor]:
-    """Probabilities in LABELS order for every task, the empty label made consistent."""
+    """Probabilities in LABELS order for every task, the empty label made consistent (for
+    PartHeads, the mean of its heads' probabilities: each is consistent, so is their mean)."""
+    parts = _per_part(logits)
+    if parts is not None:
+        each = [scores_from_logits(p, empty) for p in parts]
+        return {k: torch.stack([e[k] for e in each]).mean(0) for k in each[0]}
     p_hate = torch.sigmoid(logits["hate"])
     out = {"hate": torch.stack([1 - p_hate, p_hate], dim=-1)}
     for task, lg in logits.items():
@@ -171,8 +226,11 @@ def loss_from_logits(logits: dict[str, torch.Tensor], targets: dict[str, torch.T
     `totals` is for a process that holds one share of a batch (DDP): the whole batch's size
     ("n") and, per task, how many of its memes carry a real label. Each mean is then taken over
     the whole batch's count, so the shares' losses add up to the whole batch's loss exactly
-    (`batch_totals` gives them).
+    (`batch_totals` gives them). For PartHeads, the sum of its heads' losses.
     """
+    parts = _per_part(logits)
+    if parts is not None:
+        return sum(loss_from_logits(p, targets, empty, totals) for p in parts)
     bce = F.binary_cross_entropy_with_logits
     n = totals["n"] if totals else len(targets["hate"])
     loss = bce(logits["hate"], targets["hate"][:, 1], reduction="sum") / n
@@ -211,7 +269,7 @@ class MemeModel(nn.Module):
                  text_encoder: nn.Module | None = None):
         super().__init__()
         self.cfg = cfg
-        self.head = FusionHead(cfg)
+        self.head = PartHeads(cfg) if cfg.per_part_heads else FusionHead(cfg)
         self.image_encoder = image_encoder if cfg.finetune_image else None
         self.text_encoder = text_encoder if cfg.finetune_text else None
 
@@ -251,7 +309,7 @@ def build_model(cfg: ModelConfig) -> MemeModel:
 
 # What a head's shape and meaning depend on: a head is only reused where all of these agree.
 HEAD_FIELDS = ("tasks", "image_encoder", "text_encoder", "image_dim", "text_dim", "fusion", "empty",
-               "hidden")
+               "hidden", "text_part_dims", "text_join")
 
 
 def load_head(model: MemeModel, path: str | os.PathLike) -> None:

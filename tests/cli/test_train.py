@@ -156,6 +156,33 @@ def test_finetuned_text_encoder_is_trained_and_saved_in_the_checkpoint(demo_data
         (out / "dev_report_thresholds" / "report.json").read_text())
 
 
+@pytest.mark.parametrize("join", ["ensemble", "concat"])
+def test_joined_text_encoders_train_one_head_each_or_one_for_both(
+        demo_data, feature_cache, tmp_path, monkeypatch, join):
+    """`--text-encoder minilm+mpnet` (the real weights, unpacked from their packages into a
+    fresh folder): by default one head per encoder in each fold, else one head over both;
+    either way the checkpoint alone gives the dev report train.py wrote."""
+    from hateful_memes.models.model import FusionHead, PartHeads, load_checkpoint
+
+    monkeypatch.setenv("HATEFUL_MEMES_WEIGHTS", str(tmp_path / "weights"))
+    out = tmp_path / "joined"
+    assert train.main(["--task", "B", *_args(demo_data, feature_cache, out),
+                       "--image-encoder", "none", "--text-encoder", "minilm+mpnet",
+                       "--text-join", join, "--epochs", "2", "--folds", "2"]) == 0
+    model, ckpt = load_checkpoint(out / "checkpoint.pt")
+    assert model.cfg.text_part_dims == (384, 768) and model.cfg.text_dim == 1152
+    assert isinstance(model.head, PartHeads if join == "ensemble" else FusionHead)
+    assert (tmp_path / "weights").is_dir()
+    ann = demo_data / "annotations"
+    pred = tmp_path / "dev.jsonl"
+    assert predict.main(["--run", str(out), "--input", str(ann / "dev.json"), "--out", str(pred),
+                         "--cache-dir", str(feature_cache), "--quiet"]) == 0
+    assert evaluate.main(["--gold", str(ann / "dev.json"), "--pred", str(pred),
+                          "--out", str(tmp_path / "r")]) == 0
+    assert json.loads((tmp_path / "r" / "report.json").read_text()) == json.loads(
+        (out / "dev_report_thresholds" / "report.json").read_text())
+
+
 def test_init_head_starts_from_the_given_run(runs, demo_data, feature_cache, tmp_path):
     # At a vanishing lr the head hardly moves, so the new run's head is the source run's.
     # (lr 0 itself is refused: it trains nothing.)

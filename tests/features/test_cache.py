@@ -306,6 +306,22 @@ def test_changed_caption_misses_only_that_item(tmp_path, text_encoder, monkeypat
     assert np.array_equal(np.delete(after, 3, 0), np.delete(before, 3, 0))
 
 
+def test_joined_encoders_are_cached_part_by_part(tmp_path, text_spec, text_encoder, monkeypatch):
+    """`A+B` features are each part's normalised features side by side, as its forward gives;
+    a part's features are the ones a run of that part alone caches, so they are not redone."""
+    alone = text_features(text_encoder, CAPTIONS, cache_dir=tmp_path, progress=False)
+    joined = create_text_encoder(f"{text_spec}+minilm")
+    first, second = joined.parts
+    calls_first, calls_second = count_rows(monkeypatch, first), count_rows(monkeypatch, second)
+    out = text_features(joined, CAPTIONS, cache_dir=tmp_path, progress=False)
+    assert calls_first == [] and sum(calls_second) == 4  # the hf part was cached already
+    with torch.no_grad():
+        direct = joined(joined.tokenize(CAPTIONS)).numpy()
+    assert out.shape == (5, text_encoder.dim + 384) and np.allclose(out, direct, atol=1e-5)
+    unit = alone / np.linalg.norm(alone, axis=1, keepdims=True)
+    assert np.allclose(out[:, :text_encoder.dim], unit, atol=1e-6)
+
+
 def test_caption_that_is_not_text_is_named(text_encoder):
     with pytest.raises(TypeError, match="caption 1 is a float"):
         text_features(text_encoder, ["fine", float("nan")], progress=False)

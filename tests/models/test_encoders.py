@@ -9,11 +9,13 @@ from PIL import Image, ImageDraw
 
 from hateful_memes.models.encoders import (
     ClipImageTransform,
+    ConcatTextEncoder,
     TimmImageEncoder,
     create_image_encoder,
     create_text_encoder,
     efficientnet_lite0,
     lukemelas_to_timm,
+    split_parts,
 )
 
 TINY_TIMM = "test_efficientnet"  # ~0.1M parameters, batch norms included
@@ -239,13 +241,49 @@ def test_layers_spec_refuses_what_it_cannot_read(tmp_path, minilm):
         create_text_encoder("minilm@6,6")
     with pytest.raises(ValueError, match="layer numbers such as @3,6"):
         create_text_encoder("minilm@last")
-    with pytest.raises(ValueError, match="only minilm and hf"):
+    with pytest.raises(ValueError, match="only minilm, mpnet and hf"):
         create_text_encoder("clip:openai/clip-vit-base-patch32@3")
     # A local directory whose name holds an '@' is a path, not layers.
     folder = tmp_path / "user@host"
     _save_tiny_bert(folder, minilm.tokenizer, layers=2)
     assert create_text_encoder(f"hf:{folder}").dim == 24
     assert create_text_encoder(f"hf:{folder}@0,1,2").dim == 72
+
+
+# --- joined encoders: minilm+mpnet --------------------------------------------------------
+
+def test_split_parts_splits_only_before_a_text_kind():
+    assert split_parts("minilm+mpnet") == ["minilm", "mpnet"]
+    assert split_parts("minilm@3,6+hf:/x/y") == ["minilm@3,6", "hf:/x/y"]
+    # A '+' inside a path or hub name is part of it.
+    assert split_parts("hf:/models/a+b+minilm") == ["hf:/models/a+b", "minilm"]
+    assert split_parts("hf:org/c++model") == ["hf:org/c++model"]
+
+
+def test_joined_encoders_put_each_normalised_embedding_side_by_side(tmp_path, minilm):
+    """Each part reads the captions with its own tokenizer; the output is each part's
+    embedding as a unit vector, in the order of the spec; padding counts for nothing."""
+    _save_tiny_bert(tmp_path, minilm.tokenizer, layers=1)
+    joined = create_text_encoder(f"minilm+hf:{tmp_path}")
+    tiny = create_text_encoder(f"hf:{tmp_path}")
+    assert isinstance(joined, ConcatTextEncoder) and joined.dim == 384 + 24
+    texts = ["a cat", "a much longer caption about something else entirely"]
+    batch = joined.tokenize(texts)
+    assert set(batch) == {f"{i}.{k}" for i in (0, 1) for k in minilm.tokenize(texts)}
+    with torch.no_grad():
+        out = joined(batch)
+        alone = joined(joined.tokenize(texts[:1]))
+        first = torch.nn.functional.normalize(minilm(minilm.tokenize(texts)), dim=-1)
+        second = torch.nn.functional.normalize(tiny(tiny.tokenize(texts)), dim=-1)
+    assert torch.allclose(out, torch.cat([first, second], dim=-1), atol=1e-5)
+    assert torch.allclose(alone[0], out[0], atol=1e-5)
+
+
+def test_joined_encoders_refuse_none_and_a_single_part(minilm):
+    with pytest.raises(ValueError, match="none cannot be joined"):
+        create_text_encoder("minilm+none")
+    with pytest.raises(ValueError, match="two encoders or more"):
+        ConcatTextEncoder("minilm", [minilm])
 
 
 # --- CLIP (a tiny random one: no hub here) ----------------------------------------------------
@@ -379,7 +417,7 @@ def test_none_and_unknown_specs():
     assert create_image_encoder("none") is None and create_text_encoder("none") is None
     with pytest.raises(ValueError, match="effnet-lite0, timm, bt, clip, none"):
         create_image_encoder("resnet50")
-    with pytest.raises(ValueError, match="minilm, hf, clip, none"):
+    with pytest.raises(ValueError, match="minilm, mpnet, hf, clip, none"):
         create_text_encoder("effnet-lite0")
     with pytest.raises(ValueError, match="timm:NAME"):
         create_image_encoder("timm:")

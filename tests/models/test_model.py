@@ -3,9 +3,9 @@ import pytest
 import torch
 
 from hateful_memes import labels as L
-from hateful_memes.models.model import (Dropout, MemeModel, ModelConfig, batch_totals,
-                                        load_checkpoint, load_head, loss_from_logits,
-                                        save_checkpoint, scores_from_logits)
+from hateful_memes.models.model import (Dropout, FusionHead, MemeModel, ModelConfig, PartHeads,
+                                        batch_totals, load_checkpoint, load_head,
+                                        loss_from_logits, save_checkpoint, scores_from_logits)
 
 
 def _model(**kw):
@@ -97,6 +97,59 @@ def test_checkpoint_alone_rebuilds_identical_predictions(tmp_path):
         a, b = model.scores(model(x, y)), again.scores(again(x, y))
     for task in a:
         np.testing.assert_array_equal(a[task].numpy(), b[task].numpy())
+
+
+# --- one head per part of a joined text encoder (minilm+mpnet) -------------------------------
+
+def test_part_heads_average_what_each_head_gives_on_its_own_part():
+    """Each head reads the image and its own slice of the text features: the scores are the
+    mean of the heads' scores, the loss the sum of their losses, and no head's gradient
+    depends on another's (so training them together is training each alone)."""
+    joined = _model(text_dim=8, text_part_dims=(3, 5)).eval()
+    assert isinstance(joined.head, PartHeads) and len(joined.head.members) == 2
+    image, text = torch.randn(6, 12), torch.randn(6, 8)
+    g = torch.Generator().manual_seed(0)
+    targets = {"hate": torch.eye(2)[torch.randint(0, 2, (6,), generator=g)],
+               "pc": torch.eye(len(L.PC))[torch.randint(0, len(L.PC), (6,), generator=g)],
+               "attack": torch.eye(len(L.ATTACK))[torch.randint(0, 8, (6,), generator=g)]}
+    scores, loss = joined.scores(joined(image, text)), joined.loss(joined(image, text), targets)
+    own = [head(image, part) for head, part in zip(joined.head.members, text.split([3, 5], -1))]
+    each = [scores_from_logits(o, "gate") for o in own]
+    for task in scores:
+        assert torch.allclose(scores[task], (each[0][task] + each[1][task]) / 2)
+    parts_loss = [loss_from_logits(o, targets, "gate") for o in own]
+    assert torch.allclose(loss, parts_loss[0] + parts_loss[1])
+    loss.backward()
+    first = [p.grad.clone() for p in joined.head.members[0].parameters()]
+    joined.zero_grad()
+    loss_from_logits(joined.head.members[0](image, text[:, :3]), targets, "gate").backward()
+    for a, p in zip(first, joined.head.members[0].parameters()):
+        assert torch.allclose(a, p.grad, atol=1e-6)
+
+
+def test_averaged_part_heads_never_put_an_empty_label_beside_a_real_one():
+    g = torch.Generator().manual_seed(2)
+    logits = {"hate": torch.randn(500, 3, generator=g) * 8,
+              "attack": torch.randn(500, 3, len(L.ATTACK), generator=g) * 8}
+    s = scores_from_logits(logits, "gate")["attack"].numpy()
+    assert s.shape == (500, len(L.ATTACK))
+    assert not ((s[:, 0] > 0.5) & (s[:, 1:] > 0.5).any(axis=1)).any()
+    assert ((s[:, 0] > 0.5) | (s[:, 1:] > 0.5).any(axis=1)).mean() > 0.5  # not all undecided
+
+
+def test_part_heads_round_trip_and_their_config_is_checked(tmp_path):
+    model = _model(tasks=("pc",), text_dim=8, text_part_dims=(3, 5)).eval()
+    save_checkpoint(tmp_path / "c.pt", model)
+    again, _ = load_checkpoint(tmp_path / "c.pt")
+    assert again.cfg == model.cfg and isinstance(again.head, PartHeads)
+    x, y = torch.randn(4, 12), torch.randn(4, 8)
+    with torch.no_grad():
+        assert torch.equal(model.scores(model(x, y))["pc"], again.scores(again(x, y))["pc"])
+    assert isinstance(_model(text_part_dims=(3, 5), text_join="concat").head, FusionHead)
+    with pytest.raises(ValueError, match=r"text_part_dims \(3, 4\) do not add up to text_dim 8"):
+        _model(text_part_dims=(3, 4))
+    with pytest.raises(ValueError, match="text_join must be one of"):
+        _model(text_join="mean")
 
 
 def test_load_checkpoint_refuses_foreign_files(tmp_path):
