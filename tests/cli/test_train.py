@@ -37,7 +37,7 @@ def test_run_directory_holds_everything_promised(runs):
     assert any((run / "fold0" / "tb").iterdir())
     cfg = yaml.safe_load((run / "config.yaml").read_text())
     assert (cfg["task"] == "A" and cfg["image_encoder"] == "effnet-lite0"
-            and cfg["text_encoder"] == "minilm")
+            and cfg["text_encoder"] == "minilm+mpnet")
     report = json.loads((run / "dev_report" / "report.json").read_text())
     assert set(report) == {"n_gold", "n_scored", "hate_auroc_binary", "hate", "pc"}
 
