@@ -543,9 +543,12 @@ def test_fine_tuning_runs_under_torchrun(demo_data, feature_cache, tmp_path):
     assert done.returncode == 0, done.stderr[-3000:]
     assert json.loads((out / "summary.json").read_text())["processes"] == 2
     model, ckpt = load_checkpoint(out / "checkpoint.pt")
-    fresh = create_text_encoder("minilm").state_dict()
+    # The default text encoder, minilm+mpnet: both parts were tuned, each under its own head.
+    assert model.cfg.text_encoder == train.DEFAULTS["text_encoder"] == "minilm+mpnet"
+    fresh = create_text_encoder(model.cfg.text_encoder).state_dict()
     tuned = model.text_encoder.state_dict()
-    assert any(not torch.equal(fresh[k], tuned[k]) for k in fresh)
+    for part in ("parts.0.", "parts.1."):
+        assert any(not torch.equal(fresh[k], tuned[k]) for k in fresh if k.startswith(part))
     stats = sorted(out.glob("fold*/stats.jsonl"))
     assert [len(f.read_text().splitlines()) for f in stats] == [2, 2]
 
