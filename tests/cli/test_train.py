@@ -17,6 +17,19 @@ def _args(demo_data, cache, out, *extra):
             "--cache-dir", str(cache), "--out", str(out), "--quiet", "--hidden", "32", *extra]
 
 
+def assert_predict_gives_the_dev_report(out, demo_data, cache, tmp_path):
+    """predict.py with the run `out` alone, scored by evaluate.py, is the dev report (as
+    predict.py writes) that train.py wrote."""
+    ann = demo_data / "annotations"
+    pred = tmp_path / "dev.jsonl"
+    assert predict.main(["--run", str(out), "--input", str(ann / "dev.json"), "--out", str(pred),
+                         "--cache-dir", str(cache), "--quiet"]) == 0
+    assert evaluate.main(["--gold", str(ann / "dev.json"), "--pred", str(pred),
+                          "--out", str(tmp_path / "r")]) == 0
+    assert json.loads((tmp_path / "r" / "report.json").read_text()) == json.loads(
+        (out / "dev_report_thresholds" / "report.json").read_text())
+
+
 @pytest.fixture(scope="module")
 def runs(demo_data, feature_cache, tmp_path_factory):
     root = tmp_path_factory.mktemp("runs")
@@ -146,14 +159,7 @@ def test_finetuned_text_encoder_is_trained_and_saved_in_the_checkpoint(demo_data
     (other,) = ckpt["members"]
     assert any(not torch.equal(tuned[k], other[f"text_encoder.{k}"]) for k in tuned)
     # The checkpoint alone (with its tuned encoder) gives the dev report train.py wrote.
-    ann = demo_data / "annotations"
-    pred = tmp_path / "dev.jsonl"
-    assert predict.main(["--run", str(out), "--input", str(ann / "dev.json"), "--out", str(pred),
-                         "--cache-dir", str(feature_cache), "--quiet"]) == 0
-    assert evaluate.main(["--gold", str(ann / "dev.json"), "--pred", str(pred),
-                          "--out", str(tmp_path / "r")]) == 0
-    assert json.loads((tmp_path / "r" / "report.json").read_text()) == json.loads(
-        (out / "dev_report_thresholds" / "report.json").read_text())
+    assert_predict_gives_the_dev_report(out, demo_data, feature_cache, tmp_path)
 
 
 @pytest.mark.parametrize("join", ["ensemble", "concat"])
@@ -173,14 +179,7 @@ def test_joined_text_encoders_train_one_head_each_or_one_for_both(
     assert model.cfg.text_part_dims == (384, 768) and model.cfg.text_dim == 1152
     assert isinstance(model.head, PartHeads if join == "ensemble" else FusionHead)
     assert (tmp_path / "weights").is_dir()
-    ann = demo_data / "annotations"
-    pred = tmp_path / "dev.jsonl"
-    assert predict.main(["--run", str(out), "--input", str(ann / "dev.json"), "--out", str(pred),
-                         "--cache-dir", str(feature_cache), "--quiet"]) == 0
-    assert evaluate.main(["--gold", str(ann / "dev.json"), "--pred", str(pred),
-                          "--out", str(tmp_path / "r")]) == 0
-    assert json.loads((tmp_path / "r" / "report.json").read_text()) == json.loads(
-        (out / "dev_report_thresholds" / "report.json").read_text())
+    assert_predict_gives_the_dev_report(out, demo_data, feature_cache, tmp_path)
 
 
 def test_init_head_starts_from_the_given_run(runs, demo_data, feature_cache, tmp_path):
