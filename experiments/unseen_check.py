@@ -1,6 +1,6 @@
 """The unseen-like check: every system out of fold on train beside dev_seen, three seeds.
 
-    python experiments/unseen_check.py               # seeds 0, 1, 2 (4-5 min on 2 cores)
+    python experiments/unseen_check.py               # seeds 0, 1, 2 (6-7 min on 2 cores)
     python experiments/unseen_check.py --seeds 0     # one seed
     python experiments/unseen_check.py --text-encoder minilm   # the defaults, this encoder
     python experiments/unseen_check.py --text-encoder minilm+mpnet --text-join concat
@@ -37,6 +37,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from hateful_memes.data.annotations import gold_matrix, read_annotations  # noqa: E402
+from hateful_memes.models.model import TEXT_JOINS  # noqa: E402
 from hateful_memes.runtime.files import write_text  # noqa: E402
 from hateful_memes.scoring import calibration  # noqa: E402
 from hateful_memes.scoring import thresholds as th  # noqa: E402
@@ -262,7 +263,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--text-encoder", metavar="SPEC",
                    help="train the defaults with this text encoder instead (runs kept apart, "
                    "under experiments/runs/unseen-SPEC)")
-    p.add_argument("--text-join", choices=["ensemble", "concat"],
+    p.add_argument("--text-join", choices=TEXT_JOINS,
                    help="train the defaults joining the text encoders this way instead")
     p.add_argument("--designs", action="store_true",
                    help="instead: compare threshold designs on the default blend, reusing the "

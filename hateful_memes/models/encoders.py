@@ -32,6 +32,7 @@ from ..runtime import checkpoints
 
 IMAGE_KINDS = ("effnet-lite0", "timm", "bt", "clip", "none")
 TEXT_KINDS = ("minilm", "mpnet", "hf", "clip", "none")
+LAYERED_KINDS = ("minilm", "mpnet", "hf")  # the mean-pooled ones: they may read any layers
 _FORMS = {"effnet-lite0": "effnet-lite0", "timm": "timm:NAME or timm:NAME=PATH", "bt": "bt:PATH",
           "clip": "clip:NAME_OR_DIR", "minilm": "minilm", "mpnet": "mpnet", "hf": "hf:NAME_OR_DIR",
           "none": "none"}
@@ -404,9 +405,9 @@ def create_text_encoder(spec: str) -> TextEncoder | None:
         return ConcatTextEncoder(spec, parts).eval()
     base, layers = split_layers(spec)
     kind, arg = parse_spec(base, TEXT_KINDS)
-    if layers and kind not in ("minilm", "mpnet", "hf"):
-        raise ValueError(f"encoder spec {spec!r}: only minilm, mpnet and hf encoders take "
-                         "@LAYERS")
+    if layers and kind not in LAYERED_KINDS:
+        raise ValueError(f"encoder spec {spec!r}: only {', '.join(LAYERED_KINDS[:-1])} and "
+                         f"{LAYERED_KINDS[-1]} encoders take @LAYERS")
     if kind == "none":
         return None
     if kind == "minilm":

