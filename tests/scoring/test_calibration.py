@@ -80,3 +80,48 @@ def test_out_of_fold_scores_of_a_fold_ignore_its_gold():
     np.testing.assert_allclose(written[held], th.apply(cal[held], t), atol=1e-6)
     # Without a chooser the written scores are the calibrated ones.
     np.testing.assert_array_equal(*calibration.crossfit(gold, scores, fold_of))
+
+
+def test_side_features_of_zeros_give_the_plain_map():
+    gold, scores = _miscalibrated(4000, 5)
+    plain = calibration.fit(gold, scores)
+    with_side = calibration.fit(gold, scores, np.zeros((*scores.shape, 3)))
+    assert with_side.shape == (2, 5)
+    np.testing.assert_allclose(with_side[:, :2], plain, atol=1e-3)
+    np.testing.assert_allclose(with_side[:, 2:], 0, atol=1e-6)
+    np.testing.assert_allclose(calibration.apply(scores, with_side, np.zeros((*scores.shape, 3))),
+                               calibration.apply(scores, plain), atol=1e-4)
+
+
+def test_side_features_that_carry_signal_are_learnt():
+    rng = np.random.default_rng(6)
+    n = 20000
+    z = rng.normal(0, 1.5, (n, 1))
+    flag = (rng.random((n, 1)) < 0.3).astype(np.float64)
+    # Memes with the flag are positive more often than their score says: +1.5 on the logit.
+    gold = (rng.random((n, 1)) < _sigmoid(z + 1.5 * flag)).astype(np.float32)
+    scores, side = _sigmoid(z).astype(np.float32), flag[:, :, None]
+    params = calibration.fit(gold, scores, side)
+    np.testing.assert_allclose(params[0], [1.0, 0.0, 1.5], atol=0.12)
+    mapped = calibration.apply(scores, params, side)
+    assert roc_auc_score(gold[:, 0], mapped[:, 0]) > roc_auc_score(gold[:, 0], scores[:, 0]) + 0.01
+    # The out-of-fold version passes each fold its own side features.
+    fold_of = np.arange(n) % 4
+    cal, _ = calibration.crossfit(gold, scores, fold_of, side=side)
+    held = fold_of == 2
+    np.testing.assert_allclose(cal[held], calibration.apply(
+        scores[held], calibration.fit(gold[~held], scores[~held], side[~held]), side[held]),
+        atol=1e-6)
+
+
+def test_side_features_must_fit_the_scores_and_both_sets():
+    gold, scores = _miscalibrated(200, 7)
+    with pytest.raises(ValueError, match="do not fit scores"):
+        calibration.fit(gold, scores, np.zeros((200, 3, 1)))
+    params = calibration.fit(gold, scores, np.zeros((200, 2, 1)))
+    with pytest.raises(ValueError, match="1 side features"):
+        calibration.apply(scores, params[:, :2], np.zeros((200, 2, 1)))
+    with pytest.raises(ValueError, match="0 side features"):
+        calibration.apply(scores, params)
+    with pytest.raises(ValueError, match="one set of scores but not the other"):
+        calibration.fit_apply(gold, scores, scores, fit_side=np.zeros((200, 2, 1)))
