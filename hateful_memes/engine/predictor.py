@@ -3,10 +3,11 @@
 A run (train.py's RUN_DIR/checkpoint.pt) holds K fusion heads (one per fold, bagged: their
 scores are averaged), optionally a TF-IDF + logistic-regression view of the caption blended
 in, a Platt map per label and the per-label thresholds, both chosen out of fold, and the
-hateful prevalence of its training data. Scoring is
+hateful prevalence of its training data, and the training memes' labels by caption for the
+maps' twin features (`data.twins`). Scoring is
 
     blend = (1 - w) * mean_k head_k(features) + w * tfidf(caption)     (w = tfidf_weight)
-    raw = platt(blend)                                                  (calibration.apply)
+    raw = platt(blend, twins(caption))                                  (calibration.apply)
     scores = fold(rescale(raw, train prior -> prior), thresholds)
 
 `raw` is what the 0.5-cut reports read; `scores` is what a submission holds (see
@@ -23,6 +24,8 @@ from typing import Sequence
 import numpy as np
 
 from ..data.annotations import Meme
+from ..data.twins import FEATURES as TWIN_FEATURES
+from ..data.twins import CaptionTwins
 from ..features.inputs import Encoders, Inputs, build_inputs
 from ..labels import LABELS
 from ..models.baselines import TfidfLogReg
@@ -46,7 +49,8 @@ class RunPredictor:
     def __init__(self, models: Sequence[MemeModel], tfidf: TfidfLogReg | None = None,
                  tfidf_weight: float = 0.0, thresholds: dict[str, Sequence[float]] | None = None,
                  fold_thresholds: bool = True, train_prior: float | None = None,
-                 name: str = "", calibration: dict[str, Sequence] | None = None):
+                 name: str = "", calibration: dict[str, Sequence] | None = None,
+                 twins: CaptionTwins | None = None):
         if not models:
             raise ValueError("a run needs at least one model")
         if tfidf_weight and tfidf is None:
@@ -60,6 +64,9 @@ class RunPredictor:
         self.name = name
         self.calibration = {t: np.asarray(v, dtype=np.float64)
                             for t, v in (calibration or {}).items()}
+        self.twins = twins
+        if twins is None and any(p.shape[1] > 2 for p in self.calibration.values()):
+            raise ValueError("calibration with twin features needs the run's caption twins")
         self.encoders = Encoders(self.cfg.image_encoder, self.cfg.text_encoder)
 
     @classmethod
@@ -88,18 +95,26 @@ class RunPredictor:
         dev = resolve_device(device)
         for model in models:
             model.to(dev)
+        twins = None
+        if ckpt.get("twins") is not None:
+            try:
+                twins = CaptionTwins.from_state(ckpt["twins"])
+            except (KeyError, TypeError, AttributeError, ValueError) as e:
+                raise CheckpointError(f"{path}: its caption twins are damaged: {e}") from None
         calibration = ckpt.get("calibration") or {}
         for task, params in calibration.items():
             try:
                 shape = np.asarray(params, dtype=np.float64).shape
             except (TypeError, ValueError):
                 shape = None
-            if task not in LABELS or shape != (len(LABELS[task]), 2):
+            widths = (2, 2 + len(TWIN_FEATURES)) if twins is not None else (2,)
+            if task not in LABELS or shape not in [(len(LABELS[task]), w) for w in widths]:
                 raise CheckpointError(f"{path}: its {task} calibration has shape {shape}, "
-                                      "not one (a, b) number per label")
+                                      "not one (a, b) number per label"
+                                      + (" (and its twin features' weights)" if twins else ""))
         return cls(models, tfidf, ckpt.get("tfidf_weight", 0.0), ckpt.get("thresholds", {}),
                    bool(ckpt.get("fold_thresholds", False)), ckpt.get("train_prior"),
-                   name=run_dir.name, calibration=calibration)
+                   name=run_dir.name, calibration=calibration, twins=twins)
 
     @property
     def device(self) -> str:
@@ -113,25 +128,39 @@ class RunPredictor:
                             model=self.models[0], progress=progress, device=self.device,
                             images=images)
 
-    def raw_scores_of(self, inputs: Inputs, texts: Sequence[str],
-                      progress: bool = False) -> dict[str, np.ndarray]:
-        """The blended scores before any prior or threshold, from model inputs and captions."""
+    def raw_scores_of(self, inputs: Inputs, texts: Sequence[str], progress: bool = False,
+                      ids: Sequence | None = None) -> dict[str, np.ndarray]:
+        """The blended scores before any prior or threshold, from model inputs and captions
+        (and the memes' ids, when known: a training meme is never its own caption twin)."""
         # Fine-tuned members each carry their own encoder copy, but all share one spec, so the
         # raw inputs the first member's tokenizer/transform prepared suit every member.
         parts = [predict_scores(m, inputs, progress=progress) for m in self.models]
         heads = {t: np.mean([p[t] for p in parts], axis=0).astype(np.float32) for t in parts[0]}
         tfidf = self.tfidf.predict_texts(texts) if self.tfidf_weight else None
-        return self.calibrate(blend(heads, tfidf, self.tfidf_weight))
+        return self.calibrate(blend(heads, tfidf, self.tfidf_weight), texts, ids)
 
-    def calibrate(self, blended: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    def side(self, task: str, texts: Sequence[str] | None,
+             ids: Sequence | None = None) -> np.ndarray | None:
+        """The side features `task`'s map reads (None for a plain Platt map)."""
+        params = self.calibration.get(task)
+        if params is None or params.shape[1] == 2:
+            return None
+        if texts is None:
+            raise ValueError(f"run {self.name}: its {task} map reads the captions' twins; "
+                             "give the captions")
+        return self.twins.features(task, texts, ids)
+
+    def calibrate(self, blended: dict[str, np.ndarray], texts: Sequence[str] | None = None,
+                  ids: Sequence | None = None) -> dict[str, np.ndarray]:
         """The run's Platt maps applied to blended scores (tasks without one pass unchanged)."""
-        return {t: calibration_.apply(s, self.calibration[t]) if t in self.calibration else s
-                for t, s in blended.items()}
+        return {t: calibration_.apply(s, self.calibration[t], self.side(t, texts, ids))
+                if t in self.calibration else s for t, s in blended.items()}
 
     def raw_scores(self, memes: Sequence[Meme], image_root, cache_dir=None,
                    progress: bool = False, images=None) -> dict[str, np.ndarray]:
         inputs = self.inputs(memes, image_root, cache_dir, progress, images)
-        return self.raw_scores_of(inputs, [m.text for m in memes], progress)
+        return self.raw_scores_of(inputs, [m.text for m in memes], progress,
+                                  [m.id for m in memes])
 
     def resolve_prior(self, raw: dict[str, np.ndarray], prior: float | str | None) -> float | None:
         """None (the training prevalence), a rate in (0, 1), or "em" (estimated on `raw`)."""

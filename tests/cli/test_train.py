@@ -254,15 +254,21 @@ def test_folds_bag_heads_and_cover_train_out_of_fold(runs, demo_data):
     # The blend is what it says: half heads, half TF-IDF.
     np.testing.assert_allclose(oof["blend_pc"], 0.5 * oof["heads_pc"] + 0.5 * oof["tfidf_pc"],
                                atol=1e-6)
-    # The run's Platt maps are fitted on the whole out-of-fold blend; the out-of-fold scores
-    # are each fold's blend mapped by a fit on the other folds.
+    # The run's Platt maps are fitted on the whole out-of-fold blend, reading each meme's
+    # caption twins among the other train memes; the out-of-fold scores are each fold's blend
+    # mapped by a fit on the other folds.
     from hateful_memes.data.annotations import gold_matrix
+    from hateful_memes.data.twins import CaptionTwins
     from hateful_memes.scoring import calibration
 
     gold = gold_matrix(memes, "pc")
+    twins = CaptionTwins.from_memes(memes)
+    assert ckpt["twins"] == twins.state_dict()
+    side = twins.features("pc", [m.text for m in memes], [m.id for m in memes])
+    assert side[:, 0, 0].any() and not side[:, 0, 0].all()  # the demo repeats some captions
     np.testing.assert_allclose(ckpt["calibration"]["pc"],
-                               calibration.fit(gold, oof["blend_pc"]), rtol=1e-6)
-    nested, _ = calibration.crossfit(gold, oof["blend_pc"], oof["fold_of"])
+                               calibration.fit(gold, oof["blend_pc"], side), rtol=1e-6)
+    nested, _ = calibration.crossfit(gold, oof["blend_pc"], oof["fold_of"], side=side)
     np.testing.assert_allclose(oof["raw_pc"], nested, atol=1e-6)
     assert not np.allclose(oof["raw_pc"], oof["blend_pc"], atol=1e-3)
 
@@ -621,7 +627,8 @@ def test_text_best_config_is_the_defaults_but_text_only():
 
 def test_one_fold_fits_no_platt_maps_but_folds_do(runs, demo_data, feature_cache, tmp_path):
     """With --folds 1 the only held-out scores are dev's, which report: maps fitted there would
-    flatter them, so there are none; --no-calibrate turns them off with folds too."""
+    flatter them, so there are none; --no-calibrate turns them off with folds too, and
+    --no-caption-twins keeps plain maps."""
     from hateful_memes.runtime.checkpoints import load
 
     assert set(load(runs / "A" / "checkpoint.pt")["calibration"]) == {"hate", "pc"}
@@ -631,3 +638,12 @@ def test_one_fold_fits_no_platt_maps_but_folds_do(runs, demo_data, feature_cache
                            "--image-encoder", "none", "--epochs", "1", *extra]) == 0
         assert load(out / "checkpoint.pt")["calibration"] == {}
         assert json.loads((out / "summary.json").read_text())["calibration"] == {}
+        assert load(out / "checkpoint.pt")["twins"] is None
+    # --no-caption-twins keeps the maps and drops their twin features.
+    out = tmp_path / "plain"
+    assert train.main(["--task", "A", *_args(demo_data, feature_cache, out),
+                       "--image-encoder", "none", "--epochs", "1", "--folds", "2",
+                       "--no-caption-twins"]) == 0
+    ckpt = load(out / "checkpoint.pt")
+    assert ckpt["twins"] is None
+    assert {t: len(p[0]) for t, p in ckpt["calibration"].items()} == {"hate": 2, "pc": 2}

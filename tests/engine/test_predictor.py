@@ -123,3 +123,46 @@ def test_a_missing_or_mismatched_checkpoint_is_named(tmp_path):
                     calibration={"pc": [["a", "b"]] * 6})
     with pytest.raises(CheckpointError, match="pc calibration has shape None"):
         RunPredictor.load(tmp_path, device="cpu")
+
+
+def _twins():
+    from hateful_memes.data.annotations import Meme
+    from hateful_memes.data.twins import CaptionTwins
+
+    memes = [Meme(id=1, img="img/1.png", text="same words", gold_hate=("not_hateful",),
+                  gold_pc=("pc_empty",), gold_attack=("attack_empty",)),
+             Meme(id=2, img="img/2.png", text="other words", gold_hate=("hateful",),
+                  gold_pc=("race",), gold_attack=("mocking",))]
+    return CaptionTwins.from_memes(memes)
+
+
+def test_maps_with_twin_features_read_the_captions_and_ids(tmp_path):
+    heads, inputs = _heads(2), _inputs(4)
+    texts, ids = ["Same words!", "same words", "new words", "other words"], [9, 1, 9, 2]
+    # +3 on the logit for a meme with a twin. Meme 0 has one (training meme 1); meme 1 is
+    # training meme 1 itself, which is not its own twin; memes 2 and 3 have none.
+    cal = {"pc": [[1.0, 0.0, 3.0, 0.0, 0.0]] * 6, "hate": [[1.0, 0.0, 0.0, 0.0, 0.0]] * 2}
+    run = RunPredictor(heads, calibration=cal, twins=_twins())
+    plain = RunPredictor(heads).raw_scores_of(inputs, texts)["pc"]
+    mapped = run.raw_scores_of(inputs, texts, ids=ids)["pc"]
+    assert (mapped[0] > plain[0] + 0.1).all()
+    np.testing.assert_allclose(mapped[1:], plain[1:], rtol=1e-5)
+    # Without ids a training meme's caption counts its own entry.
+    assert (run.raw_scores_of(inputs, texts)["pc"][1] > plain[1] + 0.1).all()
+    with pytest.raises(ValueError, match="needs the run's caption twins"):
+        RunPredictor(heads, calibration=cal)
+    with pytest.raises(ValueError, match="give the captions"):
+        run.calibrate({"pc": plain})
+    # The checkpoint keeps the twins, and a run rebuilt from it scores the same.
+    save_checkpoint(tmp_path / "checkpoint.pt", heads[0], members=[heads[1].state_dict()],
+                    calibration=cal, twins=_twins().state_dict())
+    loaded = RunPredictor.load(tmp_path, device="cpu")
+    np.testing.assert_array_equal(loaded.raw_scores_of(inputs, texts, ids=ids)["pc"], mapped)
+    # Twin weights without the twins they read are a damaged checkpoint.
+    save_checkpoint(tmp_path / "checkpoint.pt", heads[0], calibration=cal)
+    with pytest.raises(CheckpointError, match=r"pc calibration has shape \(6, 5\)"):
+        RunPredictor.load(tmp_path, device="cpu")
+    save_checkpoint(tmp_path / "checkpoint.pt", heads[0], calibration=cal,
+                    twins={"keys": ["a"], "ids": [], "gold": {}})
+    with pytest.raises(CheckpointError, match="caption twins are damaged"):
+        RunPredictor.load(tmp_path, device="cpu")
