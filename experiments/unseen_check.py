@@ -37,6 +37,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from hateful_memes.data.annotations import gold_matrix, read_annotations  # noqa: E402
+from hateful_memes.data.twins import CaptionTwins  # noqa: E402
 from hateful_memes.models.model import TEXT_JOINS  # noqa: E402
 from hateful_memes.runtime.files import write_text  # noqa: E402
 from hateful_memes.scoring import calibration  # noqa: E402
@@ -92,16 +93,28 @@ def scores_row(gold: dict, scores: dict, weights: np.ndarray | None = None) -> d
     return row
 
 
-def treatments(gold_train: dict, oof: dict, dev: dict, fold_of: np.ndarray) -> dict:
+def twin_sides(train_memes, dev_memes) -> dict:
+    """{task: (train's, dev_seen's)} twin features (data/twins.py), as train.py computes them:
+    a train meme's from the other train memes with its caption, a dev meme's from all."""
+    twins = CaptionTwins.from_memes(train_memes)
+    return {t: tuple(twins.features(t, [m.text for m in memes], [m.id for m in memes])
+                     for memes in (train_memes, dev_memes)) for t in ("hate", "pc", "attack")}
+
+
+def treatments(gold_train: dict, oof: dict, dev: dict, fold_of: np.ndarray,
+               sides: dict | None = None) -> dict:
     """Per treatment, (out-of-fold scores, dev scores) for the two tasks, as train.py treats a
-    run's blend: per-label Platt maps, then thresholds, both fitted out of fold (nested for the
-    out-of-fold scores: fold f's from fits on the other folds). Hate is kept as given."""
+    run's blend: per-label Platt maps (reading `sides`, twin_sides' features, when given), then
+    thresholds, both fitted out of fold (nested for the out-of-fold scores: fold f's from fits
+    on the other folds). Hate is kept as given."""
     out = {"0.5 cut": ({}, {}), "written (thresholds folded)": ({}, {}),
            "decided label sets": ({}, {})}
     for task in ("pc", "attack"):
         g, s = gold_train[task], oof[task]
-        cal_oof, written_oof = calibration.crossfit(g, s, fold_of, th.choose_joint)
-        cal_dev, written_dev = calibration.fit_apply(g, s, dev[task], th.choose_joint)
+        side_oof, side_dev = sides[task] if sides else (None, None)
+        cal_oof, written_oof = calibration.crossfit(g, s, fold_of, th.choose_joint, side_oof)
+        cal_dev, written_dev = calibration.fit_apply(g, s, dev[task], th.choose_joint, side_oof,
+                                                     side_dev)
         out["0.5 cut"][0][task], out["0.5 cut"][1][task] = cal_oof, cal_dev
         out["written (thresholds folded)"][0][task] = written_oof
         out["written (thresholds folded)"][1][task] = written_dev
@@ -112,11 +125,12 @@ def treatments(gold_train: dict, oof: dict, dev: dict, fold_of: np.ndarray) -> d
     return out
 
 
-def calibrated_hate(gold_hate: np.ndarray, oof: np.ndarray, dev: np.ndarray,
-                    fold_of: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def calibrated_hate(gold_hate: np.ndarray, oof: np.ndarray, dev: np.ndarray, fold_of: np.ndarray,
+                    sides: dict | None = None) -> tuple[np.ndarray, np.ndarray]:
     """One run's hateful scores mapped as train.py maps them (nested out of fold)."""
-    return (calibration.crossfit(gold_hate, oof, fold_of)[0],
-            calibration.fit_apply(gold_hate, oof, dev)[0])
+    side_oof, side_dev = sides["hate"] if sides else (None, None)
+    return (calibration.crossfit(gold_hate, oof, fold_of, side=side_oof)[0],
+            calibration.fit_apply(gold_hate, oof, dev, None, side_oof, side_dev)[0])
 
 
 def _whole_column_fold(scores: np.ndarray, t: np.ndarray) -> np.ndarray:
@@ -142,6 +156,7 @@ DESIGNS = {
     "micro+macro F1 thresholds, fold near the cut": (th.choose_joint, th.fold, None),
 }
 PLATT_ROW = "the same after per-label Platt maps (default)"
+PLAIN_ROW = "the default's blend, plain Platt maps (no twin features)"
 
 
 def designs(gold_train: dict, oof: dict, dev: dict, fold_of: np.ndarray) -> dict:
@@ -178,7 +193,10 @@ def work_dir(text_encoder: str | None, text_join: str | None = None) -> Path:
 
 
 def run_seed(seed: int, train_memes, dev_memes, quiet: bool, reuse: bool = False,
-             text_encoder: str | None = None, text_join: str | None = None) -> dict:
+             text_encoder: str | None = None, text_join: str | None = None,
+             sides: dict | None = None) -> dict:
+    """Both tasks' runs of one seed (trained unless `reuse` finds them), each system's scores
+    out of fold and on dev, hateful scores mapped (reading `sides` when given)."""
     from hateful_memes.cli import train
     from hateful_memes.engine.predictor import RunPredictor
     from hateful_memes.engine.predictor import blend as blend_scores
@@ -221,7 +239,7 @@ def run_seed(seed: int, train_memes, dev_memes, quiet: bool, reuse: bool = False
         for system in ("blend", "heads", "tfidf"):
             o, d = per_task[task]["oof"][system], per_task[task]["dev"][system]
             o["hate"], d["hate"] = calibrated_hate(gold_hate, o["hate"], d["hate"],
-                                                   oof["fold_of"])
+                                                   oof["fold_of"], sides)
         if not quiet:
             print(f"unseen_check: task {letter} seed {seed} trained in {seconds:.0f}s",
                   file=sys.stderr)
@@ -288,9 +306,13 @@ def main(argv: list[str] | None = None) -> int:
         return (scores_row(gold_train, s_oof), scores_row(gold_dev, s_dev),
                 scores_row(gold_dev, s_dev, w_dev))
 
+    # The maps read the caption twins (train.py's default) except where --designs compares
+    # the designs before them.
+    sides = None if args.designs else twin_sides(train_memes, dev_memes)
     for seed in seeds:
         per_task = run_seed(seed, train_memes, dev_memes, args.quiet, reuse=args.designs,
-                            text_encoder=args.text_encoder, text_join=args.text_join)
+                            text_encoder=args.text_encoder, text_join=args.text_join,
+                            sides=sides)
         seconds.append(per_task["pc"]["seconds"] + per_task["attack"]["seconds"])
         fold_of = per_task["pc"]["fold_of"]
         # Each fold's memes get the label frequencies of the other folds.
@@ -310,8 +332,15 @@ def main(argv: list[str] | None = None) -> int:
                              ("blend", "ours, default: heads + TF-IDF blend")):
             oof = combine(per_task, "oof", system)
             dev = combine(per_task, "dev", system)
-            for how, (s_oof, s_dev) in treatments(gold_train, oof, dev, fold_of).items():
+            for how, (s_oof, s_dev) in treatments(gold_train, oof, dev, fold_of, sides).items():
                 rows.setdefault(f"{name}, {how}", []).append(score(s_oof, s_dev))
+        # The default before the twin features: the same runs, plain Platt maps.
+        plain = run_seed(seed, train_memes, dev_memes, True, reuse=True,
+                         text_encoder=args.text_encoder, text_join=args.text_join)
+        oof, dev = combine(plain, "oof", "blend"), combine(plain, "dev", "blend")
+        for how, (s_oof, s_dev) in treatments(gold_train, oof, dev, fold_of).items():
+            if how != "0.5 cut":
+                rows.setdefault(f"{PLAIN_ROW}, {how}", []).append(score(s_oof, s_dev))
 
     lines = _render(rows, seeds, seconds, load_start, time.time() - t_start, args.designs,
                     args.text_encoder, args.text_join)
@@ -370,7 +399,10 @@ def _render(rows, seeds, seconds, load_start, took, designs_table=False,
         "out of fold (5 caption-grouped folds; thresholds of each fold chosen on the others), "
         "right: dev_seen (thresholds chosen on all of train out of fold). \"written\" is what "
         "predict.py writes by default; \"decided label sets\" scores the consistent label "
-        "sets of decision.decide as 0/1 (its AUROC is that of hard labels).", "",
+        "sets of decision.decide as 0/1 (its AUROC is that of hard labels)."
+        + ("" if designs_table else " Every system's Platt maps read the caption twins' "
+           "features (data/twins.py), as train.py's do; the last rows are the default's blend "
+           "with plain maps, as train.py made it before them."), "",
         "| system | train OOF: A | B | hate | dev_seen: A | B | hate |",
         "|---|---|---|---|---|---|---|",
     ]
