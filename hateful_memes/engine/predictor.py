@@ -45,6 +45,17 @@ def blend(heads: dict[str, np.ndarray], tfidf: dict[str, np.ndarray] | None,
     return {t: ((1 - weight) * s + weight * tfidf[t]).astype(np.float32) for t, s in heads.items()}
 
 
+def _from_state(path: Path, ckpt: dict, key: str, kind, what: str):
+    """`kind.from_state(ckpt[key])`, None when the checkpoint has none; a CheckpointError
+    naming the file and `what` when that state does not rebuild."""
+    if ckpt.get(key) is None:
+        return None
+    try:
+        return kind.from_state(ckpt[key])
+    except (KeyError, TypeError, AttributeError, ValueError) as e:
+        raise CheckpointError(f"{path}: {what} is damaged: {e}") from None
+
+
 class RunPredictor:
     def __init__(self, models: Sequence[MemeModel], tfidf: TfidfLogReg | None = None,
                  tfidf_weight: float = 0.0, thresholds: dict[str, Sequence[float]] | None = None,
@@ -86,21 +97,11 @@ class RunPredictor:
                 raise CheckpointError(f"{path}: member {i + 1} does not fit the model's config: "
                                       f"{str(e).splitlines()[0]}") from None
             models.append(model.eval())
-        tfidf = None
-        if ckpt.get("tfidf") is not None:
-            try:
-                tfidf = TfidfLogReg.from_state(ckpt["tfidf"])
-            except (KeyError, TypeError, AttributeError, ValueError) as e:
-                raise CheckpointError(f"{path}: its TF-IDF model is damaged: {e}") from None
+        tfidf = _from_state(path, ckpt, "tfidf", TfidfLogReg, "its TF-IDF model")
         dev = resolve_device(device)
         for model in models:
             model.to(dev)
-        twins = None
-        if ckpt.get("twins") is not None:
-            try:
-                twins = CaptionTwins.from_state(ckpt["twins"])
-            except (KeyError, TypeError, AttributeError, ValueError) as e:
-                raise CheckpointError(f"{path}: its caption twins are damaged: {e}") from None
+        twins = _from_state(path, ckpt, "twins", CaptionTwins, "its caption twins table")
         calibration = ckpt.get("calibration") or {}
         for task, params in calibration.items():
             try:

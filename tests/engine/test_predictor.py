@@ -164,5 +164,8 @@ def test_maps_with_twin_features_read_the_captions_and_ids(tmp_path):
         RunPredictor.load(tmp_path, device="cpu")
     save_checkpoint(tmp_path / "checkpoint.pt", heads[0], calibration=cal,
                     twins={"keys": ["a"], "ids": [], "gold": {}})
-    with pytest.raises(CheckpointError, match="caption twins are damaged"):
+    with pytest.raises(CheckpointError, match="caption twins table is damaged"):
+        RunPredictor.load(tmp_path, device="cpu")
+    save_checkpoint(tmp_path / "checkpoint.pt", heads[0], tfidf={"vocabulary": 3})
+    with pytest.raises(CheckpointError, match="TF-IDF model is damaged"):
         RunPredictor.load(tmp_path, device="cpu")
