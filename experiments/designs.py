@@ -78,8 +78,10 @@ def fusion(args) -> None:
         for seed in args.seeds:
             merged = []
             for task in ("A", "B"):
+                # Plain maps, as `make demo`: the demo's repeated captions keep their labels.
                 s = _run({"task": task, "train": str(ann / "train.json"),
                           "dev": str(ann / "dev.json"), "seed": seed, "cache_dir": args.cache_dir,
+                          "caption_twins": False,
                           "out": f"{args.runs}/fusion/{name}/{task}{seed}", **extra})
                 merged.append(s)
             a, b = merged
