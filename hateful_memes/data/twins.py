@@ -4,7 +4,7 @@ Hateful Memes repeats captions on purpose: a hateful meme's benign confounder ke
 caption under another picture. A text-only model cannot tell twins apart, and the bag of fold
 heads has learnt each training caption with its twin's label, which for a confounder is the
 wrong one. The twins' labels still carry signal, and train alone shows it: a train meme whose
-twins are all not hateful is hateful 49% of the time, one whose caption appears once 31%
+twins are all not hateful is hateful 49% of the time, one whose caption appears once 30%
 (dev_seen's memes with a train caption: 80% hateful, the rest 40%).
 
 So the Platt maps of a run (`scoring.calibration`) also read three numbers per meme and label,
