@@ -525,14 +525,12 @@ def _write_run(cfg: dict, members: list[MemeModel], best_epochs: list, tfidf, tr
         fit_memes, fit_blend = train_memes, blend(oof_heads, oof_tfidf, weight)
     twins = CaptionTwins.from_memes(train_memes) if calibrate and cfg["caption_twins"] else None
     scorer.twins = twins
-
-    def side(task: str, memes) -> np.ndarray | None:
-        return twins.features(task, [m.text for m in memes], [m.id for m in memes]) if twins \
-            else None
-
+    # The twin features of the memes the maps are fitted on (train's, with folds), once a task.
+    fit_side = {t: twins.features(t, [m.text for m in fit_memes], [m.id for m in fit_memes])
+                if twins else None for t in fit_blend}
     if calibrate:
         scorer.calibration = {t: calibration.fit(gold_matrix(fit_memes, t), fit_blend[t],
-                                                 side(t, fit_memes)) for t in fit_blend}
+                                                 fit_side[t]) for t in fit_blend}
     dev_raw = scorer.calibrate(dev_blend, [m.text for m in dev_memes], dev_ids)
     fit_raw = scorer.calibrate(fit_blend, [m.text for m in fit_memes], [m.id for m in fit_memes])
     thresholds = {t: th.choose_joint(gold_matrix(fit_memes, t), fit_raw[t]) for t in tasks}
@@ -556,7 +554,7 @@ def _write_run(cfg: dict, members: list[MemeModel], best_epochs: list, tfidf, tr
             choose = th.choose_joint if t in tasks else None
             if calibrate:
                 oof_raw[t], oof_scores[t] = calibration.crossfit(gold, fit_blend[t], fold_of,
-                                                                 choose, side(t, train_memes))
+                                                                 choose, fit_side[t])
             else:
                 oof_raw[t] = fit_blend[t]
                 oof_scores[t] = (th.crossfit(gold, fit_blend[t], fold_of=fold_of)
