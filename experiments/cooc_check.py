@@ -8,7 +8,9 @@ TF-IDF blend, `experiments/text_best.yaml`); the runs are unseen_check.py's own,
 experiments/runs/unseen, reused where they exist and trained otherwise. The second stage is,
 for each label of a task, an L2 logistic regression reading the first stage's scores of all the
 task's labels and the hateful score (as logits), so that a label's score can move with what the
-other labels say: e.g. `attack_empty` with `mocking`, `race` with `nationality`.
+other labels say: e.g. `attack_empty` with `mocking`, `race` with `nationality`. It also reads
+the caption twins' features that the default's Platt maps read (data/twins.py), so that it
+starts from what the default knows.
 
 Both checks are scored as the default is (unseen_check.py), with nothing chosen on what it is
 scored on:
@@ -72,10 +74,14 @@ def _logit(p: np.ndarray) -> np.ndarray:
 
 
 def features(task_scores: np.ndarray, hate: np.ndarray, pairs: bool = False,
-             other: np.ndarray | None = None) -> np.ndarray:
+             other: np.ndarray | None = None, side: np.ndarray | None = None) -> np.ndarray:
     """The stacker's inputs: the task's scores and the hateful score as logits, optionally
-    the products of every pair of the task's scores and the other task's scores (logits)."""
+    the products of every pair of the task's scores and the other task's scores (logits), and
+    the caption twins' features that the default's maps read (`side`, (n, K, 3) as
+    data.twins gives them: whether a twin exists, the share hateful, each label's share)."""
     cols = [_logit(task_scores), _logit(hate[:, 1:2])]
+    if side is not None:
+        cols += [side[:, 0, :2], side[:, :, 2]]
     if pairs:
         k = task_scores.shape[1]
         cols.append(np.stack([task_scores[:, i] * task_scores[:, j]
@@ -155,11 +161,12 @@ def second_stage(gold: np.ndarray, first_oof: np.ndarray, x_oof: np.ndarray,
     return {"raw": (raw_oof, raw_dev), "written": (written_oof, written_dev)}
 
 
-def seed_rows(per_task: dict, gold_train: dict, gold_dev: dict) -> dict:
-    """{row name: (train OOF row, dev_seen row)} for one seed's pair of runs."""
+def seed_rows(per_task: dict, gold_train: dict, gold_dev: dict, sides: dict) -> dict:
+    """{row name: (train OOF row, dev_seen row)} for one seed's pair of runs; `sides` are
+    unseen_check.twin_sides' features, read by the default's maps and by every stacker."""
     fold_of = per_task["pc"]["fold_of"]
     oof, dev = uc.combine(per_task, "oof", "blend"), uc.combine(per_task, "dev", "blend")
-    base = uc.treatments(gold_train, oof, dev, fold_of)
+    base = uc.treatments(gold_train, oof, dev, fold_of, sides)
     rows = {}
     for how in ("0.5 cut", "written (thresholds folded)"):
         s_oof, s_dev = base[how]
@@ -171,8 +178,8 @@ def seed_rows(per_task: dict, gold_train: dict, gold_dev: dict) -> dict:
         for task in ("pc", "attack"):
             run = per_task[task]["oof"]["blend"], per_task[task]["dev"]["blend"]
             other = per_task[OTHER[task]]["oof"]["blend"], per_task[OTHER[task]]["dev"]["blend"]
-            x = [features(r[task], r["hate"], pairs, o[OTHER[task]] if cross else None)
-                 for r, o in zip(run, other)]
+            x = [features(r[task], r["hate"], pairs, o[OTHER[task]] if cross else None, side)
+                 for r, o, side in zip(run, other, sides[task])]
             res = second_stage(gold_train[task], oof[task], x[0], dev[task], x[1], fold_of,
                                weight)
             for kind in ("raw", "written"):
@@ -191,10 +198,11 @@ def main(argv: list[str] | None = None) -> int:
     os.chdir(ROOT)
     t_start, load_start = time.time(), os.getloadavg()
     train_memes, dev_memes, gold_train, gold_dev = uc.load_checks()
+    sides = uc.twin_sides(train_memes, dev_memes)
     rows: dict[str, list[tuple[dict, dict]]] = {}
     for seed in seeds:
-        per_task = uc.run_seed(seed, train_memes, dev_memes, args.quiet, reuse=True)
-        for name, row in seed_rows(per_task, gold_train, gold_dev).items():
+        per_task = uc.run_seed(seed, train_memes, dev_memes, args.quiet, reuse=True, sides=sides)
+        for name, row in seed_rows(per_task, gold_train, gold_dev, sides).items():
             rows.setdefault(name, []).append(row)
         if not args.quiet:
             print(f"cooc_check: seed {seed} done", file=sys.stderr)

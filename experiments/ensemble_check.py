@@ -6,8 +6,8 @@
 Issue 9's Task B macro F1 is short on both checks and Task A's micro AUROC on dev_seen. The
 first stage is train.py's default run (`experiments/text_best.yaml`); the runs are
 unseen_check.py's own, under experiments/runs/unseen, reused where they exist and trained
-otherwise. Every row is scored as the default is (unseen_check.py), nothing chosen on what it
-is scored on:
+otherwise. Every row is scored as the default is (unseen_check.py: per-label Platt maps that
+read the caption twins, then thresholds), nothing chosen on what it is scored on:
 
 1. **Seed bagging**: the blend scores of several seeds' runs averaged (out of fold and on
    dev_seen; pred_hate too). Out of fold this is honest: each seed's score of a meme comes from
@@ -61,15 +61,17 @@ BASE = "default (written, thresholds folded)"
 
 
 def written(gold_train: dict, oof: dict, dev: dict, fold_of: np.ndarray,
-            choose_fn=th.choose_joint) -> tuple[dict, dict]:
+            choose_fn=th.choose_joint, sides: dict | None = None) -> tuple[dict, dict]:
     """The default's treatment (unseen_check.treatments, "written") with any threshold
-    chooser: per-label Platt maps and thresholds, out of fold nested over `fold_of`, dev_seen's
-    from all of train's out-of-fold scores. The hateful scores stay as given."""
+    chooser: per-label Platt maps (reading `sides`, unseen_check.twin_sides' features, when
+    given) and thresholds, out of fold nested over `fold_of`, dev_seen's from all of train's
+    out-of-fold scores. The hateful scores stay as given."""
     s_oof, s_dev = {"hate": oof["hate"]}, {"hate": dev["hate"]}
     for task in ("pc", "attack"):
         g, s = gold_train[task], oof[task]
-        s_oof[task] = calibration.crossfit(g, s, fold_of, choose_fn)[1]
-        s_dev[task] = calibration.fit_apply(g, s, dev[task], choose_fn)[1]
+        side_oof, side_dev = sides[task] if sides else (None, None)
+        s_oof[task] = calibration.crossfit(g, s, fold_of, choose_fn, side_oof)[1]
+        s_dev[task] = calibration.fit_apply(g, s, dev[task], choose_fn, side_oof, side_dev)[1]
     return s_oof, s_dev
 
 
@@ -82,9 +84,11 @@ def bag(runs: list[dict], where: str) -> dict:
             for t in ("hate", "pc", "attack")}
 
 
-def bag_rows(runs: list[dict], gold_train: dict, gold_dev: dict) -> tuple[dict, dict]:
+def bag_rows(runs: list[dict], gold_train: dict, gold_dev: dict,
+             sides: dict | None = None) -> tuple[dict, dict]:
     fold_of = runs[0]["pc"]["fold_of"]
-    s_oof, s_dev = written(gold_train, bag(runs, "oof"), bag(runs, "dev"), fold_of)
+    s_oof, s_dev = written(gold_train, bag(runs, "oof"), bag(runs, "dev"), fold_of,
+                           sides=sides)
     return uc.scores_row(gold_train, s_oof), uc.scores_row(gold_dev, s_dev)
 
 
@@ -137,15 +141,22 @@ def run_weights(gold: dict, heads: dict, tfidf: dict, task: str, how: str) -> di
     return {task: w_task, "hate": np.full(2, w_hate)}
 
 
+def _rows(side: np.ndarray | None, which: np.ndarray) -> np.ndarray | None:
+    return None if side is None else side[which]
+
+
 def weighted_run(gold_train: dict, run: dict, task: str, fold_of: np.ndarray,
-                 how: str) -> dict:
+                 how: str, sides: dict | None = None) -> dict:
     """One run's blend with chosen weights and the task's thresholds, on both checks.
 
     Out of fold, fold f's memes get weights, Platt maps and thresholds chosen on the other folds
     (their out-of-fold scores and gold) only; dev_seen gets those chosen on all of train. Returns
-    {"oof": {task, "hate"}, "dev": {...}} (task scores written, hate raw) and the weights
-    chosen on all of train."""
+    {"oof": {task, "hate"}, "dev": {...}} (task scores written, hate mapped as
+    unseen_check.run_seed maps it) and the weights chosen on all of train. `sides`, when given,
+    are read by the maps as the default's read them."""
     cols = (task, "hate")
+    side_oof, side_dev = sides[task] if sides else (None, None)
+    hate_oof, hate_dev = sides["hate"] if sides else (None, None)
     ho, to = run["oof"]["heads"], run["oof"]["tfidf"]
     oof = {t: np.empty_like(ho[t], dtype=np.float32) for t in cols}
     for f in np.unique(fold_of):
@@ -153,20 +164,31 @@ def weighted_run(gold_train: dict, run: dict, task: str, fold_of: np.ndarray,
         w = run_weights({t: gold_train[t][~held] for t in cols}, {t: ho[t][~held] for t in cols},
                         {t: to[t][~held] for t in cols}, task, how)
         mixed = {t: _mix(ho[t], to[t], w[t]) for t in cols}
-        oof[task][held] = calibration.fit_apply(gold_train[task][~held], mixed[task][~held],
-                                                mixed[task][held], th.choose_joint)[1]
-        oof["hate"][held] = mixed["hate"][held]
+        oof[task][held] = calibration.fit_apply(
+            gold_train[task][~held], mixed[task][~held], mixed[task][held], th.choose_joint,
+            _rows(side_oof, ~held), _rows(side_oof, held))[1]
+        # The hateful column mapped as the default's is (its Platt map reads the twins when
+        # they are given, which moves its ranking), fitted on the same other folds.
+        oof["hate"][held] = calibration.fit_apply(
+            gold_train["hate"][~held], mixed["hate"][~held], mixed["hate"][held], None,
+            _rows(hate_oof, ~held), _rows(hate_oof, held))[0]
     w = run_weights(gold_train, ho, to, task, how)
     hd, td = run["dev"]["heads"], run["dev"]["tfidf"]
     dev = {task: calibration.fit_apply(gold_train[task], _mix(ho[task], to[task], w[task]),
-                                       _mix(hd[task], td[task], w[task]), th.choose_joint)[1],
-           "hate": _mix(hd["hate"], td["hate"], w["hate"])}
+                                       _mix(hd[task], td[task], w[task]), th.choose_joint,
+                                       side_oof, side_dev)[1],
+           "hate": calibration.fit_apply(gold_train["hate"], _mix(ho["hate"], to["hate"],
+                                                                  w["hate"]),
+                                         _mix(hd["hate"], td["hate"], w["hate"]), None,
+                                         hate_oof, hate_dev)[0]}
     return {"oof": oof, "dev": dev, "weights": w}
 
 
-def weighted_rows(per_task: dict, gold_train: dict, gold_dev: dict, how: str):
+def weighted_rows(per_task: dict, gold_train: dict, gold_dev: dict, how: str,
+                  sides: dict | None = None):
     fold_of = per_task["pc"]["fold_of"]
-    out = {t: weighted_run(gold_train, per_task[t], t, fold_of, how) for t in ("pc", "attack")}
+    out = {t: weighted_run(gold_train, per_task[t], t, fold_of, how, sides)
+           for t in ("pc", "attack")}
     rows = []
     for where, gold in (("oof", gold_train), ("dev", gold_dev)):
         a, b = out["pc"][where], out["attack"][where]
@@ -177,20 +199,23 @@ def weighted_rows(per_task: dict, gold_train: dict, gold_dev: dict, how: str):
 
 # --- the table -------------------------------------------------------------------------------
 
-def seed_rows(per_task: dict, gold_train: dict, gold_dev: dict) -> tuple[dict, dict]:
-    """{row name: (train OOF row, dev_seen row)} for one seed, and the weights chosen."""
+def seed_rows(per_task: dict, gold_train: dict, gold_dev: dict,
+              sides: dict | None = None) -> tuple[dict, dict]:
+    """{row name: (train OOF row, dev_seen row)} for one seed, and the weights chosen; every
+    row's maps read `sides` (unseen_check.twin_sides) when given, as the default's do."""
     fold_of = per_task["pc"]["fold_of"]
     oof, dev = uc.combine(per_task, "oof", "blend"), uc.combine(per_task, "dev", "blend")
-    s_oof, s_dev = uc.treatments(gold_train, oof, dev, fold_of)["written (thresholds folded)"]
+    s_oof, s_dev = uc.treatments(gold_train, oof, dev, fold_of,
+                                 sides)["written (thresholds folded)"]
     rows = {BASE: (uc.scores_row(gold_train, s_oof), uc.scores_row(gold_dev, s_dev))}
     weights = {}
     for how, name in (("auroc", "TF-IDF weight per label (by AUROC)"),
                       ("logloss", "TF-IDF weight per label (by log loss)"),
                       ("task", "TF-IDF weight per task (by micro AUROC)")):
-        rows[name], weights[how] = weighted_rows(per_task, gold_train, gold_dev, how)
+        rows[name], weights[how] = weighted_rows(per_task, gold_train, gold_dev, how, sides)
     for v in JOINT:
         s_oof, s_dev = written(gold_train, oof, dev, fold_of,
-                               functools.partial(th.choose_joint, weight=v))
+                               functools.partial(th.choose_joint, weight=v), sides)
         rows[f"thresholds for {v} micro + {1 - v:.1f} macro F1"] = (
             uc.scores_row(gold_train, s_oof), uc.scores_row(gold_dev, s_dev))
     return rows, weights
@@ -217,10 +242,12 @@ def main(argv: list[str] | None = None) -> int:
     # mean of its seeds' defaults.
     rows: dict[str, list[tuple[tuple, tuple]]] = {}
     runs, weights, train_seconds = {}, {}, []
+    sides = uc.twin_sides(train_memes, dev_memes)
     for seed in seeds:
-        runs[seed] = uc.run_seed(seed, train_memes, dev_memes, args.quiet, reuse=True)
+        runs[seed] = uc.run_seed(seed, train_memes, dev_memes, args.quiet, reuse=True,
+                                 sides=sides)
         train_seconds.append(_train_seconds(seed))
-        per_seed, weights[seed] = seed_rows(runs[seed], gold_train, gold_dev)
+        per_seed, weights[seed] = seed_rows(runs[seed], gold_train, gold_dev, sides)
         for name, row in per_seed.items():
             rows.setdefault(name, []).append((row, per_seed[BASE]))
         if not args.quiet:
@@ -228,7 +255,7 @@ def main(argv: list[str] | None = None) -> int:
     base_of = {seed: rows[BASE][i][0] for i, seed in enumerate(seeds)}
     for size in range(2, len(seeds) + 1):
         for members in itertools.combinations(seeds, size):
-            row = bag_rows([runs[s] for s in members], gold_train, gold_dev)
+            row = bag_rows([runs[s] for s in members], gold_train, gold_dev, sides)
             rows.setdefault(f"bag of {size} seeds", []).append(
                 (row, _mean_row([base_of[s] for s in members])))
     lines = render(rows, seeds, weights, train_seconds, load_start, time.time() - t_start)

@@ -51,3 +51,24 @@ def test_stacker_reads_the_other_labels(cooc):
     raw_oof = cooc.second_stage(gold, first, x, first, x, fold_of, 1.0)["raw"][0]
     assert roc_auc_score(gold[:, 2], first[:, 2]) < 0.65
     assert roc_auc_score(gold[:, 2], raw_oof[:, 2]) > 0.8
+
+
+def test_stacker_reads_the_caption_twins(cooc):
+    """A label that only the twins' label shares carry is learnt once they are given."""
+    from sklearn.metrics import roc_auc_score
+
+    gold, first, hate = _task(300, 3)
+    rng = np.random.default_rng(4)
+    side = np.zeros((300, 3, 3))
+    side[:, :, 0] = 1.0
+    side[:, :, 1] = rng.random((300, 1))
+    side[:, :, 2] = rng.random((300, 3))
+    gold[:, 2] = side[:, 2, 2] > 0.6
+    fold_of = np.arange(300) % 3
+    x = cooc.features(first, hate, side=side)
+    assert x.shape == (300, 3 + 1 + 2 + 3)
+    raw_oof = cooc.second_stage(gold, first, x, first, x, fold_of, 1.0)["raw"][0]
+    plain = cooc.features(first, hate)
+    raw_plain = cooc.second_stage(gold, first, plain, first, plain, fold_of, 1.0)["raw"][0]
+    assert roc_auc_score(gold[:, 2], raw_plain[:, 2]) < 0.65
+    assert roc_auc_score(gold[:, 2], raw_oof[:, 2]) > 0.9

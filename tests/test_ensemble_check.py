@@ -47,17 +47,32 @@ def test_weights_follow_the_view_that_carries_the_label(ens):
     assert len(set(w["pc"])) == 1 and w["hate"][0] == w["pc"][0]
 
 
+def _sides(n, n_dev, seed, widths=(("hate", 2), ("pc", 3))):
+    """Twin-like side features, (n, K, 3) and (n_dev, K, 3), for columns of these widths."""
+    rng = np.random.default_rng(seed)
+
+    def one(k, m):
+        has = (rng.random(m) < 0.3).astype(np.float32)
+        side = rng.random((m, k, 3)).astype(np.float32) * has[:, None, None]
+        side[:, :, 0] = has[:, None]
+        return side
+
+    return {t: (one(k, n), one(k, n_dev)) for t, k in widths}
+
+
+@pytest.mark.parametrize("twins", [False, True])
 @pytest.mark.parametrize("how", ["auroc", "logloss", "task"])
-def test_train_check_scores_of_a_fold_ignore_its_gold(ens, how):
+def test_train_check_scores_of_a_fold_ignore_its_gold(ens, how, twins):
     gold, run = _run(300, 1)
     fold_of = np.arange(300) % 3
-    a = ens.weighted_run(gold, run, "pc", fold_of, how)
+    sides = _sides(300, 40, 9) if twins else None
+    a = ens.weighted_run(gold, run, "pc", fold_of, how, sides)
     held = fold_of == 0
     shuffled = {t: g.copy() for t, g in gold.items()}
     order = np.random.default_rng(2).permutation(held.sum())
     for t in shuffled:
         shuffled[t][held] = shuffled[t][held][order]
-    b = ens.weighted_run(shuffled, run, "pc", fold_of, how)
+    b = ens.weighted_run(shuffled, run, "pc", fold_of, how, sides)
     for t in ("pc", "hate"):
         assert np.array_equal(a["oof"][t][held], b["oof"][t][held])
     # The shuffle did reach what may read fold 0: the other folds' thresholds, or dev's.
@@ -100,6 +115,14 @@ def test_written_with_the_default_chooser_is_unseen_checks(ens):
     for side in (0, 1):
         for t in ("pc", "attack", "hate"):
             assert np.array_equal(mine[side][t], theirs[side][t])
+    # With the caption twins' features, as the default's maps read them.
+    twins = _sides(n, 30, 6, (("pc", 6), ("attack", 8)))
+    with_twins = ens.written(gold, oof, dev, fold_of, sides=twins)
+    theirs = ens.uc.treatments(gold, oof, dev, fold_of, twins)["written (thresholds folded)"]
+    for side in (0, 1):
+        for t in ("pc", "attack"):
+            assert np.array_equal(with_twins[side][t], theirs[side][t])
+    assert not np.array_equal(with_twins[1]["pc"], mine[1]["pc"])
     other = ens.written(gold, oof, dev, fold_of,
                         lambda g, s: np.full(g.shape[1], 0.9))
     assert not np.array_equal(other[0]["pc"], mine[0]["pc"])
