@@ -468,6 +468,7 @@ def quality_section(results: dict, args, started: str, load_before: str, seconds
 
 SECTIONS = ("results_unseen.md", "results_unseen-minilm.md", "results_unseen-mpnet.md",
             "results_unseen-minilm_mpnet-concat.md", "results_unseen-minilm_3_6.md",
+            "results_unseen-minilm_mpnet_minilm_3.md",
             "results_designs.md",
             "results_cooc.md", "results_ensemble.md",
             "results_quality.md", "results_speed.md", "results_ocr.md",

@@ -61,3 +61,22 @@ def test_prevalence_weights_set_the_hateful_share_and_leave_hateful_auroc(uc):
         uc.scores_row(gold, scores)["hate"])
     with pytest.raises(ValueError, match="hateful and not-hateful"):
         uc.prevalence_weights(np.ones(5), 0.37)
+
+
+def test_twinless_memes_are_those_whose_caption_train_holds_once(uc):
+    from hateful_memes.data.annotations import Meme
+
+    def meme(i, text, hateful):
+        return Meme(i, f"img/{i}.png", text, ("hateful",) if hateful else ("not_hateful",),
+                    ("race",) if hateful else ("pc_empty",),
+                    ("mocking",) if hateful else ("attack_empty",))
+
+    train = [meme(1, "Same words", True), meme(2, "same  words!", False), meme(3, "alone", True)]
+    dev = [meme(4, "SAME words", True), meme(5, "new words", False), meme(6, "alone", False)]
+    alone_train, alone_dev = uc.twinless(uc.twin_sides(train, dev))
+    # A train meme is never its own twin; a dev meme's twins are all train memes with its caption.
+    assert alone_train.tolist() == [False, False, True]
+    assert alone_dev.tolist() == [False, True, False]
+    scores = {"hate": np.arange(6).reshape(3, 2), "pc": np.arange(3)}
+    kept = uc.subset(scores, alone_dev)
+    assert kept["hate"].tolist() == [[2, 3]] and kept["pc"].tolist() == [1]
