@@ -497,6 +497,13 @@ def test_outputs_that_cannot_be_written_fail_before_any_computing(demo_data, tmp
     assert "--out" in capsys.readouterr().err
 
 
+def _torchrun_failure(stderr: str) -> str:
+    """What a failed torchrun run says: each rank's own traceback lines first (the rank that
+    failed first is rarely the last to write), then the end of the output."""
+    own = [line for line in stderr.splitlines() if line.startswith("[rank")]
+    return "\n".join(own[-80:]) + "\n---\n" + stderr[-2000:]
+
+
 def test_two_torchrun_processes_train_the_run_one_process_trains(demo_data, feature_cache,
                                                                  tmp_path):
     """`torchrun --nproc_per_node=2 train.py ...`: the ranks fill a fresh feature cache between
@@ -521,7 +528,7 @@ def test_two_torchrun_processes_train_the_run_one_process_trains(demo_data, feat
         [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
          "train.py", *_args(demo_data, tmp_path / "cache2", two), *exact],
         cwd=root, env=env, capture_output=True, text=True, timeout=600)
-    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.returncode == 0, _torchrun_failure(done.stderr)
     assert done.stdout.count("run directory:") == 1  # rank 0 alone reports
     a = json.loads((one / "summary.json").read_text())
     b = json.loads((two / "summary.json").read_text())
@@ -562,7 +569,7 @@ def test_fine_tuning_runs_under_torchrun(demo_data, feature_cache, tmp_path):
          "none", "--finetune", "--epochs", "2", "--folds", "2", "--batch-size", "8",
          "--encoder-lr", "1e-3", "--device", "cpu"],
         cwd=root, env=env, capture_output=True, text=True, timeout=600)
-    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.returncode == 0, _torchrun_failure(done.stderr)
     assert json.loads((out / "summary.json").read_text())["processes"] == 2
     model, ckpt = load_checkpoint(out / "checkpoint.pt")
     # The default text encoder, minilm+mpnet: both parts were tuned, each under its own head.
