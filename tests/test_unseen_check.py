@@ -63,7 +63,7 @@ def test_prevalence_weights_set_the_hateful_share_and_leave_hateful_auroc(uc):
         uc.prevalence_weights(np.ones(5), 0.37)
 
 
-def test_twinless_memes_are_those_whose_caption_train_holds_once(uc):
+def test_twinless_memes_are_those_whose_caption_no_other_train_meme_holds(uc):
     from hateful_memes.data.annotations import Meme
 
     def meme(i, text, hateful):

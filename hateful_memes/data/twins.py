@@ -12,8 +12,9 @@ fitted on train out of fold like the rest of the map: whether the training data 
 caption under another meme, the share of those twins that are hateful, and the share that
 carry this label. A meme's own entry never counts (a training meme is looked up without
 itself, by id), so the features of a train meme are what a new meme with that caption would
-see. A caption the training data does not hold gets zeros, and its map is the plain Platt
-map fitted on such memes. Measured in experiments/README.md ("Unseen-like check").
+see. A caption the training data does not hold gets zeros: its map keeps the slope fitted on
+all of train, with the intercept of train's memes without a twin. Measured in
+experiments/README.md ("Unseen-like check"), also on the memes without a twin alone.
 """
 from __future__ import annotations
 
