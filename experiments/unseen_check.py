@@ -17,6 +17,10 @@ hateful, like train (35%). So each system is scored twice:
 dev_seen is also scored with each hateful meme weighted to the unseen share (37%), and both
 checks once more on their memes without a caption twin in train (what a split that shares no
 caption with train consists of; the twin-reading maps score them by their twin-less part).
+dev_seen's memes without a twin are split once more: those whose caption dev_seen itself
+holds twice (its own confounders, which no caption-only model can tell apart) and the others.
+One more row scores the default with every meme's twin features hidden (`hidden_twins`): out
+of fold, a split whose confounders are all among its own memes.
 
 The runs are train.py's defaults (`experiments/text_best.yaml`), `--task A` and `--task B` each,
 as a user runs them; pred_hate averages the two runs' hateful scores, as predict.py does. The
@@ -33,6 +37,7 @@ import re
 import shutil
 import sys
 import time
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
@@ -41,6 +46,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from hateful_memes.data.annotations import gold_matrix, read_annotations  # noqa: E402
+from hateful_memes.data.crossval import caption_key  # noqa: E402
 from hateful_memes.data.twins import CaptionTwins  # noqa: E402
 from hateful_memes.models.model import TEXT_JOINS  # noqa: E402
 from hateful_memes.runtime.files import write_text  # noqa: E402
@@ -116,6 +122,31 @@ def subset(scores: dict, keep: np.ndarray) -> dict:
     return {t: s[keep] for t, s in scores.items()}
 
 
+def repeated_within(memes) -> np.ndarray:
+    """Mask of the memes whose caption another meme of the same split holds. Where the split's
+    twins are its own (a confounder and its hateful original both in it), a caption-only
+    model gives both the same score, and only the picture tells them apart."""
+    counts = Counter(caption_key(m.text) for m in memes)
+    return np.array([counts[caption_key(m.text)] > 1 for m in memes], dtype=bool)
+
+
+def hidden_twins(gold: np.ndarray, oof: np.ndarray, dev: np.ndarray, fold_of: np.ndarray,
+                 side: np.ndarray, choose=None) -> tuple[np.ndarray, np.ndarray]:
+    """(out-of-fold, dev) scores mapped and folded as `treatments` does, the maps and
+    thresholds fitted with train's twin features `side` (nested out of fold), but applied
+    with zeros: every meme scored as one whose caption the training data lacks. Out of fold
+    this is a split whose confounders are all among its own memes, unlabelled: what train's
+    memes with a twin would get if their twins were scored beside them, not trained on."""
+    gold, oof, fold_of = np.asarray(gold), np.asarray(oof), np.asarray(fold_of)
+    out = np.empty(oof.shape, dtype=np.float32)
+    for f in np.unique(fold_of):
+        held = fold_of == f
+        out[held] = calibration.fit_apply(gold[~held], oof[~held], oof[held], choose,
+                                          side[~held], np.zeros_like(side[held]))[1]
+    return out, calibration.fit_apply(gold, oof, dev, choose, side,
+                                      np.zeros((len(dev), *side.shape[1:])))[1]
+
+
 def treatments(gold_train: dict, oof: dict, dev: dict, fold_of: np.ndarray,
                sides: dict | None = None) -> dict:
     """Per treatment, (out-of-fold scores, dev scores) for the two tasks, as train.py treats a
@@ -172,6 +203,8 @@ DESIGNS = {
 }
 PLATT_ROW = "the same after per-label Platt maps (default)"
 PLAIN_ROW = "the default's blend, plain Platt maps (no twin features)"
+HIDDEN_ROW = ("the default, every meme scored as if train lacked its caption (twin features "
+              "zero), written")
 
 
 def designs(gold_train: dict, oof: dict, dev: dict, fold_of: np.ndarray) -> dict:
@@ -245,6 +278,8 @@ def run_seed(seed: int, train_memes, dev_memes, quiet: bool, reuse: bool = False
         before_maps = "blend" if f"blend_{task}" in oof else "raw"
         per_task[task] = {
             "fold_of": oof["fold_of"], "seconds": seconds,
+            # The hateful blend before its map, which is refitted below (and by hidden_twins).
+            "raw_hate": (_pick(oof, before_maps, task)["hate"], blend["hate"]),
             "oof": {"blend": _pick(oof, before_maps, task), "heads": _pick(oof, "heads", task),
                     "tfidf": _pick(oof, "tfidf", task)},
             "dev": {"blend": {t: blend[t] for t in ("hate", task)},
@@ -329,6 +364,12 @@ def main(argv: list[str] | None = None) -> int:
     if sides:
         alone_oof, alone_dev = twinless(sides)
         w_alone = prevalence_weights(gold_dev["hate"][alone_dev, 1], UNSEEN_PREVALENCE)
+        # dev_seen's memes without a twin in train, split by whether dev_seen itself holds
+        # their caption twice (its own confounders) or once.
+        inner = repeated_within(dev_memes)
+        dev_parts = [alone_dev & inner, alone_dev & ~inner]
+        w_parts = [prevalence_weights(gold_dev["hate"][m, 1], UNSEEN_PREVALENCE)
+                   for m in dev_parts]
 
     def score(s_oof: dict, s_dev: dict) -> tuple[dict, ...]:
         """Both checks and dev_seen at 37%; with the twins also the memes without one, out of
@@ -339,7 +380,9 @@ def main(argv: list[str] | None = None) -> int:
             return out
         return out + (scores_row(subset(gold_train, alone_oof), subset(s_oof, alone_oof)),
                       scores_row(subset(gold_dev, alone_dev), subset(s_dev, alone_dev),
-                                 w_alone))
+                                 w_alone),
+                      *(scores_row(subset(gold_dev, m), subset(s_dev, m), w)
+                        for m, w in zip(dev_parts, w_parts)))
     for seed in seeds:
         per_task = run_seed(seed, train_memes, dev_memes, args.quiet, reuse=args.designs,
                             text_encoder=args.text_encoder, text_join=args.text_join,
@@ -371,6 +414,15 @@ def main(argv: list[str] | None = None) -> int:
         for how, (s_oof, s_dev) in treatments(gold_train, oof, dev, fold_of).items():
             if how != "0.5 cut":
                 rows.setdefault(f"{PLAIN_ROW}, {how}", []).append(score(s_oof, s_dev))
+        if sides:  # the default's maps and thresholds, every meme scored without its twins
+            hidden = {t: hidden_twins(gold_train[t], per_task[t]["oof"]["blend"][t],
+                                      per_task[t]["dev"]["blend"][t], fold_of, sides[t][0],
+                                      th.choose_joint) for t in TASK_OF.values()}
+            hate = [hidden_twins(gold_train["hate"], *per_task[t]["raw_hate"], fold_of,
+                                 sides["hate"][0]) for t in TASK_OF.values()]
+            hidden["hate"] = tuple(((a + b) / 2).astype(np.float32) for a, b in zip(*hate))
+            rows.setdefault(HIDDEN_ROW, []).append(
+                score(*({t: s[i] for t, s in hidden.items()} for i in (0, 1))))
 
     lines = _render(rows, seeds, seconds, load_start, time.time() - t_start, args.designs,
                     args.text_encoder, args.text_join)
@@ -383,7 +435,19 @@ def main(argv: list[str] | None = None) -> int:
             "them by its twin-less part.", "",
             "| system | train OOF, no twin: A | B | hate | dev_seen at 37%, no twin: A | B | "
             "hate |", "|---|---|---|---|---|---|---|",
-            *table_rows(rows, (3, 4)), ""]
+            *table_rows(rows, (3, 4)), "",
+            f"dev_seen's memes without a twin in train, by whether dev_seen holds their caption "
+            f"under another of its own memes ({int(dev_parts[0].sum())}: its own confounders, "
+            "which a caption-only model scores alike) or nowhere else "
+            f"({int(dev_parts[1].sum())}); each part weighted to {UNSEEN_PREVALENCE:.0%} "
+            "hateful.", "",
+            "| system | dev_seen at 37%, caption twice in dev_seen only: A | B | hate | "
+            "dev_seen at 37%, caption once: A | B | hate |", "|---|---|---|---|---|---|---|",
+            *table_rows(rows, (5, 6)), "",
+            f"\"{HIDDEN_ROW}\": the maps and thresholds fitted as train.py fits them, then "
+            "applied with the twin features set to zero (out of fold, fold by fold): as if "
+            "every meme's caption twins were unlabelled memes of the split being scored. Out "
+            "of fold that is a split whose confounders are all its own, at train's 35%.", ""]
     write_text(args.out, "\n".join(lines) + "\n")
     print("\n".join(lines))
     print(f"\nwrote {args.out}", file=sys.stderr)

@@ -80,3 +80,42 @@ def test_twinless_memes_are_those_whose_caption_no_other_train_meme_holds(uc):
     scores = {"hate": np.arange(6).reshape(3, 2), "pc": np.arange(3)}
     kept = uc.subset(scores, alone_dev)
     assert kept["hate"].tolist() == [[2, 3]] and kept["pc"].tolist() == [1]
+
+
+def test_repeated_within_marks_the_memes_whose_caption_another_meme_of_the_split_holds(uc):
+    from hateful_memes.data.annotations import Meme
+
+    memes = [Meme(i, f"img/{i}.png", text, None, None, None)
+             for i, text in enumerate(["Same words", "same  words!", "alone", "other"])]
+    assert uc.repeated_within(memes).tolist() == [True, True, False, False]
+    assert uc.repeated_within(memes[2:]).tolist() == [False, False]
+
+
+def test_hidden_twins_fit_with_the_twin_features_and_score_without_them(uc):
+    from hateful_memes.scoring import calibration
+    from hateful_memes.scoring import thresholds as th
+
+    gold, scores = _scored(300, 7)
+    g, s = gold["attack"], scores["attack"]
+    rng = np.random.default_rng(1)
+    side = np.zeros((300, g.shape[1], 3))
+    twin = rng.random(300) < 0.4
+    side[twin, :, 0] = 1
+    side[twin, :, 1:] = rng.random((twin.sum(), g.shape[1], 2))
+    fold_of = np.arange(300) % 3
+    dev = s[:40] ** 2
+    oof, dev_out = uc.hidden_twins(g, s, dev, fold_of, side, th.choose_joint)
+    # Without twin features it is the ordinary nested fit.
+    plain = uc.hidden_twins(g, s, dev, fold_of, np.zeros_like(side), th.choose_joint)
+    zero = np.zeros_like(side)
+    assert np.allclose(plain[0], calibration.crossfit(g, s, fold_of, th.choose_joint, zero)[1])
+    assert np.allclose(plain[1], calibration.fit_apply(g, s, dev, th.choose_joint, zero,
+                                                       zero[:40])[1])
+    # The features are read where the maps are fitted (they move the scores)...
+    assert not np.allclose(oof, plain[0]) and not np.allclose(dev_out, plain[1])
+    # ... and never where they are applied: a fold's own features do not reach its scores.
+    changed = side.copy()
+    changed[fold_of == 0] = rng.random(changed[fold_of == 0].shape)
+    again = uc.hidden_twins(g, s, dev, fold_of, changed, th.choose_joint)[0]
+    assert np.allclose(again[fold_of == 0], oof[fold_of == 0])
+    assert not np.allclose(again[fold_of != 0], oof[fold_of != 0])
