@@ -2,8 +2,8 @@
 
 A run's raw score is an average of K heads' probabilities and a TF-IDF model's: a ranking
 within each label, but not a probability that means the same in every column. Two readers
-need it to: the decision (`decision.decide` lets the empty label win when its score beats the
-best real label's, a comparison across columns) and the pooled ranking of micro AUROC. So each
+need it to: the decision (`decision.decide` weighs the empty label's score against the best
+real label's, a comparison across columns) and the pooled ranking of micro AUROC. So each
 column is mapped by a logistic regression on its logit (Platt 1999),
 
     p' = sigmoid(a * logit(p) + b),

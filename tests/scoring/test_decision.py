@@ -2,6 +2,7 @@ import numpy as np
 import pytest
 
 from hateful_memes import labels as L
+from hateful_memes.scoring import decision
 from hateful_memes.scoring.decision import decide, decide_all, multi_hot
 
 
@@ -13,10 +14,29 @@ def test_empty_never_beside_a_real_label_on_random_scores():
     assert L.is_consistent("pc", on).all()
 
 
-def test_the_larger_margin_wins():
-    # empty and a real label both above their cuts: the larger score wins
-    s = np.array([[0.9, 0.6, 0, 0, 0, 0], [0.6, 0.9, 0.7, 0, 0, 0.1]])
-    assert decide("pc", s) == [("pc_empty",), ("disability", "nationality")]
+def test_in_a_conflict_the_empty_label_needs_a_lead_of_margin():
+    # empty and a real label both above their cuts: the real labels win unless the empty
+    # label's logit leads the best real label's by MARGIN (0.5: 0.6 needs 0.712 against it)
+    assert decision.MARGIN == 0.5
+    s = np.array([[0.9, 0.6, 0, 0, 0, 0], [0.6, 0.9, 0.7, 0, 0, 0.1],
+                  [0.7, 0.6, 0, 0, 0, 0], [0.75, 0.6, 0.55, 0, 0, 0]])
+    assert decide("pc", s) == [("pc_empty",), ("disability", "nationality"), ("disability",),
+                               ("pc_empty",)]
+
+
+def test_a_larger_margin_only_turns_empty_labels_into_real_ones(monkeypatch):
+    scores = np.random.default_rng(3).random((2000, len(L.ATTACK)))
+    by_margin = []
+    for margin in (0.0, 0.5, 2.0):
+        monkeypatch.setattr(decision, "MARGIN", margin)
+        by_margin.append(decide("attack", scores))
+    # margin 0: the empty label wins whenever its score is at least the best real label's
+    assert by_margin[0] == [("attack_empty",) if row[0] >= row[1:].max() else
+                            tuple(n for n, x in zip(L.ATTACK[1:], row[1:]) if x > 0.5)
+                            or (L.ATTACK[1 + int(np.argmax(row[1:]))],) for row in scores]
+    for low, high in zip(by_margin, by_margin[1:]):
+        changed = [(a, b) for a, b in zip(low, high) if a != b]
+        assert changed and all(a == ("attack_empty",) for a, _ in changed)
 
 
 def test_when_nothing_passes_the_best_side_wins():
