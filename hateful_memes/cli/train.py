@@ -41,7 +41,7 @@ from ..runtime import distributed, rundir
 from ..runtime.files import atomic_open, write_json, write_text
 from ..scoring import calibration
 from ..scoring import thresholds as th
-from ..scoring.decision import decide, multi_hot
+from ..scoring.decision import decide_all, multi_hot
 
 DEFAULTS = {
     "task": None,
@@ -330,7 +330,9 @@ def _oof_tfidf(memes, fold_of: np.ndarray, C: float) -> dict[str, np.ndarray]:
 
 def _decided(memes, ids, scores: dict, tasks) -> dict:
     """The report of the label sets decision.decide gives people (0/1 scores)."""
-    return evaluate(memes, ids, {t: multi_hot(t, decide(t, scores[t])) for t in ("hate", *tasks)})
+    tasks = ("hate", *tasks)
+    decided = decide_all({t: scores[t] for t in tasks})
+    return evaluate(memes, ids, {t: multi_hot(t, [d[t] for d in decided]) for t in tasks})
 
 
 def _check_saved_config(run_dir: Path, cfg: dict) -> None:

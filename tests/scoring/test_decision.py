@@ -51,6 +51,27 @@ def test_hate_and_all_tasks():
                                   {"hate": ("not_hateful",), "attack": ("attack_empty",)}]
 
 
+def test_the_hateful_label_follows_the_tasks_and_its_cut_only_without_them():
+    hate = np.array([[0.9, 0.1], [0.1, 0.9], [0.9, 0.1], [0.1, 0.9]])
+    pc = np.array([[0.2, 0.9, 0, 0, 0, 0], [0.9, 0, 0, 0, 0, 0],
+                   [0.9, 0, 0, 0, 0, 0], [0.9, 0, 0, 0, 0, 0]])
+    attack = np.zeros((4, len(L.ATTACK)))
+    attack[:, 0] = 0.9
+    attack[2, :2] = 0.3, 0.8  # an attack shown: hateful although pred_hate says not
+    decided = decide_all({"hate": hate, "pc": pc, "attack": attack})
+    assert [d["hate"] for d in decided] == [("hateful",), ("not_hateful",), ("hateful",),
+                                            ("not_hateful",)]
+    assert [d["hate"] for d in decide_all({"hate": hate})] == [
+        ("not_hateful",), ("hateful",), ("not_hateful",), ("hateful",)]
+    # On random scores of both tasks the three decisions never contradict each other's
+    # emptiness: hateful exactly when some task shows a real label.
+    rng = np.random.default_rng(5)
+    for d in decide_all({"hate": rng.random((300, 2)), "pc": rng.random((300, len(L.PC))),
+                         "attack": rng.random((300, len(L.ATTACK)))}):
+        real = d["pc"] != ("pc_empty",) or d["attack"] != ("attack_empty",)
+        assert d["hate"] == (("hateful",) if real else ("not_hateful",))
+
+
 def test_bad_shape():
     with pytest.raises(ValueError, match="pc"):
         decide("pc", np.zeros((2, 3)))
