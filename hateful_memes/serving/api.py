@@ -12,7 +12,7 @@ together) and scores through `scores()`, the one code path that predict.py (anno
 and image folders) and the service both use: each run's `RunPredictor` scores, and `merge`
 joins the runs' tasks (their hateful scores averaged). `predict()` adds what people need
 around it: images as paths, bytes or PIL images, captions read by OCR where none is given,
-and the consistent label sets of `decision.decide`.
+and the consistent label sets of `decision.decide_all`.
 """
 from __future__ import annotations
 
@@ -105,7 +105,8 @@ def merge(per_run: list[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
 class Prediction:
     """One meme's result. `pred_*` are the scores a submission holds (each label's threshold
     folded onto 0.5; None for a task no run predicts); `labels` is the decision shown to people
-    ({"hate": "hateful" | "not_hateful", "pc": [...], "attack": [...]}, from decision.decide);
+    ({"hate": "hateful" | "not_hateful", "pc": [...], "attack": [...]}, from
+    decision.decide_all: hateful when a task shows a real label);
     `text` is the caption scored and `ocr` whether OCR read it off the image."""
     text: str
     ocr: bool

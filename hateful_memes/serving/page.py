@@ -3,7 +3,7 @@
 A person drops or picks a meme image; the first call sends the image alone, so the caption is
 read by OCR and shown in an editable box; "Score with this caption" sends the image again with
 the edited text. Each task's labels are drawn as bars with the 0.5 cut marked and the decided
-labels (decision.decide) ticked. Server text is put in with textContent only, never as HTML.
+labels (decision.decide_all) ticked. Server text is put in with textContent only, never as HTML.
 `#result[data-state]` is idle, busy, done or error (the browser check waits on it).
 """
 
@@ -48,7 +48,8 @@ PAGE = """<!doctype html>
 <p id="status"></p>
 <div id="result" data-state="idle"></div>
 <p class="note">Bars: each label's score, with its threshold folded onto the dashed 0.5 line.
-Ticked: the labels decided for this meme. <span id="model"></span></p>
+Ticked: the labels decided for this meme; a meme is decided hateful when it is given a protected
+category or an attack type. <span id="model"></span></p>
 <script>
 "use strict";
 const $ = (id) => document.getElementById(id);

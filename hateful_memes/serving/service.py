@@ -53,7 +53,8 @@ RESULT_TIMEOUT_S = 300
 
 
 class Labels(BaseModel):
-    """The decision (decision.decide): an empty label never stands beside a real one."""
+    """The decision (decision.decide_all): an empty label never stands beside a real one, and
+    `hate` is "hateful" when `pc` or `attack` holds a real label."""
     hate: str
     pc: Optional[list[str]] = None
     attack: Optional[list[str]] = None
