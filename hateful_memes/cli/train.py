@@ -329,10 +329,10 @@ def _oof_tfidf(memes, fold_of: np.ndarray, C: float) -> dict[str, np.ndarray]:
 
 
 def _decided(memes, ids, scores: dict, tasks) -> dict:
-    """The report of the label sets decision.decide gives people (0/1 scores)."""
-    tasks = ("hate", *tasks)
-    decided = decide_all({t: scores[t] for t in tasks})
-    return evaluate(memes, ids, {t: multi_hot(t, [d[t] for d in decided]) for t in tasks})
+    """The report of the label sets decision.decide_all gives people (0/1 scores)."""
+    shown = ("hate", *tasks)
+    decided = decide_all({t: scores[t] for t in shown})
+    return evaluate(memes, ids, {t: multi_hot(t, [d[t] for d in decided]) for t in shown})
 
 
 def _check_saved_config(run_dir: Path, cfg: dict) -> None:
