@@ -29,7 +29,8 @@ EPS = 1e-6
 IDENTITY = (1.0, 0.0)
 
 
-def _logit(p: np.ndarray) -> np.ndarray:
+def logit(p: np.ndarray) -> np.ndarray:
+    """log(p / (1 - p)), p clipped to [EPS, 1 - EPS] so that 0 and 1 stay finite."""
     p = np.clip(np.asarray(p, dtype=np.float64), EPS, 1 - EPS)
     return np.log(p / (1 - p))
 
@@ -59,7 +60,7 @@ def fit(gold: np.ndarray, scores: np.ndarray, side: np.ndarray | None = None) ->
     side = _side(side, scores)
     params = np.zeros((scores.shape[1], 2 + side.shape[2]))
     params[:, :2] = IDENTITY
-    x = _logit(scores)
+    x = logit(scores)
     for k in range(scores.shape[1]):
         y = gold[:, k] > 0.5
         if y.all() or not y.any():
@@ -81,7 +82,7 @@ def apply(scores: np.ndarray, params: np.ndarray, side: np.ndarray | None = None
     if params.shape != (scores.shape[1], 2 + side.shape[2]):
         raise ValueError(f"calibration: {params.shape} parameters for {scores.shape[1]} columns "
                          f"and {side.shape[2]} side features")
-    z = params[:, 0] * _logit(scores) + params[:, 1] + np.einsum("nke,ke->nk", side, params[:, 2:])
+    z = params[:, 0] * logit(scores) + params[:, 1] + np.einsum("nke,ke->nk", side, params[:, 2:])
     return (1 / (1 + np.exp(-z))).astype(np.float32)
 
 

@@ -30,19 +30,14 @@ and 0.625 best, 0 the lowest of the grid 0-1), and checked on dev_seen: experime
 """
 from __future__ import annotations
 
-import math
 from typing import Sequence
 
 import numpy as np
 
 from ..labels import LABELS
+from .calibration import logit
 
 MARGIN = 0.5
-
-
-def _logit(p: float) -> float:
-    p = min(max(float(p), 1e-6), 1 - 1e-6)
-    return math.log(p / (1 - p))
 
 
 def decide(task: str, scores: np.ndarray) -> list[tuple[str, ...]]:
@@ -59,7 +54,7 @@ def decide(task: str, scores: np.ndarray) -> list[tuple[str, ...]]:
         best = int(np.argmax(real))
         on = tuple(name for name, s in zip(names[1:], real) if s > 0.5)
         if on and empty > 0.5:
-            empty_wins = _logit(empty) >= _logit(real[best]) + MARGIN
+            empty_wins = logit(empty) >= logit(real[best]) + MARGIN
         else:
             # With 0.5 every column's cut, comparing scores is comparing margins over the cuts.
             empty_wins = empty >= real[best]
@@ -78,6 +73,9 @@ def decide_all(scores: dict[str, np.ndarray]) -> list[dict[str, tuple[str, ...]]
     37% hateful, its accuracy falling by 0.006 at most (experiments/README.md, "Unseen-like
     check")."""
     tasks = list(scores)
+    rows = {t: len(s) for t, s in scores.items()}
+    if len(set(rows.values())) > 1:
+        raise ValueError(f"scores of different lengths per task: {rows} (rows must be aligned)")
     per_task = {t: decide(t, scores[t]) for t in tasks}
     shown = [t for t in ("pc", "attack") if t in per_task]
     if "hate" in per_task and shown:

@@ -75,3 +75,8 @@ def test_the_hateful_label_follows_the_tasks_and_its_cut_only_without_them():
 def test_bad_shape():
     with pytest.raises(ValueError, match="pc"):
         decide("pc", np.zeros((2, 3)))
+
+
+def test_tasks_scored_for_different_memes_are_refused_naming_their_lengths():
+    with pytest.raises(ValueError, match=r"'hate': 2, 'pc': 3"):
+        decide_all({"hate": np.zeros((2, 2)), "pc": np.zeros((3, len(L.PC)))})
