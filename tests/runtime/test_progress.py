@@ -20,7 +20,8 @@ def test_bar_is_tqdm_on_a_terminal_and_log_lines_elsewhere(monkeypatch):
     monkeypatch.setattr(progress.sys.stderr, "isatty", lambda: False, raising=False)
     assert isinstance(progress.bar(range(3), leave=False), LogProgress)
     monkeypatch.setattr(progress.sys.stderr, "isatty", lambda: True, raising=False)
-    assert not isinstance(progress.bar(range(3), leave=False, disable=True), LogProgress)
+    on_tty = progress.bar(range(3), leave=False, disable=True)
+    assert isinstance(on_tty, progress.tqdm) and not isinstance(on_tty, LogProgress)
 
 
 def test_disabled_prints_nothing():
