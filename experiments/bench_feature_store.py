@@ -12,6 +12,8 @@ before the next one is built, so the disk holds one at a time.
 
 - sqlite-Nk: hateful_memes.features.store.FeatureStore as the cache uses it (WAL,
   memory-mapped reads, checksummed rows), with pages of N KB (the cache's: PAGE_SIZE).
+  sqlite-64k-read: the same with reads through read() calls instead of the memory map
+  (MMAP_BYTES 0), what store.MMAP_BYTES is chosen against.
 - lmdb: the same rows (checksum + float32 bytes) in an LMDB environment, the store the MMF
   features used; durable commits (LMDB's default), one write transaction per batch.
 - shards: the cache before the store: one .npz shard per batch, written atomically, and a
@@ -46,7 +48,8 @@ from hateful_memes.features.store import FeatureStore, checksum, read_shard  # n
 from hateful_memes.runtime.files import atomic_open, write_text  # noqa: E402
 
 SPACE = "image/bench-0123456789abcdef"
-STORES = ("sqlite-4k", "sqlite-8k", "sqlite-16k", "sqlite-32k", "sqlite-64k", "lmdb", "shards")
+STORES = ("sqlite-4k", "sqlite-8k", "sqlite-16k", "sqlite-32k", "sqlite-64k", "sqlite-64k-read",
+          "lmdb", "shards")
 DEFAULT_STORES = ("sqlite-4k", "sqlite-8k", "sqlite-16k", "sqlite-64k", "lmdb", "shards")
 SECTION = ROOT / "experiments" / "results_feature_store.md"
 
@@ -161,9 +164,13 @@ def measure(name: str, folder: Path, keys: list[str], lookups: list[int], dim: i
             repeats: int) -> dict:
     folder.mkdir(parents=True)
     load_before = _load_avg()
-    patch = (_patched(feature_store, "PAGE_SIZE", int(name[7:-1]) * 1024)
-             if name.startswith("sqlite") else contextlib.nullcontext())
-    with patch:
+    patches = contextlib.ExitStack()
+    if name.startswith("sqlite"):  # sqlite-<N>k[-read]
+        kb = int(name.split("-")[1][:-1])
+        patches.enter_context(_patched(feature_store, "PAGE_SIZE", kb * 1024))
+        if name.endswith("-read"):
+            patches.enter_context(_patched(feature_store, "MMAP_BYTES", 0))
+    with patches:
         store = open_store(name, folder, dim, len(keys))
         insert = 0.0
         for chunk, vectors in batches(keys, dim):

@@ -45,9 +45,10 @@ SCHEMA_VERSION = 1
 # faster (experiments/bench_feature_store.py).
 PAGE_SIZE = 65536
 # Reads through a memory map, as much of the file as SQLite's build allows (2 GiB for Python
-# 3.11's): 10,000 random lookups in a store of 1,000,000 vectors took 0.30 s against 0.76 s
-# through read() calls, in one scratch run on this machine. The price: an I/O error on the file
-# kills the process (SIGBUS) instead of raising, acceptable for a cache on a local disk.
+# 3.11's): random lookups are faster than through read() calls (experiments/
+# bench_feature_store.py --stores sqlite-64k sqlite-64k-read measures both). The price: an I/O
+# error on the file kills the process (SIGBUS) instead of raising, acceptable for a cache on a
+# local disk.
 MMAP_BYTES = 1 << 40
 # Keys per SELECT ... IN (...): below SQLite's oldest limit of 999 bound parameters.
 LOOKUP_CHUNK = 900
