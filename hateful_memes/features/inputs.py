@@ -71,11 +71,10 @@ def unreadable_images(paths: Sequence[Path]) -> dict[Path, str]:
 
     Each image is fully decoded (Image.load), since a truncated or corrupt file only fails
     there (Image.verify checks a PNG's chunk checksums but not its compressed pixels); JPEGs
-    are decoded at 1/8 scale (Image.draft), which still reads every byte. Cost: on the demo's
-    256 px PNGs, 0.8 to 2.5 ms an image on this project's 2-core machine under a load of 8,
-    against about 185 ms an image for EfficientNet-Lite0's features on one thread there
-    (/tmp timing, 100 images, 2026-11-29). With a warm feature cache it is the main
-    per-image cost of starting a run; real memes are larger, so expect a few ms each.
+    are decoded at 1/8 scale (Image.draft), which still reads every byte. Cost: one decode an
+    image, the PNG decode experiments/bench_speed.py times beside the image encoder's forward
+    pass (experiments/RESULTS.md, "Speed"): a fraction of computing the features, and with a
+    warm feature cache the main per-image cost of starting a run.
     """
     from PIL import Image
 

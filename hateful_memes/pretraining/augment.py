@@ -35,7 +35,7 @@ class GaussianBlur:
     """The paper's blur: with probability p, PIL's Gaussian blur with sigma ~ U(0.1, 2.0) px
     at 224 px. The sigma range scales with the image size so that a small image is not
     blurred to nothing. PIL's rather than torchvision's: torchvision convolves a dense
-    kernel in float, about 7 times slower on a 224 px image, and the blur runs on every
+    kernel in float where PIL runs box blurs on 8-bit pixels, and the blur runs on every
     image of every epoch."""
 
     def __init__(self, p: float, image_size: int = PAPER_SIZE):
