@@ -7,10 +7,10 @@ The public Python API is small:
 - `Prediction`: that result (`to_dict()` for JSON).
 
 Everything else is reached through the command lines (train.py, predict.py, evaluate.py,
-serve.py) or the modules themselves. The modules are grouped by concern, each subpackage
-importing only from those before it (tests/test_layout.py checks the order): labels.py,
-runtime/, data/, scoring/, evaluation/, pretraining/, models/, features/, engine/, serving/,
-and cli/ (the commands, which nothing imports).
+pretrain.py, serve.py) or the modules themselves. The modules are grouped by concern, each
+subpackage importing only from those before it (tests/test_layout.py checks the order):
+labels.py, runtime/, data/, scoring/, evaluation/, pretraining/, models/, features/, engine/,
+serving/, and cli/ (the commands, which nothing imports).
 
 The API is imported on first use: torch and the encoders take seconds to import, and
 `import hateful_memes` alone should not pay for them.
