@@ -250,8 +250,9 @@ def _label_rows(task_report: dict) -> list[dict]:
 
 
 def _error_labels(task: str) -> tuple[str, ...]:
-    # For the binary hate task "hateful" says it all: not_hateful's errors are its mirror.
-    return ("hateful",) if task == "hate" else LABELS[task]
+    # For the binary hate task its one real label says it all: the empty label's errors are
+    # its mirror.
+    return LABELS[task][1:] if task == "hate" else LABELS[task]
 
 
 def _task_section(task: str, task_report: dict, gold: np.ndarray, scores: np.ndarray,

@@ -225,9 +225,8 @@ def evaluate(memes: Sequence[Meme], ids: Sequence[int], scores: dict[str, np.nda
     for task, task_scores in aligned.items():
         gold = gold_matrix(scored, task)
         report[task] = task_report(task, gold, task_scores)
-        if task == "hate":
-            hateful = LABELS["hate"].index("hateful")
-            report["hate_auroc_binary"] = _auroc(gold[:, hateful], task_scores[:, hateful])
+        if task == "hate":  # column 1: its one real label, after the empty one (labels.HATE)
+            report["hate_auroc_binary"] = _auroc(gold[:, 1], task_scores[:, 1])
     return report
 
 
