@@ -17,11 +17,11 @@ instead of piling up latency); the worker takes whatever is waiting, up to --max
 and scores it as one batch, so concurrent requests share a forward pass.
 
 Bad requests get a 4xx with a reason ({"detail": ...}) and leave the service up: no file or an
-empty one (400), a file that is not an image (400), an upload over --max-upload-mb (413, from
-Content-Length before the body is read, and again on the bytes), a picture over --max-pixels
-(413: a decompression bomb is refused from its header, before its pixels are decoded), a
-caption over --max-caption-chars (400), no caption where the service runs without OCR (400),
-a batch over --max-batch memes (413).
+empty one (400), a text field where the file belongs or a file for the caption (400), a file
+that is not an image (400), an upload over --max-upload-mb (413, from Content-Length before the
+body is read, and again on the bytes), a picture over --max-pixels (413: a decompression bomb
+is refused from its header, before its pixels are decoded), a caption over --max-caption-chars
+(400), no caption where the service runs without OCR (400), a batch over --max-batch memes (413).
 """
 from __future__ import annotations
 
@@ -36,6 +36,7 @@ from dataclasses import dataclass, field
 from typing import Optional
 
 from fastapi import FastAPI, File, Form, HTTPException, Request, UploadFile
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse
 from PIL import Image
 from pydantic import BaseModel
@@ -200,6 +201,25 @@ def create_app(clf: MemeClassifier, max_upload_mb: float = DEFAULT_MAX_UPLOAD_MB
                                  f"limit of {limit} bytes ({max_upload_mb:g} MB an image)"},
                                 status_code=413)
         return await call_next(request)
+
+    @app.exception_handler(RequestValidationError)
+    async def wrong_field_kind(request: Request, exc: RequestValidationError):
+        # A text field where a file belongs (curl -F image=meme.png, without the @) or the
+        # reverse fails FastAPI's validation before the endpoint runs; its own answer is a 422
+        # whose detail echoes the parsed input, an upload's internals included.
+        reasons = []
+        for error in exc.errors():
+            loc = [str(part) for part in error["loc"][1:]]
+            where = " ".join(loc) or "request"
+            if loc[:1] == ["image"]:
+                reasons.append(f"{where}: a text field, not a file: send the meme as a file "
+                               "in the multipart field 'image' (curl -F image=@meme.png)")
+            elif loc[:1] == ["text"]:
+                reasons.append(f"{where}: a file, not a text field: send the caption as text "
+                               "(curl -F text=\"its caption\")")
+            else:
+                reasons.append(f"{where}: {error['msg']}")
+        return JSONResponse({"detail": "; ".join(reasons)}, status_code=400)
 
     def decode(upload, i: int | None = None):
         where = f"image {i}" if i is not None else "image"

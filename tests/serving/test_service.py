@@ -75,6 +75,9 @@ def test_batch(client, meme):
 @pytest.mark.parametrize("case,status,reason", [
     ("no file", 400, "no file"),
     ("empty file", 400, "empty file"),
+    ("image as a text field", 400, "image: a text field, not a file"),
+    ("caption as a file", 400, "text: a file, not a text field"),
+    ("batch image as a text field", 400, "image 0: a text field, not a file"),
     ("not an image", 400, "not an image file"),
     ("truncated image", 400, "not a readable image"),
     ("file over the limit", 413, "over the upload limit"),
@@ -98,6 +101,13 @@ def test_bad_requests_get_a_4xx_with_a_reason(client, meme, case, status, reason
         data = {"text": "a caption"}
     elif case == "empty file":
         files = {"image": ("m.png", b"", "image/png")}
+    elif case == "image as a text field":  # curl -F image=m.png, the @ forgotten
+        files, data = {}, {"image": "m.png"}
+    elif case == "caption as a file":
+        files["text"] = ("caption.txt", b"a caption", "text/plain")
+    elif case == "batch image as a text field":
+        url, files = "/predict/batch", [("image", ("m.png", image, "image/png"))]
+        data = {"image": "m.png"}  # (sent before the files: the first image)
     elif case == "not an image":
         files = {"image": ("m.png", b"%PDF-1.4 hello", "image/png")}
     elif case == "truncated image":
