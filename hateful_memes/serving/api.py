@@ -206,6 +206,14 @@ class MemeClassifier:
         """
         if images is None and texts is None:
             raise ValueError("give images, texts, or both")
+        # One image or caption on its own would be iterated: a path as one meme per letter, the
+        # bytes of a file as one per byte, a caption as one per character.
+        if isinstance(images, (str, os.PathLike, bytes, bytearray, memoryview, Image.Image)):
+            raise TypeError(f"images: expected a list of images, got a single "
+                            f"{type(images).__name__}: give [image] for one meme")
+        if isinstance(texts, str):
+            raise TypeError("texts: expected a list of captions (None for OCR), got a single "
+                            "str: give [text] for one meme")
         n = len(images) if images is not None else len(texts)
         if texts is None:
             texts = [None] * n

@@ -146,6 +146,16 @@ def test_bad_calls_are_refused_with_a_reason(classifier, demo_data, test_memes, 
     assert classifier.predict(images=[], texts=[]) == []
 
 
+def test_a_lone_image_or_caption_is_refused_not_iterated(classifier, demo_data, test_memes):
+    path = demo_data / test_memes[0].img
+    # Iterated, a path was one meme per letter, and the file's bytes one per byte.
+    for lone in (str(path), path, path.read_bytes(), Image.open(path)):
+        with pytest.raises(TypeError, match="images: expected a list of images"):
+            classifier.predict(images=lone, texts=["x"])
+    with pytest.raises(TypeError, match="texts: expected a list of captions"):
+        classifier.predict(images=[path], texts="x")
+
+
 def test_open_image_reads_formats_and_refuses_bombs(tmp_path):
     frames = [Image.new("RGB", (40, 30), c) for c in ((255, 0, 0), (0, 0, 255))]
     gif = io.BytesIO()
