@@ -91,7 +91,8 @@ def thumbnail(path: Path, size: int = THUMB_SIZE) -> str | None:
     try:
         with Image.open(path) as image:
             image = image.convert("RGB")
-    except (FileNotFoundError, IsADirectoryError, UnidentifiedImageError, OSError):
+    except (FileNotFoundError, IsADirectoryError, UnidentifiedImageError, OSError,
+            Image.DecompressionBombError):  # (a header claiming over 2x PIL's pixel limit)
         return None
     image.thumbnail((size, size))
     buffer = io.BytesIO()

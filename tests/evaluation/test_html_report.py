@@ -2,6 +2,8 @@ import dataclasses
 import hashlib
 import re
 import shutil
+import struct
+import zlib
 from html.parser import HTMLParser
 
 import numpy as np
@@ -157,6 +159,26 @@ def test_a_missing_image_leaves_its_card_without_a_thumbnail(dev, tmp_path):
     assert {int(c["meme"]) for c in cards} - kept and {int(c["meme"]) for c in cards} & kept
     for card in cards:
         assert (card["thumb"] is not None) == (int(card["meme"]) in kept)
+
+
+def test_an_unreadable_image_leaves_its_card_without_a_thumbnail(tmp_path):
+    from PIL import Image
+
+    from hateful_memes.evaluation.html_report import thumbnail
+
+    good = tmp_path / "good.png"
+    Image.new("RGB", (300, 200), (200, 30, 30)).save(good)
+    assert thumbnail(good).startswith("data:image/jpeg;base64,")
+    # A PNG whose header claims 30000 x 30000 pixels, over twice PIL's limit: PIL raised, and
+    # evaluate.py with it.
+    data = bytearray(good.read_bytes())
+    data[16:24] = struct.pack(">II", 30000, 30000)
+    data[29:33] = struct.pack(">I", zlib.crc32(bytes(data[12:29])))
+    (tmp_path / "bomb.png").write_bytes(bytes(data))
+    for path, data in (("text.png", b"not an image"), ("cut.png", good.read_bytes()[:100])):
+        (tmp_path / path).write_bytes(data)
+    for name in ("bomb.png", "text.png", "cut.png", "missing.png"):
+        assert thumbnail(tmp_path / name) is None, name
 
 
 def test_cards_are_capped_at_k_per_label_and_kind(dev):
