@@ -5,7 +5,9 @@
                          empty one means "read it by OCR") -> {"results": [...]}
     GET  /health         model loaded, device, runs, queue length
     GET  /               a page: drop a meme, edit the OCR'd caption, see the labels
-    GET  /docs           the request and response schemas (FastAPI's OpenAPI page)
+    GET  /openapi.json   the request and response schemas
+    GET  /docs           the same as FastAPI's Swagger UI page (its scripts come from the
+                         jsDelivr CDN: blank where the browser is offline)
 
 A result is `api.Prediction` plus the model it came from: {"text", "ocr", "pred_hate",
 "pred_pc", "pred_attack", "labels": {"hate", "pc", "attack"}, "model": {"runs", ...}}.
