@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Sequence, Union
 
 import numpy as np
-from PIL import Image
+from PIL import Image, ImageOps
 
 from ..data.annotations import Meme
 from ..engine.predictor import RunPredictor
@@ -42,14 +42,18 @@ def open_image(item: ImageLike, max_pixels: int | None = None, name: str | None 
                ) -> Image.Image:
     """An RGB PIL image from a path, the bytes of an image file, or a PIL image.
 
-    GIFs (and other animations) give their first frame. Raises ImageReadError naming `name`
-    (or the path) for a missing, empty or undecodable file, and ImageTooLargeError when the
-    image has more than `max_pixels` pixels (default: PIL's own decompression-bomb limit) -
-    checked from the header, before any pixel is decoded.
+    Turned upright as its EXIF orientation says; GIFs (and other animations) give their first
+    frame. Raises ImageReadError naming `name` (or the path) for a missing, empty or
+    undecodable file, and ImageTooLargeError when the image has more than `max_pixels` pixels
+    (default: PIL's own decompression-bomb limit) - checked from the header, before any pixel
+    is decoded.
     """
     limit = Image.MAX_IMAGE_PIXELS if max_pixels is None else max_pixels
+    # Upright as the EXIF orientation says (phone photos), as features.cache.load_rgb reads the
+    # files of training and predict.py --input, and as a browser shows the picture.
     if isinstance(item, Image.Image):
         _check_pixels(item.size, limit, name or "image")
+        item = ImageOps.exif_transpose(item)
         return item if item.mode == "RGB" else item.convert("RGB")
     if isinstance(item, (bytes, bytearray, memoryview)):
         name = name or "image bytes"
@@ -67,7 +71,7 @@ def open_image(item: ImageLike, max_pixels: int | None = None, name: str | None 
     try:
         with Image.open(source) as image:
             _check_pixels(image.size, limit, name)
-            return image.convert("RGB")
+            return ImageOps.exif_transpose(image).convert("RGB")
     except ImageReadError:
         raise
     except FileNotFoundError:

@@ -175,6 +175,23 @@ def test_open_image_reads_formats_and_refuses_bombs(tmp_path):
         api.open_image(tmp_path / "nowhere.png")
 
 
+def test_open_image_turns_a_photo_upright_as_the_training_reader_does(tmp_path):
+    from hateful_memes.features.cache import load_rgb
+
+    # Stored sideways (30 wide, 40 high) with EXIF orientation 6, "rotate 90 degrees to view",
+    # as phones save photos: upright it is 40 x 30, as browsers (and the page's preview) show it.
+    upright = Image.new("RGB", (40, 30), (255, 0, 0))
+    upright.paste((0, 0, 255), (0, 0, 20, 30))
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    path = tmp_path / "photo.jpg"
+    upright.transpose(Image.Transpose.ROTATE_90).save(path, exif=exif.tobytes(), quality=95)
+    expected = np.asarray(load_rgb(path))  # what training and predict.py --input score
+    assert expected.shape == (30, 40, 3)
+    for item in (path, path.read_bytes(), Image.open(path)):
+        np.testing.assert_array_equal(np.asarray(api.open_image(item)), expected)
+
+
 def bomb_png(width: int = 30000, height: int = 30000) -> bytes:
     """A small PNG whose header claims width x height pixels (a decompression bomb's header)."""
     import struct
