@@ -27,7 +27,7 @@ import jinja2
 import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
-from PIL import Image, UnidentifiedImageError
+from PIL import Image, ImageOps, UnidentifiedImageError
 
 from ..data.annotations import Meme, gold_matrix
 from ..labels import LABELS, TASKS
@@ -90,7 +90,8 @@ def thumbnail(path: Path, size: int = THUMB_SIZE) -> str | None:
     """A small JPEG of the image as a data: URI, or None when there is no readable image."""
     try:
         with Image.open(path) as image:
-            image = image.convert("RGB")
+            # Upright, as the model saw it (features.cache.load_rgb).
+            image = ImageOps.exif_transpose(image).convert("RGB")
     except (FileNotFoundError, IsADirectoryError, UnidentifiedImageError, OSError,
             Image.DecompressionBombError):  # (a header claiming over 2x PIL's pixel limit)
         return None

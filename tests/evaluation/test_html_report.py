@@ -181,6 +181,24 @@ def test_an_unreadable_image_leaves_its_card_without_a_thumbnail(tmp_path):
         assert thumbnail(tmp_path / name) is None, name
 
 
+def test_a_thumbnail_is_upright_as_the_model_saw_the_image(tmp_path):
+    import base64
+    import io
+
+    from PIL import Image
+
+    from hateful_memes.evaluation.html_report import thumbnail
+
+    # A phone photo stored sideways with EXIF orientation 6: upright it is landscape.
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    path = tmp_path / "photo.jpg"
+    Image.new("RGB", (200, 300)).save(path, exif=exif.tobytes())
+    uri = thumbnail(path)
+    with Image.open(io.BytesIO(base64.b64decode(uri.split(",", 1)[1]))) as image:
+        assert image.size == (112, 75)
+
+
 def test_cards_are_capped_at_k_per_label_and_kind(dev):
     memes = dev["memes"]
     ids, scores = read_submission(dev["pred"])
