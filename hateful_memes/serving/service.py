@@ -6,8 +6,8 @@
     GET  /health         model loaded, device, runs, queue length
     GET  /               a page: drop a meme, edit the OCR'd caption, see the labels
     GET  /openapi.json   the request and response schemas
-    GET  /docs           the same as FastAPI's Swagger UI page (its scripts come from the
-                         jsDelivr CDN: blank where the browser is offline)
+    GET  /docs, /redoc   the same as Swagger UI's and ReDoc's pages, their scripts served by
+                         the service (fastapi-offline), so they work offline
 
 A result is `api.Prediction` plus the model it came from: {"text", "ocr", "pred_hate",
 "pred_pc", "pred_attack", "labels": {"hate", "pc", "attack"}, "model": {"runs", ...}}.
@@ -37,9 +37,10 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Optional
 
-from fastapi import FastAPI, File, Form, HTTPException, Request, UploadFile
+from fastapi import File, Form, HTTPException, Request, UploadFile
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse
+from fastapi_offline import FastAPIOffline
 from PIL import Image
 from pydantic import BaseModel
 
@@ -84,6 +85,20 @@ class PredictResponse(BaseModel):
 
 class BatchResponse(BaseModel):
     results: list[PredictResponse]
+
+
+class ErrorResponse(BaseModel):
+    """Every refusal (4xx, 5xx): what was wrong, naming the field or image."""
+    detail: str
+
+
+# What the predict endpoints refuse, and how: listed in the schema (FastAPI lists its own 422
+# instead, which this service never sends: RequestValidationError is answered with a 400).
+ERRORS = {400: {"model": ErrorResponse, "description": "no, empty or unreadable image; a text "
+                "field where the file belongs; caption too long; images and captions "
+                "misaligned"},
+          413: {"model": ErrorResponse, "description": "upload, picture or batch over the limit"},
+          503: {"model": ErrorResponse, "description": "queue full: try again shortly"}}
 
 
 class Health(BaseModel):
@@ -187,9 +202,12 @@ def create_app(clf: MemeClassifier, max_upload_mb: float = DEFAULT_MAX_UPLOAD_MB
         yield
         worker.close()
 
-    app = FastAPI(title="Hateful memes classifier", lifespan=lifespan,
-                  description="Fine-grained hateful meme labels (WOAH 2021 shared task) for an "
-                  "image and its caption; the caption is read by OCR when not given.")
+    # FastAPIOffline is FastAPI whose /docs and /redoc pages load their scripts from this
+    # service, not from a CDN: trust-and-safety machines are often offline.
+    app = FastAPIOffline(title="Hateful memes classifier", lifespan=lifespan,
+                         description="Fine-grained hateful meme labels (WOAH 2021 shared task) "
+                         "for an image and its caption; the caption is read by OCR when not "
+                         "given.")
     app.state.worker = worker
 
     @app.middleware("http")
@@ -267,16 +285,13 @@ def create_app(clf: MemeClassifier, max_upload_mb: float = DEFAULT_MAX_UPLOAD_MB
         model = clf.info()
         return [{**r.to_dict(), "model": model} for r in results]
 
-    @app.post("/predict", response_model=PredictResponse,
-              responses={400: {"description": "no, empty or unreadable image; caption too long"},
-                         413: {"description": "upload or picture over the limit"},
-                         503: {"description": "queue full"}})
+    @app.post("/predict", response_model=PredictResponse, responses=ERRORS)
     def predict(image: Optional[UploadFile] = File(None, description="the meme picture"),
                 text: Optional[str] = Form(None, description="its caption; empty or absent: "
                                            "read by OCR")):
         return score([decode(image)], [caption(text)])[0]
 
-    @app.post("/predict/batch", response_model=BatchResponse)
+    @app.post("/predict/batch", response_model=BatchResponse, responses=ERRORS)
     def predict_batch(image: Optional[list[UploadFile]] = File(None, description="memes"),
                       text: Optional[list[str]] = Form(None, description="captions aligned "
                                                        "with the images; empty: OCR")):
@@ -306,6 +321,18 @@ def create_app(clf: MemeClassifier, max_upload_mb: float = DEFAULT_MAX_UPLOAD_MB
     def page():
         return PAGE
 
+    make_schema = app.openapi
+
+    def openapi():
+        # Without FastAPI's 422, which wrong_field_kind turns into a 400.
+        schema = make_schema()
+        for operation in (op for path in schema["paths"].values() for op in path.values()):
+            operation["responses"].pop("422", None)
+        for name in ("HTTPValidationError", "ValidationError"):
+            schema.get("components", {}).get("schemas", {}).pop(name, None)
+        return schema
+
+    app.openapi = openapi
     return app
 
 
