@@ -107,8 +107,9 @@ async function send(withText) {
   status(withText ? "scoring with your caption..." : "reading the caption and scoring...");
   try {
     const r = await fetch("predict", { method: "POST", body: form });
-    const body = await r.json();
-    if (!r.ok) throw new Error(body.detail || r.statusText);
+    // A proxy in front of the service may answer an error with HTML, not JSON.
+    const body = await r.json().catch(() => ({}));
+    if (!r.ok) throw new Error(body.detail || (r.status + " " + r.statusText));
     $("caption").value = body.text;
     render(body);
     status(body.ocr ? "caption read by OCR: edit it and score again if it is wrong"
