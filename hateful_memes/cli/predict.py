@@ -20,6 +20,7 @@ Annotation files and images are scored by the same code (api.MemeClassifier.scor
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
@@ -102,6 +103,15 @@ def predict_images(clf: MemeClassifier, paths: list[str], out: Path,
     return 0
 
 
+def _refuse_overwriting_an_input(out: Path, *inputs: str | None) -> None:
+    """ValueError when --out names a file this command reads: the submission would replace
+    the memes (or captions) it was made from, which no rerun brings back."""
+    for given in inputs:
+        if given and out.exists() and Path(given).exists() and os.path.samefile(out, given):
+            raise ValueError(f"--out {out}: is the input file {given}; writing the predictions "
+                             "there would destroy it: choose another --out")
+
+
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="predict.py", description=__doc__.split("\n\n")[0])
     # --model too: torchrun's own parser takes --run as an abbreviation of its --run-path.
@@ -173,6 +183,7 @@ def _main(p: argparse.ArgumentParser, args: argparse.Namespace, rank: int) -> in
         # written, and (with --input) every image the runs need exists and decodes.
         if out is not None:
             rundir.check_writable_file(out, "--out")
+            _refuse_overwriting_an_input(out, args.input, args.captions)
         if args.cache_dir and not args.images:
             rundir.check_writable(args.cache_dir, "--cache-dir")
         if not args.images:

@@ -186,3 +186,22 @@ def test_two_torchrun_processes_write_what_one_process_writes(tiny_runs, demo_da
     for task in scores_one:
         np.testing.assert_allclose(scores_two[task], scores_one[task], atol=1e-5)
     assert not list(tmp_path.glob(".two.jsonl*"))  # no temp left beside the output
+
+
+@pytest.mark.parametrize("flag", ["--input", "--captions"])
+def test_out_that_is_an_input_file_is_refused_before_it_is_replaced(demo_data, folder, tmp_path,
+                                                                    capsys, flag):
+    # Checked before any run is loaded: the run folder need not even exist.
+    source = (demo_data / "annotations" / "test.jsonl" if flag == "--input"
+              else folder.parent / f"{folder.name}_captions.csv")
+    given = tmp_path / source.name
+    shutil.copyfile(source, given)
+    before = given.read_bytes()
+    link = tmp_path / "link"
+    link.symlink_to(given)  # the same file by another name
+    common = ["--run", str(tmp_path / "run"), "--image-root", str(demo_data), "--quiet"]
+    what = (["--input", str(given)] if flag == "--input"
+            else ["--images", str(folder), "--captions", str(given)])
+    assert predict.main([*common, *what, "--out", str(link)]) == 1
+    assert f"is the input file {given}" in capsys.readouterr().err
+    assert given.read_bytes() == before
