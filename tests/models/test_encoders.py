@@ -1,5 +1,6 @@
 import json
 import pickle
+import re
 
 import numpy as np
 import pytest
@@ -423,6 +424,20 @@ def test_none_and_unknown_specs():
         create_image_encoder("timm:")
     with pytest.raises(ValueError, match="no argument"):
         create_text_encoder("minilm:large")
+
+
+def test_a_model_that_cannot_be_loaded_is_a_value_error_naming_the_spec(tmp_path):
+    # transformers raises OSError for these and timm RuntimeError; the commands report
+    # ValueError in one line, and showed a traceback for the others.
+    missing = re.escape(str(tmp_path / "no-such-model"))
+    with pytest.raises(ValueError, match=f"'hf:{missing}': cannot load it .no such folder"):
+        create_text_encoder(f"hf:{tmp_path / 'no-such-model'}")
+    with pytest.raises(ValueError, match=f"'clip:{missing}': cannot load it"):
+        create_text_encoder(f"minilm+clip:{tmp_path / 'no-such-model'}")
+    with pytest.raises(ValueError, match=f"'clip:{missing}': cannot load it"):
+        create_image_encoder(f"clip:{tmp_path / 'no-such-model'}")
+    with pytest.raises(ValueError, match="'timm:no_such_net'.*Unknown model"):
+        create_image_encoder("timm:no_such_net")
 
 
 def test_frozen_encoder_stays_in_eval_inside_a_training_model(tmp_path, tiny_timm, images):
