@@ -23,13 +23,13 @@ from typing import Sequence
 
 import numpy as np
 
-from ..data.annotations import Meme
+from ..data.annotations import Meme, shown
 from ..data.twins import FEATURES as TWIN_FEATURES
 from ..data.twins import CaptionTwins
 from ..features.inputs import Encoders, Inputs, build_inputs
 from ..labels import LABELS
 from ..models.baselines import TfidfLogReg
-from ..models.model import MemeModel, build_model, load_checkpoint
+from ..models.model import MemeModel, build_model, load_checkpoint, load_problem
 from ..runtime.checkpoints import CheckpointError
 from ..scoring import calibration as calibration_
 from ..scoring import prior as prior_
@@ -54,6 +54,41 @@ def _from_state(path: Path, ckpt: dict, key: str, kind, what: str):
         return kind.from_state(ckpt[key])
     except (KeyError, TypeError, AttributeError, ValueError) as e:
         raise CheckpointError(f"{path}: {what} is damaged: {e}") from None
+
+
+def _is_number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _check_run_state(path: Path, ckpt: dict) -> None:
+    """CheckpointError naming the file for a run-level entry of the wrong kind: a damaged or
+    hand-edited checkpoint would otherwise fail later, in numpy, with no file named (or
+    write a submission of NaNs and blame it)."""
+    members = ckpt.get("members", [])
+    if not isinstance(members, list):
+        raise CheckpointError(f"{path}: its members entry is not a list of weights "
+                              f"({type(members).__name__})")
+    for key in ("thresholds", "calibration"):
+        if not isinstance(ckpt.get(key) or {}, dict):
+            raise CheckpointError(f"{path}: its {key} entry is not a table by task "
+                                  f"({type(ckpt[key]).__name__})")
+    for task, values in (ckpt.get("thresholds") or {}).items():
+        try:
+            t = np.asarray(values, dtype=np.float64)
+        except (TypeError, ValueError):
+            t = None
+        if (task not in LABELS or t is None or t.shape != (len(LABELS[task]),)
+                or not np.all((t >= 0) & (t <= 1))):
+            raise CheckpointError(f"{path}: its {shown(task)} thresholds are {shown(values)}, "
+                                  "not one number in [0, 1] per label of a task")
+    weight = ckpt.get("tfidf_weight", 0.0)
+    if not (_is_number(weight) and 0 <= weight <= 1):
+        raise CheckpointError(f"{path}: its tfidf_weight is {shown(weight)}, not a number in "
+                              "[0, 1]")
+    prior = ckpt.get("train_prior")
+    if prior is not None and not (_is_number(prior) and 0 < prior < 1):
+        raise CheckpointError(f"{path}: its train_prior is {shown(prior)}, not a rate in "
+                              "(0, 1)")
 
 
 class RunPredictor:
@@ -88,6 +123,7 @@ class RunPredictor:
             raise FileNotFoundError(f"{path}: no checkpoint (is {run_dir} a finished train.py "
                                     "run?)")
         first, ckpt = load_checkpoint(path)
+        _check_run_state(path, ckpt)
         models = [first]
         for i, state in enumerate(ckpt.get("members", [])):
             model = build_model(first.cfg)
@@ -95,7 +131,7 @@ class RunPredictor:
                 model.load_state_dict(state)
             except (RuntimeError, TypeError, AttributeError) as e:
                 raise CheckpointError(f"{path}: member {i + 1} does not fit the model's config: "
-                                      f"{str(e).splitlines()[0]}") from None
+                                      f"{load_problem(e)}") from None
             models.append(model.eval())
         tfidf = _from_state(path, ckpt, "tfidf", TfidfLogReg, "its TF-IDF model")
         dev = resolve_device(device)

@@ -16,6 +16,7 @@ model (see `save_checkpoint` / `load_checkpoint`).
 from __future__ import annotations
 
 import dataclasses
+import numbers
 import os
 from dataclasses import dataclass
 
@@ -23,6 +24,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..data.annotations import clip
 from ..labels import LABELS
 from ..runtime import checkpoints
 from ..runtime.files import atomic_open
@@ -54,6 +56,14 @@ class ModelConfig:
     text_join: str = "ensemble"
 
     def __post_init__(self):
+        # A checkpoint's config comes from a file: a wrong type would fail deep inside torch.
+        for name, least in (("image_dim", 0), ("text_dim", 0), ("hidden", 1)):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < least:
+                raise ValueError(f"{name} must be an integer of at least {least}, got {value!r}")
+            setattr(self, name, int(value))
+        if isinstance(self.dropout, bool) or not isinstance(self.dropout, numbers.Real):
+            raise ValueError(f"dropout must be a number in [0, 1), got {self.dropout!r}")
         self.tasks = tuple(self.tasks)
         if self.fusion not in FUSIONS:
             raise ValueError(f"fusion must be one of {FUSIONS}, got {self.fusion!r}")
@@ -332,7 +342,16 @@ def load_head(model: MemeModel, path: str | os.PathLike) -> None:
         model.head.load_state_dict(head)
     except RuntimeError as e:
         raise checkpoints.CheckpointError(
-            f"{path}: its head weights do not fit: {str(e).splitlines()[0]}") from None
+            f"{path}: its head weights do not fit: {load_problem(e)}") from None
+
+
+def load_problem(error: Exception) -> str:
+    """What `load_state_dict`'s error says is wrong: its first line only says where
+    ("Error(s) in loading state_dict for MemeModel:"); the first problem is on the next."""
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    if len(lines) > 1 and lines[0].startswith("Error(s) in loading state_dict"):
+        lines = lines[1:]
+    return clip(lines[0] if lines else type(error).__name__)
 
 
 def _read_checkpoint(path: str | os.PathLike, map_location) -> dict:
@@ -356,6 +375,6 @@ def load_checkpoint(path: str | os.PathLike, map_location="cpu") -> tuple[MemeMo
     except RuntimeError as e:
         raise checkpoints.CheckpointError(
             f"{path}: its weights do not fit the model its config describes: "
-            f"{str(e).splitlines()[0]}") from None
+            f"{load_problem(e)}") from None
     model.eval()
     return model, ckpt

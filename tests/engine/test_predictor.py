@@ -1,5 +1,7 @@
 """engine/predictor.py: a trained run as one scorer (bagged heads, TF-IDF view, prior,
 thresholds), and the checkpoint that alone rebuilds it."""
+import re
+
 import numpy as np
 import pytest
 import torch
@@ -122,6 +124,24 @@ def test_a_missing_or_mismatched_checkpoint_is_named(tmp_path):
     save_checkpoint(tmp_path / "checkpoint.pt", _heads(1)[0],
                     calibration={"pc": [["a", "b"]] * 6})
     with pytest.raises(CheckpointError, match="pc calibration has shape None"):
+        RunPredictor.load(tmp_path, device="cpu")
+
+
+@pytest.mark.parametrize("entry, value, problem", [
+    ("thresholds", {"pc": [0.5]}, "'pc' thresholds are [0.5], not one number in [0, 1]"),
+    ("thresholds", {"pc": [float("nan")] * 6}, "'pc' thresholds are [nan"),
+    ("thresholds", {"zz": [0.5]}, "'zz' thresholds"),
+    ("thresholds", [0.5] * 6, "thresholds entry is not a table by task (list)"),
+    ("calibration", "platt", "calibration entry is not a table by task (str)"),
+    ("members", 2, "members entry is not a list of weights (int)"),
+    ("tfidf_weight", "0.5", "tfidf_weight is '0.5', not a number in [0, 1]"),
+    ("train_prior", 1.5, "train_prior is 1.5, not a rate in (0, 1)"),
+])
+def test_a_damaged_run_entry_is_named_with_the_checkpoint(tmp_path, entry, value, problem):
+    # Before, these failed in numpy without naming the file (an IndexError, an
+    # AttributeError), or wrote NaN scores and then blamed the submission for them.
+    save_checkpoint(tmp_path / "checkpoint.pt", _heads(1)[0], **{entry: value})
+    with pytest.raises(CheckpointError, match=re.escape(f"checkpoint.pt: its {problem}")):
         RunPredictor.load(tmp_path, device="cpu")
 
 

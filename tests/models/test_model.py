@@ -6,6 +6,7 @@ from hateful_memes import labels as L
 from hateful_memes.models.model import (Dropout, FusionHead, MemeModel, ModelConfig, PartHeads,
                                         batch_totals, load_checkpoint, load_head,
                                         loss_from_logits, save_checkpoint, scores_from_logits)
+from hateful_memes.runtime.checkpoints import CheckpointError
 
 
 def _model(**kw):
@@ -156,6 +157,29 @@ def test_load_checkpoint_refuses_foreign_files(tmp_path):
     torch.save({"weights": 1}, tmp_path / "x.pt")
     with pytest.raises(ValueError, match="not a hateful_memes checkpoint"):
         load_checkpoint(tmp_path / "x.pt")
+
+
+@pytest.mark.parametrize("field, value", [("hidden", "32"), ("hidden", 0), ("text_dim", 8.0),
+                                          ("image_dim", True), ("dropout", "0.5")])
+def test_a_checkpoint_config_of_the_wrong_type_is_named_not_a_torch_error(tmp_path, field,
+                                                                          value):
+    model = _model(tasks=("attack",), text_encoder="none", image_encoder="none")
+    save_checkpoint(tmp_path / "c.pt", model)
+    ckpt = torch.load(tmp_path / "c.pt", weights_only=True)
+    ckpt["config"][field] = value
+    torch.save(ckpt, tmp_path / "c.pt")
+    with pytest.raises(CheckpointError, match=f"c.pt: its model config is not valid: {field}"):
+        load_checkpoint(tmp_path / "c.pt")
+
+
+def test_weights_that_do_not_fit_are_named_by_their_first_problem(tmp_path):
+    save_checkpoint(tmp_path / "c.pt", _model(hidden=8))
+    ckpt = torch.load(tmp_path / "c.pt", weights_only=True)
+    ckpt["config"]["hidden"] = 16
+    torch.save(ckpt, tmp_path / "c.pt")
+    # Not torch's first line, "Error(s) in loading state_dict for MemeModel:", which says none.
+    with pytest.raises(CheckpointError, match=r"do not fit .*: size mismatch for head\."):
+        load_checkpoint(tmp_path / "c.pt")
 
 
 @pytest.mark.parametrize("p", [0.1, 0.3, 0.5])
