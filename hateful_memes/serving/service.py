@@ -21,9 +21,10 @@ and scores it as one batch, so concurrent requests share a forward pass.
 Bad requests get a 4xx with a reason ({"detail": ...}) and leave the service up: no file or an
 empty one (400), a text field where the file belongs or a file for the caption (400), a file
 that is not an image (400), an upload over --max-upload-mb (413, from Content-Length before the
-body is read, and again on the bytes), a picture over --max-pixels (413: a decompression bomb
-is refused from its header, before its pixels are decoded), a caption over --max-caption-chars
-(400), no caption where the service runs without OCR (400), a batch over --max-batch memes (413).
+body is read, as the bytes arrive for a body sent without one, and again per file), a picture
+over --max-pixels (413: a decompression bomb is refused from its header, before its pixels are
+decoded), a caption over --max-caption-chars (400), no caption where the service runs without
+OCR (400), a batch over --max-batch memes (413).
 """
 from __future__ import annotations
 
@@ -210,11 +211,17 @@ def create_app(clf: MemeClassifier, max_upload_mb: float = DEFAULT_MAX_UPLOAD_MB
                          "given.")
     app.state.worker = worker
 
+    # A whole request: its images and the multipart overhead.
+    body_limit = {"/predict": max_bytes + 2 ** 16,
+                  "/predict/batch": max_bytes * max_batch + 2 ** 16}
+
     @app.middleware("http")
     async def refuse_large_bodies(request: Request, call_next):
-        # From the header, before the body is read; the per-file check below catches a body
-        # sent without a length.
-        limit = max_bytes * (max_batch if request.url.path.endswith("/batch") else 1) + 2 ** 16
+        # From the header, before the body is read. A body sent without a length (chunked) is
+        # cut by the routes' max_body_size as its bytes arrive: the multipart parser would
+        # otherwise spool all of it to disk before the per-file check below saw it.
+        limit = body_limit["/predict/batch" if request.url.path.endswith("/batch")
+                           else "/predict"]
         length = request.headers.get("content-length")
         if length is not None and length.isdigit() and int(length) > limit:
             return JSONResponse({"detail": f"request body of {int(length)} bytes is over the "
@@ -285,13 +292,15 @@ def create_app(clf: MemeClassifier, max_upload_mb: float = DEFAULT_MAX_UPLOAD_MB
         model = clf.info()
         return [{**r.to_dict(), "model": model} for r in results]
 
-    @app.post("/predict", response_model=PredictResponse, responses=ERRORS)
+    @app.post("/predict", response_model=PredictResponse, responses=ERRORS,
+              max_body_size=body_limit["/predict"])
     def predict(image: Optional[UploadFile] = File(None, description="the meme picture"),
                 text: Optional[str] = Form(None, description="its caption; empty or absent: "
                                            "read by OCR")):
         return score([decode(image)], [caption(text)])[0]
 
-    @app.post("/predict/batch", response_model=BatchResponse, responses=ERRORS)
+    @app.post("/predict/batch", response_model=BatchResponse, responses=ERRORS,
+              max_body_size=body_limit["/predict/batch"])
     def predict_batch(image: Optional[list[UploadFile]] = File(None, description="memes"),
                       text: Optional[list[str]] = Form(None, description="captions aligned "
                                                        "with the images; empty: OCR")):

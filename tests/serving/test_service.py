@@ -238,3 +238,43 @@ def test_without_ocr_a_caption_is_required(tiny_runs, meme):
 def test_serve_refuses_a_missing_run(tmp_path, capsys):
     assert main(["--run", str(tmp_path / "nowhere"), "--ocr", "none"]) == 1
     assert "no checkpoint" in capsys.readouterr().err
+
+
+class NoOCRFake(SlowFake):
+    ocr_spec = "none"
+
+
+@pytest.mark.parametrize("path", ["/predict", "/predict/batch"])
+def test_a_body_sent_without_its_length_is_cut_at_the_limit(path):
+    """A chunked upload (no Content-Length) of 10 MB against a 0.05 MB limit: the service
+    stops reading it after the limit, rather than spooling it all to disk first."""
+    import asyncio
+
+    app = create_app(NoOCRFake(), max_upload_mb=MAX_MB, max_batch=2)
+    head = (b'--x\r\nContent-Disposition: form-data; name="image"; filename="m.png"\r\n'
+            b"Content-Type: image/png\r\n\r\n")
+    chunks, pulled, sent = 160, 0, []
+
+    async def receive():
+        nonlocal pulled
+        pulled += 1
+        if pulled > chunks + 1:
+            return {"type": "http.disconnect"}
+        body = (head if pulled == 1 else b"\r\n--x--\r\n" if pulled == chunks + 1
+                else b"\0" * 65536)
+        return {"type": "http.request", "body": body, "more_body": pulled <= chunks}
+
+    async def send(message):
+        sent.append(message)
+
+    scope = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1",
+             "method": "POST", "scheme": "http", "path": path, "raw_path": path.encode(),
+             "root_path": "", "query_string": b"", "server": ("test", 80),
+             "client": ("test", 1), "headers": [
+                 (b"content-type", b"multipart/form-data; boundary=x")]}
+    try:
+        asyncio.run(app(scope, receive, send))
+    finally:
+        app.state.worker.close()
+    assert sent[0]["type"] == "http.response.start" and sent[0]["status"] == 413
+    assert pulled <= 5, f"read {pulled} of {chunks + 1} chunks before answering"
