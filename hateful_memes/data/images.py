@@ -184,12 +184,17 @@ class ResumableOutput:
             if path.exists():
                 if path == self.side_partial:
                     _complete_lines(path)
-                with open(path, newline="", encoding="utf-8") as f:
-                    for row in csv.DictReader(f):
-                        try:
-                            self.side_rows[int(row["id"])] = row
-                        except (KeyError, TypeError, ValueError):
-                            continue  # a damaged sidecar row: its id is mapped again below
+                try:
+                    with open(path, newline="", encoding="utf-8") as f:
+                        for row in csv.DictReader(f):
+                            try:
+                                self.side_rows[int(row["id"])] = row
+                            except (KeyError, TypeError, ValueError):
+                                continue  # a damaged sidecar row: its id is mapped again below
+                except (UnicodeDecodeError, csv.Error) as e:  # damage beyond one row
+                    reason = e.reason if isinstance(e, UnicodeDecodeError) else e
+                    raise SubmissionError(f"{path}: damaged ({reason}); delete it to start "
+                                          "over") from None
         return set(self.done)
 
     def append(self, rows: list[dict], side_rows: list[dict]) -> None:

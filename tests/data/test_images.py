@@ -2,6 +2,7 @@
 import pytest
 
 from hateful_memes.data import images
+from hateful_memes.data.submission import SubmissionError
 
 
 def test_ids_are_numeric_stems_else_a_stable_hash(tmp_path):
@@ -37,3 +38,13 @@ def test_captions_are_matched_by_path_key_or_name_and_bad_rows_are_named(tmp_pat
     csv.write_bytes(b"image,text\ndog.png,\xff\xfe\n")
     with pytest.raises(ValueError, match="known.csv: not UTF-8"):
         images.read_captions(csv)
+
+
+@pytest.mark.parametrize("damage", [b"\xff\xfe,x.png,,0\n", b'5,"' + b"x" * 200_000 + b'",,0\n'],
+                         ids=["not UTF-8", "a field over csv's size limit"])
+def test_a_damaged_sidecar_is_named(tmp_path, damage):
+    out = tmp_path / "out.jsonl"
+    side = images.sidecar_path(out).with_name(images.sidecar_path(out).name + ".partial")
+    side.write_bytes(b"id,image,text,ocr\n" + damage)
+    with pytest.raises(SubmissionError, match=f"{side.name}: damaged .*; delete it"):
+        images.ResumableOutput(out, ["pc"]).start()
