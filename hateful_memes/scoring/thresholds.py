@@ -98,7 +98,7 @@ def fold(scores: np.ndarray, thresholds: np.ndarray, band: float = BAND) -> np.n
     [0.5 - band, t + band] (t >= 0.5)."""
     s = np.asarray(scores, dtype=np.float64)
     t = np.asarray(thresholds, dtype=np.float64)
-    out = np.empty_like(s)
+    out = np.empty(s.shape, dtype=np.float32)
     for k in range(s.shape[1]):
         tk = float(t[k])
         if tk < 0.5:
@@ -107,13 +107,15 @@ def fold(scores: np.ndarray, thresholds: np.ndarray, band: float = BAND) -> np.n
         else:
             hi = min(tk + band, 1.0)
             xs, ys = [0.0, 0.5 - band, tk, hi, 1.0], [0.0, 0.5 - band, 0.5, hi, 1.0]
-        col = np.interp(s[:, k], xs, ys)
+        # In float32, what is written: a score a few float32 steps above a low threshold
+        # folds to within float32's step of 0.5, and the cast would round it to 0.5 itself.
+        col = np.clip(np.interp(s[:, k], xs, ys), 0.0, 1.0).astype(np.float32)
         # `score > t` decides the side exactly, whatever float rounding did near the kink.
         above = s[:, k] > tk
-        col[above & (col <= 0.5)] = np.nextafter(0.5, 1.0)
-        col[~above & (col > 0.5)] = 0.5
+        col[above & (col <= 0.5)] = np.nextafter(np.float32(0.5), np.float32(1.0))
+        col[~above & (col > 0.5)] = np.float32(0.5)
         out[:, k] = col
-    return np.clip(out, 0.0, 1.0).astype(np.float32)
+    return out
 
 
 def apply(scores: np.ndarray, thresholds: np.ndarray) -> np.ndarray:

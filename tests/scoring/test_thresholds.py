@@ -18,6 +18,20 @@ def test_fold_puts_each_threshold_at_one_half_and_keeps_order():
     assert roc_auc_score(y, f[:, 2]) == roc_auc_score(y, s[:, 2])
 
 
+def test_fold_keeps_the_cut_for_scores_a_few_float32_steps_from_the_threshold():
+    # The folded scores are float32: a score just above a low threshold folds to a hair above
+    # 0.5 in float64, which float32 rounds to 0.5 itself, no longer above the official cut.
+    for t in (0.05, 0.23, 0.5, 0.71, 0.95):
+        t32 = np.float32(t)
+        steps = np.arange(-40, 41, dtype=np.float32) * np.spacing(t32)
+        s = np.repeat((t32 + steps)[:, None], 2, axis=1)
+        f = th.fold(s, np.array([t, t]))
+        assert f.dtype == np.float32
+        np.testing.assert_array_equal(f > 0.5, s.astype(np.float64) > t, err_msg=f"threshold {t}")
+        order = np.argsort(s[:, 0], kind="stable")
+        assert np.all(np.diff(f[order, 0]) >= 0)
+
+
 def test_choose_finds_the_separating_threshold():
     # Label 1 is positive exactly when its score exceeds 0.58, so 0.5 would be wrong.
     gold = np.zeros((6, 2))
