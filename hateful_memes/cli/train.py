@@ -37,7 +37,7 @@ from ..features.inputs import (Encoders, MissingImagesError, build_inputs, check
 from ..labels import tasks_for
 from ..models.baselines import TfidfLogReg
 from ..models.model import TEXT_JOINS, MemeModel, ModelConfig, load_head, save_checkpoint
-from ..runtime import distributed, rundir
+from ..runtime import checkpoints, distributed, rundir
 from ..runtime.files import atomic_open, write_json, write_text
 from ..scoring import calibration
 from ..scoring import thresholds as th
@@ -156,7 +156,8 @@ def _parser() -> argparse.ArgumentParser:
       help="train the image encoder end to end too")
     a("--init-head", metavar="CHECKPOINT",
       help="start the head from a trained run's RUN/checkpoint.pt (same encoders and head "
-      "settings): train on frozen features first, then --finetune from it (LP-FT)")
+      "settings; with --folds K >= 2 a run of the same folds, each fold's head from its own): "
+      "train on frozen features first, then --finetune from it (LP-FT)")
     a("--epochs", type=int, help="epochs per head (the best one is kept)")
     a("--batch-size", type=int,
       help="memes a step (under torchrun: all processes together)")
@@ -305,16 +306,47 @@ def _subset(targets: dict[str, torch.Tensor], idx: np.ndarray) -> dict[str, torc
 
 
 def _member(mcfg: ModelConfig, encoders: Encoders, cfg: dict, seed: int, device,
-            resume: bool) -> MemeModel:
+            resume: bool, fold: int = 0) -> MemeModel:
     """A fresh model: its own encoder copies when they are fine-tuned (each fold trains its
-    own), the head from --init-head when given (a resumed fold continues from its last.pt)."""
+    own), the head from --init-head when given (a resumed fold continues from its last.pt);
+    with folds, fold `fold`'s head from that run's head of the same fold (_check_init_head)."""
     torch.manual_seed(seed)
     image = copy.deepcopy(encoders.image) if mcfg.finetune_image else encoders.image
     text = copy.deepcopy(encoders.text) if mcfg.finetune_text else encoders.text
     model = MemeModel(mcfg, image, text)
     if cfg["init_head"] and not resume:
-        load_head(model, cfg["init_head"])
+        load_head(model, cfg["init_head"], fold if int(cfg["folds"]) >= 2 else 0)
     return model.to(device)
+
+
+# What decides train.py's folds (crossval.group_folds of train's memes, seeded).
+FOLD_SETTINGS = ("train", "folds", "seed", "skip_bad_images")
+
+
+def _check_init_head(cfg: dict) -> None:
+    """With K >= 2 folds, fold f's head is selected and scored out of fold on fold f's memes,
+    so it may only start from a head that never trained on them: the --init-head run's head of
+    fold f, trained on the same folds. A run of other folds (or of one fold: all of train) is
+    refused, before anything is written."""
+    if not cfg["init_head"] or int(cfg["folds"]) < 2:
+        return
+    path = cfg["init_head"]
+    theirs = checkpoints.load_dict(path, ("settings",))["settings"]
+    theirs = theirs if isinstance(theirs, dict) else {}
+
+    def same(key):
+        a, b = theirs.get(key, DEFAULTS.get(key)), cfg[key]
+        if key == "train" and isinstance(a, str):
+            return Path(a).resolve() == Path(b).resolve()
+        return a == b
+
+    differ = [k for k in FOLD_SETTINGS if not same(k)]
+    if differ:
+        detail = ", ".join(f"{k} {theirs.get(k, DEFAULTS.get(k))!r} there, {cfg[k]!r} here"
+                           for k in differ)
+        raise ValueError(f"--init-head {path}: with --folds {cfg['folds']} each fold's head "
+                         "starts from that run's head of the same fold, which must not have "
+                         f"trained on this fold's memes; that run's folds are others ({detail})")
 
 
 def _oof_tfidf(memes, fold_of: np.ndarray, C: float) -> dict[str, np.ndarray]:
@@ -387,6 +419,7 @@ def _prepare(cfg: dict, resume: bool, overwrite: bool):
     run_dir, layout = Path(cfg["out"]), run_layout(int(cfg["folds"]))
 
     def check():
+        _check_init_head(cfg)
         if rank == 0:
             rundir.check(run_dir, layout, resume=resume, overwrite=overwrite)
             if resume:
@@ -484,7 +517,8 @@ def run(cfg: dict, resume: bool = False, progress: bool = True,
             fold_dir = run_dir / f"fold{f}"
             resume_fold = resume and (fold_dir / "last.pt").is_file()
             seed = cfg["seed"] * 1000 + f
-            model = first if f == 0 else _member(mcfg, encoders, cfg, seed, device, resume_fold)
+            model = (first if f == 0
+                     else _member(mcfg, encoders, cfg, seed, device, resume_fold, fold=f))
             rest, held = np.flatnonzero(fold_of != f), np.flatnonzero(fold_of == f)
             if progress:
                 print(f"fold {f + 1}/{folds}: {len(rest)} memes to train, {len(held)} to select")

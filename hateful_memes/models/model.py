@@ -323,8 +323,9 @@ HEAD_FIELDS = ("tasks", "image_encoder", "text_encoder", "image_dim", "text_dim"
                "hidden", "text_part_dims", "text_join")
 
 
-def load_head(model: MemeModel, path: str | os.PathLike) -> None:
-    """Start `model.head` from the head of the checkpoint at `path`, encoders untouched.
+def load_head(model: MemeModel, path: str | os.PathLike, member: int = 0) -> None:
+    """Start `model.head` from the head of the checkpoint at `path` (of its `member`-th bagged
+    model: fold `member`'s, 0 the first), encoders untouched.
 
     This is the first half of LP-FT (Kumar et al. 2022, "Fine-Tuning can Distort Pretrained
     Features"): fine-tuning an encoder under a random head lets the head's early gradients
@@ -337,7 +338,11 @@ def load_head(model: MemeModel, path: str | os.PathLike) -> None:
         detail = ", ".join(f"{f} {getattr(theirs, f)!r} there, {getattr(model.cfg, f)!r} here"
                            for f in differ)
         raise ValueError(f"{path}: its head does not fit this model: {detail}")
-    head = {k[len("head."):]: v for k, v in ckpt["model"].items() if k.startswith("head.")}
+    members = [ckpt["model"], *(ckpt.get("members") or [])]
+    if not 0 <= member < len(members) or not isinstance(members[member], dict):
+        raise checkpoints.CheckpointError(f"{path}: has no bagged model {member} (it holds "
+                                          f"{len(members)})")
+    head = {k[len("head."):]: v for k, v in members[member].items() if k.startswith("head.")}
     try:
         model.head.load_state_dict(head)
     except RuntimeError as e:

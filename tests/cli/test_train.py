@@ -221,6 +221,31 @@ def test_init_head_starts_from_the_given_run(runs, demo_data, feature_cache, tmp
     assert not all(torch.allclose(cold_head[k], source[k], atol=1e-3) for k in source)
 
 
+def test_init_head_starts_each_fold_from_the_same_fold_of_the_given_run(runs, demo_data,
+                                                                        feature_cache, tmp_path,
+                                                                        capsys):
+    # Fold f's head is selected and scored out of fold on fold f's memes: it must not start from
+    # a head that trained on them (the given run's fold-0 head trained on folds 1-4).
+    from hateful_memes.runtime.checkpoints import load
+
+    source = runs / "A" / "checkpoint.pt"
+    out = tmp_path / "warm"
+    assert train.main(["--task", "A", *_args(demo_data, feature_cache, out), "--lr", "1e-12",
+                       "--init-head", str(source)]) == 0
+    theirs, ours = load(source), load(out / "checkpoint.pt")
+    for f in range(1, 5):
+        head = {k: v for k, v in ours["members"][f - 1].items() if k.startswith("head.")}
+        assert all(torch.allclose(v, theirs["members"][f - 1][k], atol=1e-6)
+                   for k, v in head.items()), f"fold {f}"
+        assert not all(torch.allclose(v, theirs["model"][k], atol=1e-3) for k, v in head.items())
+    # Other folds (another seed draws them) are refused before anything is written.
+    code = train.main(["--task", "A", *_args(demo_data, feature_cache, tmp_path / "x"),
+                       "--seed", "1", "--init-head", str(source)])
+    err = capsys.readouterr().err
+    assert code == 1 and str(source) in err and "seed 0 there, 1 here" in err
+    assert not (tmp_path / "x").exists()
+
+
 def test_init_head_refuses_a_head_of_another_shape(runs, demo_data, feature_cache, tmp_path,
                                                    capsys):
     source = runs / "B" / "checkpoint.pt"

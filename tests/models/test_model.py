@@ -232,6 +232,19 @@ def test_load_head_copies_the_head_and_refuses_other_features(tmp_path):
         load_head(other, tmp_path / "c.pt")
 
 
+def test_load_head_takes_the_asked_bagged_member(tmp_path):
+    first = _model()
+    torch.manual_seed(2)
+    second = MemeModel(first.cfg)
+    save_checkpoint(tmp_path / "c.pt", first, members=[second.state_dict()])
+    target = MemeModel(first.cfg)
+    load_head(target, tmp_path / "c.pt", member=1)
+    for (name, a), b in zip(second.head.state_dict().items(), target.head.state_dict().values()):
+        assert torch.equal(a, b), name
+    with pytest.raises(CheckpointError, match="has no bagged model 2 \\(it holds 2\\)"):
+        load_head(target, tmp_path / "c.pt", member=2)
+
+
 def test_a_full_disk_keeps_the_old_checkpoint_and_leaves_no_temp(tmp_path, monkeypatch):
     import errno
 
