@@ -17,6 +17,7 @@ import argparse
 import copy
 import dataclasses
 import math
+import os
 import sys
 import time
 from pathlib import Path
@@ -222,6 +223,11 @@ def resolve(args: argparse.Namespace) -> dict:
     if cfg["out"] is None:
         cfg["out"] = f"runs/task{cfg['task']}_{time.strftime('%Y%m%d-%H%M%S')}"
     validate(cfg)
+    # Stored absolute, so that config.yaml names the same files from any folder it is read in
+    # (--resume, --config) whichever folder the run was started from.
+    for name in _FILES:
+        if cfg[name] is not None:
+            cfg[name] = os.path.abspath(cfg[name])
     return cfg
 
 
@@ -237,6 +243,12 @@ _CHOICES = {"fusion": ("concat", "interact"), "empty": ("gate", "independent"),
             "select": ("roc_auc_micro", "f1_macro", "loss")}
 _PATHS = {"train": True, "dev": True, "image_root": True, "out": True, "cache_dir": False,
           "init_head": False}
+# The settings that name input files: --resume compares them by the file they name, not by
+# how it is written (./data or data, relative or absolute, through a link).
+_FILES = ("train", "dev", "image_root", "init_head")
+# Settings a resumed run may change: the run is the folder --resume is given, wherever it has
+# been moved (`out`), and the feature cache is keyed by content, not by folder (`cache_dir`).
+RESUMABLE_CHANGES = frozenset({"out", "cache_dir"})
 
 
 def _number(name: str, value, whole: bool):
@@ -367,6 +379,25 @@ def _decided(memes, ids, scores: dict, tasks) -> dict:
     return evaluate(memes, ids, {t: multi_hot(t, [d[t] for d in decided]) for t in shown})
 
 
+def _same_file(old, new) -> bool:
+    if not (isinstance(old, str) and isinstance(new, str)):
+        return old == new
+    try:
+        return os.path.samefile(old, new)
+    except OSError:  # one of them is gone: the same only if they name the same place
+        return os.path.realpath(old) == os.path.realpath(new)
+
+
+def differing(saved: dict, cfg: dict) -> list[str]:
+    """The settings in which `cfg` differs from a run's `saved` ones, as --resume compares
+    them. A setting added since that run was written counts as its default there."""
+    def same(k):
+        old = saved.get(k, DEFAULTS.get(k))
+        return _same_file(old, cfg[k]) if k in _FILES else old == cfg[k]
+
+    return sorted(k for k in cfg if k not in RESUMABLE_CHANGES and not same(k))
+
+
 def _check_saved_config(run_dir: Path, cfg: dict) -> None:
     path = run_dir / "config.yaml"
     try:
@@ -375,8 +406,7 @@ def _check_saved_config(run_dir: Path, cfg: dict) -> None:
         raise ValueError(f"--resume: cannot read {path}: {e}") from None
     if not isinstance(saved, dict):
         raise ValueError(f"--resume: {path} is not a train.py config (not a mapping)")
-    # A setting added since that run was written counts as its default there.
-    diff = sorted(k for k in cfg if saved.get(k, DEFAULTS.get(k)) != cfg[k])
+    diff = differing(saved, cfg)
     if diff:
         detail = "; ".join(f"{k}: {saved.get(k, DEFAULTS.get(k))!r} there, {cfg[k]!r} now"
                            for k in diff)
@@ -508,7 +538,8 @@ def run(cfg: dict, resume: bool = False, progress: bool = True,
     oof_heads: dict[str, np.ndarray] = {}
     if fold_of is None:
         state = fit(first, train_in, train_t, dev_in, dev_t, _fit_config(cfg, cfg["seed"]),
-                    run_dir, resume=resume, progress=progress, meta=cfg)
+                    run_dir, resume=resume, progress=progress, meta=cfg,
+                    differs=differing)
         members, best_epochs = [first], [state["best_epoch"]]
     else:
         members, best_epochs = [], []
@@ -524,7 +555,8 @@ def run(cfg: dict, resume: bool = False, progress: bool = True,
                 print(f"fold {f + 1}/{folds}: {len(rest)} memes to train, {len(held)} to select")
             state = fit(model, train_in.subset(rest), _subset(train_t, rest),
                         train_in.subset(held), _subset(train_t, held), _fit_config(cfg, seed),
-                        fold_dir, resume=resume_fold, progress=progress, meta=cfg)
+                        fold_dir, resume=resume_fold, progress=progress, meta=cfg,
+                        differs=differing)
             if rank == 0:
                 for task, s in predict_scores(model, train_in.subset(held)).items():
                     oof_heads.setdefault(task, np.zeros((len(train_memes), s.shape[1]),

@@ -204,14 +204,16 @@ def _sync_batchnorm(model: MemeModel) -> None:
 def fit(model: MemeModel, train: Inputs, train_targets: dict[str, torch.Tensor], dev: Inputs,
         dev_targets: dict[str, torch.Tensor], cfg: FitConfig, run_dir: Path, resume: bool = False,
         on_epoch_end: Callable[[int], None] | None = None, progress: bool = True,
-        meta: dict | None = None) -> dict:
+        meta: dict | None = None,
+        differs: Callable[[dict, dict], list[str]] | None = None) -> dict:
     """Train, keep the best epoch by `cfg.select` on dev, and return
     {"best_epoch", "best", "history"}.
 
     After each epoch `run_dir/last.pt` holds everything needed to continue (weights,
     optimizer, RNG state, best so far), and `run_dir/best.pt` the best weights. `meta`
     (plain data: the run's settings) is stored in last.pt, and a resume whose `meta` differs
-    from the stored one is refused: that last.pt belongs to another run.
+    from the stored one is refused: that last.pt belongs to another run. `differs(stored,
+    meta)` names the settings that count as differing (default: any whose value differs).
 
     Under torchrun (DDP) every process runs this on the same data: each batch of
     `cfg.batch_size` is shared out between the processes, whose gradients add up to the one
@@ -253,9 +255,11 @@ def fit(model: MemeModel, train: Inputs, train_targets: dict[str, torch.Tensor],
             raise checkpoints.CheckpointError(
                 f"{last}: does not fit this run's model and optimizer: "
                 f"{str(e).splitlines()[0] if str(e) else type(e).__name__}") from None
-        if meta is not None and "meta" in saved and saved["meta"] != meta:
-            theirs = saved["meta"] if isinstance(saved["meta"], dict) else {}
-            diff = sorted(k for k in set(theirs) | set(meta) if theirs.get(k) != meta.get(k))
+        theirs = saved.get("meta") if isinstance(saved.get("meta"), dict) else {}
+        diff = [] if meta is None or "meta" not in saved else (
+            differs(theirs, meta) if differs is not None else
+            sorted(k for k in set(theirs) | set(meta) if theirs.get(k) != meta.get(k)))
+        if diff:
             raise checkpoints.CheckpointError(
                 f"{last}: was written by a run with other settings (differing in {diff}); the "
                 "folder mixes two runs: start again with --overwrite")

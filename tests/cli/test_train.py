@@ -395,6 +395,27 @@ def test_resume_names_the_settings_that_differ(runs, demo_data, feature_cache, c
     assert code == 1 and "lr: 0.002 there, 0.5 now" in err
 
 
+def test_resume_knows_its_run_however_the_paths_are_written(runs, demo_data, feature_cache,
+                                                            tmp_path, monkeypatch, capsys):
+    """The run folder moved, resumed from another folder, its files written otherwise
+    (./x, relative): the same run. Other data is still another run."""
+    import os
+
+    moved = _copy_run(runs, tmp_path, "moved")  # its config.yaml and last.pt name runs/A
+    monkeypatch.chdir(tmp_path)
+    ann = os.path.relpath(demo_data / "annotations", tmp_path)
+    argv = ["--task", "A", "--epochs", "3", "--cache-dir", str(feature_cache), "--out", "./moved",
+            "--quiet", "--hidden", "32", "--resume"]
+    assert train.main([*argv, "--train", f"{ann}/train.json", "--dev", f"{ann}/train.json"]) == 1
+    err = capsys.readouterr().err
+    assert "settings differ" in err and "['dev']" in err
+    assert train.main([*argv, "--train", f"./{ann}/train.json", "--dev", f"{ann}/./dev.json"]) == 0
+    cfg = yaml.safe_load((moved / "config.yaml").read_text())
+    assert os.path.samefile(cfg["out"], moved)
+    assert os.path.samefile(cfg["train"], demo_data / "annotations" / "train.json")
+    assert os.path.isabs(cfg["train"]) and os.path.isabs(cfg["dev"])
+
+
 # --- every setting checked before any work (item 6) ---------------------------------------
 
 
