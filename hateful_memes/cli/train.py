@@ -218,7 +218,8 @@ def resolve(args: argparse.Namespace) -> dict:
             cfg[key] = value
     if cfg["task"] not in ("A", "B", "AB"):
         raise ValueError(f"--task must be A, B or AB (got {cfg['task']!r})")
-    if cfg["image_root"] is None:
+    # A `train` that is no path (a YAML number, '') is left for validate to name.
+    if cfg["image_root"] is None and isinstance(cfg["train"], str) and cfg["train"]:
         cfg["image_root"] = str(Path(cfg["train"]).resolve().parent.parent)
     if cfg["out"] is None:
         cfg["out"] = f"runs/task{cfg['task']}_{time.strftime('%Y%m%d-%H%M%S')}"

@@ -466,7 +466,9 @@ def test_yaml_numbers_are_read_as_users_write_them(tmp_path):
                           ("lr: .nan", "--lr: must be a finite number"),
                           ("hidden: true", "--hidden: expected a number, got bool"),
                           ("finetune: 'no'", "finetune: expected true or false"),
-                          ("fusion: sum", "--fusion must be one of concat, interact")):
+                          ("fusion: sum", "--fusion must be one of concat, interact"),
+                          ("train: 5", "--train: expected a path, got 5"),
+                          ("train: ''", "--train: expected a path, got ''")):
         cfg_file.write_text(f"task: A\n{text}\n")
         with pytest.raises(ValueError, match=message):
             train.resolve(train._parser().parse_args(["--config", str(cfg_file)]))
