@@ -443,9 +443,9 @@ def _on_all(compute, what: str):
 
 def _prepare(cfg: dict, resume: bool, overwrite: bool):
     """Everything before any computing: the output folder may be used as asked and can be
-    written, the data read (and their images checked), the folds drawn, then the folder made
-    ready. Rank 0 alone touches the folder (it is shared). Returns (train memes, dev memes,
-    fold of each train meme or None)."""
+    written, the data read (and their images checked), the folds drawn. Rank 0 alone touches
+    the folder (it is shared). Returns (train memes, dev memes, fold of each train meme or
+    None)."""
     rank, _ = distributed.rank_world()
     run_dir, layout = Path(cfg["out"]), run_layout(int(cfg["folds"]))
 
@@ -458,6 +458,23 @@ def _prepare(cfg: dict, resume: bool, overwrite: bool):
             rundir.check_writable(run_dir, "--out")
             if cfg["cache_dir"]:
                 rundir.check_writable(cfg["cache_dir"], "--cache-dir")
+
+    _on_all(check, "checking --out")
+    train_memes, dev_memes = _on_all(lambda: (
+        _images(read_annotations(cfg["train"]), cfg, cfg["train"]),
+        _images(read_annotations(cfg["dev"]), cfg, cfg["dev"])), "reading the data")
+    folds = int(cfg["folds"])
+    fold_of = group_folds(train_memes, folds, cfg["seed"]) if folds >= 2 else None
+    return train_memes, dev_memes, fold_of
+
+
+def _make_ready(cfg: dict, resume: bool, overwrite: bool) -> None:
+    """The old run deleted (--overwrite) or its stale temps (--resume), and config.yaml
+    written: the first writes to the run folder, once the encoders, --init-head and the
+    features are ready, so that a start that fails before training leaves the folder as it
+    was (and --overwrite the old run in it)."""
+    rank, _ = distributed.rank_world()
+    run_dir, layout = Path(cfg["out"]), run_layout(int(cfg["folds"]))
 
     def clean():
         if rank != 0:
@@ -472,14 +489,7 @@ def _prepare(cfg: dict, resume: bool, overwrite: bool):
         run_dir.mkdir(parents=True, exist_ok=True)
         write_text(run_dir / "config.yaml", yaml.safe_dump(cfg, sort_keys=True))
 
-    _on_all(check, "checking --out")
-    train_memes, dev_memes = _on_all(lambda: (
-        _images(read_annotations(cfg["train"]), cfg, cfg["train"]),
-        _images(read_annotations(cfg["dev"]), cfg, cfg["dev"])), "reading the data")
-    folds = int(cfg["folds"])
-    fold_of = group_folds(train_memes, folds, cfg["seed"]) if folds >= 2 else None
     _on_all(clean, "preparing --out")
-    return train_memes, dev_memes, fold_of
 
 
 def _model_config(cfg: dict, encoders: Encoders) -> ModelConfig:
@@ -533,6 +543,7 @@ def run(cfg: dict, resume: bool = False, progress: bool = True,
               model=first, progress=progress, device=str(device))
     train_in = build_inputs(train_memes, source=cfg["train"], **kw)
     dev_in = build_inputs(dev_memes, source=cfg["dev"], **kw)
+    _make_ready(cfg, resume, overwrite)
     train_t, dev_t = _targets(train_memes, mcfg.tasks), _targets(dev_memes, mcfg.tasks)
 
     t0 = time.time()

@@ -358,6 +358,22 @@ def test_overwrite_never_deletes_files_a_run_did_not_write(runs, demo_data, feat
     assert (run / "checkpoint.pt").read_bytes() == before
 
 
+def test_a_start_that_fails_before_training_leaves_the_folder_as_it_was(
+        runs, demo_data, feature_cache, tmp_path, capsys):
+    bad = ("--text-encoder", "hf:/no/such/dir")
+    fresh = tmp_path / "fresh"
+    assert train.main(["--task", "A", *_args(demo_data, feature_cache, fresh), *bad]) == 1
+    assert "hf:/no/such/dir" in capsys.readouterr().err
+    assert not fresh.exists() or not any(fresh.iterdir())  # a rerun needs no --overwrite
+    run = _copy_run(runs, tmp_path)
+    before = sorted(p.relative_to(run) for p in run.rglob("*"))
+    for extra in (bad, ("--init-head", str(tmp_path / "none.pt"))):
+        assert train.main(["--task", "A", *_args(demo_data, feature_cache, run), "--overwrite",
+                           *extra]) == 1
+        assert "Traceback" not in capsys.readouterr().err
+        assert sorted(p.relative_to(run) for p in run.rglob("*")) == before
+
+
 def test_resume_without_a_run_or_with_a_mixed_one_is_a_clear_error(runs, demo_data,
                                                                    feature_cache, tmp_path,
                                                                    capsys):
