@@ -10,7 +10,6 @@ from it), backbone.pth (the timm backbone's state_dict alone), stats.jsonl and t
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import math
 import os
@@ -277,6 +276,23 @@ def _check_resumable(saved: dict, config: dict, path: Path) -> None:
         raise SystemExit(f"--resume: {path} was trained with other settings ({diffs})")
 
 
+def _read_stats(path: Path, epochs: int) -> list[dict]:
+    """The rows of a resumed run's stats log for the `epochs` its checkpoint holds (they are
+    written again whole); a damaged line stops the resume, naming it, rather than lose rows."""
+    rows = []
+    try:
+        for n, row in json_lines(path, ValueError):  # blank lines are skipped
+            epoch = row.get("epoch")
+            if isinstance(epoch, bool) or not isinstance(epoch, int):
+                raise ValueError(f"{path}:{n}: expected a row with a whole 'epoch' number")
+            if epoch < epochs:
+                rows.append(row)
+    except ValueError as e:
+        raise SystemExit(f"--resume: {e}; mend that line, or move {path.name} away (its rows "
+                         "are then lost)") from None
+    return rows
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
@@ -332,8 +348,7 @@ def _train(args: argparse.Namespace, rank: int, world: int, device: torch.device
         model.load_state_dict(checkpoint["model"])
         start_epoch = checkpoint["epoch"]
         if (out / STATS).is_file():
-            with open(out / STATS, encoding="utf-8") as f:
-                rows = [r for r in map(json.loads, f) if r["epoch"] < start_epoch]
+            rows = _read_stats(out / STATS, start_epoch)
     model.to(device)
     if world > 1:
         model = convert_sync_batchnorm(model)

@@ -217,6 +217,25 @@ def test_resume_refuses_other_settings(tmp_path):
         main(args(images, tmp_path / "other", "--backbone", "no_such_net"))
 
 
+def test_resume_names_a_damaged_stats_line_and_skips_blank_ones(tmp_path):
+    images = tmp_path / "images"
+    make_images(images, 8)
+    out = tmp_path / "run"
+    assert main(args(images, out, "--epochs", "1")) == 0
+    stats = out / "stats.jsonl"
+    n = len(stats.read_text().splitlines())
+    stats.write_text(stats.read_text() + "\n")
+    assert main(args(images, out, "--resume")) == 0
+    lines = stats.read_text().splitlines()
+    assert len(lines) > n and all(json.loads(line)["epoch"] < 2 for line in lines)
+    before = (out / "checkpoint.pt").read_bytes()
+    for damage, problem in (('{"epoch": ', "malformed JSON"), ('{"step": 3}', "'epoch' number")):
+        stats.write_text("\n".join([*lines, damage]) + "\n")
+        with pytest.raises(SystemExit, match=f"stats.jsonl:{len(lines) + 1}: .*{problem}"):
+            main(args(images, out, "--resume", "--epochs", "3"))
+        assert (out / "checkpoint.pt").read_bytes() == before
+
+
 # --- two processes, as torchrun starts them --------------------------------------------
 
 
