@@ -323,13 +323,6 @@ def _train(args: argparse.Namespace, rank: int, world: int, device: torch.device
     except rundir.RunDirError as e:
         raise SystemExit(f"error: {e}") from None
     if rank == 0:
-        if args.overwrite:
-            rundir.clear(out, RUN_LAYOUT)
-        else:
-            rundir.remove_stale_temps(out, RUN_LAYOUT)
-    if dist.is_initialized():
-        dist.barrier()  # no process writes before the old run is gone
-    if rank == 0:
         log.info("%d images; backbone %s at %d px on %s x %d", len(paths), args.backbone,
                  config["image_size"], device, world)
 
@@ -380,6 +373,16 @@ def _train(args: argparse.Namespace, rank: int, world: int, device: torch.device
     warmup = min(args.warmup_epochs, args.epochs / 10)
     amp_dtype = getattr(torch, config["amp_dtype"]) if config["amp"] else None
 
+    # Only now, with the model, its checkpoint and the data ready, is the folder touched: a
+    # start that fails before (a backbone that cannot be made, a --batch-size larger than the
+    # images) leaves the old run that --overwrite was to replace.
+    if rank == 0:
+        if args.overwrite:
+            rundir.clear(out, RUN_LAYOUT)
+        else:
+            rundir.remove_stale_temps(out, RUN_LAYOUT)
+    if dist.is_initialized():
+        dist.barrier()  # no process writes before the old run is gone
     writer = None
     if rank == 0:
         from torch.utils.tensorboard import SummaryWriter

@@ -308,6 +308,17 @@ def test_a_run_in_out_is_refused_unless_resume_or_overwrite(tmp_path):
     assert torch.load(out / "checkpoint.pt", weights_only=True)["config"]["seed"] == 1
 
 
+def test_overwrite_that_fails_before_training_keeps_the_old_run(tmp_path):
+    images = tmp_path / "images"
+    make_images(images, 8)
+    out = tmp_path / "run"
+    assert main(args(images, out, "--epochs", "1")) == 0
+    before = {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()}
+    with pytest.raises(SystemExit, match="larger than the 8 images"):
+        main(args(images, out, "--overwrite", "--batch-size", "16"))
+    assert {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()} == before
+
+
 def test_all_images_unreadable_is_an_error_and_writes_nothing(tmp_path):
     images = tmp_path / "images"
     images.mkdir()
