@@ -32,7 +32,7 @@ from ..pretraining.barlow_twins import (BACKBONE, CHECKPOINT, BarlowTwins, conve
 from ..pretraining.lars import LR_BIASES, LR_WEIGHTS, adjust_learning_rate, make_optimizer
 from ..runtime import checkpoints, rundir
 from ..runtime.distributed import finish, init_from_env
-from ..runtime.files import atomic_open, write_jsonl
+from ..runtime.files import atomic_open, same_path, write_jsonl
 from ..runtime.progress import bar as progress_bar
 
 log = logging.getLogger(__name__)
@@ -262,15 +262,27 @@ def _config(args: argparse.Namespace, device: torch.device, n_images: int) -> di
         "lr_biases": args.lr_biases, "weight_decay": args.weight_decay,
         "warmup_epochs": args.warmup_epochs,
         "crop_scale": list(args.crop_scale), "flip": args.flip,
-        "images": [str(s) for s in args.images], "image_root": args.image_root,
+        # Absolute, so that a resume from another folder finds them the same (_same).
+        "images": [os.path.abspath(s) for s in args.images],
+        "image_root": os.path.abspath(args.image_root) if args.image_root else None,
         "n_images": n_images, "seed": args.seed, "workers": args.workers,
         "log_every": args.log_every, "amp": amp, "amp_dtype": amp_dtype if amp else None,
     }
 
 
+def _same(key: str, old, new) -> bool:
+    """Whether a setting is unchanged; the image sources by what they name, not how."""
+    if key == "images" and isinstance(old, list) and isinstance(new, list):
+        return len(old) == len(new) and all(
+            isinstance(a, str) and same_path(a, b) for a, b in zip(old, new))
+    if key == "image_root" and isinstance(old, str) and isinstance(new, str):
+        return same_path(old, new)
+    return old == new
+
+
 def _check_resumable(saved: dict, config: dict, path: Path) -> None:
     changed = sorted(k for k in set(saved) | set(config)
-                     if k not in RESUMABLE_CHANGES and saved.get(k) != config.get(k))
+                     if k not in RESUMABLE_CHANGES and not _same(k, saved.get(k), config.get(k)))
     if changed:
         diffs = "; ".join(f"{k}: {saved.get(k)!r} -> {config.get(k)!r}" for k in changed)
         raise SystemExit(f"--resume: {path} was trained with other settings ({diffs})")

@@ -39,7 +39,7 @@ from ..labels import tasks_for
 from ..models.baselines import TfidfLogReg
 from ..models.model import TEXT_JOINS, MemeModel, ModelConfig, load_head, save_checkpoint
 from ..runtime import checkpoints, distributed, rundir
-from ..runtime.files import atomic_open, write_json, write_text
+from ..runtime.files import atomic_open, same_path, write_json, write_text
 from ..scoring import calibration
 from ..scoring import thresholds as th
 from ..scoring.decision import decide_all, multi_hot
@@ -380,21 +380,14 @@ def _decided(memes, ids, scores: dict, tasks) -> dict:
     return evaluate(memes, ids, {t: multi_hot(t, [d[t] for d in decided]) for t in shown})
 
 
-def _same_file(old, new) -> bool:
-    if not (isinstance(old, str) and isinstance(new, str)):
-        return old == new
-    try:
-        return os.path.samefile(old, new)
-    except OSError:  # one of them is gone: the same only if they name the same place
-        return os.path.realpath(old) == os.path.realpath(new)
-
-
 def differing(saved: dict, cfg: dict) -> list[str]:
     """The settings in which `cfg` differs from a run's `saved` ones, as --resume compares
     them. A setting added since that run was written counts as its default there."""
     def same(k):
         old = saved.get(k, DEFAULTS.get(k))
-        return _same_file(old, cfg[k]) if k in _FILES else old == cfg[k]
+        if k in _FILES and isinstance(old, str) and isinstance(cfg[k], str):
+            return same_path(old, cfg[k])
+        return old == cfg[k]
 
     return sorted(k for k in cfg if k not in RESUMABLE_CHANGES and not same(k))
 

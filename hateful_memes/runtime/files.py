@@ -76,3 +76,12 @@ def write_files(contents: dict[str | os.PathLike, bytes]) -> None:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(tmp)
         raise
+
+
+def same_path(a: str | os.PathLike, b: str | os.PathLike) -> bool:
+    """Whether `a` and `b` name the same file or folder, however written (./x or x, relative
+    or absolute, through a link); paths that do not exist are compared as resolved."""
+    try:
+        return os.path.samefile(a, b)
+    except OSError:
+        return os.path.realpath(a) == os.path.realpath(b)

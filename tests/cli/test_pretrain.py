@@ -236,6 +236,22 @@ def test_resume_names_a_damaged_stats_line_and_skips_blank_ones(tmp_path):
         assert (out / "checkpoint.pt").read_bytes() == before
 
 
+def test_resume_knows_its_images_however_they_are_written(tmp_path, monkeypatch):
+    images = tmp_path / "images"
+    make_images(images, 8)
+    make_images(tmp_path / "others", 8, seed=1)
+    out = tmp_path / "run"
+    assert main(args(images, out, "--epochs", "1")) == 0
+    moved = tmp_path / "elsewhere" / "moved"
+    moved.parent.mkdir()
+    out.rename(moved)
+    monkeypatch.chdir(tmp_path / "elsewhere")
+    assert main(args("./../images/", "moved", "--resume")) == 0
+    assert torch.load(moved / "checkpoint.pt", weights_only=True)["epoch"] == 2
+    with pytest.raises(SystemExit, match="other settings .*images"):
+        main(args("../others", "moved", "--resume", "--epochs", "3"))
+
+
 # --- two processes, as torchrun starts them --------------------------------------------
 
 

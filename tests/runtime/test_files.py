@@ -2,7 +2,7 @@ import json
 
 import pytest
 
-from hateful_memes.runtime.files import atomic_open, write_jsonl
+from hateful_memes.runtime.files import atomic_open, same_path, write_jsonl
 
 
 def test_failed_write_keeps_the_old_file_and_leaves_no_temp(tmp_path):
@@ -65,3 +65,15 @@ def test_write_files_writes_all_or_nothing(tmp_path, monkeypatch):
     monkeypatch.undo()
     write_files({p: b"new" for p in paths})
     assert all(p.read_bytes() == b"new" for p in paths)
+
+
+def test_same_path_compares_what_paths_name(tmp_path, monkeypatch):
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "a.json").write_text("{}")
+    (tmp_path / "link").symlink_to(tmp_path / "data")
+    monkeypatch.chdir(tmp_path)
+    assert same_path("data/a.json", "./data/../data/a.json")
+    assert same_path("link/a.json", tmp_path / "data" / "a.json")
+    assert same_path("gone/b.json", tmp_path / "gone" / "b.json")
+    assert not same_path("data/a.json", "data/b.json")
+    assert not same_path("data", "data/a.json")
