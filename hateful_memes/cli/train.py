@@ -14,6 +14,7 @@ Settings come from the defaults below, then `--config experiments/NAME.yaml`, th
 from __future__ import annotations
 
 import argparse
+import contextlib
 import copy
 import dataclasses
 import math
@@ -485,6 +486,18 @@ def _make_ready(cfg: dict, resume: bool, overwrite: bool) -> None:
     _on_all(clean, "preparing --out")
 
 
+@contextlib.contextmanager
+def _taken_back_on_failure(run_dir: Path, layout: rundir.RunLayout, rank: int):
+    try:
+        yield
+    except BaseException:
+        # Before --resume has a last.pt to read, all of the run's files are this start's:
+        # rundir.check let it begin only in a folder without them (or --overwrite cleared it).
+        if rank == 0 and not any(run_dir.glob("**/last.pt")):
+            rundir.clear(run_dir, layout)
+        raise
+
+
 def _model_config(cfg: dict, encoders: Encoders) -> ModelConfig:
     parts = getattr(encoders.text, "parts", ())  # a joined text encoder's
     return ModelConfig(tasks=tasks_for(cfg["task"]), image_encoder=cfg["image_encoder"],
@@ -537,37 +550,41 @@ def run(cfg: dict, resume: bool = False, progress: bool = True,
     train_in = build_inputs(train_memes, source=cfg["train"], **kw)
     dev_in = build_inputs(dev_memes, source=cfg["dev"], **kw)
     _make_ready(cfg, resume, overwrite)
-    train_t, dev_t = _targets(train_memes, mcfg.tasks), _targets(dev_memes, mcfg.tasks)
+    # A start that fails before its first last.pt takes back what it wrote (config.yaml,
+    # tb/), so that its rerun needs no --overwrite; after one the run stays, for --resume.
+    with _taken_back_on_failure(run_dir, run_layout(int(cfg["folds"])), rank):
+        train_t, dev_t = _targets(train_memes, mcfg.tasks), _targets(dev_memes, mcfg.tasks)
 
-    t0 = time.time()
-    oof_heads: dict[str, np.ndarray] = {}
-    if fold_of is None:
-        state = fit(first, train_in, train_t, dev_in, dev_t, _fit_config(cfg, cfg["seed"]),
-                    run_dir, resume=resume, progress=progress, meta=cfg,
-                    differs=differing)
-        members, best_epochs = [first], [state["best_epoch"]]
-    else:
-        members, best_epochs = [], []
-        folds = int(cfg["folds"])
-        for f in range(folds):
-            fold_dir = run_dir / f"fold{f}"
-            resume_fold = resume and (fold_dir / "last.pt").is_file()
-            seed = cfg["seed"] * 1000 + f
-            model = (first if f == 0
-                     else _member(mcfg, encoders, cfg, seed, device, resume_fold, fold=f))
-            rest, held = np.flatnonzero(fold_of != f), np.flatnonzero(fold_of == f)
-            if progress:
-                print(f"fold {f + 1}/{folds}: {len(rest)} memes to train, {len(held)} to select")
-            state = fit(model, train_in.subset(rest), _subset(train_t, rest),
-                        train_in.subset(held), _subset(train_t, held), _fit_config(cfg, seed),
-                        fold_dir, resume=resume_fold, progress=progress, meta=cfg,
+        t0 = time.time()
+        oof_heads: dict[str, np.ndarray] = {}
+        if fold_of is None:
+            state = fit(first, train_in, train_t, dev_in, dev_t, _fit_config(cfg, cfg["seed"]),
+                        run_dir, resume=resume, progress=progress, meta=cfg,
                         differs=differing)
-            if rank == 0:
-                for task, s in predict_scores(model, train_in.subset(held)).items():
-                    oof_heads.setdefault(task, np.zeros((len(train_memes), s.shape[1]),
-                                                        np.float32))[held] = s
-            members.append(model)
-            best_epochs.append(state["best_epoch"])
+            members, best_epochs = [first], [state["best_epoch"]]
+        else:
+            members, best_epochs = [], []
+            folds = int(cfg["folds"])
+            for f in range(folds):
+                fold_dir = run_dir / f"fold{f}"
+                resume_fold = resume and (fold_dir / "last.pt").is_file()
+                seed = cfg["seed"] * 1000 + f
+                model = (first if f == 0
+                         else _member(mcfg, encoders, cfg, seed, device, resume_fold, fold=f))
+                rest, held = np.flatnonzero(fold_of != f), np.flatnonzero(fold_of == f)
+                if progress:
+                    print(f"fold {f + 1}/{folds}: {len(rest)} memes to train, "
+                          f"{len(held)} to select")
+                state = fit(model, train_in.subset(rest), _subset(train_t, rest),
+                            train_in.subset(held), _subset(train_t, held), _fit_config(cfg, seed),
+                            fold_dir, resume=resume_fold, progress=progress, meta=cfg,
+                            differs=differing)
+                if rank == 0:
+                    for task, s in predict_scores(model, train_in.subset(held)).items():
+                        oof_heads.setdefault(task, np.zeros((len(train_memes), s.shape[1]),
+                                                            np.float32))[held] = s
+                members.append(model)
+                best_epochs.append(state["best_epoch"])
     if rank != 0:
         return None  # the rest (TF-IDF view, thresholds, reports, checkpoint) is rank 0's
     weight = float(cfg["tfidf_weight"])

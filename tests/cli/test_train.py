@@ -374,6 +374,34 @@ def test_a_start_that_fails_before_training_leaves_the_folder_as_it_was(
         assert sorted(p.relative_to(run) for p in run.rglob("*")) == before
 
 
+def test_a_start_killed_before_its_first_checkpoint_leaves_nothing_to_overwrite(
+        demo_data, feature_cache, tmp_path, monkeypatch):
+    from hateful_memes.engine import training
+
+    step, steps = training.step_loss, []
+
+    def interrupted_at(n):
+        def step_loss(*args, **kwargs):
+            steps.append(1)
+            if len(steps) == n:
+                raise KeyboardInterrupt
+            return step(*args, **kwargs)
+        return step_loss
+
+    monkeypatch.setattr(training, "step_loss", interrupted_at(1))
+    out = tmp_path / "run"
+    argv = ["--task", "A", *_args(demo_data, feature_cache, out), "--folds", "2"]
+    with pytest.raises(KeyboardInterrupt):
+        train.main(argv)
+    assert not out.exists() or not any(out.iterdir())
+    # killed in the second fold: the first one's last.pt is kept for --resume
+    steps.clear()
+    monkeypatch.setattr(training, "step_loss", interrupted_at(4))  # 3 epochs of one step
+    with pytest.raises(KeyboardInterrupt):
+        train.main(argv)
+    assert (out / "config.yaml").is_file() and (out / "fold0" / "last.pt").is_file()
+
+
 def test_resume_without_a_run_or_with_a_mixed_one_is_a_clear_error(runs, demo_data,
                                                                    feature_cache, tmp_path,
                                                                    capsys):
