@@ -396,67 +396,78 @@ def _train(args: argparse.Namespace, rank: int, world: int, device: torch.device
     if dist.is_initialized():
         dist.barrier()  # no process writes before the old run is gone
     writer = None
-    if rank == 0:
-        from torch.utils.tensorboard import SummaryWriter
-        writer = SummaryWriter(out / "tb", purge_step=start_epoch * len(loader))
-    skipped: set[str] = set()
-    start_time = time.time()
-    for epoch in range(start_epoch, args.epochs):
-        seed_everything(args.seed, epoch, rank)
-        if sampler is not None:
-            sampler.set_epoch(epoch)
-        net.train()
-        total, batches = torch.zeros((), device=device), 0
-        bar = progress_bar(loader, desc=f"epoch {epoch + 1}/{args.epochs}", disable=rank != 0,
-                           dynamic_ncols=True)
-        for i, (y1, y2, bad) in enumerate(bar):
-            step = epoch * len(loader) + i
-            for s in bad:
-                if s.path not in skipped:
-                    skipped.add(s.path)
-                    log.warning("skipping unreadable image %s (%s)", s.path, s.reason)
-            if not _enough(y1, world, device):
-                continue
-            lr, lr_biases = adjust_learning_rate(
-                optimizer, step, len(loader), args.epochs, warmup, args.batch_size,
-                args.lr_weights, args.lr_biases)
-            y1 = y1.to(device, non_blocking=True)
-            y2 = y2.to(device, non_blocking=True)
-            with torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
-                loss = net(y1, y2)
-            optimizer.zero_grad(set_to_none=True)
-            scaler.scale(loss).backward()
-            scaler.step(optimizer)
-            scaler.update()
-            total += loss.detach()
-            batches += 1
-            if rank == 0 and (step % args.log_every == 0 or i == len(loader) - 1):
-                row = {"epoch": epoch, "step": step, "loss": loss.item(), "lr": lr,
-                       "lr_biases": lr_biases, "time": round(time.time() - start_time, 3)}
-                rows.append(row)
-                writer.add_scalar("loss", row["loss"], step)
-                writer.add_scalar("lr", lr, step)
-                bar.set_postfix(loss=f"{row['loss']:.4g}")
-        if batches == 0:  # every process takes this branch alike (see _enough)
-            first = ", ".join(sorted(skipped)[:5])
-            raise SystemExit(
-                f"error: epoch {epoch + 1} ran no training step: {len(skipped)} of {len(paths)} "
-                f"image(s) could not be read{' (first: ' + first + ')' if first else ''} and "
-                "a step needs two readable images; nothing was saved")
+    try:
         if rank == 0:
-            mean = (total / max(batches, 1)).item()
-            writer.add_scalar("epoch_loss", mean, epoch)
-            writer.flush()
-            log.info("epoch %d/%d: mean loss %.4g over %d steps", epoch + 1, args.epochs,
-                     mean, batches)
-            state = {"config": config, "epoch": epoch + 1, "model": model.state_dict(),
-                     "optimizer": optimizer.state_dict()}
-            if use_scaler:
-                state["scaler"] = scaler.state_dict()
-            out.mkdir(parents=True, exist_ok=True)
-            _save(state, out / CHECKPOINT)
-            _save(model.backbone.state_dict(), out / BACKBONE)
-            write_jsonl(out / STATS, rows)
+            from torch.utils.tensorboard import SummaryWriter
+            writer = SummaryWriter(out / "tb", purge_step=start_epoch * len(loader))
+        skipped: set[str] = set()
+        start_time = time.time()
+        for epoch in range(start_epoch, args.epochs):
+            seed_everything(args.seed, epoch, rank)
+            if sampler is not None:
+                sampler.set_epoch(epoch)
+            net.train()
+            total, batches = torch.zeros((), device=device), 0
+            bar = progress_bar(loader, desc=f"epoch {epoch + 1}/{args.epochs}", disable=rank != 0,
+                               dynamic_ncols=True)
+            for i, (y1, y2, bad) in enumerate(bar):
+                step = epoch * len(loader) + i
+                for s in bad:
+                    if s.path not in skipped:
+                        skipped.add(s.path)
+                        log.warning("skipping unreadable image %s (%s)", s.path, s.reason)
+                if not _enough(y1, world, device):
+                    continue
+                lr, lr_biases = adjust_learning_rate(
+                    optimizer, step, len(loader), args.epochs, warmup, args.batch_size,
+                    args.lr_weights, args.lr_biases)
+                y1 = y1.to(device, non_blocking=True)
+                y2 = y2.to(device, non_blocking=True)
+                with torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
+                    loss = net(y1, y2)
+                optimizer.zero_grad(set_to_none=True)
+                scaler.scale(loss).backward()
+                scaler.step(optimizer)
+                scaler.update()
+                total += loss.detach()
+                batches += 1
+                if rank == 0 and (step % args.log_every == 0 or i == len(loader) - 1):
+                    row = {"epoch": epoch, "step": step, "loss": loss.item(), "lr": lr,
+                           "lr_biases": lr_biases, "time": round(time.time() - start_time, 3)}
+                    rows.append(row)
+                    writer.add_scalar("loss", row["loss"], step)
+                    writer.add_scalar("lr", lr, step)
+                    bar.set_postfix(loss=f"{row['loss']:.4g}")
+            if batches == 0:  # every process takes this branch alike (see _enough)
+                first = ", ".join(sorted(skipped)[:5])
+                raise SystemExit(
+                    f"error: epoch {epoch + 1} ran no training step: {len(skipped)} of "
+                    f"{len(paths)} image(s) could not be read"
+                    f"{' (first: ' + first + ')' if first else ''} and "
+                    "a step needs two readable images; nothing was saved")
+            if rank == 0:
+                mean = (total / max(batches, 1)).item()
+                writer.add_scalar("epoch_loss", mean, epoch)
+                writer.flush()
+                log.info("epoch %d/%d: mean loss %.4g over %d steps", epoch + 1, args.epochs,
+                         mean, batches)
+                state = {"config": config, "epoch": epoch + 1, "model": model.state_dict(),
+                         "optimizer": optimizer.state_dict()}
+                if use_scaler:
+                    state["scaler"] = scaler.state_dict()
+                out.mkdir(parents=True, exist_ok=True)
+                _save(state, out / CHECKPOINT)
+                _save(model.backbone.state_dict(), out / BACKBONE)
+                write_jsonl(out / STATS, rows)
+    except BaseException:
+        if writer is not None:
+            writer.close()
+        # Before the first checkpoint the run's files (tb/) are all this start's: rundir.check
+        # let it begin only without them. Taken back, its rerun needs no --overwrite.
+        if rank == 0 and not (out / CHECKPOINT).exists():
+            rundir.clear(out, RUN_LAYOUT)
+        raise
+
     if writer is not None:
         writer.close()
     _report_skipped(skipped, world, rank)
