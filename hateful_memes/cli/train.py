@@ -351,7 +351,7 @@ def _check_init_head(cfg: dict) -> None:
     def same(key):
         a, b = theirs.get(key, DEFAULTS.get(key)), cfg[key]
         if key == "train" and isinstance(a, str):
-            return Path(a).resolve() == Path(b).resolve()
+            return same_path(a, b)
         return a == b
 
     differ = [k for k in FOLD_SETTINGS if not same(k)]
