@@ -1,3 +1,4 @@
 from hateful_memes.cli.pretrain import main
+
 if __name__ == "__main__":
     raise SystemExit(main())

@@ -14,6 +14,7 @@ import logging
 import math
 import os
 import random
+import sys
 import time
 from pathlib import Path
 from typing import NamedTuple, Sequence
@@ -31,7 +32,7 @@ from ..pretraining.barlow_twins import (BACKBONE, CHECKPOINT, BarlowTwins, conve
                                         parse_projector)
 from ..pretraining.lars import LR_BIASES, LR_WEIGHTS, adjust_learning_rate, make_optimizer
 from ..runtime import checkpoints, rundir
-from ..runtime.distributed import finish, init_from_env
+from ..runtime.distributed import RankFailed, finish, gather, init_from_env
 from ..runtime.files import atomic_open, same_path, write_jsonl
 from ..runtime.progress import bar as progress_bar
 
@@ -55,6 +56,10 @@ RESUMABLE_CHANGES = {"epochs", "workers", "log_every", "amp", "amp_dtype", "n_im
 
 class ImageSetError(ValueError):
     """No images, or an input that names images badly."""
+
+
+class PretrainError(Exception):
+    """What stops a run, as main's one-line error (the others' CLIs' `PROG: error: ...`)."""
 
 
 # --------------------------------------------------------------------------- images
@@ -233,8 +238,12 @@ def _validate(p: argparse.ArgumentParser, args: argparse.Namespace) -> None:
     low, high = args.crop_scale
     if not 0 < low <= high <= 1:
         p.error(f"--crop-scale MIN MAX must satisfy 0 < MIN <= MAX <= 1, got {low} {high}")
+    cuda = torch.cuda.is_available() if args.device == "auto" else args.device == "cuda"
     if args.device == "cuda" and not torch.cuda.is_available():
         p.error("--device cuda: no CUDA GPU is available here; use --device cpu (or auto)")
+    if args.amp and not cuda:
+        p.error(f"--amp needs a CUDA device (--device {args.device} runs on the CPU here); "
+                "leave it out or use --no-amp")
 
 
 def seed_everything(seed: int, *keys: int) -> None:
@@ -248,9 +257,8 @@ def seed_everything(seed: int, *keys: int) -> None:
 
 def _config(args: argparse.Namespace, device: torch.device, n_images: int) -> dict:
     data = backbone_data_config(args.backbone, args.image_size)
+    # --amp off CUDA is refused by _validate, as a usage error before any work.
     amp = args.amp if args.amp is not None else device.type == "cuda"
-    if amp and device.type != "cuda":
-        raise SystemExit("--amp needs a CUDA device")
     amp_dtype = args.amp_dtype or (
         "bfloat16" if amp and torch.cuda.is_bf16_supported() else "float16")
     return {
@@ -285,7 +293,7 @@ def _check_resumable(saved: dict, config: dict, path: Path) -> None:
                      if k not in RESUMABLE_CHANGES and not _same(k, saved.get(k), config.get(k)))
     if changed:
         diffs = "; ".join(f"{k}: {saved.get(k)!r} -> {config.get(k)!r}" for k in changed)
-        raise SystemExit(f"--resume: {path} was trained with other settings ({diffs})")
+        raise PretrainError(f"--resume: {path} was trained with other settings ({diffs})")
 
 
 def _read_stats(path: Path, epochs: int) -> list[dict]:
@@ -300,8 +308,8 @@ def _read_stats(path: Path, epochs: int) -> list[dict]:
             if epoch < epochs:
                 rows.append(row)
     except ValueError as e:
-        raise SystemExit(f"--resume: {e}; mend that line, or move {path.name} away (its rows "
-                         "are then lost)") from None
+        raise PretrainError(f"--resume: {e}; mend that line, or move {path.name} away (its "
+                            "rows are then lost)") from None
     return rows
 
 
@@ -311,29 +319,36 @@ def main(argv: list[str] | None = None) -> int:
     rank, world, device = init_from_env(args.device)
     try:
         return _train(args, rank, world, device)
+    except (PretrainError, ImageSetError, rundir.RunDirError, RankFailed) as e:
+        # The user's input, not a bug: one line, as train.py, predict.py and evaluate.py say it.
+        print(f"pretrain.py: error: {e}", file=sys.stderr)
+        return 1
     finally:
         finish(wait=False)  # no barrier: a rank that failed alone must not wait for the others
 
 
 def _train(args: argparse.Namespace, rank: int, world: int, device: torch.device) -> int:
     out = Path(args.out)
-    try:
-        paths = collect_images(args.images, args.image_root)
-    except ImageSetError as e:
-        raise SystemExit(f"error: {e}") from None
+    paths = collect_images(args.images, args.image_root)
     if args.batch_size % world:
-        raise SystemExit(f"--batch-size {args.batch_size} is not divisible by the "
-                         f"{world} processes")
+        raise PretrainError(f"--batch-size {args.batch_size} is not divisible by the "
+                            f"{world} processes")
     try:
         config = _config(args, device, len(paths))
     except ValueError as e:  # an unknown backbone
-        raise SystemExit(f"error: --backbone: {e}") from None
-    try:
+        raise PretrainError(f"--backbone: {e}") from None
+
+    def check_out():
         rundir.check(out, RUN_LAYOUT, resume=args.resume, overwrite=args.overwrite)
         if rank == 0:
             rundir.check_writable(out, "--out")
-    except rundir.RunDirError as e:
-        raise SystemExit(f"error: {e}") from None
+
+    # Rank 0 alone tries the folder: under torchrun its failure is raised on every rank
+    # (gather), which would otherwise wait for it at the first collective.
+    if world > 1:
+        gather(check_out, "checking --out")
+    else:
+        check_out()
     if rank == 0:
         log.info("%d images; backbone %s at %d px on %s x %d", len(paths), args.backbone,
                  config["image_size"], device, world)
@@ -348,7 +363,7 @@ def _train(args: argparse.Namespace, rank: int, world: int, device: torch.device
             checkpoint = checkpoints.load_dict(path, ("config", "model", "epoch"),
                                                what="Barlow Twins checkpoint")
         except checkpoints.CheckpointError as e:
-            raise SystemExit(f"--resume: {e}") from None
+            raise PretrainError(f"--resume: {e}") from None
         _check_resumable(checkpoint["config"], config, path)
         model.load_state_dict(checkpoint["model"])
         start_epoch = checkpoint["epoch"]
@@ -380,8 +395,8 @@ def _train(args: argparse.Namespace, rank: int, world: int, device: torch.device
                         sampler=sampler, num_workers=args.workers, pin_memory=device.type == "cuda",
                         drop_last=True, collate_fn=collate_views)
     if len(loader) == 0:
-        raise SystemExit(f"--batch-size {args.batch_size} is larger than the {len(paths)} "
-                         "images found")
+        raise PretrainError(f"--batch-size {args.batch_size} is larger than the {len(paths)} "
+                            "images found")
     warmup = min(args.warmup_epochs, args.epochs / 10)
     amp_dtype = getattr(torch, config["amp_dtype"]) if config["amp"] else None
 
@@ -440,8 +455,8 @@ def _train(args: argparse.Namespace, rank: int, world: int, device: torch.device
                     bar.set_postfix(loss=f"{row['loss']:.4g}")
             if batches == 0:  # every process takes this branch alike (see _enough)
                 first = ", ".join(sorted(skipped)[:5])
-                raise SystemExit(
-                    f"error: epoch {epoch + 1} ran no training step: {len(skipped)} of "
+                raise PretrainError(
+                    f"epoch {epoch + 1} ran no training step: {len(skipped)} of "
                     f"{len(paths)} image(s) could not be read"
                     f"{' (first: ' + first + ')' if first else ''} and "
                     "a step needs two readable images; nothing was saved")

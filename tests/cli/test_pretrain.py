@@ -1,7 +1,11 @@
+import contextlib
+import io
 import json
 import logging
 import os
+import re
 import socket
+import time
 from pathlib import Path
 
 import numpy as np
@@ -38,6 +42,15 @@ def args(images: Path, out: Path, *extra: str) -> list[str]:
             "--workers", "0", "--device", "cpu", *extra]
 
 
+def error_of(argv: list[str], capsys) -> str:
+    """The one-line error of a run that main refuses (exit code 1), without its prefix."""
+    capsys.readouterr()
+    assert main(argv) == 1
+    last = capsys.readouterr().err.splitlines()[-1]
+    assert last.startswith("pretrain.py: error: "), last
+    return last.removeprefix("pretrain.py: error: ")
+
+
 def test_collect_images_from_folders_and_annotations(tmp_path, caplog):
     data = tmp_path / "data"
     found = make_images(data / "img", 3)
@@ -63,7 +76,7 @@ def test_collect_images_from_folders_and_annotations(tmp_path, caplog):
     assert collect_images([ann], image_root=other) == [(other / "img" / "000.png").resolve()]
 
 
-def test_no_images_is_a_clear_error(tmp_path):
+def test_no_images_is_a_clear_error(tmp_path, capsys):
     (tmp_path / "empty").mkdir()
     with pytest.raises(ImageSetError, match=f"no images found in {tmp_path / 'empty'}"):
         collect_images([tmp_path / "empty"])
@@ -86,8 +99,8 @@ def test_no_images_is_a_clear_error(tmp_path):
         ann.write_text('{"img": "img/1.png"}\n' + json.dumps({"img": img}) + "\n")
         with pytest.raises(ImageSetError, match=f"train.json:2: img '{img}' {problem}"):
             collect_images([ann])
-    with pytest.raises(SystemExit):
-        main(args(tmp_path / "empty", tmp_path / "out"))
+    assert error_of(args(tmp_path / "empty", tmp_path / "out"), capsys).startswith(
+        f"no images found in {tmp_path / 'empty'}")
 
 
 def test_unreadable_images_are_skipped_by_the_dataset(tmp_path):
@@ -202,22 +215,23 @@ def test_resume_ends_with_the_weights_of_an_uninterrupted_run(tmp_path, monkeypa
     assert losses(parts) == losses(whole)
 
 
-def test_resume_refuses_other_settings(tmp_path):
+def test_resume_refuses_other_settings(tmp_path, capsys):
     images = tmp_path / "images"
     make_images(images, 8)
     out = tmp_path / "run"
-    with pytest.raises(SystemExit, match="no .*checkpoint.pt"):
-        main(args(images, out, "--resume"))
+    assert re.fullmatch(r"--resume: .*\(no checkpoint.pt\).*",
+                        error_of(args(images, out, "--resume"), capsys))
     assert main(args(images, out, "--epochs", "1")) == 0
-    with pytest.raises(SystemExit, match=r"lambd: 0.0051 -> 0.1"):
-        main(args(images, out, "--resume", "--lambd", "0.1"))
-    with pytest.raises(SystemExit, match="larger than the 8 images"):
-        main(args(images, tmp_path / "other", "--batch-size", "16"))
-    with pytest.raises(SystemExit, match="unknown timm backbone 'no_such_net'"):
-        main(args(images, tmp_path / "other", "--backbone", "no_such_net"))
+    assert re.fullmatch(rf"--resume: {re.escape(str(out / 'checkpoint.pt'))} was trained with "
+                        r"other settings \(lambd: 0.0051 -> 0.1\)",
+                        error_of(args(images, out, "--resume", "--lambd", "0.1"), capsys))
+    assert error_of(args(images, tmp_path / "other", "--batch-size", "16"), capsys) == (
+        "--batch-size 16 is larger than the 8 images found")
+    assert re.fullmatch("--backbone: .*unknown timm backbone 'no_such_net'.*", error_of(
+        args(images, tmp_path / "other", "--backbone", "no_such_net"), capsys))
 
 
-def test_resume_names_a_damaged_stats_line_and_skips_blank_ones(tmp_path):
+def test_resume_names_a_damaged_stats_line_and_skips_blank_ones(tmp_path, capsys):
     images = tmp_path / "images"
     make_images(images, 8)
     out = tmp_path / "run"
@@ -231,12 +245,12 @@ def test_resume_names_a_damaged_stats_line_and_skips_blank_ones(tmp_path):
     before = (out / "checkpoint.pt").read_bytes()
     for damage, problem in (('{"epoch": ', "malformed JSON"), ('{"step": 3}', "'epoch' number")):
         stats.write_text("\n".join([*lines, damage]) + "\n")
-        with pytest.raises(SystemExit, match=f"stats.jsonl:{len(lines) + 1}: .*{problem}"):
-            main(args(images, out, "--resume", "--epochs", "3"))
+        error = error_of(args(images, out, "--resume", "--epochs", "3"), capsys)
+        assert re.fullmatch(f"--resume: .*stats.jsonl:{len(lines) + 1}: .*{problem}.*", error)
         assert (out / "checkpoint.pt").read_bytes() == before
 
 
-def test_resume_knows_its_images_however_they_are_written(tmp_path, monkeypatch):
+def test_resume_knows_its_images_however_they_are_written(tmp_path, monkeypatch, capsys):
     images = tmp_path / "images"
     make_images(images, 8)
     make_images(tmp_path / "others", 8, seed=1)
@@ -248,8 +262,8 @@ def test_resume_knows_its_images_however_they_are_written(tmp_path, monkeypatch)
     monkeypatch.chdir(tmp_path / "elsewhere")
     assert main(args("./../images/", "moved", "--resume")) == 0
     assert torch.load(moved / "checkpoint.pt", weights_only=True)["epoch"] == 2
-    with pytest.raises(SystemExit, match="other settings .*images"):
-        main(args("../others", "moved", "--resume", "--epochs", "3"))
+    assert re.search("other settings .*images",
+                     error_of(args("../others", "moved", "--resume", "--epochs", "3"), capsys))
 
 
 # --- two processes, as torchrun starts them --------------------------------------------
@@ -261,11 +275,15 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _torchrun_worker(rank: int, world: int, port: int, argv: list[str]) -> None:
+def _torchrun_main(rank: int, world: int, port: int, argv: list[str]) -> int:
     torch.set_num_threads(1)
     os.environ.update(RANK=str(rank), LOCAL_RANK=str(rank), WORLD_SIZE=str(world),
                       MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
-    assert main(argv) == 0
+    return main(argv)
+
+
+def _torchrun_worker(rank: int, world: int, port: int, argv: list[str]) -> None:
+    assert _torchrun_main(rank, world, port, argv) == 0
 
 
 def test_the_same_command_runs_on_two_processes(tmp_path):
@@ -283,6 +301,40 @@ def test_the_same_command_runs_on_two_processes(tmp_path):
     # 17 images over 2 processes of 4 each: 2 steps an epoch, as in one process
     assert [r["step"] for r in rows] == [0, 1, 3]
     assert all(np.isfinite(r["loss"]) for r in rows)
+
+
+def _out_unwritable_on_rank_0_worker(rank: int, world: int, port: int, argv: list[str]) -> None:
+    from hateful_memes.runtime import rundir
+
+    def unwritable(path, flag):
+        raise rundir.RunDirError(f"{flag} {path}: not writable")
+
+    if rank == 0:  # the one rank that tries the folder
+        pretrain.rundir.check_writable = unwritable
+    err = io.StringIO()
+    with contextlib.redirect_stderr(err):
+        code = _torchrun_main(rank, world, port, argv)
+    assert code == 1, err.getvalue()
+    last = err.getvalue().splitlines()[-1]
+    assert last.startswith("pretrain.py: error: ") and "not writable" in last, last
+    assert rank == 0 or "on rank 0 of 2" in last, last
+
+
+def test_a_failure_on_one_rank_stops_every_rank_with_its_error(tmp_path):
+    images = tmp_path / "images"
+    make_images(images, 16)
+    out = tmp_path / "run"
+    context = mp.spawn(_out_unwritable_on_rank_0_worker, args=(2, _free_port(), args(images, out)),
+                       nprocs=2, join=False)
+    deadline = time.monotonic() + 120
+    try:
+        while not context.join(timeout=1):  # raises what a worker raised
+            assert time.monotonic() < deadline, "a rank is still waiting for the failed one"
+    finally:
+        for process in context.processes:
+            if process.is_alive():
+                process.kill()
+    assert not out.exists() or not any(out.iterdir())
 
 
 def test_train_py_uses_a_pretrained_backbone(demo_data, feature_cache, tmp_path):
@@ -307,42 +359,42 @@ def test_train_py_uses_a_pretrained_backbone(demo_data, feature_cache, tmp_path)
 # --- the output folder, bad settings, unreadable images (issue 10, items 3 and 6) ----------
 
 
-def test_a_run_in_out_is_refused_unless_resume_or_overwrite(tmp_path):
+def test_a_run_in_out_is_refused_unless_resume_or_overwrite(tmp_path, capsys):
     images = tmp_path / "images"
     make_images(images, 8)
     out = tmp_path / "run"
     assert main(args(images, out, "--epochs", "1")) == 0
     before = (out / "checkpoint.pt").read_bytes()
-    with pytest.raises(SystemExit, match="already holds a run.*--resume.*--overwrite"):
-        main(args(images, out, "--epochs", "1", "--seed", "1"))
+    assert re.search("already holds a run.*--resume.*--overwrite",
+                     error_of(args(images, out, "--epochs", "1", "--seed", "1"), capsys))
     assert (out / "checkpoint.pt").read_bytes() == before
     (out / "notes.txt").write_text("mine")
-    with pytest.raises(SystemExit, match=r"does not write \(notes.txt\)"):
-        main(args(images, out, "--epochs", "1", "--overwrite"))
+    assert re.search(r"does not write \(notes.txt\)",
+                     error_of(args(images, out, "--epochs", "1", "--overwrite"), capsys))
     (out / "notes.txt").unlink()
     assert main(args(images, out, "--epochs", "1", "--seed", "1", "--overwrite")) == 0
     assert torch.load(out / "checkpoint.pt", weights_only=True)["config"]["seed"] == 1
 
 
-def test_overwrite_that_fails_before_training_keeps_the_old_run(tmp_path):
+def test_overwrite_that_fails_before_training_keeps_the_old_run(tmp_path, capsys):
     images = tmp_path / "images"
     make_images(images, 8)
     out = tmp_path / "run"
     assert main(args(images, out, "--epochs", "1")) == 0
     before = {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()}
-    with pytest.raises(SystemExit, match="larger than the 8 images"):
-        main(args(images, out, "--overwrite", "--batch-size", "16"))
+    assert "larger than the 8 images" in error_of(
+        args(images, out, "--overwrite", "--batch-size", "16"), capsys)
     assert {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()} == before
 
 
-def test_all_images_unreadable_is_an_error_and_writes_nothing(tmp_path):
+def test_all_images_unreadable_is_an_error_and_writes_nothing(tmp_path, capsys):
     images = tmp_path / "images"
     images.mkdir()
     for i in range(8):
         (images / f"{i}.png").write_bytes(b"" if i % 2 else b"not an image")
     out = tmp_path / "run"
-    with pytest.raises(SystemExit, match="ran no training step: 8 of 8 image"):
-        main(args(images, out))
+    assert error_of(args(images, out), capsys).startswith(
+        "epoch 1 ran no training step: 8 of 8 image")
     # nothing at all, not even tb/: a rerun on readable images needs no --overwrite
     assert not out.exists() or not any(out.iterdir())
 
@@ -368,3 +420,12 @@ def test_cuda_without_a_gpu_is_a_usage_error(tmp_path, capsys, monkeypatch):
     with pytest.raises(SystemExit) as e:
         main([*args(tmp_path, tmp_path / "run")[:-2], "--device", "cuda"])
     assert e.value.code == 2 and "no CUDA GPU is available" in capsys.readouterr().err
+
+
+def test_amp_without_cuda_is_a_usage_error(tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    for device in ("cpu", "auto"):
+        with pytest.raises(SystemExit) as e:
+            main([*args(tmp_path, tmp_path / "run")[:-2], "--device", device, "--amp"])
+        assert e.value.code == 2
+        assert "pretrain.py: error: --amp needs a CUDA device" in capsys.readouterr().err
