@@ -16,6 +16,14 @@ from tqdm.auto import tqdm
 LOG_EVERY = 30.0  # seconds between lines when not on a terminal
 
 
+def plural(unit: str, n: int | None = None) -> str:
+    """`unit` as a count of `n` reads it in a sentence ("90/90 memes", "1 meme"). tqdm's
+    units are singular ("meme/s"), and its own "it" stays as it is."""
+    if n == 1 or unit == "it" or unit.endswith("s"):
+        return unit
+    return unit + "s"
+
+
 class LogProgress:
     def __init__(self, iterable: Iterable | None = None, total: int | None = None,
                  desc: str = "", unit: str = "it", disable: bool = False,
@@ -34,8 +42,11 @@ class LogProgress:
         of = f"/{self.total}" if self.total is not None else ""
         extra = f" {self.postfix}" if self.postfix else ""
         state = "done" if final else "at"
-        print(f"{self.desc}: {state} {self.n}{of} {self.unit} in {seconds:.0f}s "
-              f"({self.n / seconds:.1f} {self.unit}/s){extra}", file=self.file, flush=True)
+        # Out of a total the count is plural even at 1 ("1/90 memes").
+        counted = plural(self.unit, self.n if self.total is None else None)
+        print(f"{self.desc}: {state} {self.n}{of} {counted} in {seconds:.0f}s "
+              f"({self.n / seconds:.1f} {plural(self.unit)}/s){extra}", file=self.file,
+              flush=True)
 
     def update(self, n: int = 1) -> None:
         self.n += n

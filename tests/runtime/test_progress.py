@@ -12,7 +12,7 @@ def test_off_a_terminal_progress_is_plain_periodic_lines(monkeypatch):
     assert list(bar) == list(range(7))
     lines = out.getvalue().splitlines()
     assert lines and all("\r" not in line for line in lines)
-    assert lines[-1].startswith("epoch 1/3: done 7/7 step in ")
+    assert lines[-1].startswith("epoch 1/3: done 7/7 steps in ")
     assert 1 <= len(lines) - 1 < 7  # periodic, not one line per step
 
 
@@ -30,3 +30,23 @@ def test_disabled_prints_nothing():
         bar.update(3)
         bar.set_postfix(loss="0.1")
     assert out.getvalue() == ""
+
+
+def test_log_lines_count_in_the_plural_and_tqdm_keeps_its_unit(monkeypatch):
+    out = io.StringIO()
+    with LogProgress(total=90, desc="predict", unit="meme", file=out) as bar:
+        bar.update(90)
+    assert "predict: done 90/90 memes in " in out.getvalue()
+    assert " memes/s)" in out.getvalue()
+    for n, total, expected in ((1, 90, "done 1/90 memes"), (1, None, "done 1 meme "),
+                               (2, None, "done 2 memes"), (3, 3, "done 3/3 it ")):
+        out = io.StringIO()
+        with LogProgress(total=total, unit="it" if total == 3 else "meme", file=out) as bar:
+            bar.update(n)
+        assert expected in out.getvalue(), out.getvalue()
+    # tqdm shows its unit as a rate ("meme/s"): it is given the unit as the caller wrote it.
+    monkeypatch.setattr(progress.sys.stderr, "isatty", lambda: True, raising=False)
+    shown = io.StringIO()
+    with progress.bar(total=3, unit="meme", file=shown) as on_tty:
+        on_tty.update(3)
+    assert isinstance(on_tty, progress.tqdm) and "meme/s" in shown.getvalue()
