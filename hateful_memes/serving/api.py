@@ -28,7 +28,7 @@ from PIL import Image, ImageOps
 from ..data.annotations import Meme
 from ..engine.predictor import RunPredictor
 from ..features.cache import ImageReadError
-from ..labels import LABELS
+from ..labels import LABELS, TASKS
 from ..scoring.decision import decide_all
 
 ImageLike = Union[str, os.PathLike, bytes, bytearray, Image.Image]
@@ -102,7 +102,9 @@ def merge(per_run: list[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
             if task != "hate":
                 merged[task] = s
     merged["hate"] = np.mean([scores["hate"] for scores in per_run], axis=0).astype(np.float32)
-    return merged
+    # In labels.TASKS' order (hate, pc, attack), as submissions, the service and the README
+    # show them, whatever order the runs were given in.
+    return {t: merged[t] for t in TASKS if t in merged}
 
 
 @dataclass
@@ -252,7 +254,7 @@ class MemeClassifier:
         for i in range(n):
             preds = {t: dict(zip(LABELS[t], map(float, scores[t][i]))) if t in scores else None
                      for t in ("hate", "pc", "attack")}
-            labels = {t: list(v) for t, v in decided[i].items()}
+            labels = {t: list(decided[i][t]) for t in TASKS if t in decided[i]}
             labels["hate"] = decided[i]["hate"][0]
             out.append(Prediction(text=captions[i], ocr=i in by_ocr,
                                   pred_hate=preds["hate"], pred_pc=preds["pc"],

@@ -1,6 +1,7 @@
 import io
 import subprocess
 import sys
+import types
 
 import numpy as np
 import pytest
@@ -8,7 +9,7 @@ from PIL import Image
 
 from hateful_memes import MemeClassifier
 from hateful_memes.cli import train
-from hateful_memes.data.annotations import read_annotations
+from hateful_memes.data.annotations import Meme, read_annotations
 from hateful_memes.features.cache import ImageReadError
 from hateful_memes.labels import LABELS
 from hateful_memes.scoring.decision import decide
@@ -154,6 +155,40 @@ def test_a_lone_image_or_caption_is_refused_not_iterated(classifier, demo_data, 
             classifier.predict(images=lone, texts=["x"])
     with pytest.raises(TypeError, match="texts: expected a list of captions"):
         classifier.predict(images=[path], texts="x")
+
+
+class FakeRun:
+    """A text-only run whose scores are fixed: for what predict builds around them."""
+
+    def __init__(self, task: str, real: bool):
+        self.name, self.device = f"run_{task}", "cpu"
+        self.cfg = types.SimpleNamespace(tasks=(task,), image_encoder="none")
+        self.task, self.real = task, real
+
+    def scores(self, memes, *args, **kwargs):
+        n, k = len(memes), len(LABELS[self.task])
+        task = np.zeros((n, k), np.float32)
+        task[:, 1 if self.real else 0] = 0.9
+        # The task before hate, as RunPredictor's dicts come.
+        return {self.task: task, "hate": np.full((n, 2), 0.5, np.float32)}
+
+
+def test_labels_and_scores_come_in_the_order_of_labels_tasks():
+    for runs, tasks in (([FakeRun("attack", True), FakeRun("pc", False)], ["hate", "pc", "attack"]),
+                        ([FakeRun("pc", True)], ["hate", "pc"])):
+        clf = MemeClassifier(runs, ocr="none")
+        assert list(clf.scores([Meme(id=1, img="", text="x")])) == tasks
+        result = clf.predict(texts=["a caption"])[0]
+        assert list(result.labels) == tasks
+        assert list(result.to_dict()["labels"]) == tasks
+        assert result.labels["hate"] == "hateful"
+
+
+def test_merge_orders_tasks_as_labels_tasks():
+    hate = np.zeros((1, 2), np.float32)
+    merged = api.merge([{"attack": np.zeros((1, 8)), "hate": hate},
+                        {"pc": np.zeros((1, 6)), "hate": hate}])
+    assert list(merged) == ["hate", "pc", "attack"]
 
 
 def test_open_image_reads_formats_and_refuses_bombs(tmp_path):
