@@ -50,7 +50,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 
 def _fail(message: object) -> int:
-    print(f"error: {message}", file=sys.stderr)
+    # Named as train.py, predict.py and pretrain.py name theirs: `make demo` runs them in turn.
+    print(f"evaluate.py: error: {message}", file=sys.stderr)
     return 1
 
 
@@ -89,9 +90,9 @@ def run_evaluate(gold: str, pred: str, out: str | None, images: str | None = Non
     ids, scores = preds.ids, preds.scores
     unknown = unknown_ids(preds, memes)
     if unknown:
-        print(f"warning: {len(unknown)} of {len(ids)} prediction id(s) are not in {gold} and "
-              f"are ignored; the first is id {unknown[0]} on line {preds.lines[unknown[0]]} of "
-              f"{pred}", file=sys.stderr)
+        print(f"evaluate.py: warning: {len(unknown)} of {len(ids)} prediction id(s) are not in "
+              f"{gold} and are ignored; the first is id {unknown[0]} on line "
+              f"{preds.lines[unknown[0]]} of {pred}", file=sys.stderr)
     try:
         report = evaluate(memes, ids, scores)
     except ValueError as e:  # e.g. no predicted id in the gold file

@@ -47,11 +47,12 @@ def test_check_reports_a_bad_file_on_stderr_and_exits_1(tmp_path, capsys):
     assert main(["--check", str(pred), "--gold", str(gold)]) == 1
     captured = capsys.readouterr()
     assert captured.out == ""
-    assert captured.err == (f"error: {pred}: 2 of 6 id(s) of {gold} have no prediction, "
-                            f"first: [4, 5]\n")
+    assert captured.err == (f"evaluate.py: error: {pred}: 2 of 6 id(s) of {gold} have no "
+                            f"prediction, first: [4, 5]\n")
     pred.write_text('{"id": 1, "pred_pc": {"race": 2}}\n')
     assert main(["--check", str(pred)]) == 1
-    assert capsys.readouterr().err.startswith(f"error: {pred}:1: id 1: pred_pc lacks label(s)")
+    assert capsys.readouterr().err.startswith(
+        f"evaluate.py: error: {pred}:1: id 1: pred_pc lacks label(s)")
 
 
 def test_scoring_prints_the_report_and_writes_files(tmp_path, capsys):
@@ -79,12 +80,14 @@ def test_images_must_be_a_folder_and_compare_must_share_ids(tmp_path, capsys):
     out = tmp_path / "eval"
     argv = ["--gold", str(gold), "--pred", str(pred), "--out", str(out)]
     assert main([*argv, "--images", str(tmp_path / "nowhere")]) == 1
-    assert capsys.readouterr().err == f"error: --images {tmp_path / 'nowhere'}: not a folder\n"
+    assert capsys.readouterr().err == (
+        f"evaluate.py: error: --images {tmp_path / 'nowhere'}: not a folder\n")
     other = tmp_path / "other.jsonl"
     write_submission(other, [100, 101], random_scores(2, ("pc",)))
     assert main([*argv, "--compare", str(other)]) == 1
     err = capsys.readouterr().err
-    assert err.startswith(f"error: {other} against {gold}: none of the 2 predicted ids")
+    assert err.startswith(
+        f"evaluate.py: error: {other} against {gold}: none of the 2 predicted ids")
     assert not out.exists() or not any(out.iterdir())  # --out is tried up front, left empty
 
 
@@ -127,7 +130,7 @@ def test_the_organisers_baseline_format_scores_once_duplicates_are_removed(
     err = capsys.readouterr().err
     # Ids 3, 41, 42 and 300 of the file repeat on the line after their first.
     d = [dev[i].id for i in (3, 41, 42, 300)]
-    assert err == (f"error: {pred}:5: 4 duplicated id(s) (4 extra line(s)): "
+    assert err == (f"evaluate.py: error: {pred}:5: 4 duplicated id(s) (4 extra line(s)): "
                    f"id {d[0]} on lines 4, 5; id {d[1]} on lines 43, 44; "
                    f"id {d[2]} on lines 45, 46; id {d[3]} on lines 304, 305; "
                    f"every id needs exactly one prediction\n")
@@ -149,8 +152,8 @@ def test_the_organisers_baseline_format_scores_once_duplicates_are_removed(
                                                   repeat=())) + "\n")
     assert main(["--gold", str(gold), "--pred", str(pred)]) == 1
     assert capsys.readouterr().err == (
-        f"error: {pred}:1: id {dev[0].id}: set_name 'dev_unseen', but {gold} has set_name "
-        f"'dev_seen' for this id; is this the prediction file for dev_seen?\n")
+        f"evaluate.py: error: {pred}:1: id {dev[0].id}: set_name 'dev_unseen', but {gold} has "
+        f"set_name 'dev_seen' for this id; is this the prediction file for dev_seen?\n")
 
 
 def test_set_names_are_checked_against_a_small_gold_file(tmp_path, capsys):
@@ -169,7 +172,7 @@ def test_set_names_are_checked_against_a_small_gold_file(tmp_path, capsys):
                  ["--check", str(pred), "--gold", str(gold)]):
         assert main(argv) == 1
         assert capsys.readouterr().err == (
-            f"error: {pred}:5: id 4: set_name 'test_unseen', but {gold} has set_name "
+            f"evaluate.py: error: {pred}:5: id 4: set_name 'test_unseen', but {gold} has set_name "
             f"'dev_seen' for this id; is this the prediction file for dev_seen?\n")
 
 
@@ -179,8 +182,8 @@ def test_prediction_ids_unknown_to_the_gold_are_counted_and_the_first_named(tmp_
     write_submission(pred, [0, 1, 2, 77, 3, 4, 5, 78, 79], random_scores(9, ("pc",)))
     assert main(["--gold", str(gold), "--pred", str(pred)]) == 0
     captured = capsys.readouterr()
-    assert captured.err == (f"warning: 3 of 9 prediction id(s) are not in {gold} and are "
-                            f"ignored; the first is id 77 on line 4 of {pred}\n")
+    assert captured.err == (f"evaluate.py: warning: 3 of 9 prediction id(s) are not in {gold} "
+                            f"and are ignored; the first is id 77 on line 4 of {pred}\n")
     assert captured.out.startswith("scored 6 of 6 memes\n")
 
 
@@ -206,7 +209,7 @@ def test_input_errors_give_one_line_on_stderr_and_exit_1(tmp_path, capsys, probl
     captured = capsys.readouterr()
     assert captured.out == ""
     err = captured.err.splitlines()
-    assert err[-1].startswith("error: ") and expected in err[-1]
+    assert err[-1].startswith("evaluate.py: error: ") and expected in err[-1]
     assert "Traceback" not in captured.err
 
 

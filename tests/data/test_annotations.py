@@ -240,7 +240,8 @@ def test_the_evaluate_cli_names_an_unreadable_gold_file_in_one_line(
 
     monkeypatch.setattr(builtins, "open", denying_open)
     assert evaluate.main(["--gold", str(gold), "--pred", str(pred)]) == 1
-    assert _cli_error(capsys) == f"error: {gold}: cannot read this file (Permission denied)"
+    assert _cli_error(capsys) == (
+        f"evaluate.py: error: {gold}: cannot read this file (Permission denied)")
 
 
 def test_json_lines_reports_in_the_callers_error_type(tmp_path):

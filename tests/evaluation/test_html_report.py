@@ -250,7 +250,7 @@ def test_image_paths_that_leave_the_root_are_refused(dev, tmp_path, img, capsys)
     err = capsys.readouterr().err.strip()
     # The annotation reader refuses such a path already (data.image_path), naming file and line;
     # html_report.image_file guards the same for memes that did not come from a file.
-    assert err.startswith(f"error: {gold}:1: id {first.id}: img ")
+    assert err.startswith(f"evaluate.py: error: {gold}:1: id {first.id}: img ")
     assert "image root" in err
     assert not any((tmp_path / "o").glob("report*"))
 
