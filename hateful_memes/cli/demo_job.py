@@ -71,7 +71,7 @@ def main(argv: list[str] | None = None) -> int:
     if code := predict.main([*run_args, "--input", str(ann / "dev.json"), "--out", str(dev_pred)]):
         return code
     if code := evaluate.main(["--gold", str(ann / "dev.json"), "--pred", str(dev_pred),
-                              "--out", str(runs / "dev_report"), "--images", str(data)]):
+                              "--out", str(runs / "dev_report"), "--image-root", str(data)]):
         return code
     print("(the per-label thresholds folded into these scores were chosen out of fold on the "
           "demo's train split; each run's dev_report/ has the plain 0.5 cut)")

@@ -2,7 +2,7 @@
 
     python evaluate.py --check submission/test_A.jsonl --gold data/annotations/test.jsonl
     python evaluate.py --gold data/annotations/dev_seen.json --pred dev_seen.jsonl --out eval/
-    python evaluate.py --gold dev.json --pred new.jsonl --out eval/ --images data/ \
+    python evaluate.py --gold dev.json --pred new.jsonl --out eval/ --image-root data/ \
         --compare old.jsonl
 """
 from __future__ import annotations
@@ -34,8 +34,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--out", metavar="DIR", help="write report.json, report.md, "
                                                      "per_label_f1.png and report.html here "
                                                      "(with --pred)")
-    parser.add_argument("--images", metavar="ROOT", help="folder the gold file's img paths are "
-                                                         "relative to: thumbnails in report.html")
+    # --image-root, as train.py and predict.py name this folder (there --images are pictures to
+    # read); --images, its first name here, still works.
+    parser.add_argument("--image-root", "--images", dest="image_root", metavar="ROOT",
+                        help="folder the gold file's img paths are relative to: thumbnails in "
+                             "report.html (--images is the same)")
     parser.add_argument("--compare", metavar="PRED2", help="a second prediction file of the same "
                                                            "gold, set against PRED in report.html")
     args = parser.parse_args(argv)
@@ -43,9 +46,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         parser.error("--pred needs --gold")
     if args.out and not args.pred:
         parser.error("--out goes with --pred")
-    for option in ("images", "compare"):
+    for option in ("image_root", "compare"):
         if getattr(args, option) and not args.out:
-            parser.error(f"--{option} goes with --out (it shapes report.html)")
+            parser.error(f"--{option.replace('_', '-')} goes with --out (it shapes report.html)")
     return args
 
 
@@ -80,7 +83,7 @@ def run_evaluate(gold: str, pred: str, out: str | None, images: str | None = Non
             other = Predictions(Path(compare), compared.ids, compared.scores)
         if images is not None:
             if not Path(images).is_dir():
-                raise ReportError(f"--images {images}: not a folder")
+                raise ReportError(f"--image-root {images}: not a folder")
             check_image_paths(memes, images, gold)
     except (*INPUT_ERRORS, RunDirError) as e:
         return _fail(e)
@@ -117,7 +120,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     if args.check:
         return run_check(args.check, args.gold)
-    return run_evaluate(args.gold, args.pred, args.out, args.images, args.compare)
+    return run_evaluate(args.gold, args.pred, args.out, args.image_root, args.compare)
 
 
 if __name__ == "__main__":

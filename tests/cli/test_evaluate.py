@@ -79,9 +79,10 @@ def test_images_must_be_a_folder_and_compare_must_share_ids(tmp_path, capsys):
     write_submission(pred, range(6), random_scores(6, ("pc",)))
     out = tmp_path / "eval"
     argv = ["--gold", str(gold), "--pred", str(pred), "--out", str(out)]
-    assert main([*argv, "--images", str(tmp_path / "nowhere")]) == 1
-    assert capsys.readouterr().err == (
-        f"evaluate.py: error: --images {tmp_path / 'nowhere'}: not a folder\n")
+    for flag in ("--image-root", "--images"):  # --images: the name it had first
+        assert main([*argv, flag, str(tmp_path / "nowhere")]) == 1
+        assert capsys.readouterr().err == (
+            f"evaluate.py: error: --image-root {tmp_path / 'nowhere'}: not a folder\n")
     other = tmp_path / "other.jsonl"
     write_submission(other, [100, 101], random_scores(2, ("pc",)))
     assert main([*argv, "--compare", str(other)]) == 1
@@ -217,11 +218,15 @@ def test_argument_misuse_is_a_usage_error(capsys):
     for argv in ([], ["--pred", "p.jsonl"], ["--check", "p.jsonl", "--out", "d"],
                  ["--check", "a", "--pred", "b", "--gold", "g"],
                  ["--pred", "p", "--gold", "g", "--images", "img"],
+                 ["--pred", "p", "--gold", "g", "--image-root", "img"],
                  ["--pred", "p", "--gold", "g", "--compare", "q"]):
         with pytest.raises(SystemExit) as exit_:
             main(argv)
         assert exit_.value.code == 2
-    assert "usage: evaluate.py" in capsys.readouterr().err
+        err = capsys.readouterr().err
+        assert "usage: evaluate.py" in err
+        if "img" in argv:
+            assert "evaluate.py: error: --image-root goes with --out" in err
 
 
 def test_root_script_runs_the_cli(tmp_path):

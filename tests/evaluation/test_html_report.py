@@ -155,7 +155,7 @@ def test_a_missing_image_leaves_its_card_without_a_thumbnail(dev, tmp_path):
         if i % 2:
             shutil.copy(dev["images"] / meme.img, root / meme.img)
             kept.add(meme.id)
-    cards = cards_of(run_report(dev, tmp_path / "out", "--images", str(root)))
+    cards = cards_of(run_report(dev, tmp_path / "out", "--image-root", str(root)))
     assert {int(c["meme"]) for c in cards} - kept and {int(c["meme"]) for c in cards} & kept
     for card in cards:
         assert (card["thumb"] is not None) == (int(card["meme"]) in kept)
