@@ -202,6 +202,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--resume", action="store_true", help="go on from OUT/checkpoint.pt")
     p.add_argument("--overwrite", action="store_true",
                    help="delete the run already in OUT (its own files only) and start again")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
     return p
 
 
@@ -423,8 +424,8 @@ def _train(args: argparse.Namespace, rank: int, world: int, device: torch.device
                 sampler.set_epoch(epoch)
             net.train()
             total, batches = torch.zeros((), device=device), 0
-            bar = progress_bar(loader, desc=f"epoch {epoch + 1}/{args.epochs}", disable=rank != 0,
-                               dynamic_ncols=True)
+            bar = progress_bar(loader, desc=f"epoch {epoch + 1}/{args.epochs}",
+                               disable=rank != 0 or args.quiet, dynamic_ncols=True)
             for i, (y1, y2, bad) in enumerate(bar):
                 step = epoch * len(loader) + i
                 for s in bad:

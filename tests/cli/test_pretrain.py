@@ -178,6 +178,16 @@ def test_pretraining_writes_what_the_encoders_load(tmp_path, caplog):
         assert torch.allclose(encoder(pixels[None]), expected)
 
 
+def test_quiet_shows_no_progress_as_train_py_and_predict_py(tmp_path, capsys):
+    images = tmp_path / "images"
+    make_images(images, 8)
+    # Off a terminal the progress is plain lines (runtime.progress), one an epoch at least.
+    assert main(args(images, tmp_path / "loud", "--epochs", "1")) == 0
+    assert "epoch 1/1: done 1/1 it" in capsys.readouterr().err
+    assert main(args(images, tmp_path / "quiet", "--epochs", "1", "--quiet")) == 0
+    assert "done 1/1 it" not in capsys.readouterr().err
+
+
 def test_resume_ends_with_the_weights_of_an_uninterrupted_run(tmp_path, monkeypatch):
     images = tmp_path / "images"
     make_images(images, 16)
