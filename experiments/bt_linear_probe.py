@@ -116,7 +116,8 @@ def main(argv: list[str] | None = None) -> int:
         if not args.flip:
             cli.append("--no-flip")
         start = time.time()
-        pretrain.main(cli)
+        if pretrain.main(cli):  # its error is printed; no backbone to probe
+            return 1
         pretrain_time = time.time() - start
         trained, config = load_backbone(out)
 
