@@ -12,6 +12,9 @@ Resuming. Rows go to OUT.partial (and sidecar rows to OUT.ids.csv.partial) a chu
 each chunk appended and fsync'ed; the partial file becomes OUT by a rename only when every
 image is done, so OUT is never half written. A re-run first takes up OUT.partial (dropping a
 torn last line a kill may have left), or else the rows of a finished OUT, and skips their ids.
+
+Pixels. `to_rgb` is how every reader of a picture (training, predict.py, the API, OCR) turns
+any PIL mode into the RGB the encoders and OCR engines take.
 """
 from __future__ import annotations
 
@@ -23,6 +26,9 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Sequence
+
+import numpy as np
+from PIL import Image
 
 from ..labels import TASKS
 from ..runtime.files import atomic_open
@@ -38,6 +44,15 @@ class ImageItem:
     id: int
     path: Path
     key: str  # relative to the folder given, or the file name
+
+
+def to_rgb(image: Image.Image) -> Image.Image:
+    """`image` in mode RGB. 16-bit grey (I;16, as Pillow opens a 16-bit greyscale PNG or TIFF)
+    keeps its top 8 bits first: Pillow converts it by clipping at 255, which turns every pixel
+    above 255 of 65,535 white, a blank picture."""
+    if image.mode.startswith("I;16"):
+        image = Image.fromarray((np.asarray(image) >> 8).astype(np.uint8))
+    return image if image.mode == "RGB" else image.convert("RGB")
 
 
 def hashed_id(key: str) -> int:

@@ -27,6 +27,7 @@ import torch
 from PIL import Image, ImageOps
 from torch.utils.data import DataLoader, Dataset
 
+from ..data.images import to_rgb
 from ..runtime.distributed import gather, rank_world
 from ..runtime.progress import bar as progress_bar
 from .store import FILENAME, FeatureStore, migrate_shards
@@ -43,12 +44,13 @@ class ImageReadError(OSError):
 
 def load_rgb(path: str | Path) -> Image.Image:
     """The image as RGB, turned upright as its EXIF orientation says (phone photos and
-    screenshots of them often carry one). Any mode converts (L, P, RGBA, CMYK, ...), and the
-    format is read from the bytes, not the name (a JPEG saved as .png loads)."""
+    screenshots of them often carry one). Any mode converts (L, P, RGBA, CMYK, 16-bit grey,
+    ...: `data.images.to_rgb`), and the format is read from the bytes, not the name (a JPEG
+    saved as .png loads)."""
     try:
         with Image.open(path) as image:
             image.load()
-            return ImageOps.exif_transpose(image).convert("RGB")
+            return to_rgb(ImageOps.exif_transpose(image))
     except FileNotFoundError:
         raise ImageReadError(f"{path}: image file not found") from None
     except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as e:
@@ -210,6 +212,9 @@ def _features(encoder: torch.nn.Module, keys: list[str], batches: Batches,
 # experiments/bench_speed.py. An accelerator wants large batches.
 CPU_IMAGE_BATCH = 8
 ACCELERATOR_IMAGE_BATCH = 64
+# How load_rgb decodes a file, part of the cache key: features from before it applied the EXIF
+# orientation ("exif-upright") or scaled 16-bit grey ("grey16") are not reused.
+IMAGE_DECODING = "exif-upright grey16"
 
 
 def image_features(encoder: "ImageEncoder", paths: Sequence[str | Path | Image.Image],
@@ -254,10 +259,9 @@ def image_features(encoder: "ImageEncoder", paths: Sequence[str | Path | Image.I
         for start, pixels in zip(range(0, len(todo), batch_size), loader):
             yield todo[start:start + batch_size], pixels.to(device, memory_format=memory_format)
 
-    # "exif-upright": features from before load_rgb applied the EXIF orientation are not reused.
     # Images handed over in memory (the API, the service) are never cached on disk.
     with open_store(None if in_memory else cache_dir, "image", encoder,
-                    f"exif-upright {encoder.transform!r}") as store:
+                    f"{IMAGE_DECODING} {encoder.transform!r}") as store:
         encoder.to(memory_format=memory_format)
         try:
             return _features(encoder, keys, batches, store, lambda i: _describe(paths[i], i),

@@ -26,6 +26,7 @@ import numpy as np
 from PIL import Image, ImageOps
 
 from ..data.annotations import Meme
+from ..data.images import to_rgb
 from ..engine.predictor import RunPredictor
 from ..features.cache import ImageReadError
 from ..labels import LABELS, TASKS
@@ -53,8 +54,7 @@ def open_image(item: ImageLike, max_pixels: int | None = None, name: str | None 
     # files of training and predict.py --input, and as a browser shows the picture.
     if isinstance(item, Image.Image):
         _check_pixels(item.size, limit, name or "image")
-        item = ImageOps.exif_transpose(item)
-        return item if item.mode == "RGB" else item.convert("RGB")
+        return to_rgb(ImageOps.exif_transpose(item))
     if isinstance(item, (bytes, bytearray, memoryview)):
         name = name or "image bytes"
         if not len(item):
@@ -71,7 +71,7 @@ def open_image(item: ImageLike, max_pixels: int | None = None, name: str | None 
     try:
         with Image.open(source) as image:
             _check_pixels(image.size, limit, name)
-            return ImageOps.exif_transpose(image).convert("RGB")
+            return to_rgb(ImageOps.exif_transpose(image))
     except ImageReadError:
         raise
     except FileNotFoundError:

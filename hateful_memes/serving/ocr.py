@@ -34,6 +34,8 @@ from typing import Iterable, Protocol, Sequence
 import numpy as np
 from PIL import Image
 
+from ..data.images import to_rgb
+
 ENGINES: tuple[str, ...] = ("easyocr", "rapidocr", "tesseract")
 DEFAULT_ENGINE = "easyocr"
 
@@ -170,7 +172,7 @@ def _rgb(images: Sequence[Image.Image]) -> list[Image.Image]:
     for i, image in enumerate(images):
         if not isinstance(image, Image.Image):
             raise TypeError(f"image {i}: expected a PIL image, got {type(image).__name__}")
-        out.append(image if image.mode == "RGB" else image.convert("RGB"))
+        out.append(to_rgb(image))
     return out
 
 

@@ -1,5 +1,7 @@
 """data/images.py: image folders as memes (ids, known captions) for predict.py --images."""
+import numpy as np
 import pytest
+from PIL import Image
 
 from hateful_memes.data import images
 from hateful_memes.data.submission import SubmissionError
@@ -48,3 +50,18 @@ def test_a_damaged_sidecar_is_named(tmp_path, damage):
     side.write_bytes(b"id,image,text,ocr\n" + damage)
     with pytest.raises(SubmissionError, match=f"{side.name}: damaged .*; delete it"):
         images.ResumableOutput(out, ["pc"]).start()
+
+
+def test_16_bit_grey_keeps_its_brightness_in_rgb():
+    grey = np.array([[0, 255, 256, 32768, 65535]], np.uint16)
+    little = Image.fromarray(grey)
+    big = Image.frombytes("I;16B", (5, 1), grey.astype(">u2").tobytes())
+    for image in (little, big):
+        rgb = images.to_rgb(image)
+        assert image.mode.startswith("I;16") and rgb.mode == "RGB"
+        # Pillow's own convert("RGB") gives [0, 255, 255, 255, 255]: a white picture.
+        assert np.asarray(rgb)[0].tolist() == [[v] * 3 for v in (0, 0, 1, 128, 255)]
+    rgba = Image.new("RGBA", (2, 2), (10, 20, 30, 40))
+    assert images.to_rgb(rgba).getpixel((0, 0)) == (10, 20, 30)
+    rgb = Image.new("RGB", (2, 2))
+    assert images.to_rgb(rgb) is rgb

@@ -197,7 +197,7 @@ def test_former_layout_shards_are_migrated_not_recomputed(tmp_path, image_encode
     expected = image_features(image_encoder, paths, progress=False)
     # The folder and shard format the cache had before the store, for the same space.
     space = features.cache_space("image", image_encoder,
-                                 f"exif-upright {image_encoder.transform!r}")
+                                 f"{features.IMAGE_DECODING} {image_encoder.transform!r}")
     folder = tmp_path / "cache" / space
     folder.mkdir(parents=True)
     np.savez(folder / "0-1-ab.npz",
@@ -346,6 +346,15 @@ def test_every_mode_loads_as_rgb_of_the_same_size(tmp_path, mode):
     image.save(path)
     loaded = load_rgb(path)
     assert loaded.mode == "RGB" and loaded.size == (40, 20)
+
+
+def test_a_16_bit_greyscale_png_keeps_its_brightness(tmp_path):
+    from hateful_memes.features.cache import load_rgb
+    grey = np.linspace(0, 65535, 20 * 40).astype(np.uint16).reshape(20, 40)
+    Image.fromarray(grey).save(tmp_path / "scan.png")  # a 16-bit PNG, as scanners write
+    loaded = np.asarray(load_rgb(tmp_path / "scan.png"))
+    np.testing.assert_array_equal(loaded, np.repeat((grey >> 8).astype(np.uint8)[..., None], 3,
+                                                    axis=2))
 
 
 def test_a_jpeg_under_a_png_name_loads(tmp_path):

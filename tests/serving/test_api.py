@@ -227,6 +227,18 @@ def test_open_image_turns_a_photo_upright_as_the_training_reader_does(tmp_path):
         np.testing.assert_array_equal(np.asarray(api.open_image(item)), expected)
 
 
+def test_open_image_reads_16_bit_grey_as_the_training_reader_does(tmp_path):
+    from hateful_memes.features.cache import load_rgb
+
+    grey = np.linspace(0, 65535, 20 * 40).astype(np.uint16).reshape(20, 40)
+    path = tmp_path / "scan.png"
+    Image.fromarray(grey).save(path)
+    expected = np.asarray(load_rgb(path))
+    assert 100 < expected.mean() < 155  # the gradient, not a blank white picture
+    for item in (path, path.read_bytes(), Image.open(path)):
+        np.testing.assert_array_equal(np.asarray(api.open_image(item)), expected)
+
+
 def bomb_png(width: int = 30000, height: int = 30000) -> bytes:
     """A small PNG whose header claims width x height pixels (a decompression bomb's header)."""
     import struct

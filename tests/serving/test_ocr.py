@@ -2,6 +2,7 @@ import random
 import shutil
 import sys
 
+import numpy as np
 import pytest
 from PIL import Image
 
@@ -59,6 +60,12 @@ def test_reading_order_is_lines_top_to_bottom_then_left_to_right_whatever_the_in
 
 
 # --- engines: set-up errors --------------------------------------------------------------------
+
+def test_engines_get_16_bit_grey_pictures_with_their_brightness():
+    grey = np.full((10, 20), 32768, np.uint16)  # mid grey, 16 bits
+    [rgb] = ocr._rgb([Image.fromarray(grey)])
+    assert rgb.mode == "RGB" and rgb.getpixel((3, 3)) == (128, 128, 128)
+
 
 def test_unknown_engine_is_refused_with_the_choices():
     with pytest.raises(ValueError, match="unknown OCR engine 'paddle'.*easyocr"):
