@@ -4,7 +4,9 @@ CACHE/features.sqlite3 holds one table, `vectors`, keyed by (space, key): `space
 encoder, its preprocessing and its weights (features.cache_space), `key` is the sha256 of an
 item's content. Each row keeps the float32 bytes with their dtype and shape and a checksum of
 all of it, key included, so that a damaged or misplaced value is detected on read, reported,
-and recomputed by the caller instead of being served.
+and recomputed by the caller instead of being served. Damage SQLite itself finds (in its pages,
+not in a value), a full disk or a store this user may not write raise StoreError naming the
+file and what to do, which is to delete the file only when it is damaged.
 
 Lookups walk the primary key's B-tree, so they cost the keys asked for, not the size of the
 cache. Why SQLite rather than LMDB: with 1,000,000 512-d vectors (experiments/RESULTS.md,
@@ -59,6 +61,20 @@ class StoreError(RuntimeError):
     """A store file that cannot be used (the message names it and what to do)."""
 
 
+def _remedy(e: sqlite3.Error) -> str:
+    """What to do about SQLite's error `e`, by its result code: deleting the file is the answer
+    to a damaged one only, never to a full disk or a folder this user may not write."""
+    name = getattr(e, "sqlite_errorname", "")
+    if name.startswith(("SQLITE_CORRUPT", "SQLITE_NOTADB")):
+        return "delete it (and its -wal and -shm files) to start an empty cache"
+    if name.startswith("SQLITE_FULL"):
+        return "free space on its disk, or use a cache folder on another disk"
+    if name.startswith(("SQLITE_READONLY", "SQLITE_CANTOPEN", "SQLITE_PERM")):
+        return ("make its folder and files writable by this user, or use another cache "
+                "folder")
+    return "see SQLite's message"
+
+
 def checksum(space: str, key: str, dtype: str, shape: str, value: bytes) -> bytes:
     h = hashlib.blake2b(digest_size=16)
     for part in (space.encode(), key.encode(), dtype.encode(), shape.encode(), value):
@@ -97,13 +113,14 @@ class FeatureStore:
             # Autocommit mode: every write below opens its own BEGIN IMMEDIATE transaction.
             self._db = sqlite3.connect(self.path, timeout=timeout, isolation_level=None)
         except sqlite3.Error as e:
-            raise StoreError(f"{self.path}: cannot open the feature store: {e}") from None
+            raise StoreError(f"{self.path}: cannot open the feature store ({e}); "
+                             f"{_remedy(e)}") from None
         try:
             self._setup(timeout)
         except sqlite3.DatabaseError as e:
             self._db.close()
-            raise StoreError(f"{self.path}: not a usable feature store ({e}); delete it (and "
-                             f"its -wal and -shm files) to start an empty cache") from None
+            raise StoreError(f"{self.path}: not a usable feature store ({e}); "
+                             f"{_remedy(e)}") from None
 
     def _setup(self, timeout: float) -> None:
         db = self._db
@@ -128,12 +145,23 @@ class FeatureStore:
                 db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
 
     @contextlib.contextmanager
+    def _named(self, doing: str) -> Iterator[None]:
+        # Damage deep in the file shows only when a lookup or a write reaches it, and a full
+        # disk only at a write: SQLite's own message names neither the file nor the remedy.
+        try:
+            yield
+        except sqlite3.DatabaseError as e:
+            raise StoreError(f"{self.path}: cannot {doing} the feature store ({e}); "
+                             f"{_remedy(e)}") from None
+
+    @contextlib.contextmanager
     def _transaction(self) -> Iterator[None]:
         self._db.execute("BEGIN IMMEDIATE")
         try:
             yield
         except BaseException:
-            self._db.execute("ROLLBACK")
+            if self._db.in_transaction:  # SQLite rolls back by itself after some errors
+                self._db.execute("ROLLBACK")
             raise
         self._db.execute("COMMIT")
 
@@ -153,7 +181,8 @@ class FeatureStore:
         expected_shape = json.dumps([self.dim])
         for start in range(0, len(keys), LOOKUP_CHUNK):
             chunk = keys[start:start + LOOKUP_CHUNK]
-            rows = self._db.execute(lookup_sql(len(chunk)), (self.space, *chunk))
+            with self._named("read"):
+                rows = self._db.execute(lookup_sql(len(chunk)), (self.space, *chunk)).fetchall()
             for key, dtype, shape, value, stored in rows:
                 if checksum(self.space, key, dtype, shape, value) != stored:
                     problem = "its checksum does not match"
@@ -184,7 +213,7 @@ class FeatureStore:
         # Concurrent writers of one key store the same features: rewriting an identical row
         # would only cost I/O. A row that differs in any column (a damaged value keeps its
         # stored checksum) is replaced, which repairs it.
-        with self._transaction():
+        with self._named("write to"), self._transaction():
             self._db.executemany(
                 "INSERT INTO vectors (space, key, dtype, shape, value, checksum) "
                 "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (space, key) DO UPDATE SET "
@@ -194,8 +223,9 @@ class FeatureStore:
                 "OR shape IS NOT excluded.shape", records)
 
     def __len__(self) -> int:
-        return self._db.execute("SELECT COUNT(*) FROM vectors WHERE space = ?",
-                                (self.space,)).fetchone()[0]
+        with self._named("read"):
+            return self._db.execute("SELECT COUNT(*) FROM vectors WHERE space = ?",
+                                    (self.space,)).fetchone()[0]
 
 
 # --- the former layout: a folder of .npz shards per space -------------------------------------

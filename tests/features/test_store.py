@@ -113,6 +113,55 @@ def test_a_file_that_is_not_a_store_is_named(tmp_path):
         FeatureStore(path, SPACE, DIM)
 
 
+def test_damage_deep_in_the_file_is_named_when_a_lookup_reaches_it(tmp_path):
+    path = tmp_path / "f.sqlite3"
+    with FeatureStore(path, SPACE, DIM) as store:
+        store.write({key(i): vector(i) for i in range(3000)})
+    data = bytearray(path.read_bytes())
+    page = feature_store.PAGE_SIZE
+    middle = len(data) // page // 2 * page
+    assert middle > page  # the header page stays intact: the file opens
+    data[middle:middle + page] = np.random.default_rng(0).bytes(page)
+    path.write_bytes(bytes(data))
+    with FeatureStore(path, SPACE, DIM) as store:
+        with pytest.raises(StoreError, match=r"f\.sqlite3: cannot read the feature store "
+                                             r"\(database disk image is malformed\); delete it"):
+            store.read([key(i) for i in range(3000)])
+
+
+def test_a_full_disk_is_named_and_the_file_not_blamed(tmp_path):
+    path = tmp_path / "f.sqlite3"
+    with FeatureStore(path, SPACE, DIM) as store:
+        store.write({key(i): vector(i) for i in range(10)})
+        # SQLite's own limit on the file's pages fails a write as a full disk does (SQLITE_FULL).
+        pages = store._db.execute("PRAGMA page_count").fetchone()[0]
+        store._db.execute(f"PRAGMA max_page_count={pages}")
+        with pytest.raises(StoreError, match=r"f\.sqlite3: cannot write to the feature store "
+                                             r"\(database or disk is full\); free space") as e:
+            store.write({key(i): vector(i) for i in range(10, 5000)})
+        assert "delete" not in str(e.value)
+        assert len(store) == 10  # the failed batch was rolled back whole
+    with FeatureStore(path, SPACE, DIM) as store:
+        assert len(store.read([key(i) for i in range(10)])) == 10
+
+
+def test_a_store_this_user_cannot_write_is_named_and_not_blamed(tmp_path, monkeypatch):
+    path = tmp_path / "f.sqlite3"
+    with FeatureStore(path, SPACE, DIM) as store:
+        store.write({key(1): vector(1)})
+    # Opened read-only, as a file or folder of another user would be (root ignores chmod).
+    connect = sqlite3.connect
+    monkeypatch.setattr(feature_store.sqlite3, "connect",
+                        lambda p, **kw: connect(f"file:{p}?mode=ro", uri=True, **kw))
+    with FeatureStore(path, SPACE, DIM) as store:
+        assert list(store.read([key(1)])) == [key(1)]
+        with pytest.raises(StoreError, match=r"f\.sqlite3: cannot write to the feature store "
+                                             r"\(attempt to write a readonly database\); make "
+                                             r"its folder and files writable") as e:
+            store.write({key(2): vector(2)})
+        assert "delete" not in str(e.value)
+
+
 def test_a_store_from_newer_code_is_refused(tmp_path):
     path = tmp_path / "f.sqlite3"
     FeatureStore(path, SPACE, DIM).close()
