@@ -22,11 +22,11 @@ from typing import NamedTuple, Sequence
 import numpy as np
 import torch
 import torch.distributed as dist
-from PIL import Image
 from torch import nn
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
 from ..data.annotations import ImagePathError, image_path, json_lines
+from ..features.cache import load_rgb
 from ..pretraining.augment import Transform, backbone_data_config
 from ..pretraining.barlow_twins import (BACKBONE, CHECKPOINT, BarlowTwins, convert_sync_batchnorm,
                                         parse_projector)
@@ -132,8 +132,9 @@ class ImageDataset(Dataset):
     def __getitem__(self, i: int):
         path = self.paths[i]
         try:
-            with Image.open(path) as img:
-                img = img.convert("RGB")  # decodes all of it: a truncated file fails here
+            # Read as train.py reads its images (upright, 16-bit grey kept), decoded in full:
+            # a truncated file fails here.
+            img = load_rgb(path)
         except Exception as e:  # any decoder failure: skip the image, never the epoch
             return Skipped(str(path), f"{type(e).__name__}: {e}")
         return self.transform(img)

@@ -30,6 +30,7 @@ from matplotlib.figure import Figure
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from ..data.annotations import Meme, gold_matrix
+from ..data.images import to_rgb
 from ..labels import LABELS, TASKS
 from ..scoring.decision import decide_all, multi_hot
 from .metrics import (align, calibration, compare_reports, cooccurrence,
@@ -91,7 +92,7 @@ def thumbnail(path: Path, size: int = THUMB_SIZE) -> str | None:
     try:
         with Image.open(path) as image:
             # Upright, as the model saw it (features.cache.load_rgb).
-            image = ImageOps.exif_transpose(image).convert("RGB")
+            image = to_rgb(ImageOps.exif_transpose(image))
     except (FileNotFoundError, IsADirectoryError, UnidentifiedImageError, OSError,
             Image.DecompressionBombError):  # (a header claiming over 2x PIL's pixel limit)
         return None

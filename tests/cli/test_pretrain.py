@@ -120,6 +120,24 @@ def test_unreadable_images_are_skipped_by_the_dataset(tmp_path):
     assert collate_views(items[1:3])[:2] == (None, None)
 
 
+def test_the_dataset_reads_images_as_train_py_does(tmp_path):
+    from PIL import Image
+
+    # A 16-bit grey gradient (Pillow's plain convert would make it white) and a photo stored
+    # sideways with EXIF orientation 6 (upright it is landscape).
+    grey = tmp_path / "grey16.png"
+    Image.fromarray((np.arange(64 * 64).reshape(64, 64) * 16).astype(np.uint16)).save(grey)
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    photo = tmp_path / "photo.jpg"
+    Image.new("RGB", (20, 30)).save(photo, exif=exif.tobytes())
+    seen = []
+    ds = ImageDataset([grey, photo], lambda img: seen.append(img) or (None, None))
+    ds[0], ds[1]
+    assert seen[0].mode == "RGB" and 100 < np.asarray(seen[0]).mean() < 155
+    assert seen[1].size == (30, 20)
+
+
 def test_pretraining_writes_what_the_encoders_load(tmp_path, caplog):
     images = tmp_path / "images"
     make_images(images, 16)

@@ -199,6 +199,22 @@ def test_a_thumbnail_is_upright_as_the_model_saw_the_image(tmp_path):
         assert image.size == (112, 75)
 
 
+def test_a_16_bit_grey_thumbnail_keeps_its_brightness(tmp_path):
+    import base64
+    import io
+
+    from PIL import Image
+
+    from hateful_memes.evaluation.html_report import thumbnail
+
+    # Pillow's plain convert clips 16-bit grey at 255: the thumbnail would be white.
+    path = tmp_path / "grey16.png"
+    Image.fromarray((np.arange(64 * 64).reshape(64, 64) * 16).astype(np.uint16)).save(path)
+    uri = thumbnail(path)
+    with Image.open(io.BytesIO(base64.b64decode(uri.split(",", 1)[1]))) as image:
+        assert 100 < np.asarray(image.convert("L")).mean() < 155
+
+
 def test_cards_are_capped_at_k_per_label_and_kind(dev):
     memes = dev["memes"]
     ids, scores = read_submission(dev["pred"])
