@@ -265,7 +265,7 @@ def image_features(encoder: "ImageEncoder", paths: Sequence[str | Path | Image.I
         encoder.to(memory_format=memory_format)
         try:
             return _features(encoder, keys, batches, store, lambda i: _describe(paths[i], i),
-                             device, progress, "img")
+                             device, progress, "image")
         finally:
             encoder.to(memory_format=torch.contiguous_format)
 
