@@ -81,8 +81,8 @@ def _batches(model: MemeModel, inputs: Inputs, batch_size: int, progress: bool =
     model.eval()
     device = _device_of(model)
     with torch.inference_mode():
-        for start in progress_bar(range(0, len(inputs), batch_size), desc="predict",
-                                  disable=not progress, leave=False):
+        for start in progress_bar(range(0, len(inputs), batch_size), desc="scoring",
+                                  unit="batch", disable=not progress, leave=False):
             idx = list(range(start, min(start + batch_size, len(inputs))))
             image, text = inputs.batch(idx)
             yield idx, model(_to(image, device), _to(text, device))
