@@ -1,4 +1,4 @@
-"""Barlow Twins pretraining of an image backbone on unlabelled images.
+r"""Barlow Twins pretraining of an image backbone on unlabelled images.
 
     python pretrain.py --images data/img --backbone resnet50 --epochs 100 \
         --batch-size 256 --out runs/bt

@@ -457,3 +457,12 @@ def test_amp_without_cuda_is_a_usage_error(tmp_path, capsys, monkeypatch):
             main([*args(tmp_path, tmp_path / "run")[:-2], "--device", device, "--amp"])
         assert e.value.code == 2
         assert "pretrain.py: error: --amp needs a CUDA device" in capsys.readouterr().err
+
+
+def test_help_shows_its_example_command_as_it_can_be_pasted(capsys):
+    """The usage example in --help keeps its line continuation: pasted into a shell, the two
+    lines are one command (a plain docstring turned the backslash into a run of spaces)."""
+    with pytest.raises(SystemExit):
+        main(["--help"])
+    out = capsys.readouterr().out
+    assert "--epochs 100 \\\n        --batch-size 256 --out runs/bt" in out
