@@ -349,18 +349,25 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="serve.py", description=__doc__.split("\n\n")[0])
     p.add_argument("--run", "--model", dest="run", action="append", required=True,
                    help="a train.py run directory (repeatable: an A and a B run, or one AB run)")
-    p.add_argument("--host", default="127.0.0.1")
-    p.add_argument("--port", type=int, default=8000)
+    # The limits' defaults are shown, as the README names them: a newcomer reads --help.
+    p.add_argument("--host", default="127.0.0.1", help="(default: %(default)s)")
+    p.add_argument("--port", type=int, default=8000, help="(default: %(default)s)")
     p.add_argument("--device", default="auto", help="auto (cuda when there is one), cpu, cuda")
     p.add_argument("--ocr", default="auto", help="auto, easyocr, rapidocr, tesseract or none "
                    "(none: every request must carry its caption)")
-    p.add_argument("--max-upload-mb", type=float, default=DEFAULT_MAX_UPLOAD_MB)
-    p.add_argument("--max-caption-chars", type=int, default=DEFAULT_MAX_CAPTION_CHARS)
-    p.add_argument("--max-pixels", type=int, default=DEFAULT_MAX_PIXELS)
+    p.add_argument("--max-upload-mb", type=float, default=DEFAULT_MAX_UPLOAD_MB,
+                   help="largest upload, and largest file in it, else 413 (default: %(default)s)")
+    p.add_argument("--max-caption-chars", type=int, default=DEFAULT_MAX_CAPTION_CHARS,
+                   help="longest caption, else 400 (default: %(default)s)")
+    p.add_argument("--max-pixels", type=int, default=DEFAULT_MAX_PIXELS,
+                   help="largest picture (width x height), else 413 before its pixels are "
+                        "decoded (default: %(default)s)")
     p.add_argument("--max-batch", type=int, default=DEFAULT_MAX_BATCH,
-                   help="most memes scored in one forward pass (and in one batch request)")
+                   help="most memes scored in one forward pass (and in one batch request) "
+                        "(default: %(default)s)")
     p.add_argument("--queue", type=int, default=DEFAULT_QUEUE,
-                   help="requests that may wait for the model before new ones get 503")
+                   help="requests that may wait for the model before new ones get 503 "
+                        "(default: %(default)s)")
     args = p.parse_args(argv)
     import uvicorn
 

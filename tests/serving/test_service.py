@@ -278,3 +278,14 @@ def test_a_body_sent_without_its_length_is_cut_at_the_limit(path):
         app.state.worker.close()
     assert sent[0]["type"] == "http.response.start" and sent[0]["status"] == 413
     assert pulled <= 5, f"read {pulled} of {chunks + 1} chunks before answering"
+
+
+def test_help_names_the_limits_defaults(capsys):
+    """--help shows each limit's default, as the README names them (--max-upload-mb 10)."""
+    with pytest.raises(SystemExit):
+        main(["--help"])
+    out = " ".join(capsys.readouterr().out.split())
+    for flag, default in (("--max-upload-mb", 10), ("--max-caption-chars", 1000),
+                          ("--max-pixels", 50_000_000), ("--max-batch", 16), ("--queue", 64),
+                          ("--port", 8000)):
+        assert re.search(f"{flag} [A-Z_]+ .*?\\(default: {default}\\)", out), flag
