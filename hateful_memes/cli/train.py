@@ -217,6 +217,9 @@ def resolve(args: argparse.Namespace) -> dict:
         value = getattr(args, key, None)
         if value is not None:
             cfg[key] = value
+    if cfg["task"] is None:
+        raise ValueError("--task is required: A (protected categories), B (attack types) or AB "
+                         "(both, one model)")
     if cfg["task"] not in ("A", "B", "AB"):
         raise ValueError(f"--task must be A, B or AB (got {cfg['task']!r})")
     # A `train` that is no path (a YAML number, '') is left for validate to name.

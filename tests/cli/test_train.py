@@ -490,6 +490,13 @@ def test_a_bad_setting_is_refused_before_any_work(flag, value, message, tmp_path
     assert not (tmp_path / "r").exists()
 
 
+def test_no_task_is_refused_saying_what_the_tasks_are(tmp_path, capsys):
+    assert train.main(["--out", str(tmp_path / "r")]) == 1
+    err = capsys.readouterr().err
+    assert "--task is required: A (protected categories), B (attack types)" in err
+    assert "got None" not in err and not (tmp_path / "r").exists()
+
+
 def test_cuda_without_a_gpu_is_a_one_line_error(tmp_path, monkeypatch, capsys):
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     assert train.main(["--task", "A", "--out", str(tmp_path / "r"), "--device", "cuda"]) == 1
