@@ -24,14 +24,14 @@ import sys
 import time
 from pathlib import Path
 
-from PIL import Image, ImageOps
+from PIL import Image
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from hateful_memes.cli import evaluate, predict, train  # noqa: E402
 from hateful_memes.data import demo  # noqa: E402
-from hateful_memes.data.images import to_rgb  # noqa: E402
+from hateful_memes.data.images import upright_rgb  # noqa: E402
 from hateful_memes.runtime.files import write_json, write_jsonl  # noqa: E402
 from hateful_memes.serving import ocr  # noqa: E402
 
@@ -47,7 +47,7 @@ def ocr_copy(dev: Path, out: Path, engine: str, device: str) -> tuple[float, flo
     images = []
     for row in rows:
         with Image.open(image_root / row["img"]) as image:
-            images.append(to_rgb(ImageOps.exif_transpose(image)))
+            images.append(upright_rgb(image))
     reader = ocr.create_ocr(engine, device=device)
     t0 = time.perf_counter()
     captions = reader.read(images)

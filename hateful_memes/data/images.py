@@ -13,8 +13,9 @@ each chunk appended and fsync'ed; the partial file becomes OUT by a rename only 
 image is done, so OUT is never half written. A re-run first takes up OUT.partial (dropping a
 torn last line a kill may have left), or else the rows of a finished OUT, and skips their ids.
 
-Pixels. `to_rgb` is how every reader of a picture (training, predict.py, the API, OCR) turns
-any PIL mode into the RGB the encoders and OCR engines take.
+Pixels. `upright_rgb` is how every reader of a picture file (training, predict.py, the API,
+the reports) turns it into what the model sees: upright as its EXIF orientation says, then any
+PIL mode into RGB (`to_rgb`, which OCR also applies to the images it is handed).
 """
 from __future__ import annotations
 
@@ -28,7 +29,7 @@ from pathlib import Path
 from typing import Iterable, Sequence
 
 import numpy as np
-from PIL import Image
+from PIL import Image, ImageOps
 
 from ..labels import TASKS
 from ..runtime.files import atomic_open
@@ -53,6 +54,12 @@ def to_rgb(image: Image.Image) -> Image.Image:
     if image.mode.startswith("I;16"):
         image = Image.fromarray((np.asarray(image) >> 8).astype(np.uint8))
     return image if image.mode == "RGB" else image.convert("RGB")
+
+
+def upright_rgb(image: Image.Image) -> Image.Image:
+    """`image` turned upright as its EXIF orientation says (phone photos and screenshots of
+    them often carry one, and browsers apply it), in mode RGB (`to_rgb`)."""
+    return to_rgb(ImageOps.exif_transpose(image))
 
 
 def hashed_id(key: str) -> int:

@@ -27,10 +27,10 @@ import jinja2
 import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import Image, UnidentifiedImageError
 
 from ..data.annotations import Meme, gold_matrix
-from ..data.images import to_rgb
+from ..data.images import upright_rgb
 from ..labels import LABELS, TASKS
 from ..scoring.decision import decide_all, multi_hot
 from .metrics import (align, calibration, compare_reports, cooccurrence,
@@ -91,8 +91,8 @@ def thumbnail(path: Path, size: int = THUMB_SIZE) -> str | None:
     """A small JPEG of the image as a data: URI, or None when there is no readable image."""
     try:
         with Image.open(path) as image:
-            # Upright, as the model saw it (features.cache.load_rgb).
-            image = to_rgb(ImageOps.exif_transpose(image))
+            # As the model saw it (upright, RGB), as features.cache.load_rgb reads it.
+            image = upright_rgb(image)
     except (FileNotFoundError, IsADirectoryError, UnidentifiedImageError, OSError,
             Image.DecompressionBombError):  # (a header claiming over 2x PIL's pixel limit)
         return None

@@ -24,10 +24,10 @@ from typing import TYPE_CHECKING, Callable, Iterator, Sequence
 
 import numpy as np
 import torch
-from PIL import Image, ImageOps
+from PIL import Image
 from torch.utils.data import DataLoader, Dataset
 
-from ..data.images import to_rgb
+from ..data.images import upright_rgb
 from ..runtime.distributed import gather, rank_world
 from ..runtime.progress import bar as progress_bar
 from .store import FILENAME, FeatureStore, migrate_shards
@@ -45,12 +45,12 @@ class ImageReadError(OSError):
 def load_rgb(path: str | Path) -> Image.Image:
     """The image as RGB, turned upright as its EXIF orientation says (phone photos and
     screenshots of them often carry one). Any mode converts (L, P, RGBA, CMYK, 16-bit grey,
-    ...: `data.images.to_rgb`), and the format is read from the bytes, not the name (a JPEG
+    ...: `data.images.upright_rgb`), and the format is read from the bytes, not the name (a JPEG
     saved as .png loads)."""
     try:
         with Image.open(path) as image:
             image.load()
-            return to_rgb(ImageOps.exif_transpose(image))
+            return upright_rgb(image)
     except FileNotFoundError:
         raise ImageReadError(f"{path}: image file not found") from None
     except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as e:

@@ -23,10 +23,10 @@ from pathlib import Path
 from typing import Sequence, Union
 
 import numpy as np
-from PIL import Image, ImageOps
+from PIL import Image
 
 from ..data.annotations import Meme
-from ..data.images import to_rgb
+from ..data.images import upright_rgb
 from ..engine.predictor import RunPredictor
 from ..features.cache import ImageReadError
 from ..labels import LABELS, TASKS
@@ -50,11 +50,11 @@ def open_image(item: ImageLike, max_pixels: int | None = None, name: str | None 
     is decoded.
     """
     limit = Image.MAX_IMAGE_PIXELS if max_pixels is None else max_pixels
-    # Upright as the EXIF orientation says (phone photos), as features.cache.load_rgb reads the
-    # files of training and predict.py --input, and as a browser shows the picture.
+    # upright_rgb: as features.cache.load_rgb reads the files of training and predict.py
+    # --input, and as a browser shows the picture.
     if isinstance(item, Image.Image):
         _check_pixels(item.size, limit, name or "image")
-        return to_rgb(ImageOps.exif_transpose(item))
+        return upright_rgb(item)
     if isinstance(item, (bytes, bytearray, memoryview)):
         name = name or "image bytes"
         if not len(item):
@@ -71,7 +71,7 @@ def open_image(item: ImageLike, max_pixels: int | None = None, name: str | None 
     try:
         with Image.open(source) as image:
             _check_pixels(image.size, limit, name)
-            return to_rgb(ImageOps.exif_transpose(image))
+            return upright_rgb(image)
     except ImageReadError:
         raise
     except FileNotFoundError:
