@@ -32,7 +32,7 @@ from ..pretraining.barlow_twins import (BACKBONE, CHECKPOINT, BarlowTwins, conve
                                         parse_projector)
 from ..pretraining.lars import LR_BIASES, LR_WEIGHTS, adjust_learning_rate, make_optimizer
 from ..runtime import checkpoints, rundir
-from ..runtime.distributed import RankFailed, finish, gather, init_from_env
+from ..runtime.distributed import RankFailed, finish, init_from_env, on_all
 from ..runtime.files import atomic_open, same_path, write_jsonl
 from ..runtime.progress import bar as progress_bar
 
@@ -345,12 +345,9 @@ def _train(args: argparse.Namespace, rank: int, world: int, device: torch.device
         if rank == 0:
             rundir.check_writable(out, "--out")
 
-    # Rank 0 alone tries the folder: under torchrun its failure is raised on every rank
-    # (gather), which would otherwise wait for it at the first collective.
-    if world > 1:
-        gather(check_out, "checking --out")
-    else:
-        check_out()
+    # Rank 0 alone tries the folder: under torchrun its failure is raised on every rank,
+    # which would otherwise wait for it at the first collective.
+    on_all(check_out, "checking --out")
     if rank == 0:
         log.info("%d images; backbone %s at %d px on %s x %d", len(paths), args.backbone,
                  config["image_size"], device, world)

@@ -431,13 +431,6 @@ def _images(memes, cfg: dict, source: str):
     return kept
 
 
-def _on_all(compute, what: str):
-    """`compute()` here; under torchrun a failure on any rank is raised on every rank
-    (distributed.gather), so that none waits forever for the others."""
-    rank, world = distributed.rank_world()
-    return distributed.gather(compute, what)[rank] if world > 1 else compute()
-
-
 def _prepare(cfg: dict, resume: bool, overwrite: bool):
     """Everything before any computing: the output folder may be used as asked and can be
     written, the data read (and their images checked), the folds drawn. Rank 0 alone touches
@@ -456,8 +449,8 @@ def _prepare(cfg: dict, resume: bool, overwrite: bool):
             if cfg["cache_dir"]:
                 rundir.check_writable(cfg["cache_dir"], "--cache-dir")
 
-    _on_all(check, "checking --out")
-    train_memes, dev_memes = _on_all(lambda: (
+    distributed.on_all(check, "checking --out")
+    train_memes, dev_memes = distributed.on_all(lambda: (
         _images(read_annotations(cfg["train"]), cfg, cfg["train"]),
         _images(read_annotations(cfg["dev"]), cfg, cfg["dev"])), "reading the data")
     folds = int(cfg["folds"])
@@ -486,7 +479,7 @@ def _make_ready(cfg: dict, resume: bool, overwrite: bool) -> None:
         run_dir.mkdir(parents=True, exist_ok=True)
         write_text(run_dir / "config.yaml", yaml.safe_dump(cfg, sort_keys=True))
 
-    _on_all(clean, "preparing --out")
+    distributed.on_all(clean, "preparing --out")
 
 
 @contextlib.contextmanager

@@ -75,3 +75,10 @@ def gather(compute: Callable[[], T], what: str) -> list[T]:
         if message is not None:
             raise RankFailed(f"{what} failed on rank {other} of {world}: {message}")
     return [v for _, v in gathered]
+
+
+def on_all(compute: Callable[[], T], what: str) -> T:
+    """`compute()` here; under torchrun a failure on any rank is raised on every rank
+    (`gather`), so that none waits forever for the others."""
+    rank, world = rank_world()
+    return gather(compute, what)[rank] if world > 1 else compute()

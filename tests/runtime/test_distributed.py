@@ -57,6 +57,7 @@ def _gather_worker(rank, world, port, out):
     torch.set_num_threads(1)
     assert distributed.init_from_env("cpu")[:2] == (rank, world)
     assert distributed.gather(lambda: rank * 10, "counting") == [0, 10]
+    assert distributed.on_all(lambda: rank * 10, "counting") == rank * 10  # this rank's own
 
     def fail_on_1():
         if rank == 1:
@@ -76,6 +77,12 @@ def test_a_failure_on_one_rank_is_raised_on_every_rank_naming_it(tmp_path):
     assert Path(f"{out}.1").read_text() == "ValueError: meme 42: no caption"
     assert Path(f"{out}.0").read_text() == (
         "RankFailed: reading memes failed on rank 1 of 2: ValueError: meme 42: no caption")
+
+
+def test_on_all_in_one_process_is_the_call_itself():
+    assert distributed.on_all(lambda: 7, "counting") == 7
+    with pytest.raises(ValueError, match="meme 42"):  # raised as it is, not wrapped
+        distributed.on_all(lambda: (_ for _ in ()).throw(ValueError("meme 42")), "reading")
 
 
 def test_one_process_is_rank_0_of_1():
