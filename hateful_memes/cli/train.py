@@ -350,14 +350,7 @@ def _check_init_head(cfg: dict) -> None:
     path = cfg["init_head"]
     theirs = checkpoints.load_dict(path, ("settings",))["settings"]
     theirs = theirs if isinstance(theirs, dict) else {}
-
-    def same(key):
-        a, b = theirs.get(key, DEFAULTS.get(key)), cfg[key]
-        if key == "train" and isinstance(a, str):
-            return same_path(a, b)
-        return a == b
-
-    differ = [k for k in FOLD_SETTINGS if not same(k)]
+    differ = [k for k in differing(theirs, cfg) if k in FOLD_SETTINGS]  # as --resume compares
     if differ:
         detail = ", ".join(f"{k} {theirs.get(k, DEFAULTS.get(k))!r} there, {cfg[k]!r} here"
                            for k in differ)
