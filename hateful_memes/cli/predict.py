@@ -20,7 +20,6 @@ Annotation files and images are scored by the same code (api.MemeClassifier.scor
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from pathlib import Path
 
@@ -30,6 +29,7 @@ from ..engine.training import resolve_device
 from ..features.inputs import MissingImagesError, check_images, drop_bad_images
 from ..labels import TASK_LETTERS
 from ..runtime import distributed, rundir
+from ..runtime.files import same_path
 from ..runtime.progress import bar as progress_bar
 from ..serving.api import (MemeClassifier, merge,  # noqa: F401 (predict.merge stays importable)
                            open_image)
@@ -107,7 +107,7 @@ def _refuse_overwriting_an_input(out: Path, *inputs: str | None) -> None:
     """ValueError when --out names a file this command reads: the submission would replace
     the memes (or captions) it was made from, which no rerun brings back."""
     for given in inputs:
-        if given and out.exists() and Path(given).exists() and os.path.samefile(out, given):
+        if given and Path(given).exists() and same_path(out, given):
             raise ValueError(f"--out {out}: is the input file {given}; writing the predictions "
                              "there would destroy it: choose another --out")
 
