@@ -350,7 +350,8 @@ def _check_init_head(cfg: dict) -> None:
     path = cfg["init_head"]
     theirs = checkpoints.load_dict(path, ("settings",))["settings"]
     theirs = theirs if isinstance(theirs, dict) else {}
-    differ = [k for k in differing(theirs, cfg) if k in FOLD_SETTINGS]  # as --resume compares
+    # as --resume compares, from the folder of that run
+    differ = [k for k in differing(theirs, cfg, Path(path).parent) if k in FOLD_SETTINGS]
     if differ:
         detail = ", ".join(f"{k} {theirs.get(k, DEFAULTS.get(k))!r} there, {cfg[k]!r} here"
                            for k in differ)
@@ -377,13 +378,40 @@ def _decided(memes, ids, scores: dict, tasks) -> dict:
     return evaluate(memes, ids, {t: multi_hot(t, [d[t] for d in decided]) for t in shown})
 
 
-def differing(saved: dict, cfg: dict) -> list[str]:
-    """The settings in which `cfg` differs from a run's `saved` ones, as --resume compares
-    them. A setting added since that run was written counts as its default there."""
+def _started_in(saved: dict, run_dir) -> str | None:
+    """The folder the run now in `run_dir` was started from, as its saved `out` tells it: the
+    folder from which `out` names `run_dir`. None when `out` cannot tell (absolute, climbing
+    with .., or the run folder has moved since)."""
+    out = saved.get("out")
+    if not isinstance(out, str) or not out or os.path.isabs(out):
+        return None
+    parts = Path(os.path.normpath(out)).parts
+    here = Path(os.path.abspath(run_dir))
+    if ".." in parts or (parts and here.parts[-len(parts):] != parts):
+        return None
+    return str(here.parents[len(parts) - 1] if parts else here)
+
+
+def _relative_files(saved: dict) -> list[str]:
+    return sorted(k for k in _FILES if isinstance(saved.get(k), str) and saved[k]
+                  and not os.path.isabs(saved[k]))
+
+
+def differing(saved: dict, cfg: dict, run_dir=None) -> list[str]:
+    """The settings in which `cfg` differs from the `saved` ones of the run in `run_dir`
+    (default: cfg's `out`), as --resume compares them. A setting added since that run was
+    written counts as its default there."""
+    # Runs written before the input paths were stored absolute kept them as typed, relative
+    # to the folder they were started in: that folder where `out` still tells it, else the
+    # current one (a resume from where the run was started).
+    started_in = _started_in(saved, cfg["out"] if run_dir is None else run_dir)
+
     def same(k):
         old = saved.get(k, DEFAULTS.get(k))
         if k in _FILES and isinstance(old, str) and isinstance(cfg[k], str):
-            return same_path(old, cfg[k])
+            return same_path(old, cfg[k]) or (
+                started_in is not None and not os.path.isabs(old)
+                and same_path(os.path.join(started_in, old), cfg[k]))
         return old == cfg[k]
 
     return sorted(k for k in cfg if k not in RESUMABLE_CHANGES and not same(k))
@@ -397,10 +425,20 @@ def _check_saved_config(run_dir: Path, cfg: dict) -> None:
         raise ValueError(f"--resume: cannot read {path}: {e}") from None
     if not isinstance(saved, dict):
         raise ValueError(f"--resume: {path} is not a train.py config (not a mapping)")
-    diff = differing(saved, cfg)
+    diff = differing(saved, cfg, run_dir)
     if diff:
         detail = "; ".join(f"{k}: {saved.get(k, DEFAULTS.get(k))!r} there, {cfg[k]!r} now"
                            for k in diff)
+        relative = [k for k in _relative_files(saved) if k in diff]
+        if relative and _started_in(saved, run_dir) is None:
+            # Only the folder the run was started in knows what these name, and nothing here
+            # records it any more: the user does.
+            raise ValueError(
+                f"--resume: settings differ from {path} in {diff} ({detail}); it keeps "
+                f"{', '.join(relative)} relative to the folder the run was started in (it was "
+                "written before input paths were stored absolute), which its out "
+                f"{saved.get('out')!r} no longer tells: resume from that folder, with those "
+                f"paths as they were typed there (and --out {os.path.abspath(run_dir)})")
         raise ValueError(f"--resume: settings differ from {path} in {diff} ({detail}); resume "
                          "with the same settings, or start a new run in another --out")
 

@@ -460,6 +460,59 @@ def test_resume_knows_its_run_however_the_paths_are_written(runs, demo_data, fea
     assert os.path.isabs(cfg["train"]) and os.path.isabs(cfg["dev"])
 
 
+def _rewrite_run(run, settings: dict, monkeypatch, location: str | None = None):
+    """Give the run in `run` other saved settings (config.yaml and each last.pt's), as an older
+    or another machine's run wrote them; with `location` ("cuda:0") its .pt files say their
+    tensors were saved there, which torch cannot load without mapping them elsewhere."""
+    (run / "config.yaml").write_text(yaml.safe_dump(settings))
+    for path in [*run.glob("**/last.pt"), *run.glob("**/best.pt")]:
+        state = torch.load(path, weights_only=True)
+        if "meta" in state:
+            state["meta"] = settings
+        with monkeypatch.context() as m:
+            if location is not None:
+                m.setattr(torch.serialization, "location_tag", lambda storage: location)
+            torch.save(state, path)
+
+
+def test_an_old_run_with_relative_paths_resumes_from_another_folder(
+        runs, demo_data, feature_cache, tmp_path, monkeypatch, capsys):
+    """Runs written before the input paths were stored absolute kept them as typed, relative to
+    the folder the run was started in. While the run folder is where its `out` says, that folder
+    is known and the run resumes from anywhere; once it has moved, the error names the settings
+    and says to resume from the folder the run was started in, which then works."""
+    import os
+
+    started_in = tmp_path / "project"
+    old = started_in / "runs" / "A"
+    shutil.copytree(runs / "A", old)
+    cfg = yaml.safe_load((old / "config.yaml").read_text())
+    relative = {k: os.path.relpath(cfg[k], started_in) for k in ("train", "dev", "image_root")}
+    settings = {**cfg, **relative, "out": "runs/A"}
+    _rewrite_run(old, settings, monkeypatch)
+    moved = tmp_path / "moved"
+    shutil.copytree(old, moved)
+    # deeper than the folder the run was started in: its relative paths name nothing here
+    elsewhere = tmp_path / "else" / "where"
+    elsewhere.mkdir(parents=True)
+    monkeypatch.chdir(elsewhere)
+
+    assert train.main(["--task", "A", *_args(demo_data, feature_cache, old), "--resume"]) == 0
+    assert os.path.isabs(yaml.safe_load((old / "config.yaml").read_text())["train"])
+
+    capsys.readouterr()
+    assert train.main(["--task", "A", *_args(demo_data, feature_cache, moved), "--resume"]) == 1
+    err = capsys.readouterr().err
+    assert "['dev', 'image_root', 'train']" in err
+    assert "keeps dev, image_root, train relative to the folder the run was started in" in err
+    assert "resume from that folder" in err and "Traceback" not in err
+    monkeypatch.chdir(started_in)
+    argv = _args(demo_data, feature_cache, moved)
+    argv[argv.index("--train") + 1], argv[argv.index("--dev") + 1] = (relative["train"],
+                                                                      relative["dev"])
+    assert train.main(["--task", "A", *argv, "--resume"]) == 0
+
+
 # --- every setting checked before any work (item 6) ---------------------------------------
 
 
