@@ -290,12 +290,24 @@ def _same(key: str, old, new) -> bool:
     return old == new
 
 
+def _relative(value) -> bool:
+    values = value if isinstance(value, list) else [value]
+    return any(isinstance(v, str) and v and not os.path.isabs(v) for v in values)
+
+
 def _check_resumable(saved: dict, config: dict, path: Path) -> None:
     changed = sorted(k for k in set(saved) | set(config)
                      if k not in RESUMABLE_CHANGES and not _same(k, saved.get(k), config.get(k)))
     if changed:
         diffs = "; ".join(f"{k}: {saved.get(k)!r} -> {config.get(k)!r}" for k in changed)
-        raise PretrainError(f"--resume: {path} was trained with other settings ({diffs})")
+        # Checkpoints written before the image sources were stored absolute kept them as
+        # typed, relative to the folder the run was started in, which nothing records: only a
+        # resume from there reads them as they were meant.
+        relative = [k for k in ("images", "image_root") if k in changed and _relative(saved[k])]
+        hint = (f"; it keeps {' and '.join(relative)} relative to the folder the run was "
+                "started in (it was written before they were stored absolute): if they are the "
+                "same, resume from that folder with them as typed there" if relative else "")
+        raise PretrainError(f"--resume: {path} was trained with other settings ({diffs}){hint}")
 
 
 def _read_stats(path: Path, epochs: int) -> list[dict]:

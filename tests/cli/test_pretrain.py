@@ -294,6 +294,26 @@ def test_resume_knows_its_images_however_they_are_written(tmp_path, monkeypatch,
                      error_of(args("../others", "moved", "--resume", "--epochs", "3"), capsys))
 
 
+def test_an_old_run_with_relative_images_says_where_to_resume_it(tmp_path, monkeypatch, capsys):
+    """Checkpoints written before the image sources were stored absolute kept them relative to
+    the folder the run was started in, which nothing records: from another folder the error
+    says so, and from that folder the run resumes."""
+    make_images(tmp_path / "images", 8)
+    out = tmp_path / "run"
+    assert main(args(tmp_path / "images", out, "--epochs", "1")) == 0
+    state = torch.load(out / "checkpoint.pt", weights_only=True)
+    state["config"]["images"] = ["images"]  # as typed in tmp_path
+    torch.save(state, out / "checkpoint.pt")
+    (tmp_path / "sub").mkdir()
+    monkeypatch.chdir(tmp_path / "sub")
+    error = error_of(args(tmp_path / "images", out, "--resume"), capsys)
+    assert re.fullmatch(r".*other settings \(images: \['images'\] -> .*\); it keeps images "
+                        "relative to the folder the run was started in .*resume from that "
+                        "folder.*", error)
+    monkeypatch.chdir(tmp_path)
+    assert main(args("images", out, "--resume")) == 0
+
+
 # --- two processes, as torchrun starts them --------------------------------------------
 
 
