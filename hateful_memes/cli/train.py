@@ -252,8 +252,10 @@ _PATHS = {"train": True, "dev": True, "image_root": True, "out": True, "cache_di
 # how it is written (./data or data, relative or absolute, through a link).
 _FILES = ("train", "dev", "image_root", "init_head")
 # Settings a resumed run may change: the run is the folder --resume is given, wherever it has
-# been moved (`out`), and the feature cache is keyed by content, not by folder (`cache_dir`).
-RESUMABLE_CHANGES = frozenset({"out", "cache_dir"})
+# been moved (`out`), the feature cache is keyed by content, not by folder (`cache_dir`), and
+# the device only says where the same steps are computed (a run started on a GPU goes on on
+# a CPU; its saved state is mapped to the new device when read).
+RESUMABLE_CHANGES = frozenset({"out", "cache_dir", "device"})
 
 
 def _number(name: str, value, whole: bool):

@@ -513,6 +513,39 @@ def test_an_old_run_with_relative_paths_resumes_from_another_folder(
     assert train.main(["--task", "A", *argv, "--resume"]) == 0
 
 
+def test_a_gpu_run_resumes_on_the_cpu(demo_data, feature_cache, tmp_path, monkeypatch):
+    """The device decides where a run computes, not what it learns: a run killed after its first
+    epoch on the GPU (its settings say cuda, its tensors were saved there) goes on with --device
+    cpu, its state mapped to the CPU. Settings that change the model are still refused."""
+    from hateful_memes.engine import training
+
+    step, steps = training.step_loss, []
+
+    def killed_in_the_second_epoch(*args, **kwargs):
+        steps.append(1)
+        if len(steps) == 2:  # 3 epochs of one step
+            raise KeyboardInterrupt
+        return step(*args, **kwargs)
+
+    out = tmp_path / "run"
+    argv = ["--task", "A", *_args(demo_data, feature_cache, out), "--folds", "2"]
+    with monkeypatch.context() as m:
+        m.setattr(training, "step_loss", killed_in_the_second_epoch)
+        with pytest.raises(KeyboardInterrupt):
+            train.main(argv)
+    cfg = yaml.safe_load((out / "config.yaml").read_text())
+    _rewrite_run(out, {**cfg, "device": "cuda"}, monkeypatch, location="cuda:0")
+    with pytest.raises(RuntimeError, match="CUDA"):
+        torch.load(out / "fold0" / "last.pt", weights_only=True)  # as saved on a GPU machine
+
+    assert train.main([*argv, "--device", "cpu", "--resume"]) == 0
+    assert len((out / "fold0" / "stats.jsonl").read_text().splitlines()) == 3
+    assert yaml.safe_load((out / "config.yaml").read_text())["device"] == "cpu"
+    assert train.differing({**cfg, "device": "cuda:1"}, {**cfg, "device": "auto"}) == []
+    assert train.differing({**cfg, "device": "cuda"}, {**cfg, "device": "cpu", "lr": 0.5}) == [
+        "lr"]
+
+
 # --- every setting checked before any work (item 6) ---------------------------------------
 
 
