@@ -50,10 +50,39 @@ class ImageItem:
 def to_rgb(image: Image.Image) -> Image.Image:
     """`image` in mode RGB. 16-bit grey (I;16, as Pillow opens a 16-bit greyscale PNG or TIFF)
     keeps its top 8 bits first: Pillow converts it by clipping at 255, which turns every pixel
-    above 255 of 65,535 white, a blank picture."""
+    above 255 of 65,535 white, a blank picture. Mode I (32-bit integers) and F (floats) are
+    clipped the same way, so they are scaled into 0-255 first too (`_wide_grey`)."""
     if image.mode.startswith("I;16"):
         image = Image.fromarray((np.asarray(image) >> 8).astype(np.uint8))
+    elif image.mode in ("I", "F"):
+        image = Image.fromarray(_wide_grey(image))
     return image if image.mode == "RGB" else image.convert("RGB")
+
+
+def _wide_grey(image: Image.Image) -> np.ndarray:
+    """A mode I or F image as 8-bit grey. Neither mode says what range its values use, so the
+    values tell. Floats in [0, 1] are the usual convention for floating-point pictures: scaled
+    by 255. Values in 0-255 are 8-bit grey in a wider type (what convert("I") or convert("F")
+    of an L image holds): kept. Integers up to 65,535 are 16-bit grey, common from PNG and
+    TIFF: their top 8 bits, as I;16 keeps (a 16-bit picture so dark that all of it is under
+    256 of 65,535 is read as 8-bit: brighter, but not blank). Anything else (negative values,
+    floats past 255, integers past 16 bits) has no range to go by, so its own minimum to
+    maximum is stretched over 0-255.
+    NaN and infinities, no value, are black."""
+    pixels = np.asarray(image)
+    finite = np.isfinite(pixels)
+    lo, hi = (pixels[finite].min(), pixels[finite].max()) if finite.any() else (0, 0)
+    pixels = np.where(finite, pixels, lo)  # (no NaN arithmetic below)
+    if image.mode == "F" and lo >= 0 and hi <= 1:
+        grey = np.rint(pixels * 255.0)
+    elif lo >= 0 and hi <= 255:
+        grey = np.rint(pixels)
+    elif image.mode == "I" and lo >= 0 and hi <= 65535:
+        grey = pixels >> 8
+    else:
+        span = float(hi) - float(lo)
+        grey = np.rint((pixels - float(lo)) * (255.0 / span if span else 0.0))
+    return np.where(finite, grey, 0).clip(0, 255).astype(np.uint8)
 
 
 def upright_rgb(image: Image.Image) -> Image.Image:

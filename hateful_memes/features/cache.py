@@ -45,8 +45,8 @@ class ImageReadError(OSError):
 def load_rgb(path: str | Path) -> Image.Image:
     """The image as RGB, turned upright as its EXIF orientation says (phone photos and
     screenshots of them often carry one). Any mode converts (L, P, RGBA, CMYK, 16-bit grey,
-    ...: `data.images.upright_rgb`), and the format is read from the bytes, not the name (a JPEG
-    saved as .png loads)."""
+    32-bit int and float grey, ...: `data.images.upright_rgb`), and the format is read from the
+    bytes, not the name (a JPEG saved as .png loads)."""
     try:
         with Image.open(path) as image:
             image.load()
@@ -213,8 +213,9 @@ def _features(encoder: torch.nn.Module, keys: list[str], batches: Batches,
 CPU_IMAGE_BATCH = 8
 ACCELERATOR_IMAGE_BATCH = 64
 # How load_rgb decodes a file, part of the cache key: features from before it applied the EXIF
-# orientation ("exif-upright") or scaled 16-bit grey ("grey16") are not reused.
-IMAGE_DECODING = "exif-upright grey16"
+# orientation ("exif-upright"), scaled 16-bit grey ("grey16") or scaled 32-bit int and float
+# grey ("grey32") are not reused.
+IMAGE_DECODING = "exif-upright grey16 grey32"
 
 
 def image_features(encoder: "ImageEncoder", paths: Sequence[str | Path | Image.Image],

@@ -65,3 +65,46 @@ def test_16_bit_grey_keeps_its_brightness_in_rgb():
     assert images.to_rgb(rgba).getpixel((0, 0)) == (10, 20, 30)
     rgb = Image.new("RGB", (2, 2))
     assert images.to_rgb(rgb) is rgb
+
+
+def _grey(rgb: Image.Image) -> list[int]:
+    assert rgb.mode == "RGB"
+    pixels = np.asarray(rgb)[0]
+    assert (pixels == pixels[:, :1]).all()  # grey stays grey
+    return pixels[:, 0].tolist()
+
+
+def test_32_bit_int_grey_of_16_bit_values_keeps_its_brightness_in_rgb():
+    # Mode I, as Pillow opens a 32-bit integer TIFF (and older Pillows a 16-bit PNG), holding
+    # 16-bit values: Pillow's convert("RGB") clips them to [0, 255, 255, 255, 255], white.
+    grey = Image.fromarray(np.array([[0, 255, 256, 32768, 65535]], np.int32))
+    assert grey.mode == "I"
+    assert _grey(images.to_rgb(grey)) == [0, 0, 1, 128, 255]
+    # 8-bit values widened to mode I (an L image's convert("I")) stay as they were.
+    assert _grey(images.to_rgb(Image.fromarray(np.array([[0, 7, 200, 255]], np.int32)))) == [
+        0, 7, 200, 255]
+    # Values past 16 bits, or below 0, have no range to go by: their own span is stretched.
+    wide = Image.fromarray(np.array([[-100, 0, 100_000, 199_900]], np.int32))
+    assert _grey(images.to_rgb(wide)) == [0, 0, 128, 255]
+
+
+def test_float_grey_in_0_1_keeps_its_brightness_in_rgb():
+    # Mode F, as Pillow opens a floating-point TIFF: values in [0, 1] by the usual convention,
+    # which Pillow's convert("RGB") truncates to [0, 0, 0, 0, 1], black.
+    grey = Image.fromarray(np.array([[0.0, 0.25, 0.5, 0.999, 1.0]], np.float32))
+    assert grey.mode == "F"
+    assert _grey(images.to_rgb(grey)) == [0, 64, 128, 255, 255]
+    # 8-bit values as floats (an L image's convert("F")) stay as they were.
+    as_float = Image.fromarray(np.array([[0.0, 7.0, 200.0, 255.0]], np.float32))
+    assert _grey(images.to_rgb(as_float)) == [0, 7, 200, 255]
+    # Any other span is stretched to 0-255; NaN (no value) is black.
+    odd = Image.fromarray(np.array([[-1.0, 0.0, 1.0, np.nan]], np.float32))
+    assert _grey(images.to_rgb(odd)) == [0, 128, 255, 0]
+
+
+def test_a_float_tiff_file_reads_with_its_brightness(tmp_path):
+    path = tmp_path / "scan.tif"
+    Image.fromarray(np.full((4, 6), 0.5, np.float32)).save(path)
+    with Image.open(path) as image:
+        assert image.mode == "F"
+        assert np.asarray(images.upright_rgb(image)).tolist() == [[[128] * 3] * 6] * 4

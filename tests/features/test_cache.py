@@ -357,6 +357,20 @@ def test_a_16_bit_greyscale_png_keeps_its_brightness(tmp_path):
                                                     axis=2))
 
 
+@pytest.mark.parametrize("mode", ["I", "F"])
+def test_32_bit_int_and_float_tiffs_keep_their_brightness(tmp_path, mode):
+    """Mode I holding 16-bit values, mode F in [0, 1]: Pillow's convert("RGB") clips both."""
+    from hateful_memes.features.cache import load_rgb
+    grey = np.linspace(0, 65535, 20 * 40).astype(np.int32).reshape(20, 40)
+    pixels = grey if mode == "I" else (grey / 65535).astype(np.float32)
+    Image.fromarray(pixels).save(tmp_path / "scan.tif")
+    with Image.open(tmp_path / "scan.tif") as image:
+        assert image.mode == mode
+    loaded = np.asarray(load_rgb(tmp_path / "scan.tif")).astype(int)
+    assert np.abs(loaded - (grey >> 8)[..., None]).max() <= 1
+    assert loaded.mean() == pytest.approx(127.5, abs=1)
+
+
 def test_a_jpeg_under_a_png_name_loads(tmp_path):
     from hateful_memes.features.cache import load_rgb
     path = tmp_path / "really_a.png"
