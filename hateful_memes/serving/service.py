@@ -44,6 +44,7 @@ from fastapi.responses import HTMLResponse, JSONResponse
 from fastapi_offline import FastAPIOffline
 from PIL import Image
 from pydantic import BaseModel
+from starlette.datastructures import Headers
 
 from ..features.cache import ImageReadError
 from .api import ImageTooLargeError, MemeClassifier, open_image
@@ -189,6 +190,49 @@ class ModelWorker:
             start += len(job.images)
 
 
+def body_too_large(limit: int, max_upload_mb: float, length: int | None = None) -> str:
+    # One message for a body whose size was declared and one cut while it arrived, whose whole
+    # size is never learnt: reading it stops at the limit.
+    size = f" of {length} bytes" if length is not None else ""
+    return (f"request body{size} is over the limit of {limit} bytes ({max_upload_mb:g} MB an "
+            "image)")
+
+
+class BodyLimit:
+    """413 for a request body over its route's limit (`limits`, by path), from Content-Length
+    before any of it is read; a body sent without one (chunked) is counted as its bytes arrive
+    and cut at the limit, as the multipart parser would otherwise spool all of it to disk
+    before decode's per-file check saw it. Not FastAPI's route max_body_size, which cuts as
+    well but answers a chunked body with a bare "Content Too Large" that names no limit."""
+
+    def __init__(self, app, limits: dict[str, int], max_upload_mb: float):
+        self.app, self.limits, self.max_upload_mb = app, limits, max_upload_mb
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        limit = self.limits["/predict/batch" if scope["path"].endswith("/batch")
+                            else "/predict"]
+        length = Headers(scope=scope).get("content-length")
+        if length is not None and length.isdigit() and int(length) > limit:
+            detail = body_too_large(limit, self.max_upload_mb, int(length))
+            return await JSONResponse({"detail": detail}, status_code=413)(scope, receive, send)
+        read = 0
+
+        async def counted():
+            nonlocal read
+            message = await receive()
+            if message["type"] == "http.request":
+                read += len(message.get("body", b""))
+                if read > limit:
+                    # FastAPI passes an HTTPException from reading the body on as it is, to
+                    # the app's handler: the same {"detail": ...} as every other 4xx here.
+                    raise HTTPException(413, body_too_large(limit, self.max_upload_mb))
+            return message
+
+        await self.app(scope, counted, send)
+
+
 def create_app(clf: MemeClassifier, max_upload_mb: float = DEFAULT_MAX_UPLOAD_MB,
                max_caption_chars: int = DEFAULT_MAX_CAPTION_CHARS,
                max_pixels: int = DEFAULT_MAX_PIXELS, max_batch: int = DEFAULT_MAX_BATCH,
@@ -215,19 +259,7 @@ def create_app(clf: MemeClassifier, max_upload_mb: float = DEFAULT_MAX_UPLOAD_MB
     body_limit = {"/predict": max_bytes + 2 ** 16,
                   "/predict/batch": max_bytes * max_batch + 2 ** 16}
 
-    @app.middleware("http")
-    async def refuse_large_bodies(request: Request, call_next):
-        # From the header, before the body is read. A body sent without a length (chunked) is
-        # cut by the routes' max_body_size as its bytes arrive: the multipart parser would
-        # otherwise spool all of it to disk before the per-file check below saw it.
-        limit = body_limit["/predict/batch" if request.url.path.endswith("/batch")
-                           else "/predict"]
-        length = request.headers.get("content-length")
-        if length is not None and length.isdigit() and int(length) > limit:
-            return JSONResponse({"detail": f"request body of {int(length)} bytes is over the "
-                                 f"limit of {limit} bytes ({max_upload_mb:g} MB an image)"},
-                                status_code=413)
-        return await call_next(request)
+    app.add_middleware(BodyLimit, limits=body_limit, max_upload_mb=max_upload_mb)
 
     @app.exception_handler(RequestValidationError)
     async def wrong_field_kind(request: Request, exc: RequestValidationError):
@@ -292,15 +324,13 @@ def create_app(clf: MemeClassifier, max_upload_mb: float = DEFAULT_MAX_UPLOAD_MB
         model = clf.info()
         return [{**r.to_dict(), "model": model} for r in results]
 
-    @app.post("/predict", response_model=PredictResponse, responses=ERRORS,
-              max_body_size=body_limit["/predict"])
+    @app.post("/predict", response_model=PredictResponse, responses=ERRORS)
     def predict(image: Optional[UploadFile] = File(None, description="the meme picture"),
                 text: Optional[str] = Form(None, description="its caption; empty or absent: "
                                            "read by OCR")):
         return score([decode(image)], [caption(text)])[0]
 
-    @app.post("/predict/batch", response_model=BatchResponse, responses=ERRORS,
-              max_body_size=body_limit["/predict/batch"])
+    @app.post("/predict/batch", response_model=BatchResponse, responses=ERRORS)
     def predict_batch(image: Optional[list[UploadFile]] = File(None, description="memes"),
                       text: Optional[list[str]] = Form(None, description="captions aligned "
                                                        "with the images; empty: OCR")):

@@ -280,6 +280,34 @@ def test_a_body_sent_without_its_length_is_cut_at_the_limit(path):
     assert pulled <= 5, f"read {pulled} of {chunks + 1} chunks before answering"
 
 
+@pytest.mark.parametrize("path,images", [("/predict", 1), ("/predict/batch", 2)])
+def test_a_body_over_the_limit_is_told_the_limit_with_or_without_its_length(path, images):
+    """The same 413, naming the limit, whether the body declared its size (Content-Length) or
+    was sent chunked and cut as it arrived."""
+    app = create_app(NoOCRFake(), max_upload_mb=MAX_MB, max_batch=2)
+    limit = int(MAX_MB * 1024 * 1024) * images + 2 ** 16  # the images and multipart overhead
+    head = (b'--x\r\nContent-Disposition: form-data; name="image"; filename="m.png"\r\n'
+            b"Content-Type: image/png\r\n\r\n")
+
+    def chunks():
+        yield head
+        yield from [b"\0" * 65536] * 4
+        yield b"\r\n--x--\r\n"
+
+    body = b"".join(chunks())
+    assert len(body) > limit
+    headers = {"content-type": "multipart/form-data; boundary=x"}
+    with TestClient(app) as client:
+        chunked = client.post(path, content=chunks(), headers=headers)
+        sized = client.post(path, content=body, headers=headers)
+    assert "content-length" not in chunked.request.headers
+    assert sized.request.headers["content-length"] == str(len(body))
+    assert chunked.status_code == sized.status_code == 413
+    over = f"is over the limit of {limit} bytes ({MAX_MB:g} MB an image)"
+    assert chunked.json()["detail"] == f"request body {over}"
+    assert sized.json()["detail"] == f"request body of {len(body)} bytes {over}"
+
+
 def test_help_names_the_limits_defaults(capsys):
     """--help shows each limit's default, as the README names them (--max-upload-mb 10)."""
     with pytest.raises(SystemExit):
