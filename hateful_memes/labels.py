@@ -12,6 +12,8 @@ from typing import Iterable, Sequence
 
 import numpy as np
 
+from .runtime.progress import plural
+
 HATE: tuple[str, ...] = ("not_hateful", "hateful")
 PC: tuple[str, ...] = ("pc_empty", "disability", "nationality", "race", "religion", "sex")
 ATTACK: tuple[str, ...] = (
@@ -57,7 +59,8 @@ def check(task: str, labels: Iterable[str]) -> tuple[str, ...]:
         raise LabelError(f"{task}: empty label list (use [{EMPTY[task]!r}] for none)")
     unknown = [label for label in labels if label not in names]
     if unknown:
-        raise LabelError(f"{task}: unknown label(s) {unknown}; expected some of {list(names)}")
+        raise LabelError(f"{task}: unknown {plural('label', len(unknown))} {unknown}; expected "
+                         f"some of {list(names)}")
     if len(set(labels)) != len(labels):
         raise LabelError(f"{task}: repeated label in {list(labels)}")
     if EMPTY[task] in labels and len(labels) > 1:

@@ -29,7 +29,8 @@ def test_encode_sets_each_labels_position_and_reads_back():
 
 @pytest.mark.parametrize("bad, match", [
     (["pc_empty", "race"], "stands beside"),
-    (["martian"], "unknown"),
+    (["martian"], r"unknown label \['martian'\]"),
+    (["martian", "race", "venusian"], r"unknown labels \['martian', 'venusian'\]"),
     ([], "empty label list"),
     ("race", "must be a list"),
     (["race", "race"], "repeated"),

@@ -17,6 +17,7 @@ from ..data.submission import (SubmissionError, check_set_names, check_submissio
 from ..evaluation.html_report import Predictions, ReportError, check_image_paths, render
 from ..evaluation.metrics import evaluate
 from ..evaluation.report import format_report, write_report
+from ..runtime.progress import plural
 from ..runtime.rundir import RunDirError, check_writable
 
 # Bad input is reported as one line, not a traceback: these are the user's files, not bugs.
@@ -93,9 +94,10 @@ def run_evaluate(gold: str, pred: str, out: str | None, images: str | None = Non
     ids, scores = preds.ids, preds.scores
     unknown = unknown_ids(preds, memes)
     if unknown:
-        print(f"evaluate.py: warning: {len(unknown)} of {len(ids)} prediction id(s) are not in "
-              f"{gold} and are ignored; the first is id {unknown[0]} on line "
-              f"{preds.lines[unknown[0]]} of {pred}", file=sys.stderr)
+        are = "is" if len(unknown) == 1 else "are"
+        print(f"evaluate.py: warning: {len(unknown)} of {len(ids)} prediction "
+              f"{plural('id', len(ids))} {are} not in {gold} and {are} ignored; the first is id "
+              f"{unknown[0]} on line {preds.lines[unknown[0]]} of {pred}", file=sys.stderr)
     try:
         report = evaluate(memes, ids, scores)
     except ValueError as e:  # e.g. no predicted id in the gold file

@@ -34,7 +34,7 @@ from ..pretraining.lars import LR_BIASES, LR_WEIGHTS, adjust_learning_rate, make
 from ..runtime import checkpoints, rundir
 from ..runtime.distributed import RankFailed, finish, init_from_env, on_all
 from ..runtime.files import atomic_open, same_path, write_jsonl
-from ..runtime.progress import bar as progress_bar
+from ..runtime.progress import bar as progress_bar, plural
 
 log = logging.getLogger(__name__)
 
@@ -103,8 +103,10 @@ def collect_images(sources: Sequence[str | os.PathLike],
             seen.setdefault(p.resolve(), None)
     if missing:
         shown = ", ".join(str(p) for p in missing[:5])
-        log.warning("%d image(s) listed in the annotations do not exist and are left out "
-                    "(e.g. %s)", len(missing), shown)
+        one = len(missing) == 1
+        log.warning("%d %s listed in the annotations %s not exist and %s left out (e.g. %s)",
+                    len(missing), plural("image", len(missing)), "does" if one else "do",
+                    "is" if one else "are", shown)
     if not seen:
         raise ImageSetError(
             "no images found in " + ", ".join(str(s) for s in sources)
@@ -468,7 +470,7 @@ def _train(args: argparse.Namespace, rank: int, world: int, device: torch.device
                 first = ", ".join(sorted(skipped)[:5])
                 raise PretrainError(
                     f"epoch {epoch + 1} ran no training step: {len(skipped)} of "
-                    f"{len(paths)} image(s) could not be read"
+                    f"{len(paths)} {plural('image', len(paths))} could not be read"
                     f"{' (first: ' + first + ')' if first else ''} and "
                     "a step needs two readable images; nothing was saved")
             if rank == 0:
@@ -519,7 +521,7 @@ def _report_skipped(skipped: set[str], world: int, rank: int) -> None:
         skipped = set().union(*gathered)
     if rank == 0:
         if skipped:
-            log.warning("%d unreadable image(s) skipped: %s", len(skipped),
-                        ", ".join(sorted(skipped)))
+            log.warning("%d unreadable %s skipped: %s", len(skipped),
+                        plural("image", len(skipped)), ", ".join(sorted(skipped)))
         else:
             log.info("0 unreadable images skipped")

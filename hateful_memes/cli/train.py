@@ -41,6 +41,7 @@ from ..models.baselines import TfidfLogReg
 from ..models.model import TEXT_JOINS, MemeModel, ModelConfig, load_head, save_checkpoint
 from ..runtime import checkpoints, distributed, rundir
 from ..runtime.files import atomic_open, same_path, write_json, write_text
+from ..runtime.progress import plural
 from ..scoring import calibration
 from ..scoring import thresholds as th
 from ..scoring.decision import decide_all, multi_hot
@@ -211,7 +212,8 @@ def resolve(args: argparse.Namespace) -> dict:
         loaded = {k.replace("-", "_"): v for k, v in loaded.items()}
         unknown = sorted(set(loaded) - set(DEFAULTS))
         if unknown:
-            raise ValueError(f"{path}: unknown setting(s) {unknown}; known: {sorted(DEFAULTS)}")
+            raise ValueError(f"{path}: unknown {plural('setting', len(unknown))} {unknown}; known: "
+                             f"{sorted(DEFAULTS)}")
         cfg.update(loaded)
     for key in DEFAULTS:
         value = getattr(args, key, None)
@@ -749,8 +751,8 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     tasks = tasks_for(cfg["task"])
     print(format_report(summary["dev"]["thresholds_off"]))
-    print(f"\nbest epoch(s) {summary['best_epoch']} by {cfg['select']}; "
-          f"trained in {summary['train_seconds']:.1f}s; thresholds from "
+    print(f"\nbest {plural('epoch', len(summary['best_epoch']))} {summary['best_epoch']} by "
+          f"{cfg['select']}; trained in {summary['train_seconds']:.1f}s; thresholds from "
           f"{summary['thresholds_from']}")
     if summary["oof"]:
         print(f"train out of fold, 0.5 cut:  {_short(summary['oof']['thresholds_off'], tasks)}")

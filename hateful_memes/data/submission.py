@@ -26,6 +26,7 @@ import numpy as np
 
 from ..labels import LABELS, TASKS
 from ..runtime.files import write_jsonl
+from ..runtime.progress import plural
 from .annotations import ID_RANGE, Meme, clip, json_lines, read_annotations, shown
 
 PRED_FIELDS: dict[str, str] = {task: f"pred_{task}" for task in TASKS}
@@ -53,7 +54,8 @@ def make_rows(ids: Sequence[int], scores: dict[str, np.ndarray]) -> list[dict]:
         matrices[task] = matrix
     unknown = sorted(set(scores) - set(matrices))
     if unknown:
-        raise ValueError(f"unknown task(s) {unknown}; expected some of {', '.join(TASKS)}")
+        raise ValueError(f"unknown {plural('task', len(unknown))} {unknown}; expected some of "
+                         f"{', '.join(TASKS)}")
     rows = []
     for i, id_ in enumerate(ids):
         row: dict = {"id": int(id_) if isinstance(id_, (int, np.integer)) else id_}
@@ -89,9 +91,9 @@ def _check_row(row, where: str) -> tuple[int, dict[str, list[float]], str | None
     unknown = sorted(key for key in row
                      if key not in ("id", SET_NAME) and key not in _TASK_OF_FIELD)
     if unknown:
-        raise SubmissionError(f"{where}: unknown key(s) {shown(unknown, 200)}; expected id, "
-                              f"optionally set_name, and some of "
-                              f"{', '.join(PRED_FIELDS.values())}")
+        raise SubmissionError(f"{where}: unknown {plural('key', len(unknown))} "
+                              f"{shown(unknown, 200)}; expected id, optionally set_name, and "
+                              f"some of {', '.join(PRED_FIELDS.values())}")
     set_name = row.get(SET_NAME)
     if SET_NAME in row and not isinstance(set_name, str):
         raise SubmissionError(f"{where}: set_name must be a string, got {shown(set_name)}")
@@ -105,11 +107,12 @@ def _check_row(row, where: str) -> tuple[int, dict[str, list[float]], str | None
                                   f"got {type(pred).__name__}")
         missing = [label for label in LABELS[task] if label not in pred]
         if missing:
-            raise SubmissionError(f"{where}: {field} lacks label(s) {missing}")
+            raise SubmissionError(f"{where}: {field} lacks {plural('label', len(missing))} "
+                                  f"{missing}")
         extra = sorted(label for label in pred if label not in LABELS[task])
         if extra:
-            raise SubmissionError(f"{where}: {field} has unknown label(s) {shown(extra, 200)}; "
-                                  f"expected {list(LABELS[task])}")
+            raise SubmissionError(f"{where}: {field} has unknown {plural('label', len(extra))} "
+                                  f"{shown(extra, 200)}; expected {list(LABELS[task])}")
         preds[task] = [_check_score(pred[label], where, field, label) for label in LABELS[task]]
     if not preds:
         raise SubmissionError(f"{where}: no prediction; expected some of "
@@ -173,8 +176,9 @@ class _Collector:
         hidden = len(first) - _FIRST_IDS_SHOWN
         more = f"; and {hidden} more" if hidden > 0 else ""
         raise SubmissionError(
-            f"{self.path}:{self.repeats[first[0]][0]}: {len(first)} duplicated id(s) "
-            f"({extra} extra line(s)): {shown}{more}; every id needs exactly one prediction")
+            f"{self.path}:{self.repeats[first[0]][0]}: {len(first)} duplicated "
+            f"{plural('id', len(first))} ({extra} extra {plural('line', extra)}): {shown}{more}; "
+            "every id needs exactly one prediction")
 
     def result(self) -> Predictions:
         if not self.ids:
@@ -246,12 +250,14 @@ def check_submission(path: str | os.PathLike,
         if unknown:
             raise SubmissionError(
                 f"{preds.path}:{preds.lines[unknown[0]]}: id {unknown[0]}: not in {gold_path} "
-                f"({len(unknown)} such id(s), first: {unknown[:_FIRST_IDS_SHOWN]})")
+                f"({len(unknown)} such {plural('id', len(unknown))}, first: "
+                f"{unknown[:_FIRST_IDS_SHOWN]})")
         check_set_names(preds, memes, gold_path)
         predicted = set(ids)
         missing = [id_ for id_ in gold_ids if id_ not in predicted]
         if missing:
             raise SubmissionError(
-                f"{preds.path}: {len(missing)} of {len(gold_ids)} id(s) of {gold_path} have no "
-                f"prediction, first: {missing[:_FIRST_IDS_SHOWN]}")
+                f"{preds.path}: {len(missing)} of {len(gold_ids)} {plural('id', len(gold_ids))} of "
+                f"{gold_path} {'has' if len(missing) == 1 else 'have'} no prediction, first: "
+                f"{missing[:_FIRST_IDS_SHOWN]}")
     return summary

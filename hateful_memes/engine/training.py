@@ -18,7 +18,7 @@ from ..models.model import MemeModel, batch_totals
 from ..runtime import checkpoints
 from ..runtime.distributed import rank_world
 from ..runtime.files import atomic_open, write_jsonl
-from ..runtime.progress import bar as progress_bar
+from ..runtime.progress import bar as progress_bar, plural
 
 SELECT_METRICS = ("roc_auc_micro", "f1_macro", "loss")
 
@@ -37,9 +37,10 @@ def resolve_device(name: str = "auto") -> torch.device:
         if not torch.cuda.is_available():
             raise ValueError(f"--device {name}: no CUDA GPU is available here; "
                              "use --device cpu (or auto)")
-        if device.index is not None and device.index >= torch.cuda.device_count():
-            raise ValueError(f"--device {name}: there are only {torch.cuda.device_count()} "
-                             "CUDA device(s), numbered from 0")
+        count = torch.cuda.device_count()
+        if device.index is not None and device.index >= count:
+            raise ValueError(f"--device {name}: there {'is' if count == 1 else 'are'} only "
+                             f"{count} CUDA {plural('device', count)}, numbered from 0")
     elif device.type != "cpu":
         backend = getattr(torch, device.type, None) or getattr(torch.backends, device.type, None)
         available = getattr(backend, "is_available", None)

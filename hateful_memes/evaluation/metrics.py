@@ -22,6 +22,7 @@ from sklearn.metrics import (average_precision_score, f1_score, precision_recall
 
 from ..data.annotations import Meme, gold_matrix
 from ..labels import LABELS, TASKS
+from ..runtime.progress import plural
 
 
 def _check_shapes(gold: np.ndarray, scores: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -194,7 +195,8 @@ def align(memes: Sequence[Meme], ids: Sequence[int],
         raise ValueError(f"no task scores given; expected some of {', '.join(TASKS)}")
     unknown = sorted(set(scores) - set(TASKS))
     if unknown:
-        raise ValueError(f"unknown task(s) {unknown}; expected some of {', '.join(TASKS)}")
+        raise ValueError(f"unknown {plural('task', len(unknown))} {unknown}; expected some of "
+                         f"{', '.join(TASKS)}")
     row_of: dict[int, int] = {}
     for i, id_ in enumerate(ids):
         id_ = int(id_)

@@ -47,12 +47,12 @@ def test_check_reports_a_bad_file_on_stderr_and_exits_1(tmp_path, capsys):
     assert main(["--check", str(pred), "--gold", str(gold)]) == 1
     captured = capsys.readouterr()
     assert captured.out == ""
-    assert captured.err == (f"evaluate.py: error: {pred}: 2 of 6 id(s) of {gold} have no "
+    assert captured.err == (f"evaluate.py: error: {pred}: 2 of 6 ids of {gold} have no "
                             f"prediction, first: [4, 5]\n")
     pred.write_text('{"id": 1, "pred_pc": {"race": 2}}\n')
     assert main(["--check", str(pred)]) == 1
     assert capsys.readouterr().err.startswith(
-        f"evaluate.py: error: {pred}:1: id 1: pred_pc lacks label(s)")
+        f"evaluate.py: error: {pred}:1: id 1: pred_pc lacks labels [")
 
 
 def test_scoring_prints_the_report_and_writes_files(tmp_path, capsys):
@@ -131,7 +131,7 @@ def test_the_organisers_baseline_format_scores_once_duplicates_are_removed(
     err = capsys.readouterr().err
     # Ids 3, 41, 42 and 300 of the file repeat on the line after their first.
     d = [dev[i].id for i in (3, 41, 42, 300)]
-    assert err == (f"evaluate.py: error: {pred}:5: 4 duplicated id(s) (4 extra line(s)): "
+    assert err == (f"evaluate.py: error: {pred}:5: 4 duplicated ids (4 extra lines): "
                    f"id {d[0]} on lines 4, 5; id {d[1]} on lines 43, 44; "
                    f"id {d[2]} on lines 45, 46; id {d[3]} on lines 304, 305; "
                    f"every id needs exactly one prediction\n")
@@ -183,9 +183,14 @@ def test_prediction_ids_unknown_to_the_gold_are_counted_and_the_first_named(tmp_
     write_submission(pred, [0, 1, 2, 77, 3, 4, 5, 78, 79], random_scores(9, ("pc",)))
     assert main(["--gold", str(gold), "--pred", str(pred)]) == 0
     captured = capsys.readouterr()
-    assert captured.err == (f"evaluate.py: warning: 3 of 9 prediction id(s) are not in {gold} "
+    assert captured.err == (f"evaluate.py: warning: 3 of 9 prediction ids are not in {gold} "
                             f"and are ignored; the first is id 77 on line 4 of {pred}\n")
     assert captured.out.startswith("scored 6 of 6 memes\n")
+    write_submission(pred, [0, 1, 2, 77, 3, 4, 5], random_scores(7, ("pc",)))
+    assert main(["--gold", str(gold), "--pred", str(pred)]) == 0
+    assert capsys.readouterr().err == (
+        f"evaluate.py: warning: 1 of 7 prediction ids is not in {gold} and is ignored; the "
+        f"first is id 77 on line 4 of {pred}\n")
 
 
 @pytest.mark.parametrize("problem", ["unlabelled", "bad_gold", "missing_pred", "no_overlap"])

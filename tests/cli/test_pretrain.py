@@ -66,7 +66,7 @@ def test_collect_images_from_folders_and_annotations(tmp_path, caplog):
         paths = collect_images([data / "img", ann, data / "img"])
     # recursive, any case of extension, each image once, in a fixed order
     assert paths == sorted(p.resolve() for p in found + [data / "img" / "sub" / "upper.PNG"])
-    assert "1 image(s) listed in the annotations do not exist" in caplog.text
+    assert "1 image listed in the annotations does not exist and is left out" in caplog.text
     assert "missing.png" in caplog.text
 
     # the annotation's own root is its parent's parent; --image-root overrides it
@@ -146,7 +146,7 @@ def test_pretraining_writes_what_the_encoders_load(tmp_path, caplog):
     with caplog.at_level(logging.INFO):
         assert main(args(images, out)) == 0
     assert "skipping unreadable image " + str((images / "corrupt.png").resolve()) in caplog.text
-    assert "1 unreadable image(s) skipped" in caplog.text
+    assert "1 unreadable image skipped" in caplog.text
 
     ckpt = torch.load(out / "checkpoint.pt", weights_only=True)
     assert ckpt["epoch"] == 2

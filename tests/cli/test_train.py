@@ -124,7 +124,10 @@ def test_yaml_config_is_overridden_by_flags(tmp_path):
     cfg = train.resolve(args)
     assert (cfg["task"], cfg["epochs"], cfg["lr"], cfg["image_encoder"]) == ("B", 2, 0.01, "none")
     cfg_file.write_text("task: B\nepoch: 7\n")
-    with pytest.raises(ValueError, match="unknown setting.*epoch"):
+    with pytest.raises(ValueError, match=r"unknown setting \['epoch'\]"):
+        train.resolve(train._parser().parse_args(["--config", str(cfg_file)]))
+    cfg_file.write_text("task: B\nepoch: 7\nrate: 1\n")
+    with pytest.raises(ValueError, match=r"unknown settings \['epoch', 'rate'\]"):
         train.resolve(train._parser().parse_args(["--config", str(cfg_file)]))
 
 
@@ -817,17 +820,20 @@ def test_text_best_config_is_the_defaults_but_text_only():
     assert not differ
 
 
-def test_one_fold_fits_no_platt_maps_but_folds_do(runs, demo_data, feature_cache, tmp_path):
+def test_one_fold_fits_no_platt_maps_but_folds_do(runs, demo_data, feature_cache, tmp_path,
+                                                  capsys):
     """With --folds 1 the only held-out scores are dev's, which report: maps fitted there would
     flatter them, so there are none; --no-calibrate turns them off with folds too, and
     --no-caption-twins keeps plain maps."""
     from hateful_memes.runtime.checkpoints import load
 
     assert set(load(runs / "A" / "checkpoint.pt")["calibration"]) == {"hate", "pc"}
-    for extra in (["--folds", "1"], ["--folds", "2", "--no-calibrate"]):
+    for extra, best in ((["--folds", "1"], "best epoch [1] by"),
+                        (["--folds", "2", "--no-calibrate"], "best epochs [1, 1] by")):
         out = tmp_path / extra[-1].strip("-")
         assert train.main(["--task", "A", *_args(demo_data, feature_cache, out),
                            "--image-encoder", "none", "--epochs", "1", *extra]) == 0
+        assert f"\n{best} " in capsys.readouterr().out  # one member's epoch, or each fold's
         assert load(out / "checkpoint.pt")["calibration"] == {}
         assert json.loads((out / "summary.json").read_text())["calibration"] == {}
         assert load(out / "checkpoint.pt")["twins"] is None

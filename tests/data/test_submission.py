@@ -49,8 +49,10 @@ def test_write_then_read_round_trips_in_labels_order(tmp_path):
 def test_make_rows_refuses_wrong_shapes_and_unknown_tasks():
     with pytest.raises(ValueError, match=r"pc: expected scores of shape \(2, 6\)"):
         make_rows([1, 2], {"pc": np.zeros((2, 5))})
-    with pytest.raises(ValueError, match="unknown task"):
+    with pytest.raises(ValueError, match=r"unknown task \['colour'\]"):
         make_rows([1], {"pc": np.zeros((1, 6)), "colour": np.zeros((1, 2))})
+    with pytest.raises(ValueError, match=r"unknown tasks \['colour', 'size'\]"):
+        make_rows([1], {"colour": np.zeros((1, 2)), "size": np.zeros((1, 2))})
     with pytest.raises(ValueError, match="no task scores"):
         make_rows([1], {})
 
@@ -61,7 +63,8 @@ def test_writer_refuses_what_the_reader_would_and_writes_nothing(tmp_path):
     bad["pc"][1, 3] = np.nan
     with pytest.raises(SubmissionError, match=f"{path}:2: id 8: pred_pc\\['race'\\] is nan"):
         write_submission(path, [7, 8], bad)
-    with pytest.raises(SubmissionError, match=r"1 duplicated id\(s\) .*id 7 on lines 1, 2"):
+    with pytest.raises(SubmissionError,
+                       match=r"1 duplicated id \(1 extra line\): id 7 on lines 1, 2"):
         write_submission(path, [7, 7], scores_for(2, ("pc",)))
     assert not path.exists()
 
@@ -85,7 +88,7 @@ def without(row, field):
     ([dict(pred_row(1), id="1")], 1, "id must be an integer, got '1'"),
     ([dict(pred_row(1), id=False)], 1, "id must be an integer, got False"),
     ([pred_row(1), pred_row(2), pred_row(1)], 3,
-     r"1 duplicated id\(s\) \(1 extra line\(s\)\): id 1 on lines 1, 3; every id needs"),
+     r"1 duplicated id \(1 extra line\): id 1 on lines 1, 3; every id needs"),
     ([dict(pred_row(1), set_name=None)], 1, r"id 1: set_name must be a string, got None"),
     ([dict(pred_row(1), id=-2 ** 63 - 1)], 1, "id -9223372036854775809 is out of range"),
     ([pred_row(1), '{"id": 2, "pred_hate": {"hateful": 1e999, "not_hateful": 0}}'], 2,
@@ -98,12 +101,15 @@ def without(row, field):
      "id 2: has pred_hate, pred_pc but line 1 has pred_hate, pred_pc, pred_attack"),
     ([pred_row(1, ("pc",)), pred_row(2, ("pc", "attack"))], 2, "id 2: has pred_pc, pred_attack"),
     ([{"id": 4}], 1, "id 4: no prediction"),
-    ([dict(pred_row(4), pred_atack={})], 1, r"id 4: unknown key\(s\) \['pred_atack'\]"),
+    ([dict(pred_row(4), pred_atack={})], 1, r"id 4: unknown key \['pred_atack'\]"),
+    ([dict(pred_row(4), pred_atack={}, x=1)], 1, r"id 4: unknown keys \['pred_atack', 'x'\]"),
     ([dict(pred_row(4), pred_pc=[0.1] * 6)], 1, "id 4: pred_pc must be an object"),
     ([without(pred_row(4), "pred_pc") | {"pred_pc": {label: 0.1 for label in PC[:-1]}}], 1,
-     r"id 4: pred_pc lacks label\(s\) \['sex'\]"),
+     r"id 4: pred_pc lacks label \['sex'\]"),
+    ([without(pred_row(4), "pred_pc") | {"pred_pc": {label: 0.1 for label in PC[:-2]}}], 1,
+     r"id 4: pred_pc lacks labels \['religion', 'sex'\]"),
     ([with_score("pred_attack", "shouting", 0.2)], 1,
-     r"id 3: pred_attack has unknown label\(s\) \['shouting'\]"),
+     r"id 3: pred_attack has unknown label \['shouting'\]"),
     ([with_score("pred_hate", "hateful", "0.7")], 1,
      r"id 3: pred_hate\['hateful'\] is not a number"),
     ([with_score("pred_hate", "hateful", True)], 1,
@@ -160,7 +166,7 @@ def test_duplicates_are_counted_and_the_first_named_with_their_lines(tmp_path):
         read_submission(path)
     # Ordered by where the repeat is met; each with all its lines.
     assert str(err.value) == (
-        f"{path}:6: 4 duplicated id(s) (4 extra line(s)): id 103 on lines 4, 6; "
+        f"{path}:6: 4 duplicated ids (4 extra lines): id 103 on lines 4, 6; "
         f"id 101 on lines 2, 10; id 108 on lines 11, 21; id 117 on lines 15, 22; "
         f"every id needs exactly one prediction")
 
@@ -171,7 +177,7 @@ def test_many_duplicates_show_the_first_five_and_the_count(tmp_path):
     with pytest.raises(SubmissionError) as err:
         read_submission(path)
     message = str(err.value)
-    assert message.startswith(f"{path}:9: 8 duplicated id(s) (12 extra line(s)): "
+    assert message.startswith(f"{path}:9: 8 duplicated ids (12 extra lines): "
                               f"id 0 on lines 1, 9, 17; id 1 on lines 2, 10, 18; ")
     assert "id 4 on lines 5, 13; and 3 more; every id" in message
 
@@ -200,13 +206,31 @@ def test_check_against_gold_accepts_any_order(tmp_path):
     assert check_submission(path, gold) == {"n": 3, "tasks": ["pc", "attack"]}
 
 
+def test_check_against_gold_counts_and_names_ids_it_does_not_have(tmp_path):
+    gold = gold_file(tmp_path, [5, 6, 7])
+    path = tmp_path / "pred.jsonl"
+    write_submission(path, [5, 6, 7, 8], scores_for(4, ("hate",)))
+    with pytest.raises(SubmissionError, match=r":4: id 8: not in .*test.jsonl \(1 such id, "
+                                              r"first: \[8\]\)"):
+        check_submission(path, gold)
+    write_submission(path, [5, 6, 7, 8, 9], scores_for(5, ("hate",)))
+    with pytest.raises(SubmissionError, match=r":4: id 8: not in .*test.jsonl \(2 such ids, "
+                                              r"first: \[8, 9\]\)"):
+        check_submission(path, gold)
+
+
 def test_check_against_gold_counts_and_names_missing_ids(tmp_path):
     gold = gold_file(tmp_path, range(1, 21))
     path = tmp_path / "pred.jsonl"
     write_submission(path, [1, 2, 3, 9, 10], scores_for(5, ("hate",)))
     with pytest.raises(SubmissionError,
-                       match=r"15 of 20 id\(s\) of .*test.jsonl have no prediction, "
+                       match=r"15 of 20 ids of .*test.jsonl have no prediction, "
                              r"first: \[4, 5, 6, 7, 8\]"):
+        check_submission(path, gold)
+    write_submission(path, [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19],
+                     scores_for(19, ("hate",)))
+    with pytest.raises(SubmissionError, match=r"1 of 20 ids of .*test.jsonl has no prediction, "
+                                              r"first: \[20\]"):
         check_submission(path, gold)
 
 

@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from hateful_memes import labels as L
-from hateful_memes.engine.training import FitConfig, fit, predict_scores
+from hateful_memes.engine.training import FitConfig, fit, predict_scores, resolve_device
 from hateful_memes.features.inputs import Inputs
 from hateful_memes.models.model import MemeModel, ModelConfig
 from hateful_memes.runtime import distributed
@@ -311,3 +311,13 @@ def test_a_damaged_rng_state_in_last_pt_is_an_error_naming_the_file(tmp_path):
     torch.save(state, tmp_path / "last.pt")
     with pytest.raises(CheckpointError, match=r"last\.pt: does not fit this run's model"):
         _fit(tmp_path, epochs=2, resume=True)
+
+
+@pytest.mark.parametrize("count, says", [(1, "there is only 1 CUDA device"),
+                                         (2, "there are only 2 CUDA devices")])
+def test_a_cuda_index_past_the_gpus_says_how_many_there_are(monkeypatch, count, says):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: count)
+    with pytest.raises(ValueError) as e:
+        resolve_device("cuda:2")
+    assert str(e.value) == f"--device cuda:2: {says}, numbered from 0"

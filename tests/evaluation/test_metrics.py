@@ -131,6 +131,8 @@ def test_evaluate_without_hate_has_no_binary_auroc_and_refuses_bad_input():
         "n_gold", "n_scored", "hate_auroc_binary", "pc"}
     with pytest.raises(ValueError, match="no task scores given"):
         evaluate(memes, [1, 2, 3, 4], {})
+    with pytest.raises(ValueError, match=r"unknown task \['colour'\]; expected some of"):
+        evaluate(memes, [1, 2, 3, 4], {"colour": np.full((4, 2), 0.5)})
     with pytest.raises(ValueError, match="none of the 1 predicted ids"):
         evaluate(memes, [77], {"hate": np.full((1, 2), 0.5)})
     with pytest.raises(ValueError, match="id 2 predicted twice"):
