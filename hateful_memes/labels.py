@@ -12,8 +12,6 @@ from typing import Iterable, Sequence
 
 import numpy as np
 
-from .runtime.progress import plural
-
 HATE: tuple[str, ...] = ("not_hateful", "hateful")
 PC: tuple[str, ...] = ("pc_empty", "disability", "nationality", "race", "religion", "sex")
 ATTACK: tuple[str, ...] = (
@@ -59,8 +57,9 @@ def check(task: str, labels: Iterable[str]) -> tuple[str, ...]:
         raise LabelError(f"{task}: empty label list (use [{EMPTY[task]!r}] for none)")
     unknown = [label for label in labels if label not in names]
     if unknown:
-        raise LabelError(f"{task}: unknown {plural('label', len(unknown))} {unknown}; expected "
-                         f"some of {list(names)}")
+        # Spelt out, not runtime.progress.plural: the label lists import nothing of the package.
+        raise LabelError(f"{task}: unknown {'label' if len(unknown) == 1 else 'labels'} {unknown}; "
+                         f"expected some of {list(names)}")
     if len(set(labels)) != len(labels):
         raise LabelError(f"{task}: repeated label in {list(labels)}")
     if EMPTY[task] in labels and len(labels) > 1:

@@ -12,8 +12,6 @@ from PIL import Image, ImageFilter
 from timm.data import resolve_data_config
 from torchvision import transforms as T
 
-from ..data.images import to_rgb
-
 # The paper's blur sigma range, in pixels of a 224 px image.
 PAPER_SIZE = 224
 PAPER_SIGMA = (0.1, 2.0)
@@ -99,5 +97,8 @@ class Transform:
         return cls(cfg["image_size"], cfg["mean"], cfg["std"], **kwargs)
 
     def __call__(self, img: Image.Image) -> tuple[torch.Tensor, torch.Tensor]:
-        img = to_rgb(img)  # not convert("RGB"), which clips 16-bit, int and float grey
+        # Pictures come decoded by data.images (pretrain.py's loader calls load_rgb), which
+        # scales 16-bit, int and float grey; convert here covers 8-bit modes of other callers,
+        # and pretraining stays below data in the package's layers.
+        img = img.convert("RGB")
         return self.transform(img), self.transform_prime(img)

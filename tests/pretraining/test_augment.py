@@ -39,15 +39,6 @@ def test_views_have_the_size_and_the_normalisation_of_the_backbone():
     assert y1.shape == (3, 48, 48)
 
 
-def test_a_float_picture_keeps_its_brightness():
-    # Mode F in [0, 1]: Pillow's convert("RGB") would truncate mid grey to black.
-    transform = Transform(32, (0.0,) * 3, (1.0,) * 3, crop_scale=(1.0, 1.0), flip=False)
-    transform.transform = transform.transform_prime = np.asarray  # the RGB the views start from
-    grey = Image.fromarray(np.full((32, 32), 0.5, np.float32))
-    for view in transform(grey):
-        assert view.shape == (32, 32, 3) and (view == 128).all()
-
-
 def test_two_views_differ_and_only_the_second_is_solarised():
     transform = Transform(32, mean=(0.0,) * 3, std=(1.0,) * 3)
     # White under brightness jitter stays >= 0.6 * 255 >= 128; solarised it becomes <= 102.
