@@ -32,8 +32,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench import (DATA, ROOT, SECTIONS, _load_avg, assemble, machine,  # noqa: E402
-                   run_measured)
+from bench import DATA, ROOT, _load_avg, assemble, machine, run_measured  # noqa: E402
 
 from hateful_memes.runtime.files import write_json, write_text  # noqa: E402
 
@@ -43,6 +42,8 @@ IMAGE_SIZE = 500
 TARGET_RATIO = 0.8
 TARGET_HEADS_SECONDS = 10.0
 FROZEN_CONFIG = "experiments/text_frozen.yaml"
+# This script's section of RESULTS.md (bench.SECTIONS lists them all, in their order).
+SECTION = "results_speed.md"
 
 
 # --- images ------------------------------------------------------------------------------------
@@ -411,9 +412,12 @@ def main(argv: list[str] | None = None) -> int:
                         "speed.json")
     args = p.parse_args(argv)
     if args.render:
+        saved = WORK / "speed.json"
+        if not saved.is_file():
+            p.error(f"--render: {saved} not found; it is written by a run that measures "
+                    "(without --render)")
         out = Path(args.out)
-        write_text(out.parent / SECTIONS[1], speed_section(json.loads(
-            (WORK / "speed.json").read_text())))
+        write_text(out.parent / SECTION, speed_section(json.loads(saved.read_text())))
         assemble(out)
         return 0
     command = shlex.join(["python", "experiments/bench_speed.py", *argv])
@@ -452,7 +456,7 @@ def main(argv: list[str] | None = None) -> int:
            "encode": encode, "heads": heads}
     write_json(WORK / "speed.json", run)
     out = Path(args.out)
-    write_text(out.parent / SECTIONS[1], speed_section(run))
+    write_text(out.parent / SECTION, speed_section(run))
     assemble(out)
     print(f"bench_speed: wrote {out}", file=sys.stderr)
     return 0
