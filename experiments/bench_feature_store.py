@@ -90,8 +90,9 @@ class Lmdb:
         try:
             import lmdb
         except ImportError:
+            others = " ".join(s for s in DEFAULT_STORES if s != "lmdb")
             raise SystemExit("the lmdb row needs the lmdb package: pip install -e '.[bench]' "
-                             "(or leave it out: --stores sqlite shards)") from None
+                             f"(or leave it out: --stores {others})") from None
 
         self.dim = dim
         self.shape = f"[{dim}]"
