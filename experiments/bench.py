@@ -36,7 +36,11 @@ sys.path.insert(0, str(ROOT))
 
 from hateful_memes.runtime.files import write_json, write_text  # noqa: E402
 
-DATA = ROOT.parent / "shared" / "data" / "woah2021" / "annotations"
+# The organisers' annotation files, read by every script here: beside the repository, never in
+# it, or in the folder WOAH2021_ANNOTATIONS names (as for the tests: tests/conftest.py).
+DATA = Path(os.path.abspath(os.environ.get("WOAH2021_ANNOTATIONS") or (
+    ROOT.parent / "shared" / "data" / "woah2021" / "annotations")))
+ANNOTATIONS = ("train.json", "dev_seen.json", "test.jsonl")
 WORK = ROOT / "experiments" / "runs" / "bench"
 CACHE = ROOT / "experiments" / "cache" / "bench"
 C_GRID = (0.25, 0.5, 1.0, 2.0, 4.0, 8.0)
@@ -63,6 +67,16 @@ OURS = {
 SYSTEMS = ("prior", "tfidf", *OURS)
 # LP-FT: a row whose runs start from the head of another row's run of the same seed.
 INIT_HEAD_FROM = {"finetune": "frozen"}
+
+
+def missing_annotations(data: Path, names: tuple[str, ...] = ANNOTATIONS) -> str | None:
+    """What is wrong with `data` as the annotation folder (the first of `names` that is no
+    file there, named in full), or None: for the scripts to say before any work is done."""
+    for name in names:
+        if not (Path(data) / name).is_file():
+            return (f"{Path(data) / name} not found: the organisers' annotation files are read "
+                    f"from {data} (data/README.md; WOAH2021_ANNOTATIONS names another folder)")
+    return None
 
 
 # --- running one process and measuring it --------------------------------------------------
@@ -521,9 +535,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.quick:
         args.seeds = args.seeds[:1]
     data = Path(args.data).resolve()
-    for name in ("train.json", "dev_seen.json", "test.jsonl"):
-        if not (data / name).is_file():
-            p.error(f"{data / name} not found (--data)")
+    if (missing := missing_annotations(data)):
+        p.error(f"--data: {missing}")
     started = datetime.datetime.now().astimezone().strftime("%Y-%m-%d %H:%M %Z")
     load_before, t0 = _load_avg(), time.perf_counter()
     results = {}

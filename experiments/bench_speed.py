@@ -32,7 +32,8 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench import DATA, ROOT, _load_avg, assemble, machine, run_measured  # noqa: E402
+from bench import (DATA, ROOT, _load_avg, assemble, machine, missing_annotations,  # noqa: E402
+                   run_measured)
 
 from hateful_memes.runtime.files import write_json, write_text  # noqa: E402
 
@@ -427,6 +428,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.quick:
         args.images, args.repeats, args.runs = 24, 1, 1
     data = Path(args.data).resolve()
+    if "heads" in parts and (missing := missing_annotations(data, ("train.json",
+                                                                   "dev_seen.json"))):
+        p.error(f"--data: {missing}")
     load = {"start": _load_avg()}
     if args.wait_load:
         load.update(wait_for_quiet(args.wait_load, args.wait_max))

@@ -4,8 +4,9 @@
   python experiments/designs.py empty    # real data, text only: gate vs independent empty labels
 
 `fusion` generates the synthetic demo set if needed (data/demo) and trains Task A and Task B
-with the offline encoders. `empty` trains on ../shared/data/woah2021 train.json and scores
-dev_seen.json. Both print a Markdown table (mean and spread over the seeds).
+with the offline encoders. `empty` trains on train.json and scores dev_seen.json of
+../shared/data/woah2021/annotations (or of the folder WOAH2021_ANNOTATIONS names). Both print a
+Markdown table (mean and spread over the seeds).
 """
 from __future__ import annotations
 
@@ -17,11 +18,13 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "experiments"))
+
+from bench import DATA as REAL, missing_annotations  # noqa: E402
 
 from hateful_memes.cli import train  # noqa: E402
 from hateful_memes.data import demo  # noqa: E402
 
-REAL = ROOT.parent / "shared" / "data" / "woah2021" / "annotations"
 COLUMNS = ("roc_auc_micro", "f1_micro", "f1_macro")
 # The dev reports a run writes: with K >= 2 folds (the default) its thresholds come from
 # train's out-of-fold scores; with --folds 1 from dev itself (then also cross-fitted on dev).
@@ -95,10 +98,8 @@ def fusion(args) -> None:
 
 
 def empty(args) -> None:
-    missing = [name for name in ("train.json", "dev_seen.json") if not (REAL / name).is_file()]
-    if missing:
-        raise SystemExit(f"designs.py empty: needs the organisers' {', '.join(missing)} in {REAL} "
-                         f"(see data/README.md)")
+    if (missing := missing_annotations(REAL, ("train.json", "dev_seen.json"))):
+        raise SystemExit(f"designs.py empty: {missing}")
     rows: dict[str, list[dict]] = {}
     for design in ("gate", "independent"):
         for seed in args.seeds:

@@ -30,7 +30,7 @@ from sklearn.metrics import roc_auc_score
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "experiments"))
-from bench import DATA, _crossfit_scores  # noqa: E402
+from bench import DATA, _crossfit_scores, missing_annotations  # noqa: E402
 
 from hateful_memes.cli import train  # noqa: E402
 from hateful_memes.data.annotations import gold_matrix, read_annotations  # noqa: E402
@@ -125,6 +125,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--data", default=str(DATA))
     args = p.parse_args(argv)
     data = Path(args.data)
+    if (missing := missing_annotations(data, ("train.json", "dev_seen.json"))):
+        p.error(f"--data: {missing}")
     seeds = [int(s) for s in args.seeds.split(",")]
     train_memes = read_annotations(data / "train.json")
     dev = read_annotations(data / "dev_seen.json")

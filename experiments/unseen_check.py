@@ -44,6 +44,9 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "experiments"))
+
+from bench import DATA, missing_annotations  # noqa: E402
 
 from hateful_memes.data.annotations import gold_matrix, read_annotations  # noqa: E402
 from hateful_memes.data.crossval import caption_key  # noqa: E402
@@ -54,7 +57,6 @@ from hateful_memes.scoring import calibration  # noqa: E402
 from hateful_memes.scoring import thresholds as th  # noqa: E402
 from hateful_memes.scoring.decision import decide, multi_hot  # noqa: E402
 
-DATA = ROOT.parent / "shared" / "data" / "woah2021" / "annotations"
 WORK = ROOT / "experiments" / "runs" / "unseen"
 CACHE = ROOT / "cache" / "features"
 TASK_OF = {"A": "pc", "B": "attack"}
@@ -66,7 +68,10 @@ UNSEEN_PREVALENCE = 0.37
 
 
 def load_checks() -> tuple[list, list, dict, dict]:
-    """The memes of the two checks (train.json, dev_seen.json) and their gold matrices."""
+    """The memes of the two checks (train.json, dev_seen.json) and their gold matrices; exits
+    naming the file when one is missing, before any run is trained."""
+    if (missing := missing_annotations(DATA, ("train.json", "dev_seen.json"))):
+        sys.exit(missing)
     train_memes = read_annotations(DATA / "train.json")
     dev_memes = read_annotations(DATA / "dev_seen.json")
     gold_train = {t: gold_matrix(train_memes, t) for t in ("hate", "pc", "attack")}
