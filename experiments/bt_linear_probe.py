@@ -25,6 +25,7 @@ import os
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import argparse  # noqa: E402
+import sys  # noqa: E402
 import tempfile  # noqa: E402
 import time  # noqa: E402
 from pathlib import Path  # noqa: E402
@@ -40,6 +41,8 @@ from sklearn.pipeline import make_pipeline  # noqa: E402
 from sklearn.preprocessing import StandardScaler  # noqa: E402
 from torch import nn  # noqa: E402
 
+# This checkout's package, not another one installed in the environment (as the other scripts).
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from hateful_memes.cli import pretrain  # noqa: E402
 from hateful_memes.pretraining.barlow_twins import BarlowTwins, load_backbone  # noqa: E402
 
