@@ -18,8 +18,9 @@
    random views on the device, and the whole path from PNGs through pretrain's augmentations
    with DataLoader workers.
 
-Every rate is the best of `--repeats` timed runs of `--steps` steps after `--warmup` untimed
-steps (CUDA synchronised). Prints a table and writes all numbers to `--out` as JSON.
+Every rate is the best of `Sizes.repeats` (3) timed runs of `Sizes.steps` (10) steps after
+`Sizes.warmup` (3) untimed steps, CUDA synchronised; these are fields of `Sizes` in this file, not
+flags. Prints a table and writes all numbers to `--out` as JSON.
 `--smoke` shrinks everything (tiny images, timm's test_resnet, a 32-wide projector, batch 4)
 so that a test can run it end to end on the CPU in seconds; its numbers mean nothing.
 """
