@@ -248,15 +248,10 @@ def render(rows: dict, seeds: list[int], load_start, took: float) -> list[str]:
         for side in (0, 1):
             for task in ("pc", "attack"):
                 cells.append(" / ".join(
-                    _signed([r[side][task][i] - b[side][task][i]
+                    uc.signed([r[side][task][i] - b[side][task][i]
                              for r, b in zip(per_seed, base)]) for i in range(3)))
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
     return lines
-
-
-def _signed(values: list[float]) -> str:
-    mean = float(np.mean(values))
-    return f"{mean:+.3f}" + (f" ± {np.std(values, ddof=1):.3f}" if len(values) > 1 else "")
 
 
 if __name__ == "__main__":

@@ -274,12 +274,6 @@ def _train_seconds(seed: int) -> float:
                ["train_seconds"] for letter in uc.TASK_OF)
 
 
-def _signed(values: list[float], digits: int = 3) -> str:
-    mean = float(np.mean(values))
-    return f"{mean:+.{digits}f}" + (f" ± {np.std(values, ddof=1):.{digits}f}"
-                                    if len(values) > 1 else "")
-
-
 def render(rows: dict, seeds: list[int], weights: dict, train_seconds: list[float],
            load_start, took: float) -> list[str]:
     import sklearn
@@ -322,10 +316,10 @@ def render(rows: dict, seeds: list[int], weights: dict, train_seconds: list[floa
         for side in (0, 1):
             for task in ("pc", "attack"):
                 # micro AUROC moves by thousandths: four digits, so that level reads as level
-                cells.append(" / ".join(_signed([r[side][task][i] - b[side][task][i]
-                                                 for r, b in entries], 4 if i == 0 else 3)
+                cells.append(" / ".join(uc.signed([r[side][task][i] - b[side][task][i]
+                                                   for r, b in entries], 4 if i == 0 else 3)
                                         for i in range(3)))
-            cells.append(_signed([r[side]["hate"] - b[side]["hate"] for r, b in entries]))
+            cells.append(uc.signed([r[side]["hate"] - b[side]["hate"] for r, b in entries]))
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
     lines += ["", "TF-IDF weights chosen on all of train's out-of-fold scores (those dev_seen "
               "is scored with), seed by seed:", "",

@@ -464,6 +464,13 @@ def _cell(values: list[float]) -> str:
     return f"{mean:.3f}" + (f" ± {np.std(values, ddof=1):.3f}" if len(values) > 1 else "")
 
 
+def signed(values: list[float], digits: int = 3) -> str:
+    """A paired difference: the mean with its sign, ± the sample std when there are several."""
+    mean = float(np.mean(values))
+    return f"{mean:+.{digits}f}" + (f" ± {np.std(values, ddof=1):.{digits}f}"
+                                    if len(values) > 1 else "")
+
+
 def table_rows(rows: dict, sides: tuple[int, ...]) -> list[str]:
     """A Markdown row per system: {name: [per-seed (row, row, ...)]} -> the `sides` cells."""
     lines = []
