@@ -153,7 +153,8 @@ class MemeClassifier:
     def load(cls, *run_dirs: str | os.PathLike, device: str = "auto",
              ocr="auto") -> "MemeClassifier":
         """Runs from their train.py directories (or checkpoint files); `device` as train.py's
-        (auto: cuda when there is one), used by the OCR engine too."""
+        (auto: cuda when there is one), used by the OCR engine too where it can run there
+        (rapidocr and tesseract read on the CPU)."""
         if len(run_dirs) == 1 and isinstance(run_dirs[0], (list, tuple)):
             run_dirs = tuple(run_dirs[0])
         return cls([RunPredictor.load(r, device) for r in run_dirs], ocr=ocr, device=device)
@@ -182,9 +183,12 @@ class MemeClassifier:
             if self.ocr_spec == "none":
                 raise ValueError("this classifier has no OCR (ocr='none'): give every meme a "
                                  "caption")
-            from .ocr import create_ocr
+            from .ocr import CPU_ONLY, create_ocr
 
-            self._ocr = create_ocr(self.ocr_spec, self._device)
+            # The classifier's device is the model's (--device cuda): a CPU-only engine reads
+            # on the CPU beside it rather than refusing the model's GPU.
+            device = "cpu" if self.ocr_spec in CPU_ONLY else self._device
+            self._ocr = create_ocr(self.ocr_spec, device)
             self.ocr_spec = self._ocr.name
         return self._ocr
 

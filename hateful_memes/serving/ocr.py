@@ -38,6 +38,8 @@ from ..data.images import to_rgb
 
 ENGINES: tuple[str, ...] = ("easyocr", "rapidocr", "tesseract")
 DEFAULT_ENGINE = "easyocr"
+# Engines that run on the CPU whatever device they are asked for.
+CPU_ONLY: frozenset[str] = frozenset({"rapidocr", "tesseract"})
 
 # The md5 sums EasyOCR 1.7.2 publishes in easyocr/config.py for the two English models. Pinned
 # here too, so that a changed easyocr package cannot change what is trusted unnoticed.

@@ -184,6 +184,27 @@ def test_labels_and_scores_come_in_the_order_of_labels_tasks():
         assert result.labels["hate"] == "hateful"
 
 
+@pytest.mark.parametrize("engine, ocr_device", [("rapidocr", "cpu"), ("tesseract", "cpu"),
+                                                ("easyocr", "cuda"), ("auto", "cuda")])
+def test_a_cpu_only_ocr_engine_reads_beside_a_model_on_the_gpu(monkeypatch, engine, ocr_device):
+    # serve.py --device cuda --ocr tesseract: the engines refuse a GPU device of their own, so
+    # the model's device must not be handed to them.
+    from hateful_memes.serving import ocr
+
+    asked = []
+
+    def create_ocr(name, device):
+        asked.append((name, device))
+        if name in ("rapidocr", "tesseract") and device not in ("auto", "cpu"):
+            raise ValueError(f"{name} runs on the CPU only, not on {device!r}")
+        return types.SimpleNamespace(name=name, device=device)
+
+    monkeypatch.setattr(ocr, "create_ocr", create_ocr)
+    clf = MemeClassifier([FakeRun("pc", True)], ocr=engine, device="cuda")
+    assert clf.load_ocr().device == ocr_device
+    assert asked == [(engine, ocr_device)]
+
+
 def test_merge_orders_tasks_as_labels_tasks():
     hate = np.zeros((1, 2), np.float32)
     merged = api.merge([{"attack": np.zeros((1, 8)), "hate": hate},
