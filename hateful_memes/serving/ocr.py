@@ -296,6 +296,13 @@ class TesseractOCR:
         except self._pytesseract.TesseractNotFoundError as e:
             raise OCRNotInstalled(f"the tesseract program is not installed ({e}); install with: "
                                   f"{_INSTALL['tesseract']}") from e
+        # Without its English data tesseract starts but fails on every image, as a TesseractError
+        # from deep inside the first read: a traceback in predict.py, a 500 from the service.
+        languages = self._pytesseract.get_languages()
+        if "eng" not in languages:
+            raise OCRNotInstalled(f"tesseract has no English data (eng.traineddata; languages "
+                                  f"found: {', '.join(languages) or 'none'}; TESSDATA_PREFIX may "
+                                  f"point elsewhere); install with: {_INSTALL['tesseract']}")
 
     def read(self, images: Sequence[Image.Image]) -> list[str]:
         # Tesseract's own layout analysis gives the reading order; lines become spaces.

@@ -1,6 +1,7 @@
 import random
 import shutil
 import sys
+import types
 
 import numpy as np
 import pytest
@@ -79,6 +80,16 @@ def test_a_missing_engine_says_what_to_install(monkeypatch, name, module):
     monkeypatch.setitem(sys.modules, module, None)  # import raises ImportError
     with pytest.raises(ocr.OCRNotInstalled, match=f"{module}.*pip install"):
         ocr.create_ocr(name)
+
+
+def test_tesseract_without_its_english_data_says_what_to_install(monkeypatch):
+    fake = types.ModuleType("pytesseract")
+    fake.TesseractNotFoundError = type("TesseractNotFoundError", (OSError,), {})
+    fake.get_tesseract_version = lambda: "5.3.0"
+    fake.get_languages = lambda: ["osd"]  # what tesseract lists with no eng.traineddata
+    monkeypatch.setitem(sys.modules, "pytesseract", fake)
+    with pytest.raises(ocr.OCRNotInstalled, match="no English data.*found: osd.*tesseract-ocr-eng"):
+        ocr.create_ocr("tesseract")
 
 
 def test_easyocr_publishes_the_pinned_checksums_and_the_wheel_matches_them():
