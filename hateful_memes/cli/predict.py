@@ -33,7 +33,10 @@ from ..runtime.files import same_path
 from ..runtime.progress import bar as progress_bar
 from ..serving.api import (MemeClassifier, merge,  # noqa: F401 (predict.merge stays importable)
                            open_image)
-from ..serving.ocr import OCRNotInstalled, WeightsChecksumError
+from ..serving.ocr import ENGINES, OCRNotInstalled, WeightsChecksumError
+
+
+OCR_CHOICES = ("auto", *ENGINES, "none")
 
 
 def parse_prior(text: str) -> float | str:
@@ -130,8 +133,11 @@ def _parser() -> argparse.ArgumentParser:
                    "(default: the input's parent's parent)")
     p.add_argument("--cache-dir", default="cache/features")
     p.add_argument("--device", default="auto", help="auto (cuda when there is one), cpu, cuda, ...")
-    p.add_argument("--ocr", default="auto",
-                   help="with --images: OCR engine (auto, easyocr, rapidocr, tesseract, none)")
+    # choices: a misspelt engine fails here, not after the runs have loaded (or never, with
+    # --input or a caption for every image).
+    p.add_argument("--ocr", default="auto", choices=OCR_CHOICES,
+                   help="with --images: the OCR engine for images without a caption (auto: "
+                   "easyocr; none: every image needs its caption in --captions)")
     p.add_argument("--chunk", type=int, default=64,
                    help="with --images: memes decoded, scored and written at a time")
     p.add_argument("--prior", type=parse_prior, metavar="P|em",

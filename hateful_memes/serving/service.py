@@ -48,6 +48,7 @@ from starlette.datastructures import Headers
 
 from ..features.cache import ImageReadError
 from .api import ImageTooLargeError, MemeClassifier, open_image
+from .ocr import ENGINES
 from .page import PAGE
 
 DEFAULT_MAX_UPLOAD_MB = 10
@@ -383,8 +384,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--host", default="127.0.0.1", help="(default: %(default)s)")
     p.add_argument("--port", type=int, default=8000, help="(default: %(default)s)")
     p.add_argument("--device", default="auto", help="auto (cuda when there is one), cpu, cuda")
-    p.add_argument("--ocr", default="auto", help="auto, easyocr, rapidocr, tesseract or none "
-                   "(none: every request must carry its caption)")
+    # choices: a misspelt engine fails here, before the runs load.
+    p.add_argument("--ocr", default="auto", choices=("auto", *ENGINES, "none"),
+                   help="OCR engine (auto: easyocr; none: every request must carry its "
+                   "caption)")
     p.add_argument("--max-upload-mb", type=float, default=DEFAULT_MAX_UPLOAD_MB,
                    help="largest upload, and largest file in it, else 413 (default: %(default)s)")
     p.add_argument("--max-caption-chars", type=int, default=DEFAULT_MAX_CAPTION_CHARS,

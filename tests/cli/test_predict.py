@@ -140,6 +140,15 @@ def test_images_without_captions_are_read_by_ocr(tiny_runs, folder, tmp_path):
     assert json.loads(out.read_text())["id"] == images.hashed_id("funny cat.png")
 
 
+def test_a_misspelt_ocr_engine_is_a_usage_error_before_any_run_loads(tmp_path, capsys):
+    for source in (["--input", str(tmp_path / "test.jsonl")],
+                   ["--images", str(tmp_path), "--out", str(tmp_path / "o.jsonl")]):
+        with pytest.raises(SystemExit) as exit_:
+            predict.main(["--run", str(tmp_path / "nowhere"), *source, "--ocr", "tesserect"])
+        assert exit_.value.code == 2
+        assert "invalid choice: 'tesserect'" in capsys.readouterr().err
+
+
 def test_bad_command_lines_and_caption_files(tiny_runs, folder, tmp_path, capsys):
     with pytest.raises(SystemExit):
         predict.main(["--run", str(tiny_runs / "A"), "--images", str(folder)])

@@ -240,6 +240,12 @@ def test_serve_refuses_a_missing_run(tmp_path, capsys):
     assert "no checkpoint" in capsys.readouterr().err
 
 
+def test_serve_refuses_a_misspelt_ocr_engine_before_loading_the_runs(tmp_path, capsys):
+    with pytest.raises(SystemExit) as exit_:
+        main(["--run", str(tmp_path / "nowhere"), "--ocr", "paddle"])
+    assert exit_.value.code == 2 and "invalid choice: 'paddle'" in capsys.readouterr().err
+
+
 class NoOCRFake(SlowFake):
     ocr_spec = "none"
 
