@@ -124,6 +124,22 @@ def test_every_top_error_of_every_label_has_a_card_with_its_thumbnail(dev, page)
         assert escape(captions[int(card["meme"])]) in page
 
 
+def test_each_error_heading_names_its_label_and_counts_its_errors_at_0_5(dev, page):
+    # The cards under a heading are chosen by the label's own score (> 0.5); the hate heading
+    # called them "the hateful decision", whose counts are the label confusion's (decision
+    # layer) beside it, not these.
+    ids, scores = read_submission(dev["pred"])
+    for task in TASKS:
+        for label in ("hateful",) if task == "hate" else LABELS[task]:
+            score_of = dict(zip(ids, scores[task][:, LABELS[task].index(label)]))
+            has = {m.id: label in m.gold(task) for m in dev["memes"]}
+            n_fp = sum(1 for i in has if not has[i] and score_of[i] > 0.5)
+            n_fn = sum(1 for i in has if has[i] and score_of[i] <= 0.5)
+            heading = re.search(rf'id="errors-{task}-{label}">\s*<h4>([^<]*)</h4>', page)[1]
+            assert heading == (f"{label}: {n_fp} false positive{'' if n_fp == 1 else 's'}, "
+                               f"{n_fn} false negative{'' if n_fn == 1 else 's'}"), task
+
+
 def test_the_page_refers_to_nothing_outside_itself(dev, page):
     # (base64 has no colon, so an embedded image cannot fake a scheme here)
     assert not re.search(r"(https?|ftp|file):", page, re.IGNORECASE)
