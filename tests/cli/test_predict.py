@@ -1,6 +1,7 @@
 import csv
 import json
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -147,6 +148,13 @@ def test_a_misspelt_ocr_engine_is_a_usage_error_before_any_run_loads(tmp_path, c
             predict.main(["--run", str(tmp_path / "nowhere"), *source, "--ocr", "tesserect"])
         assert exit_.value.code == 2
         assert "invalid choice: 'tesserect'" in capsys.readouterr().err
+
+
+def test_the_readme_names_every_ocr_engine_choice():
+    readme = (Path(__file__).parents[2] / "README.md").read_text(encoding="utf-8")
+    paragraph = " ".join(readme[readme.index("`--ocr` (predict.py"):].split("\n\n")[0].split())
+    for choice in predict.OCR_CHOICES:
+        assert f"`{choice}`" in paragraph, choice
 
 
 def test_bad_command_lines_and_caption_files(tiny_runs, folder, tmp_path, capsys):
