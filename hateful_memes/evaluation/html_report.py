@@ -296,11 +296,21 @@ COMPARED_LABEL = (("f1", "F1"), ("auroc", "AUROC"), ("average_precision", "AP"),
                   ("ece", "ECE"))
 
 
-def _compare_section(report: dict, memes: Sequence[Meme], other: Predictions,
-                     cards: _Cards, k: int) -> dict:
+def _compare_section(memes: Sequence[Meme], other: Predictions, cards: _Cards, k: int) -> dict:
+    # The memes both files score, in the rows of the first.
+    other_memes, other_scores = align(memes, other.ids, other.scores)
+    other_row = {meme.id: i for i, meme in enumerate(other_memes)}
+    shared = [i for i, meme in enumerate(cards.memes) if meme.id in other_row]
+    if not shared:
+        raise ValueError(f"{other.path} shares no scored meme with the prediction "
+                         f"({len(cards.memes)} memes)")
+    # Both scored on the memes both score: set against this file's full coverage, a compared
+    # file that covers fewer memes would show deltas where the two give the same scores.
+    both = [cards.memes[i] for i in shared]
     # Deltas read "this report's prediction minus the compared one": with the baseline given
     # to --compare, a positive delta is what the new prediction gained.
-    deltas = compare_reports(evaluate(memes, other.ids, other.scores), report)
+    deltas = compare_reports(evaluate(both, other.ids, other.scores),
+                             evaluate(both, [meme.id for meme in cards.memes], cards.scores))
     tasks = []
     for task in TASKS:
         if task not in deltas:
@@ -314,10 +324,6 @@ def _compare_section(report: dict, memes: Sequence[Meme], other: Predictions,
                                               m in LOWER_IS_BETTER)
                                   for m, _ in COMPARED_LABEL]}
                        for label in LABELS[task]]})
-    # The memes both files score, in the rows of the first.
-    other_memes, other_scores = align(memes, other.ids, other.scores)
-    other_row = {meme.id: i for i, meme in enumerate(other_memes)}
-    shared = [i for i, meme in enumerate(cards.memes) if meme.id in other_row]
     common = [task for task in cards.scores if task in other_scores]
     a = {task: cards.scores[task][shared] for task in common}
     b = {task: other_scores[task][[other_row[cards.memes[i].id] for i in shared]]
@@ -354,7 +360,7 @@ def render(report: dict, memes: Sequence[Meme], gold_path: str | os.PathLike,
     cards = _Cards(scored, scores, images)
     sections = [_task_section(task, report[task], gold_matrix(scored, task), scores[task],
                               cards, k) for task in scores]
-    compared = None if compare is None else _compare_section(report, memes, compare, cards, k)
+    compared = None if compare is None else _compare_section(memes, compare, cards, k)
     files = [("gold", Path(gold_path)), ("prediction", predictions.path)]
     if compare is not None:
         files.append(("compared prediction", compare.path))

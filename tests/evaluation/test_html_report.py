@@ -255,6 +255,26 @@ def test_compare_with_itself_shows_zero_deltas_and_no_disagreement(dev, tmp_path
     assert "The two files give the same scores on every meme they share." in page
 
 
+def test_compare_scores_both_files_on_the_memes_both_score(dev, tmp_path, capsys):
+    # The compared file: this prediction's own scores for a third of the memes. Set against
+    # this file's full coverage its metrics differed; on the shared memes they are the same.
+    ids, scores = read_submission(dev["pred"])
+    part = tmp_path / "part.jsonl"
+    write_submission(part, ids[::3], {t: s[::3] for t, s in scores.items()})
+    page = run_report(dev, tmp_path / "out", "--compare", str(part))
+    deltas = re.findall(r'data-delta="([^"]*)"', page)
+    assert len(deltas) == 1 + sum(4 + 4 * len(LABELS[t]) for t in TASKS)
+    assert set(deltas) <= {"0.0", "n/a"} and "0.0" in deltas
+    assert f"both scored on the {len(ids[::3])} memes of the gold that both files score" in page
+    # Files that score none of the same memes have nothing to compare.
+    rest = tmp_path / "rest.jsonl"
+    write_submission(rest, [i for i in ids if i not in set(ids[::3])],
+                     {t: np.delete(s, np.s_[::3], axis=0) for t, s in scores.items()})
+    assert main(["--gold", str(dev["gold"]), "--pred", str(part), "--out", str(tmp_path / "x"),
+                 "--compare", str(rest)]) == 1
+    assert "rest.jsonl shares no scored meme with the prediction" in capsys.readouterr().err
+
+
 def test_compare_shows_the_memes_the_files_disagree_on_most(dev, page):
     ids_a, scores_a = read_submission(dev["pred"])
     ids_b, scores_b = read_submission(dev["pred2"])
