@@ -51,11 +51,18 @@ def to_rgb(image: Image.Image) -> Image.Image:
     """`image` in mode RGB. 16-bit grey (I;16, as Pillow opens a 16-bit greyscale PNG or TIFF)
     keeps its top 8 bits first: Pillow converts it by clipping at 255, which turns every pixel
     above 255 of 65,535 white, a blank picture. Mode I (32-bit integers) and F (floats) are
-    clipped the same way, so they are scaled into 0-255 first too (`_wide_grey`)."""
+    clipped the same way, so they are scaled into 0-255 first too (`_wide_grey`). A picture
+    with transparency is laid over white."""
     if image.mode.startswith("I;16"):
         image = Image.fromarray((np.asarray(image) >> 8).astype(np.uint8))
     elif image.mode in ("I", "F"):
         image = Image.fromarray(_wide_grey(image))
+    elif image.mode in ("RGBA", "LA", "PA", "RGBa", "La") or "transparency" in image.info:
+        # convert("RGB") drops alpha and shows whatever colour lies under a transparent pixel,
+        # usually black: black caption text on a transparent background became a black
+        # picture, which OCR read as nothing. Over white, as a page or an image viewer shows it.
+        rgba = image.convert("RGBA")
+        image = Image.alpha_composite(Image.new("RGBA", rgba.size, (255, 255, 255, 255)), rgba)
     return image if image.mode == "RGB" else image.convert("RGB")
 
 

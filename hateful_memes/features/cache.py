@@ -213,9 +213,9 @@ def _features(encoder: torch.nn.Module, keys: list[str], batches: Batches,
 CPU_IMAGE_BATCH = 8
 ACCELERATOR_IMAGE_BATCH = 64
 # How load_rgb decodes a file, part of the cache key: features from before it applied the EXIF
-# orientation ("exif-upright"), scaled 16-bit grey ("grey16") or scaled 32-bit int and float
-# grey ("grey32") are not reused.
-IMAGE_DECODING = "exif-upright grey16 grey32"
+# orientation ("exif-upright"), scaled 16-bit grey ("grey16"), scaled 32-bit int and float
+# grey ("grey32") or laid transparent pictures over white ("alpha-white") are not reused.
+IMAGE_DECODING = "exif-upright grey16 grey32 alpha-white"
 
 
 def image_features(encoder: "ImageEncoder", paths: Sequence[str | Path | Image.Image],

@@ -61,10 +61,26 @@ def test_16_bit_grey_keeps_its_brightness_in_rgb():
         assert image.mode.startswith("I;16") and rgb.mode == "RGB"
         # Pillow's own convert("RGB") gives [0, 255, 255, 255, 255]: a white picture.
         assert np.asarray(rgb)[0].tolist() == [[v] * 3 for v in (0, 0, 1, 128, 255)]
-    rgba = Image.new("RGBA", (2, 2), (10, 20, 30, 40))
-    assert images.to_rgb(rgba).getpixel((0, 0)) == (10, 20, 30)
     rgb = Image.new("RGB", (2, 2))
     assert images.to_rgb(rgb) is rgb
+
+
+def test_a_transparent_picture_is_laid_over_white():
+    # Black caption text on a transparent background: convert("RGB") shows the black stored
+    # under the transparent pixels, a black picture with the text gone.
+    text_on_nothing = np.zeros((1, 3, 4), np.uint8)
+    text_on_nothing[0, 1, 3] = 255  # the one opaque (text) pixel
+    rgba = Image.fromarray(text_on_nothing, "RGBA")
+    assert np.asarray(images.to_rgb(rgba))[0].tolist() == [[255] * 3, [0] * 3, [255] * 3]
+    half = Image.new("RGBA", (1, 1), (10, 20, 30, 128))
+    assert images.to_rgb(half).getpixel((0, 0)) == (132, 137, 142)
+    grey_alpha = Image.fromarray(np.array([[[0, 0], [0, 255]]], np.uint8), "LA")
+    assert np.asarray(images.to_rgb(grey_alpha))[0, :, 0].tolist() == [255, 0]
+    # A palette picture whose index 0 is its transparent colour (as GIFs keep it)
+    pal = Image.fromarray(np.array([[0, 1]], np.uint8), "P")
+    pal.putpalette([0, 0, 0, 0, 0, 0] + [0] * 762)
+    pal.info["transparency"] = 0
+    assert np.asarray(images.to_rgb(pal))[0].tolist() == [[255] * 3, [0] * 3]
 
 
 def _grey(rgb: Image.Image) -> list[int]:
