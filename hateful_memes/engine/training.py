@@ -184,14 +184,36 @@ def step_loss(net: torch.nn.Module, model: MemeModel, inputs: Inputs,
     return loss * (world if weighted else 0.0)
 
 
-def _rng_states() -> list[torch.Tensor]:
-    """Every process's CPU RNG state (dropout masks), in rank order."""
+def _cuda_rng_state() -> list[torch.Tensor] | None:
+    """This process's CUDA RNG states, one per visible device (dropout masks on a GPU are
+    drawn from them), or None on a machine without CUDA. A CPU run on a machine with a GPU
+    saves them too (which initialises CUDA there): they are a few bytes a device."""
+    if not torch.cuda.is_available():
+        return None
+    return torch.cuda.get_rng_state_all()
+
+
+def _rng_states() -> tuple[list[torch.Tensor], list[list[torch.Tensor] | None]]:
+    """Every process's CPU RNG state and its CUDA RNG states (None off CUDA), in rank
+    order: what draws the dropout masks."""
     rank, world = rank_world()
+    mine = (torch.get_rng_state(), _cuda_rng_state())
     if world == 1:
-        return [torch.get_rng_state()]
-    gathered: list = [None] * world
-    torch.distributed.all_gather_object(gathered, torch.get_rng_state())
-    return gathered
+        gathered = [mine]
+    else:
+        gathered = [None] * world
+        torch.distributed.all_gather_object(gathered, mine)
+    return [g[0] for g in gathered], [g[1] for g in gathered]
+
+
+def _set_cuda_rng_state(states: list[torch.Tensor]) -> None:
+    """Restore a process's CUDA RNG states saved by `_cuda_rng_state`, when this machine has
+    as many CUDA devices as the saving one. Resumed on another device kind (a GPU run on a
+    CPU) there is nothing to restore: the CPU draws the masks from its own, restored state,
+    and the run goes on, though not bit for bit (other kernels, other masks). With another
+    number of GPUs the devices do not correspond: they keep the seed `fit` gave them."""
+    if torch.cuda.is_available() and len(states) == torch.cuda.device_count():
+        torch.cuda.set_rng_state_all([s.cpu() for s in states])
 
 
 def _sync_batchnorm(model: MemeModel) -> None:
@@ -211,10 +233,11 @@ def fit(model: MemeModel, train: Inputs, train_targets: dict[str, torch.Tensor],
     {"best_epoch", "best", "history"}.
 
     After each epoch `run_dir/last.pt` holds everything needed to continue (weights,
-    optimizer, RNG state, best so far), and `run_dir/best.pt` the best weights. `meta`
-    (plain data: the run's settings) is stored in last.pt, and a resume whose `meta` differs
-    from the stored one is refused: that last.pt belongs to another run. `differs(stored,
-    meta)` names the settings that count as differing (default: any whose value differs).
+    optimizer, RNG states: the CPU's and, on GPUs, CUDA's; best so far), and
+    `run_dir/best.pt` the best weights. `meta` (plain data: the run's settings) is stored in
+    last.pt, and a resume whose `meta` differs from the stored one is refused: that last.pt
+    belongs to another run. `differs(stored, meta)` names the settings that count as
+    differing (default: any whose value differs).
 
     Under torchrun (DDP) every process runs this on the same data: each batch of
     `cfg.batch_size` is shared out between the processes, whose gradients add up to the one
@@ -245,6 +268,9 @@ def fit(model: MemeModel, train: Inputs, train_targets: dict[str, torch.Tensor],
         saved = checkpoints.load_dict(last, ("model", "optimizer", "rng", "state"), device,
                                       what="resume state")
         rngs = [saved["rng"], *saved.get("rng_ranks", [])]
+        # Written before CUDA states were saved, or off CUDA: no "cuda_rng" (the GPUs keep the
+        # seed given above).
+        cuda_rngs = saved.get("cuda_rng", [])
         try:
             model.load_state_dict(saved["model"])
             opt.load_state_dict(saved["optimizer"])
@@ -252,6 +278,8 @@ def fit(model: MemeModel, train: Inputs, train_targets: dict[str, torch.Tensor],
             # the gradients do not depend on the number of processes, only the dropout masks.
             if rank < len(rngs):
                 torch.set_rng_state(rngs[rank].cpu())
+            if rank < len(cuda_rngs) and cuda_rngs[rank] is not None:
+                _set_cuda_rng_state(cuda_rngs[rank])
         except (RuntimeError, ValueError, KeyError, TypeError, AttributeError) as e:
             raise checkpoints.CheckpointError(
                 f"{last}: does not fit this run's model and optimizer: "
@@ -302,7 +330,7 @@ def fit(model: MemeModel, train: Inputs, train_targets: dict[str, torch.Tensor],
                 summed = torch.tensor(total, dtype=torch.float64, device=device)
                 torch.distributed.all_reduce(summed)
                 total = float(summed)
-            rngs = _rng_states()
+            rngs, cuda_rngs = _rng_states()
             if rank == 0:
                 dev_m = _dev_metrics(model, dev, dev_targets, max(cfg.batch_size, 256))
                 record = {"epoch": epoch + 1, "train_loss": total / n,
@@ -320,6 +348,8 @@ def fit(model: MemeModel, train: Inputs, train_targets: dict[str, torch.Tensor],
                 _save_state(last, {"model": model.state_dict(), "optimizer": opt.state_dict(),
                                    "rng": rngs[0], "state": state,
                                    **({"rng_ranks": rngs[1:]} if world > 1 else {}),
+                                   **({"cuda_rng": cuda_rngs}
+                                      if any(c is not None for c in cuda_rngs) else {}),
                                    **({"meta": meta} if meta is not None else {})})
                 # Rewritten whole from the saved history, so a resumed run never repeats a line.
                 write_jsonl(stats_path, state["history"])

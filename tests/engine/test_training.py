@@ -321,3 +321,72 @@ def test_a_cuda_index_past_the_gpus_says_how_many_there_are(monkeypatch, count, 
     with pytest.raises(ValueError) as e:
         resolve_device("cuda:2")
     assert str(e.value) == f"--device cuda:2: {says}, numbered from 0"
+
+
+def _fake_cuda(monkeypatch, devices=2):
+    """A CUDA with `devices` GPUs as far as the RNG state goes: get_rng_state_all returns
+    distinct states, set_rng_state_all records what it is given."""
+    states = [torch.tensor([7, i, 42], dtype=torch.uint8) for i in range(devices)]
+    restored = []
+    # The optimizer's CUDA graph check (torch.accelerator) goes on seeing the real machine.
+    real = torch.accelerator.is_available()
+    monkeypatch.setattr(torch.accelerator, "is_available", lambda: real)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: devices)
+    monkeypatch.setattr(torch.cuda, "get_rng_state_all", lambda: [s.clone() for s in states])
+    monkeypatch.setattr(torch.cuda, "set_rng_state_all",
+                        lambda new: restored.append([s.clone() for s in new]))
+    return states, restored
+
+
+def test_last_pt_holds_the_cuda_rng_states_and_a_resume_restores_them(tmp_path, monkeypatch):
+    states, restored = _fake_cuda(monkeypatch)
+    _fit(tmp_path, epochs=1)
+    saved = torch.load(tmp_path / "last.pt", weights_only=True)
+    assert len(saved["cuda_rng"]) == 1  # one process, two devices
+    assert [s.tolist() for s in saved["cuda_rng"][0]] == [s.tolist() for s in states]
+    assert restored == []
+    _fit(tmp_path, epochs=2, resume=True)
+    assert len(restored) == 1
+    assert [s.tolist() for s in restored[0]] == [s.tolist() for s in states]
+    assert all(s.device.type == "cpu" for s in restored[0])
+
+
+def test_cuda_rng_states_are_not_restored_on_another_number_of_gpus_or_without_cuda(
+        tmp_path, monkeypatch):
+    _fake_cuda(monkeypatch, devices=2)
+    _fit(tmp_path, epochs=1)
+    # One GPU now: the two saved states do not fit, the device keeps its fresh seed, and
+    # last.pt then holds this machine's state.
+    one, restored = _fake_cuda(monkeypatch, devices=1)
+    _fit(tmp_path, epochs=2, resume=True)
+    assert restored == []
+    saved = torch.load(tmp_path / "last.pt", weights_only=True)
+    assert [s.tolist() for s in saved["cuda_rng"][0]] == [s.tolist() for s in one]
+    # A GPU run resumed on a CPU: nothing to restore, and nothing CUDA saved any more.
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 0)
+    _fit(tmp_path, epochs=3, resume=True)
+    assert restored == []
+    assert "cuda_rng" not in torch.load(tmp_path / "last.pt", weights_only=True)
+
+
+def test_a_last_pt_written_before_cuda_rng_states_were_saved_resumes(tmp_path, monkeypatch):
+    full, _, dev = _fit(tmp_path / "full", epochs=3)
+
+    def crash(epoch):
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):  # no CUDA here: last.pt as older versions wrote it
+        _fit(tmp_path / "cut", epochs=3, on_epoch_end=crash)
+    assert "cuda_rng" not in torch.load(tmp_path / "cut" / "last.pt", weights_only=True)
+    states, restored = _fake_cuda(monkeypatch)
+    resumed, state, _ = _fit(tmp_path / "cut", epochs=3, resume=True)
+    assert [r["epoch"] for r in state["history"]] == [1, 2, 3]
+    assert restored == []  # nothing saved, nothing restored: the devices keep their seeds
+    sa, sb = predict_scores(full, dev), predict_scores(resumed, dev)
+    for task in sa:
+        np.testing.assert_array_equal(sa[task], sb[task])
+    # From then on the run's last.pt holds them.
+    saved = torch.load(tmp_path / "cut" / "last.pt", weights_only=True)
+    assert [s.tolist() for s in saved["cuda_rng"][0]] == [s.tolist() for s in states]
