@@ -17,10 +17,12 @@ LOG_EVERY = 30.0  # seconds between lines when not on a terminal
 
 
 def plural(unit: str, n: int | None = None) -> str:
-    """`unit` as a count of `n` reads it in a sentence ("90/90 memes", "1 meme"). tqdm's
-    units are singular ("meme/s"), and its own "it" stays as it is."""
+    """`unit` as a count of `n` reads it in a sentence ("90/90 memes", "1 meme", "2
+    batches"). tqdm's units are singular ("meme/s"), and its own "it" stays as it is."""
     if n == 1 or unit == "it" or unit.endswith("s"):
         return unit
+    if unit.endswith(("ch", "sh", "x", "z")):
+        return unit + "es"
     return unit + "s"
 
 

@@ -50,3 +50,16 @@ def test_log_lines_count_in_the_plural_and_tqdm_keeps_its_unit(monkeypatch):
     with progress.bar(total=3, unit="meme", file=shown) as on_tty:
         on_tty.update(3)
     assert isinstance(on_tty, progress.tqdm) and "meme/s" in shown.getvalue()
+
+
+def test_units_ending_in_a_hiss_take_es():
+    """The scoring bar counts batches: "done 1/1 batchs" was what the logs said."""
+    assert progress.plural("batch") == "batches"
+    assert progress.plural("batch", 1) == "batch"
+    assert progress.plural("box") == "boxes"
+    assert progress.plural("image") == "images"
+    out = io.StringIO()
+    with LogProgress(total=2, desc="scoring", unit="batch", file=out) as bar:
+        bar.update(2)
+    assert "scoring: done 2/2 batches in " in out.getvalue()
+    assert " batches/s)" in out.getvalue()
