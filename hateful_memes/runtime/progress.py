@@ -3,7 +3,9 @@
 A bar redrawn with carriage returns is noise in a CI log or a file that `nohup` writes, so when
 stderr is not a terminal `bar` returns `LogProgress`, which takes the same calls (iteration,
 `update`, `set_postfix`, `close`, use as a context manager) and prints one line every
-`every` seconds and one at the end.
+`every` seconds and one at the end. A bar that tqdm would erase when done (`leave=False`: an
+epoch, a scoring pass) prints its closing line only if it had printed one on its way: a job of
+many short epochs otherwise logged a line for each (300 for `make demo`).
 """
 from __future__ import annotations
 
@@ -29,8 +31,9 @@ def plural(unit: str, n: int | None = None) -> str:
 class LogProgress:
     def __init__(self, iterable: Iterable | None = None, total: int | None = None,
                  desc: str = "", unit: str = "it", disable: bool = False,
-                 every: float = LOG_EVERY, file=None, **_ignored):
+                 every: float = LOG_EVERY, file=None, leave: bool = True, **_ignored):
         self.iterable, self.desc, self.unit, self.disable = iterable, desc, unit, disable
+        self.leave, self.lines = leave is not False, 0
         if total is None and iterable is not None and hasattr(iterable, "__len__"):
             total = len(iterable)
         self.total, self.n, self.every = total, 0, every
@@ -49,6 +52,7 @@ class LogProgress:
         print(f"{self.desc}: {state} {self.n}{of} {counted} in {seconds:.0f}s "
               f"({self.n / seconds:.1f} {plural(self.unit)}/s){extra}", file=self.file,
               flush=True)
+        self.lines += 1
 
     def update(self, n: int = 1) -> None:
         self.n += n
@@ -67,7 +71,7 @@ class LogProgress:
         self.close()
 
     def close(self) -> None:
-        if not self.closed and not self.disable:
+        if not self.closed and not self.disable and (self.leave or self.lines):
             self._line(final=True)
         self.closed = True
 
@@ -79,9 +83,9 @@ class LogProgress:
 
 
 def bar(iterable: Iterable | None = None, **kwargs):
-    """tqdm(iterable, **kwargs) on a terminal, LogProgress(iterable, **kwargs) otherwise."""
+    """tqdm(iterable, **kwargs) on a terminal, LogProgress(iterable, **kwargs) otherwise
+    (`leave=None`, tqdm's "only when first", counts as leaving the line)."""
     if sys.stderr.isatty():
         return tqdm(iterable, **kwargs)
-    kwargs.pop("leave", None)
     disable = kwargs.pop("disable", False)
     return LogProgress(iterable, disable=bool(disable), **kwargs)

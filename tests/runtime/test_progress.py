@@ -63,3 +63,27 @@ def test_units_ending_in_a_hiss_take_es():
         bar.update(2)
     assert "scoring: done 2/2 batches in " in out.getvalue()
     assert " batches/s)" in out.getvalue()
+
+
+def test_off_a_terminal_a_bar_tqdm_would_erase_leaves_no_line_unless_it_ran_long(monkeypatch):
+    """`make demo` logged a line for every epoch of every fold (300, each 'in 0s'), and one
+    for every 1-batch scoring pass: bars that a terminal erases when done."""
+    monkeypatch.setattr(progress.sys.stderr, "isatty", lambda: False, raising=False)
+    out = io.StringIO()
+    assert list(progress.bar(range(6), desc="epoch 1/30", leave=False, file=out)) == list(
+        range(6))
+    with progress.bar(total=1, desc="scoring", unit="batch", leave=False, file=out) as b:
+        b.update(1)
+    assert out.getvalue() == ""
+    # One that ran long enough to report on its way reports its end too.
+    clock = iter(range(0, 1000, 10))
+    monkeypatch.setattr(progress.time, "monotonic", lambda: next(clock))
+    assert list(progress.bar(range(7), desc="epoch 2/30", leave=False, every=25, file=out))
+    lines = out.getvalue().splitlines()
+    assert len(lines) >= 2 and lines[-1].startswith("epoch 2/30: done 7/7 it in ")
+    # Bars that stay on a terminal (the default, and tqdm's leave=None) always end with a line.
+    for leave in (True, None):
+        out = io.StringIO()
+        with progress.bar(total=3, desc="predict", unit="meme", leave=leave, file=out) as b:
+            b.update(3)
+        assert out.getvalue().startswith("predict: done 3/3 memes in ")
