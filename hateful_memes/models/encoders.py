@@ -18,6 +18,7 @@ from __future__ import annotations
 import contextlib
 import json
 import re
+import sys
 from pathlib import Path
 from typing import Callable, Iterator, Mapping
 
@@ -314,12 +315,17 @@ def _from_pretrained(cls, name: str, **kwargs):
     directory; only missing or mis-shaped weights are an error."""
     from transformers.utils import logging as hf_logging
 
-    verbosity = hf_logging.get_verbosity()
+    verbosity, bars = hf_logging.get_verbosity(), hf_logging.is_progress_bar_enabled()
     hf_logging.set_verbosity_error()  # we check the loading report ourselves, below
+    if bars and not sys.stderr.isatty():
+        # Its "Loading weights" bar is redrawn with carriage returns: noise in a log file.
+        hf_logging.disable_progress_bar()
     try:
         model, info = cls.from_pretrained(name, output_loading_info=True, **kwargs)
     finally:
         hf_logging.set_verbosity(verbosity)
+        if bars and not hf_logging.is_progress_bar_enabled():
+            hf_logging.enable_progress_bar()
     bad = sorted(info.get("missing_keys") or ())
     bad += sorted(str(k) for k in info.get("mismatched_keys") or ())
     if bad:

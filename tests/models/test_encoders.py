@@ -1,6 +1,7 @@
 import json
 import pickle
 import re
+import sys
 
 import numpy as np
 import pytest
@@ -213,6 +214,24 @@ def test_hf_spec_mean_pools_any_local_encoder(tmp_path, minilm):
     (tmp_path / "config.json").write_text(json.dumps({**saved, "num_hidden_layers": 2}))
     with pytest.raises(ValueError, match="missing.*layer.1"):
         create_text_encoder(f"hf:{tmp_path}")
+
+
+def test_off_a_terminal_loading_weights_draws_no_progress_bar(tmp_path, minilm, capfd,
+                                                              monkeypatch):
+    """transformers' "Loading weights" bar, redrawn with carriage returns, stood in make demo's
+    log once for every MiniLM loaded; on a terminal it is left alone."""
+    from transformers.utils import logging as hf_logging
+
+    _save_tiny_bert(tmp_path, minilm.tokenizer, layers=1)
+    capfd.readouterr()
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: False, raising=False)
+    create_text_encoder(f"hf:{tmp_path}")
+    err = capfd.readouterr().err
+    assert "Loading weights" not in err and "\r" not in err
+    assert hf_logging.is_progress_bar_enabled()  # as it was: other callers keep their bars
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: True, raising=False)
+    create_text_encoder(f"hf:{tmp_path}")
+    assert "Loading weights" in capfd.readouterr().err
 
 
 def test_layers_spec_puts_normalised_layers_side_by_side(minilm):
