@@ -15,6 +15,7 @@ from pathlib import Path
 
 from ..data import demo
 from ..data.annotations import read_annotations
+from ..data.images import ResumableOutput
 from . import evaluate, predict, train
 
 
@@ -77,6 +78,9 @@ def main(argv: list[str] | None = None) -> int:
           "demo's train split; each run's dev_report/ has the plain 0.5 cut)")
     ocr_out = Path(args.submission).with_name(Path(args.submission).stem + "_ocr.jsonl")
     print("[5/5] predicting the demo test images alone: captions read by OCR, none given")
+    # predict.py --images keeps the rows its output already holds (it resumes), but they came
+    # from the runs this job has just replaced: a second job with other settings kept them all.
+    ResumableOutput(ocr_out, ()).discard()
     test_images = [str(data / m.img) for m in read_annotations(ann / "test.jsonl")]
     if code := predict.main([*run_args, "--images", *test_images, "--out", str(ocr_out)]):
         return code

@@ -212,6 +212,12 @@ class ResumableOutput:
         self.done: set[int] = set()
         self.side_rows: dict[int, dict] = {}
 
+    def discard(self) -> None:
+        """Remove OUT, its sidecar and their partial files, so that the next run predicts
+        every image again (their rows came from other models)."""
+        for path in (self.out, self.sidecar, self.partial, self.side_partial):
+            path.unlink(missing_ok=True)
+
     def start(self) -> set[int]:
         """Take up what an earlier run left; returns the ids already predicted."""
         self.out.parent.mkdir(parents=True, exist_ok=True)

@@ -30,3 +30,48 @@ def test_the_demo_job_trains_predicts_evaluates_and_reads_the_images(
     sidecar = ocr.with_suffix(".ids.csv").read_text().splitlines()
     n_test = len((ann / "test.jsonl").read_text().splitlines())
     assert len(lines) == len(sidecar) - 1 == n_test
+
+
+class _Steps:
+    """train.py, predict.py and evaluate.py as the job calls them, doing nothing: what each was
+    given, and `seen(argv)` at each predict.py call."""
+
+    def __init__(self, monkeypatch, seen=None):
+        self.calls = []
+
+        def step(name):
+            def main(argv):
+                self.calls.append((name, list(argv)))
+                if name == "predict" and seen is not None:
+                    seen(argv)
+                return 0
+            return main
+
+        for name in ("train", "predict", "evaluate"):
+            monkeypatch.setattr(getattr(demo_job, name), "main", step(name))
+
+
+def _job_args(tmp_path, data, feature_cache):
+    return ["--data", str(data), "--runs", str(tmp_path / "runs"), "--submission",
+            str(tmp_path / "submission" / "demo_test_AB.jsonl"), "--epochs", "1",
+            "--cache-dir", str(feature_cache), "--quiet"]
+
+
+def test_a_second_job_predicts_the_images_again_with_its_new_runs(
+        demo_data, feature_cache, tmp_path, monkeypatch):
+    """predict.py --images keeps the rows its output holds; a second job (e.g. other --epochs)
+    kept every row of the first job's runs, which it had just replaced ('0 new, 90 already
+    there'), and would have taken up a killed step's .partial rows likewise."""
+    sub = tmp_path / "submission"
+    sub.mkdir()
+    stale = [sub / "demo_test_AB_ocr.jsonl", sub / "demo_test_AB_ocr.ids.csv",
+             sub / "demo_test_AB_ocr.jsonl.partial", sub / "demo_test_AB_ocr.ids.csv.partial"]
+    for path in stale:
+        path.write_text("rows of the runs the job replaces\n")
+    left = []
+    steps = _Steps(monkeypatch, seen=lambda argv: left.extend(
+        p.name for p in stale if "--images" in argv and p.exists()))
+    assert demo_job.main(_job_args(tmp_path, demo_data, feature_cache)) == 0
+    assert [name for name, _ in steps.calls] == [
+        "train", "train", "predict", "predict", "evaluate", "predict"]
+    assert left == []
