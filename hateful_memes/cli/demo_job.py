@@ -10,13 +10,20 @@ demo test images once more from the pictures alone (captions read by OCR: predic
 from __future__ import annotations
 
 import argparse
+import sys
 import time
 from pathlib import Path
 
 from ..data import demo
 from ..data.annotations import read_annotations
 from ..data.images import ResumableOutput
+from ..runtime import rundir
 from . import evaluate, predict, train
+
+
+def _error(message: str) -> int:
+    print(f"demo_job: error: {message}", file=sys.stderr)
+    return 1
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -37,6 +44,13 @@ def main(argv: list[str] | None = None) -> int:
     t0 = time.time()
     data, runs = Path(args.data), Path(args.runs)
     ann = data / "annotations"
+    # Every output tried before any work: a read-only submission/ failed after both trainings.
+    try:
+        rundir.check_writable(runs, "--runs")
+        rundir.check_writable_file(args.submission, "--submission")
+        rundir.check_writable(args.cache_dir, "--cache-dir")
+    except rundir.RunDirError as e:
+        return _error(str(e))
     if not (ann / "train.json").exists():
         print(f"[1/5] generating {args.n} synthetic demo memes in {data}")
         demo.generate(data, n=args.n)

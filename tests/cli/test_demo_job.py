@@ -1,6 +1,8 @@
 """cli/demo_job.py (`make demo`): the main job end to end, here on the tests' tiny demo set."""
 import json
 
+import pytest
+
 from hateful_memes.cli import demo_job
 from hateful_memes.data.submission import check_submission
 
@@ -75,3 +77,18 @@ def test_a_second_job_predicts_the_images_again_with_its_new_runs(
     assert [name for name, _ in steps.calls] == [
         "train", "train", "predict", "predict", "evaluate", "predict"]
     assert left == []
+
+
+@pytest.mark.parametrize("flag", ["--runs", "--submission", "--cache-dir"])
+def test_an_output_that_cannot_be_written_stops_the_job_before_any_work(
+        demo_data, feature_cache, tmp_path, monkeypatch, capsys, flag):
+    """A read-only submission/ failed at step 3, after both trainings."""
+    steps = _Steps(monkeypatch)
+    (tmp_path / "a_file").write_text("")
+    args = _job_args(tmp_path, demo_data, feature_cache)
+    args[args.index(flag) + 1] = str(tmp_path / "a_file" / "out" / "demo_test_AB.jsonl")
+    assert demo_job.main(args) == 1
+    out = capsys.readouterr()
+    assert out.err.startswith(f"demo_job: error: {flag} ") and len(out.err.splitlines()) == 1
+    assert "a part of the path is a file" in out.err
+    assert steps.calls == [] and "[1/5]" not in out.out
