@@ -20,6 +20,8 @@ from ..data.images import ResumableOutput
 from ..runtime import rundir
 from . import evaluate, predict, train
 
+SPLIT_FILES = ("train.json", "dev.json", "test.jsonl")
+
 
 def _error(message: str) -> int:
     print(f"demo_job: error: {message}", file=sys.stderr)
@@ -41,6 +43,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--cache-dir", default="cache/features")
     p.add_argument("--quiet", action="store_true")
     args = p.parse_args(argv)
+    if not demo.MIN_N <= args.n <= demo.MAX_N:
+        p.error(f"--n must be between {demo.MIN_N} and {demo.MAX_N}, got {args.n}")
     t0 = time.time()
     data, runs = Path(args.data), Path(args.runs)
     ann = data / "annotations"
@@ -51,9 +55,16 @@ def main(argv: list[str] | None = None) -> int:
         rundir.check_writable(args.cache_dir, "--cache-dir")
     except rundir.RunDirError as e:
         return _error(str(e))
-    if not (ann / "train.json").exists():
+    # All three splits, not train.json alone: a generation stopped between them is redone.
+    if not all((ann / name).is_file() for name in SPLIT_FILES):
         print(f"[1/5] generating {args.n} synthetic demo memes in {data}")
-        demo.generate(data, n=args.n)
+        try:
+            demo.generate(data, n=args.n)
+        except ValueError as e:  # --data is a file, or a folder of other files
+            return _error(f"--data {e}")
+        except OSError as e:
+            return _error(f"--data {data}: cannot write the demo data there "
+                          f"({e.strerror or e})")
     else:
         print(f"[1/5] using the demo data in {data}")
     quiet = ["--quiet"] if args.quiet else []

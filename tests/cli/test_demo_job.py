@@ -4,6 +4,7 @@ import json
 import pytest
 
 from hateful_memes.cli import demo_job
+from hateful_memes.data import demo
 from hateful_memes.data.submission import check_submission
 
 
@@ -92,3 +93,40 @@ def test_an_output_that_cannot_be_written_stops_the_job_before_any_work(
     assert out.err.startswith(f"demo_job: error: {flag} ") and len(out.err.splitlines()) == 1
     assert "a part of the path is a file" in out.err
     assert steps.calls == [] and "[1/5]" not in out.out
+
+
+def test_demo_data_that_cannot_be_written_is_one_line_not_a_traceback(
+        feature_cache, tmp_path, monkeypatch, capsys):
+    steps = _Steps(monkeypatch)
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "notes.txt").write_text("not the demo's")
+    (tmp_path / "a_file").write_text("")
+    for data, message in ((other, "is not empty (notes.txt)"),
+                          (tmp_path / "a_file", "is a file, not a folder"),
+                          (tmp_path / "a_file" / "demo", "cannot write the demo data there")):
+        assert demo_job.main(_job_args(tmp_path, data, feature_cache)) == 1
+        err = capsys.readouterr().err
+        assert err.startswith(f"demo_job: error: --data {data}") and message in err, err
+        assert len(err.splitlines()) == 1
+    assert (other / "notes.txt").read_text() == "not the demo's"
+    with pytest.raises(SystemExit) as e:
+        demo_job.main([*_job_args(tmp_path, tmp_path / "new", feature_cache), "--n", "5"])
+    assert e.value.code == 2 and "--n must be between 20 and" in capsys.readouterr().err
+    assert steps.calls == [] and not (tmp_path / "new").exists()
+
+
+def test_a_demo_set_missing_a_split_is_generated_again(
+        feature_cache, tmp_path, monkeypatch, capsys):
+    """A generation stopped after train.json was taken for a whole set, and train.py then
+    failed on the missing dev.json."""
+    data = tmp_path / "demo"
+    demo.generate(data, n=20, image_size=32)
+    (data / "annotations" / "dev.json").unlink()
+    (data / "annotations" / "test.jsonl").unlink()
+    _Steps(monkeypatch)
+    assert demo_job.main([*_job_args(tmp_path, data, feature_cache), "--n", "20"]) == 0
+    assert "[1/5] generating 20 synthetic demo memes" in capsys.readouterr().out
+    assert all((data / "annotations" / name).is_file() for name in demo_job.SPLIT_FILES)
+    assert demo_job.main([*_job_args(tmp_path, data, feature_cache), "--n", "20"]) == 0
+    assert "[1/5] using the demo data in" in capsys.readouterr().out
