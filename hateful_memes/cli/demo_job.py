@@ -6,6 +6,9 @@ writes the submission for the demo test split, evaluates the demo dev split, and
 demo test images once more from the pictures alone (captions read by OCR: predict.py
 --images). The same steps on the real data are `train.py`, `predict.py` and `evaluate.py`
 (see the README).
+
+A second run uses the demo data it finds, and the feature cache, and replaces the runs, the
+submissions and the dev report.
 """
 from __future__ import annotations
 
@@ -28,20 +31,43 @@ def _error(message: str) -> int:
     return 1
 
 
-def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m hateful_memes.cli.demo_job",
-                                description=__doc__.split("\n\n")[0])
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="python -m hateful_memes.cli.demo_job", description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--data", default="data/demo",
-                   help="where the demo data set is (generated if missing)")
-    p.add_argument("--n", type=int, default=600, help="memes to generate")
-    p.add_argument("--runs", default="runs/demo", help="where the two run directories go")
-    p.add_argument("--submission", default="submission/demo_test_AB.jsonl")
-    p.add_argument("--epochs", type=int, default=30)
-    p.add_argument("--batch-size", type=int, default=64)
-    p.add_argument("--image-encoder", default="effnet-lite0")
-    p.add_argument("--text-encoder", default="minilm")
-    p.add_argument("--cache-dir", default="cache/features")
-    p.add_argument("--quiet", action="store_true")
+                   help="the demo data set (default %(default)s): generated there when missing, "
+                   "the folder then empty or new; used as it is otherwise")
+    p.add_argument("--n", type=int, default=600,
+                   help=f"memes to generate, {demo.MIN_N}..{demo.MAX_N} (default %(default)s); "
+                   "a --data that holds a demo set already is used as it is")
+    p.add_argument("--runs", default="runs/demo",
+                   help="the two train.py runs (taskA/, taskB/), the dev predictions and the "
+                   "dev report (dev_report/) go there, replacing earlier ones "
+                   "(default %(default)s)")
+    p.add_argument("--submission", default="submission/demo_test_AB.jsonl",
+                   help="the demo test split's predictions (default %(default)s); those from "
+                   "the images and OCR alone go beside it, as NAME_ocr.jsonl and "
+                   "NAME_ocr.ids.csv")
+    p.add_argument("--epochs", type=int, default=30,
+                   help="train.py --epochs (default %(default)s)")
+    p.add_argument("--batch-size", type=int, default=64,
+                   help="train.py --batch-size (default %(default)s)")
+    p.add_argument("--image-encoder", default="effnet-lite0",
+                   help="train.py --image-encoder (default %(default)s)")
+    p.add_argument("--text-encoder", default="minilm",
+                   help="train.py --text-encoder (default %(default)s)")
+    p.add_argument("--cache-dir", default="cache/features",
+                   help="the feature cache that train.py and predict.py share "
+                   "(default %(default)s)")
+    p.add_argument("--quiet", action="store_true",
+                   help="no progress lines from training and prediction (the steps and the "
+                   "reports are still printed)")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = _parser()
     args = p.parse_args(argv)
     if not demo.MIN_N <= args.n <= demo.MAX_N:
         p.error(f"--n must be between {demo.MIN_N} and {demo.MAX_N}, got {args.n}")

@@ -130,3 +130,20 @@ def test_a_demo_set_missing_a_split_is_generated_again(
     assert all((data / "annotations" / name).is_file() for name in demo_job.SPLIT_FILES)
     assert demo_job.main([*_job_args(tmp_path, data, feature_cache), "--n", "20"]) == 0
     assert "[1/5] using the demo data in" in capsys.readouterr().out
+
+
+def test_help_documents_every_flag_with_its_default(capsys):
+    """--submission, --epochs, --batch-size, the encoders, --cache-dir and --quiet had no help,
+    no default was shown, nor where the OCR submission goes or what a second run does."""
+    with pytest.raises(SystemExit) as e:
+        demo_job.main(["--help"])
+    assert e.value.code == 0
+    text = " ".join(capsys.readouterr().out.split())
+    for shown in ("(default data/demo)", "(default 600)", "(default runs/demo)",
+                  "(default submission/demo_test_AB.jsonl)", "NAME_ocr.jsonl",
+                  "train.py --epochs (default 30)", "train.py --batch-size (default 64)",
+                  "(default effnet-lite0)", "(default minilm)", "(default cache/features)",
+                  "--quiet no progress lines", "A second run uses the demo data it finds"):
+        assert shown in text, shown
+    for action in demo_job._parser()._actions:
+        assert action.help, action.option_strings
