@@ -184,11 +184,16 @@ def step_loss(net: torch.nn.Module, model: MemeModel, inputs: Inputs,
     return loss * (world if weighted else 0.0)
 
 
+def _cuda_started() -> bool:
+    return torch.cuda.is_available() and torch.cuda.is_initialized()
+
+
 def _cuda_rng_state() -> list[torch.Tensor] | None:
     """This process's CUDA RNG states, one per visible device (dropout masks on a GPU are
-    drawn from them), or None on a machine without CUDA. A CPU run on a machine with a GPU
-    saves them too (which initialises CUDA there): they are a few bytes a device."""
-    if not torch.cuda.is_available():
+    drawn from them), or None where this process has not started CUDA: a CPU run on a machine
+    with a GPU draws nothing there, and asking for the states would start CUDA up (seconds,
+    and memory on every GPU) for nothing."""
+    if not _cuda_started():
         return None
     return torch.cuda.get_rng_state_all()
 

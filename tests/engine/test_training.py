@@ -5,6 +5,7 @@ import pytest
 import torch
 
 from hateful_memes import labels as L
+from hateful_memes.engine import training
 from hateful_memes.engine.training import FitConfig, fit, predict_scores, resolve_device
 from hateful_memes.features.inputs import Inputs
 from hateful_memes.models.model import MemeModel, ModelConfig
@@ -323,6 +324,9 @@ def test_a_cuda_index_past_the_gpus_says_how_many_there_are(monkeypatch, count, 
     assert str(e.value) == f"--device cuda:2: {says}, numbered from 0"
 
 
+CUDA_STARTED = training._cuda_started  # the real one, for a test that takes a fake back
+
+
 def _fake_cuda(monkeypatch, devices=2):
     """A CUDA with `devices` GPUs as far as the RNG state goes: get_rng_state_all returns
     distinct states, set_rng_state_all records what it is given."""
@@ -333,10 +337,25 @@ def _fake_cuda(monkeypatch, devices=2):
     monkeypatch.setattr(torch.accelerator, "is_available", lambda: real)
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     monkeypatch.setattr(torch.cuda, "device_count", lambda: devices)
+    # (torch.cuda.is_initialized itself stays real: torch.manual_seed reads it)
+    monkeypatch.setattr(training, "_cuda_started", lambda: True)
     monkeypatch.setattr(torch.cuda, "get_rng_state_all", lambda: [s.clone() for s in states])
     monkeypatch.setattr(torch.cuda, "set_rng_state_all",
                         lambda new: restored.append([s.clone() for s in new]))
     return states, restored
+
+
+def test_a_cpu_run_on_a_gpu_machine_does_not_start_cuda_to_save_its_states(tmp_path,
+                                                                           monkeypatch):
+    asked = []
+    real = torch.accelerator.is_available()
+    monkeypatch.setattr(torch.accelerator, "is_available", lambda: real)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "get_rng_state_all", lambda: asked.append(1) or [])
+    assert not torch.cuda.is_initialized()  # this machine: the run stays on the CPU
+    _fit(tmp_path, epochs=1)
+    assert asked == []
+    assert "cuda_rng" not in torch.load(tmp_path / "last.pt", weights_only=True)
 
 
 def test_last_pt_holds_the_cuda_rng_states_and_a_resume_restores_them(tmp_path, monkeypatch):
@@ -366,6 +385,7 @@ def test_cuda_rng_states_are_not_restored_on_another_number_of_gpus_or_without_c
     # A GPU run resumed on a CPU: nothing to restore, and nothing CUDA saved any more.
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     monkeypatch.setattr(torch.cuda, "device_count", lambda: 0)
+    monkeypatch.setattr(training, "_cuda_started", CUDA_STARTED)
     _fit(tmp_path, epochs=3, resume=True)
     assert restored == []
     assert "cuda_rng" not in torch.load(tmp_path / "last.pt", weights_only=True)
