@@ -1,13 +1,14 @@
 """`make bench`: every system side by side on dev_seen, text only, in one run on this machine.
 
     python experiments/bench.py                  # the benchmark: 3 seeds of our rows (long)
-    python experiments/bench.py --quick          # smoke run: 1 seed, 2 epochs
+    python experiments/bench.py --quick          # smoke run: 1 seed, 2 epochs (not RESULTS.md)
     python experiments/bench.py --rows prior,tfidf --out /tmp/RESULTS.md
 
 Trains on train.json, scores dev_seen.json, and writes the quality section of
 experiments/RESULTS.md (experiments/results_quality.md, joined with the speed section of
-experiments/bench_speed.py). The meme images are not on this machine, so every row reads the
-caption alone.
+experiments/bench_speed.py); a --quick run without --out writes experiments/runs/quick/
+instead (git ignores it), so that a smoke run never overwrites the committed results. The meme
+images are not on this machine, so every row reads the caption alone.
 
 Each training runs in its own process, so its peak memory (max RSS, from wait4) is its own:
 the baselines in a worker of this script, our model as the `train.py` command itself (one
@@ -42,6 +43,10 @@ DATA = Path(os.path.abspath(os.environ.get("WOAH2021_ANNOTATIONS") or (
     ROOT.parent / "shared" / "data" / "woah2021" / "annotations")))
 ANNOTATIONS = ("train.json", "dev_seen.json", "test.jsonl")
 WORK = ROOT / "experiments" / "runs" / "bench"
+# Where the sections and RESULTS.md go: the committed measured results, or, for a smoke run
+# (--quick) without --out, a folder git ignores, so that it never overwrites them.
+RESULTS = ROOT / "experiments" / "RESULTS.md"
+QUICK_RESULTS = ROOT / "experiments" / "runs" / "quick" / "RESULTS.md"
 CACHE = ROOT / "experiments" / "cache" / "bench"
 C_GRID = (0.25, 0.5, 1.0, 2.0, 4.0, 8.0)
 SEEDS = (0, 1, 2)
@@ -101,6 +106,23 @@ def run_measured(cmd: list[str], log: Path) -> tuple[float, float]:
         sys.exit(f"bench: command failed with exit code {proc.returncode} (log {log}):\n  "
                  f"{shlex.join(cmd)}\n" + "\n".join(tail))
     return seconds, usage.ru_maxrss / 1024  # Linux reports kilobytes
+
+
+def results_out(out: str | None, quick: bool) -> Path:
+    """The RESULTS.md to write (its sections beside it): `out` when given, else the committed
+    one, or QUICK_RESULTS for a smoke run."""
+    if out is not None:
+        return Path(out)
+    return QUICK_RESULTS if quick else RESULTS
+
+
+def wrote(script: str, out: Path, quick: bool, given: bool) -> str:
+    """The line a script prints after writing `out`."""
+    line = f"{script}: wrote {out}"
+    if quick and not given:
+        line += (f" (a smoke run: the committed {RESULTS.relative_to(ROOT)} and its sections are "
+                 "untouched; --out writes elsewhere)")
+    return line
 
 
 def _worker(*args: str) -> list[str]:
@@ -524,7 +546,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seeds", type=int, nargs="+", default=list(SEEDS))
     p.add_argument("--data", default=str(DATA),
                    help="folder with train.json, dev_seen.json, test.jsonl")
-    p.add_argument("--out", default=str(ROOT / "experiments" / "RESULTS.md"))
+    p.add_argument("--out", help=f"RESULTS.md to write, with its sections beside it (default "
+                   f"{RESULTS.relative_to(ROOT)}; with --quick {QUICK_RESULTS.relative_to(ROOT)})")
     args = p.parse_args(argv)
     args.command = shlex.join(["python", "experiments/bench.py", *argv])
     systems = [s.strip() for s in args.rows.split(",") if s.strip()]
@@ -547,11 +570,11 @@ def main(argv: list[str] | None = None) -> int:
         else:
             results[system] = bench_baseline(system, data)
     write_json(WORK / "results.json", results)
-    out = Path(args.out)
+    out = results_out(args.out, args.quick)
     write_text(out.parent / "results_quality.md",
                quality_section(results, args, started, load_before, time.perf_counter() - t0))
     assemble(out)
-    print(f"bench: wrote {out}", file=sys.stderr)
+    print(wrote("bench", out, args.quick, args.out is not None), file=sys.stderr)
     return 0
 
 

@@ -1,7 +1,7 @@
 """Speed of the two paths that decide how fast a run is, measured on this machine.
 
     python experiments/bench_speed.py                # the measurement (~10 min on 2 idle cores)
-    python experiments/bench_speed.py --quick        # smoke run: few images, one repeat
+    python experiments/bench_speed.py --quick        # smoke run: few images (not RESULTS.md)
     python experiments/bench_speed.py --wait-load 1.5   # first wait for the machine to be quiet
 
 1. Image features with EfficientNet-Lite0 on generated ~500x500 meme PNGs (the real images are
@@ -14,7 +14,9 @@
    extrapolated from one measured encoding pass.
 
 Each part runs in its own process, whose peak memory (max RSS) is reported. Writes the speed
-section of experiments/RESULTS.md (experiments/results_speed.md, joined with bench.py's).
+section of experiments/RESULTS.md (experiments/results_speed.md, joined with bench.py's); a
+--quick run without --out writes experiments/runs/quick/ instead (git ignores it), so that a
+smoke run never overwrites the committed measurement.
 """
 from __future__ import annotations
 
@@ -32,8 +34,8 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench import (DATA, ROOT, _load_avg, assemble, machine, missing_annotations,  # noqa: E402
-                   run_measured)
+from bench import (DATA, QUICK_RESULTS, RESULTS, ROOT, _load_avg, assemble,  # noqa: E402
+                   machine, missing_annotations, results_out, run_measured, wrote)
 
 from hateful_memes.runtime.files import write_json, write_text  # noqa: E402
 
@@ -376,6 +378,12 @@ def torch_threads_note(encode: dict) -> str:
     return f"{threads} torch threads" if threads else "torch's default threads"
 
 
+def saved_run(quick: bool) -> Path:
+    """Where a run keeps its measurements for --render: a smoke run's apart, so that a later
+    --render still rewrites the section from the last real measurement."""
+    return WORK / ("speed-quick.json" if quick else "speed.json")
+
+
 def wait_for_quiet(limit: float, max_seconds: float) -> dict:
     t0 = time.time()
     while os.getloadavg()[0] >= limit and time.time() - t0 < max_seconds:
@@ -407,19 +415,21 @@ def main(argv: list[str] | None = None) -> int:
                    help="first wait until the 1-minute load average is below L")
     p.add_argument("--wait-max", type=float, default=1200, help="longest wait for --wait-load, s")
     p.add_argument("--data", default=str(DATA))
-    p.add_argument("--out", default=str(ROOT / "experiments" / "RESULTS.md"))
+    p.add_argument("--out", help=f"RESULTS.md to write, with its sections beside it (default "
+                   f"{RESULTS.relative_to(ROOT)}; with --quick {QUICK_RESULTS.relative_to(ROOT)})")
     p.add_argument("--render", action="store_true",
                    help=f"measure nothing: rewrite the section from the last run's {WORK.name}/"
-                        "speed.json")
+                        "speed.json (with --quick: the last smoke run's speed-quick.json)")
     args = p.parse_args(argv)
+    out = results_out(args.out, args.quick)
     if args.render:
-        saved = WORK / "speed.json"
+        saved = saved_run(args.quick)
         if not saved.is_file():
             p.error(f"--render: {saved} not found; it is written by a run that measures "
                     "(without --render)")
-        out = Path(args.out)
         write_text(out.parent / SECTION, speed_section(json.loads(saved.read_text())))
         assemble(out)
+        print(wrote("bench_speed", out, args.quick, args.out is not None), file=sys.stderr)
         return 0
     command = shlex.join(["python", "experiments/bench_speed.py", *argv])
     parts = {s.strip() for s in args.parts.split(",") if s.strip()}
@@ -458,11 +468,10 @@ def main(argv: list[str] | None = None) -> int:
     run = {"command": command, "started": started, "machine": machine(), "quick": args.quick,
            "load": {**load, "end": _load_avg()}, "peaks": peaks, "images": images,
            "encode": encode, "heads": heads}
-    write_json(WORK / "speed.json", run)
-    out = Path(args.out)
+    write_json(saved_run(args.quick), run)
     write_text(out.parent / SECTION, speed_section(run))
     assemble(out)
-    print(f"bench_speed: wrote {out}", file=sys.stderr)
+    print(wrote("bench_speed", out, args.quick, args.out is not None), file=sys.stderr)
     return 0
 
 

@@ -43,3 +43,25 @@ def test_render_without_a_measured_run_names_the_file_it_needs(bench_speed, tmp_
     assert e.value.code == 2
     assert str(bench_speed.WORK / "speed.json") in capsys.readouterr().err
     assert not out.parent.exists()
+
+
+def test_a_smoke_run_leaves_the_committed_section_and_the_saved_measurement(bench_speed,
+                                                                            monkeypatch, capsys):
+    from hateful_memes.runtime.files import write_json
+
+    def measured(cmd, log):
+        write_json(cmd[-1], {})
+        return 1.0, 100.0
+
+    written = []
+    monkeypatch.setattr(bench_speed, "run_measured", measured)
+    monkeypatch.setattr(bench_speed, "speed_section", lambda run: "## Speed\n")
+    monkeypatch.setattr(bench_speed, "write_text", lambda path, text: written.append(path))
+    monkeypatch.setattr(bench_speed, "assemble", lambda path: written.append(path))
+    assert bench_speed.main(["--quick", "--parts", "images"]) == 0
+    quick = bench_speed.QUICK_RESULTS
+    assert written == [quick.parent / "results_speed.md", quick]
+    assert f"wrote {quick}" in capsys.readouterr().err
+    # --render rewrites the committed section from the last real measurement, never this one.
+    assert (bench_speed.WORK / "speed-quick.json").is_file()
+    assert not (bench_speed.WORK / "speed.json").exists()
