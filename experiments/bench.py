@@ -23,6 +23,7 @@ import datetime
 import json
 import os
 import platform
+import re
 import shlex
 import shutil
 import subprocess
@@ -82,6 +83,39 @@ def missing_annotations(data: Path, names: tuple[str, ...] = ANNOTATIONS) -> str
             return (f"{Path(data) / name} not found: the organisers' annotation files are read "
                     f"from {data} (data/README.md; WOAH2021_ANNOTATIONS names another folder)")
     return None
+
+
+# --- flags shared by the scripts -------------------------------------------------------------
+
+def _seed_word(value: str) -> list[int]:
+    """argparse type of one word after --seeds: "0", "0,1,2" or "0," (commas and spaces both
+    separate seeds)."""
+    words = [w for w in re.split(r"[,\s]+", value.strip()) if w]
+    try:
+        seeds = [int(w) for w in words]
+    except ValueError:
+        seeds = []
+    if not seeds or any(s < 0 for s in seeds):
+        raise argparse.ArgumentTypeError(
+            f"expected seeds (integers >= 0) such as 0,1,2 or 0 1 2, got {value!r}")
+    return seeds
+
+
+class _Seeds(argparse.Action):
+    def __call__(self, parser, namespace, values, option_string=None):
+        seeds = [s for word in values for s in word]
+        twice = sorted({s for s in seeds if seeds.count(s) > 1})
+        if twice:
+            raise argparse.ArgumentError(self, f"seed {', '.join(map(str, twice))} given twice")
+        setattr(namespace, self.dest, seeds)
+
+
+def add_seeds(p: argparse.ArgumentParser, default=SEEDS) -> None:
+    """--seeds as every experiments script takes it: "0 1 2" or "0,1,2" (or both mixed), a
+    clear argparse error for anything else; a list of ints."""
+    p.add_argument("--seeds", type=_seed_word, nargs="+", action=_Seeds, default=list(default),
+                   metavar="SEED", help=f"seeds, as 0 1 2 or 0,1,2 (default "
+                   f"{','.join(map(str, default))})")
 
 
 # --- running one process and measuring it --------------------------------------------------
@@ -543,7 +577,7 @@ def main(argv: list[str] | None = None) -> int:
                    help=f"comma-separated systems to run, of {','.join(SYSTEMS)}")
     p.add_argument("--quick", action="store_true",
                    help=f"smoke run: seed 0 only, our rows at most {QUICK_EPOCHS} epochs")
-    p.add_argument("--seeds", type=int, nargs="+", default=list(SEEDS))
+    add_seeds(p)
     p.add_argument("--data", default=str(DATA),
                    help="folder with train.json, dev_seen.json, test.jsonl")
     p.add_argument("--out", help=f"RESULTS.md to write, with its sections beside it (default "

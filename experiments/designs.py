@@ -20,7 +20,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "experiments"))
 
-from bench import DATA as REAL, missing_annotations  # noqa: E402
+from bench import DATA as REAL, add_seeds, missing_annotations  # noqa: E402
 
 from hateful_memes.cli import train  # noqa: E402
 from hateful_memes.data import demo  # noqa: E402
@@ -117,7 +117,7 @@ def empty(args) -> None:
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("part", choices=["fusion", "empty"])
-    p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    add_seeds(p)
     p.add_argument("--data", default=str(ROOT / "data" / "demo"))
     p.add_argument("--n", type=int, default=600)
     p.add_argument("--runs", default=str(ROOT / "experiments" / "runs"))

@@ -30,7 +30,7 @@ from sklearn.metrics import roc_auc_score
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "experiments"))
-from bench import DATA, _crossfit_scores, missing_annotations  # noqa: E402
+from bench import DATA, _crossfit_scores, add_seeds, missing_annotations  # noqa: E402
 
 from hateful_memes.cli import train  # noqa: E402
 from hateful_memes.data.annotations import gold_matrix, read_annotations  # noqa: E402
@@ -120,20 +120,20 @@ def ensemble_table(dev, ours: dict, tfidf: dict) -> list[str]:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--seeds", default="0,1,2")
+    add_seeds(p)
     p.add_argument("--C", type=float, default=1.0, help="TF-IDF's inverse regularisation")
     p.add_argument("--data", default=str(DATA))
     args = p.parse_args(argv)
     data = Path(args.data)
     if (missing := missing_annotations(data, ("train.json", "dev_seen.json"))):
         p.error(f"--data: {missing}")
-    seeds = [int(s) for s in args.seeds.split(",")]
+    seeds = args.seeds
     train_memes = read_annotations(data / "train.json")
     dev = read_annotations(data / "dev_seen.json")
     tfidf = TfidfLogReg(args.C).fit(train_memes).predict(dev)
     ours = {seed: our_dev_scores(seed, data) for seed in seeds}
-    print(f"dev_seen, text only; ours: {len(seeds)} seeds ({args.seeds}); (thr): cross-fitted "
-          "dev thresholds\n")
+    print(f"dev_seen, text only; ours: {len(seeds)} seeds ({','.join(map(str, seeds))}); "
+          "(thr): cross-fitted dev thresholds\n")
     print("\n".join(seen_captions_table(train_memes, dev, ours, tfidf)))
     print()
     print("\n".join(ensemble_table(dev, ours, tfidf)))

@@ -46,7 +46,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "experiments"))
 
-from bench import DATA, missing_annotations  # noqa: E402
+from bench import DATA, add_seeds, missing_annotations  # noqa: E402
 
 from hateful_memes.data.annotations import gold_matrix, read_annotations  # noqa: E402
 from hateful_memes.data.crossval import caption_key  # noqa: E402
@@ -321,18 +321,10 @@ def combine(per_task: dict, where: str, system: str) -> dict:
             "hate": ((a["hate"] + b["hate"]) / 2).astype(np.float32)}
 
 
-def _seeds(value: str) -> list[int]:
-    try:
-        return [int(s) for s in value.split(",")]
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected seeds such as 0,1,2, got {value!r}") from None
-
-
 def check_parser(doc: str, results: str) -> argparse.ArgumentParser:
     """The flags every script of the unseen-like check takes: --seeds, --out, --quiet."""
     p = argparse.ArgumentParser(description=doc.split("\n\n")[0])
-    p.add_argument("--seeds", type=_seeds, default=[0, 1, 2],
-                   help="comma-separated seeds (default 0,1,2)")
+    add_seeds(p)
     p.add_argument("--out", default=str(ROOT / "experiments" / results))
     p.add_argument("--quiet", action="store_true")
     return p
