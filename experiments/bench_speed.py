@@ -6,7 +6,7 @@
 
 1. Image features with EfficientNet-Lite0 on generated ~500x500 meme PNGs (the real images are
    not on this machine): images/s of the whole path the product runs
-   (`features.image_features`: file hash, PNG decode, resize and crop, forward) against the
+   (`features.cache.image_features`: file hash, PNG decode, resize and crop, forward) against the
    forward pass alone on preloaded tensors, over gradient mode, memory format, batch size,
    torch threads and DataLoader workers.
 2. Training the heads on cached MiniLM features of the 8,500 train.json captions
@@ -115,7 +115,7 @@ def forward_job(encoder, pixels, batch_size: int, threads: int, grad: str,
 
 
 def whole_job(encoder, paths, batch_size: int, threads: int, workers: int, channels_last: bool):
-    """`features.image_features` from the PNG files with no cache: the product's path."""
+    """`features.cache.image_features` from the PNG files with no cache: the product's path."""
     import torch
 
     from hateful_memes.features.cache import image_features
@@ -310,7 +310,7 @@ def image_lines(images: dict, peak_mb: float) -> list[str]:
         f"{best_fwd['images_per_s']:.1f}/s):", "",
         "| settings | images/s |", "|---|---:|",
         *(f"| {_setting(r)} | {r['images_per_s']:.1f} |" for r in fwd), "",
-        "Whole path (`features.image_features`, no cache), and its ratio to the forward pass "
+        "Whole path (`features.cache.image_features`, no cache), and its ratio to the forward pass "
         "alone at the same batch size, threads and memory format:", "",
         "| settings | images/s | whole / forward |", "|---|---:|---:|",
         *(f"| {_setting(r)} | {r['images_per_s']:.1f} | {same_forward(r)} |" for r in whole), ""]

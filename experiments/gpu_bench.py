@@ -6,7 +6,7 @@
 1. Image features: images/s of EfficientNet-Lite0 (the project's `effnet-lite0` encoder) and a
    ResNet-50 from timm with random weights (nothing is downloaded), bf16 autocast, channels
    last. "forward" times the encoder alone on a batch already on the device; "whole path" times
-   `features.image_features` (file hash, PNG decode, preprocessing, forward; no cache) on
+   `features.cache.image_features` (file hash, PNG decode, preprocessing, forward; no cache) on
    generated meme PNGs, once for each number of DataLoader workers, so that the table shows
    how many keep the GPU fed. Each whole-path call starts its own workers, as the product does.
 2. Fine-tuning: memes/s of a train step of `train.py --finetune --finetune-image` with MiniLM

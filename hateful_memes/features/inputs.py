@@ -187,7 +187,7 @@ def build_inputs(memes: Sequence[Meme], cfg: ModelConfig, encoders: Encoders,
 
     `images` (RGB PIL images aligned with `memes`) replaces the image files: the pictures go
     through the same encoder transform, nothing is read from `image_root`, and their features
-    are not cached on disk (see features.image_features)."""
+    are not cached on disk (see features.cache.image_features)."""
     from .cache import image_features, text_features
 
     cache = Path(cache_dir) if cache_dir else None
