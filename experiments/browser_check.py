@@ -29,6 +29,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from hateful_memes.labels import LABELS  # noqa: E402
+from hateful_memes.runtime.files import atomic_open  # noqa: E402
+from hateful_memes.runtime.progress import plural  # noqa: E402
 
 
 def wait_http(url: str, timeout: float, proc: subprocess.Popen | None = None) -> bytes:
@@ -70,13 +72,15 @@ class DevTools:
         return out["result"].get("value")
 
     def wait_state(self, states: tuple[str, ...], timeout: float) -> str:
+        """The page's state once it is one of `states`; it is read at least once."""
         deadline = time.time() + timeout
-        while time.time() < deadline:
+        while True:
             state = self.js("document.getElementById('result').dataset.state")
             if state in states:
                 return state
+            if time.time() >= deadline:
+                raise TimeoutError(f"the page stayed {state!r} for {timeout:.0f}s")
             time.sleep(0.2)
-        raise TimeoutError(f"the page stayed {state!r} for {timeout:.0f}s")
 
 
 def make_meme(path: Path) -> None:
@@ -129,11 +133,32 @@ def check_page(cdp: DevTools, base: str, meme: Path, screenshot: str) -> list[st
     print(f"re-scored with an edited caption -> {state}; status: {status!r}")
     if state != "done" or "caption given" not in status:
         failures.append(f"re-scoring with a caption: {state}, {status!r}")
-    shot = Path(screenshot)
-    shot.parent.mkdir(parents=True, exist_ok=True)
-    shot.write_bytes(base64.b64decode(cdp("Page.captureScreenshot", format="png")["data"]))
-    print(f"screenshot: {shot}")
+    print(f"screenshot: {save_screenshot(cdp, screenshot)}")
     return failures
+
+
+def save_screenshot(cdp, path: str | Path) -> Path:
+    """The page as a PNG at `path`, written whole or not at all (a temp file renamed)."""
+    png = base64.b64decode(cdp("Page.captureScreenshot", format="png")["data"])
+    with atomic_open(path, "wb") as f:
+        f.write(png)
+    return Path(path)
+
+
+def summary(failures: list[str]) -> str:
+    if not failures:
+        return "browser check: passed"
+    return f"browser check: {len(failures)} {plural('failure', len(failures))}"
+
+
+def positive_seconds(value: str) -> float:
+    try:
+        seconds = float(value)
+    except ValueError:
+        seconds = float("nan")
+    if not seconds > 0:
+        raise argparse.ArgumentTypeError(f"expected seconds > 0, got {value!r}")
+    return seconds
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -143,13 +168,15 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--chromium", default=shutil.which("chromium") or "chromium")
     p.add_argument("--screenshot", default=str(ROOT / "experiments" / "runs" /
                                                "browser_check.png"))
-    p.add_argument("--timeout", type=float, default=300, help="seconds for the server to start")
+    p.add_argument("--timeout", type=positive_seconds, default=300,
+                   help="seconds for the server to start (> 0)")
     args = p.parse_args(argv)
+    if not shutil.which(args.chromium):
+        print(f"browser_check: no Chromium at {args.chromium!r} (apt-get install -y chromium)",
+              file=sys.stderr)
+        return 2
     from websockets.sync.client import connect
 
-    if not shutil.which(args.chromium):
-        print(f"browser_check: no Chromium at {args.chromium!r} (apt-get install -y chromium)")
-        return 2
     tmp = Path(tempfile.mkdtemp(prefix="browser_check."))
     meme = tmp / "meme.png"
     make_meme(meme)
@@ -189,7 +216,7 @@ def main(argv: list[str] | None = None) -> int:
         shutil.rmtree(tmp, ignore_errors=True)
     for failure in failures:
         print(f"FAIL: {failure}")
-    print("browser check: " + ("passed" if not failures else f"{len(failures)} failure(s)"))
+    print(summary(failures))
     return 1 if failures else 0
 
 
