@@ -10,12 +10,15 @@ network, so a sandbox-free headless run with networking irrelevant is enough.
 from __future__ import annotations
 
 import argparse
+import os
 import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
+PNG = b"\x89PNG\r\n\x1a\n"  # the signature every PNG file starts with
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -38,13 +41,23 @@ def main(argv: list[str] | None = None) -> int:
     out = args.out or HERE / "screenshots" / f"{report.parent.name}_{report.stem}.png"
     out = out.resolve()
     out.parent.mkdir(parents=True, exist_ok=True)
-    cmd = [browser, "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars",
-           f"--screenshot={out}", f"--window-size={args.width},{args.height}",
-           report.as_uri()]
-    done = subprocess.run(cmd, capture_output=True, text=True, timeout=180)
-    if done.returncode or not out.exists():
-        print(f"error: chromium exited {done.returncode}:\n{done.stderr[-2000:]}", file=sys.stderr)
-        return 1
+    # Chromium writes into a fresh folder beside `out`, renamed onto it only when a PNG is
+    # there: a PNG left by an earlier run can never pass for this one's.
+    with tempfile.TemporaryDirectory(prefix=f".{out.stem}.", dir=out.parent) as tmp:
+        shot = Path(tmp) / out.name
+        cmd = [browser, "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars",
+               f"--screenshot={shot}", f"--window-size={args.width},{args.height}",
+               report.as_uri()]
+        done = subprocess.run(cmd, capture_output=True, text=True, timeout=180)
+        if done.returncode:
+            print(f"error: chromium exited {done.returncode}; {out} not written:\n"
+                  f"{done.stderr[-2000:]}", file=sys.stderr)
+            return 1
+        if not shot.is_file() or not shot.read_bytes().startswith(PNG):
+            print(f"error: chromium exited 0 but wrote no PNG; {out} not written:\n"
+                  f"{done.stderr[-2000:]}", file=sys.stderr)
+            return 1
+        os.replace(shot, out)
     print(out)
     return 0
 
