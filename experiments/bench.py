@@ -163,8 +163,10 @@ def _worker(*args: str) -> list[str]:
     return [sys.executable, str(Path(__file__).resolve()), "--worker", *args]
 
 
-def _load_avg() -> str:
-    return " / ".join(f"{x:.2f}" for x in os.getloadavg())
+def load_avg(values: tuple[float, ...] | None = None) -> str:
+    """The 1/5/15-minute load averages as every script writes them ("0.52 / 0.61 / 0.70"):
+    now, or `values` that os.getloadavg() gave earlier."""
+    return " / ".join(f"{x:.2f}" for x in (os.getloadavg() if values is None else values))
 
 
 # --- workers: run in their own process -------------------------------------------------------
@@ -463,6 +465,19 @@ def machine() -> str:
             "no GPU used")
 
 
+def machine_brief(sklearn: bool = False) -> str:
+    """The short machine description of the unseen-like check's sections: architecture, CPUs,
+    torch's version (and scikit-learn's), Python's; `machine` is the long one."""
+    import torch
+
+    parts = [platform.machine(), f"{os.cpu_count()} CPUs", f"torch {torch.__version__}"]
+    if sklearn:
+        import sklearn as sk
+
+        parts.append(f"scikit-learn {sk.__version__}")
+    return ", ".join([*parts, f"Python {platform.python_version()}"])
+
+
 def quality_section(results: dict, args, started: str, load_before: str, seconds: float) -> str:
     rows = table_rows(results)
     ours = [r for r in rows if r["ours"]]
@@ -476,7 +491,7 @@ def quality_section(results: dict, args, started: str, load_before: str, seconds
         f"Command: `{args.command}`  ",
         f"Date: {started}; took {seconds / 60:.1f} min.  ",
         f"Machine: {machine()}.  ",
-        f"Load average (1/5/15 min) at start {load_before}, at end {_load_avg()}: "
+        f"Load average (1/5/15 min) at start {load_before}, at end {load_avg()}: "
         "timings on a loaded machine are inflated.",
         "",
         f"Trained on train.json (8,500 memes), scored on dev_seen.json (500). "
@@ -595,10 +610,10 @@ def main(argv: list[str] | None = None) -> int:
     if (missing := missing_annotations(data)):
         p.error(f"--data: {missing}")
     started = datetime.datetime.now().astimezone().strftime("%Y-%m-%d %H:%M %Z")
-    load_before, t0 = _load_avg(), time.perf_counter()
+    load_before, t0 = load_avg(), time.perf_counter()
     results = {}
     for system in systems:
-        print(f"bench: {system} (load {_load_avg()})", file=sys.stderr)
+        print(f"bench: {system} (load {load_avg()})", file=sys.stderr)
         if system in OURS:
             results[system] = bench_ours(system, data, tuple(args.seeds), args.quick)
         else:

@@ -40,7 +40,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench import ROOT, _load_avg, assemble  # noqa: E402
+from bench import ROOT, load_avg, assemble  # noqa: E402
 
 from hateful_memes.features import store as feature_store  # noqa: E402
 from hateful_memes.features.cache import FLUSH_ROWS  # noqa: E402
@@ -164,7 +164,7 @@ def disk_bytes(folder: Path) -> int:
 def measure(name: str, folder: Path, keys: list[str], lookups: list[int], dim: int,
             repeats: int) -> dict:
     folder.mkdir(parents=True)
-    load_before = _load_avg()
+    load_before = load_avg()
     patches = contextlib.ExitStack()
     if name.startswith("sqlite"):  # sqlite-<N>k[-read]
         kb = int(name.split("-")[1][:-1])
@@ -200,7 +200,7 @@ def measure(name: str, folder: Path, keys: list[str], lookups: list[int], dim: i
             wrong += got is None or not np.array_equal(got, vectors[i - b * FLUSH_ROWS])
     return {"store": name, "n": len(keys), "insert_s": insert, "lookup_s": lookup,
             "lookups": len(lookups), "wrong": wrong, "bytes": disk_bytes(folder),
-            "load": f"{load_before} -> {_load_avg()}"}
+            "load": f"{load_before} -> {load_avg()}"}
 
 
 @contextlib.contextmanager

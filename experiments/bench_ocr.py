@@ -33,7 +33,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench import ROOT, _load_avg, assemble, machine  # noqa: E402
+from bench import ROOT, load_avg, assemble, machine  # noqa: E402
 
 from hateful_memes.data import demo  # noqa: E402
 from hateful_memes.runtime.files import write_text  # noqa: E402
@@ -149,7 +149,7 @@ def section(results: list[dict], skipped: dict, args, n_by_style: dict, started:
              f"Command: `{shlex.join(['python', 'experiments/bench_ocr.py', *args.argv])}`  ",
              f"Date: {started}.  ",
              f"Machine: {machine()}.  ",
-             f"Load average (1/5/15 min) at start {load_before}, at end {_load_avg()}.", "",
+             f"Load average (1/5/15 min) at start {load_before}, at end {load_avg()}.", "",
              f"{args.n} demo memes (seed {args.seed}, {args.image_size} px), by caption style: "
              + ", ".join(f"{s} {n_by_style.get(s, 0)}" for s in styles) + ". CER after "
              "lower-casing, removing punctuation and collapsing whitespace; words/s over one "
@@ -193,7 +193,7 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     args.argv = argv
     started = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
-    load_before = _load_avg()
+    load_before = load_avg()
     memes = demo.make_memes(max(args.n, demo.MIN_N), args.seed)[:args.n]
     images = [demo.render(m, args.image_size) for m in memes]
     n_by_style: dict[str, int] = {}

@@ -34,7 +34,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench import (DATA, QUICK_RESULTS, RESULTS, ROOT, _load_avg, assemble,  # noqa: E402
+from bench import (DATA, QUICK_RESULTS, RESULTS, ROOT, load_avg, assemble,  # noqa: E402
                    machine, missing_annotations, results_out, run_measured, wrote)
 
 from hateful_memes.runtime.files import write_json, write_text  # noqa: E402
@@ -441,10 +441,10 @@ def main(argv: list[str] | None = None) -> int:
     if "heads" in parts and (missing := missing_annotations(data, ("train.json",
                                                                    "dev_seen.json"))):
         p.error(f"--data: {missing}")
-    load = {"start": _load_avg()}
+    load = {"start": load_avg()}
     if args.wait_load:
         load.update(wait_for_quiet(args.wait_load, args.wait_max))
-        load["start"] = _load_avg()
+        load["start"] = load_avg()
     started = datetime.datetime.now().astimezone().strftime("%Y-%m-%d %H:%M %Z")
     me = [sys.executable, str(Path(__file__).resolve()), "--worker"]
     images = encode = heads = None
@@ -466,7 +466,7 @@ def main(argv: list[str] | None = None) -> int:
              str(res)], WORK / "heads.log")
         heads = json.loads(res.read_text())
     run = {"command": command, "started": started, "machine": machine(), "quick": args.quick,
-           "load": {**load, "end": _load_avg()}, "peaks": peaks, "images": images,
+           "load": {**load, "end": load_avg()}, "peaks": peaks, "images": images,
            "encode": encode, "heads": heads}
     write_json(saved_run(args.quick), run)
     write_text(out.parent / SECTION, speed_section(run))

@@ -39,7 +39,6 @@ from __future__ import annotations
 
 import datetime
 import os
-import platform
 import sys
 import time
 from pathlib import Path
@@ -49,6 +48,8 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "experiments"))
+
+from bench import load_avg, machine_brief  # noqa: E402
 
 from hateful_memes.runtime.files import write_text  # noqa: E402
 from hateful_memes.scoring import thresholds as th  # noqa: E402
@@ -214,19 +215,14 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def render(rows: dict, seeds: list[int], load_start, took: float) -> list[str]:
-    import sklearn
-    import torch
-
     now = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     base_name = "default, written (thresholds folded)"
     lines = [
         "## Label co-occurrence: a stacked second stage on the unseen-like check", "",
         f"Command: `python experiments/cooc_check.py --seeds {','.join(map(str, seeds))}`  ",
         f"Date: {now}; took {took / 60:.1f} min (train.py runs reused where they existed).  ",
-        f"Machine: {platform.machine()}, {os.cpu_count()} CPUs, torch {torch.__version__}, "
-        f"scikit-learn {sklearn.__version__}, Python {platform.python_version()}, no GPU. "
-        f"Load average at start {' / '.join(f'{x:.2f}' for x in load_start)}, at end "
-        f"{' / '.join(f'{x:.2f}' for x in os.getloadavg())}.", "",
+        f"Machine: {machine_brief(sklearn=True)}, no GPU. Load average at start "
+        f"{load_avg(load_start)}, at end {load_avg()}.", "",
         f"Mean ± sample std over seeds {', '.join(map(str, seeds))}. Each cell: micro AUROC / "
         "micro F1 / macro F1 (the first two are the official metric), then the hateful AUROC "
         "of pred_hate (the default's in every row). Left: train.json out of fold (stacker and "

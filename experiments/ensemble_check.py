@@ -36,7 +36,6 @@ import datetime
 import functools
 import itertools
 import os
-import platform
 import sys
 import time
 from pathlib import Path
@@ -46,6 +45,8 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "experiments"))
+
+from bench import load_avg, machine_brief  # noqa: E402
 
 from hateful_memes.runtime.files import write_text  # noqa: E402
 from hateful_memes.scoring import calibration  # noqa: E402
@@ -276,9 +277,6 @@ def _train_seconds(seed: int) -> float:
 
 def render(rows: dict, seeds: list[int], weights: dict, train_seconds: list[float],
            load_start, took: float) -> list[str]:
-    import sklearn
-    import torch
-
     from hateful_memes.labels import LABELS
 
     now = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
@@ -286,10 +284,8 @@ def render(rows: dict, seeds: list[int], weights: dict, train_seconds: list[floa
         "## Seed bagging, TF-IDF weight per label, threshold objective (unseen-like check)", "",
         f"Command: `python experiments/ensemble_check.py --seeds {','.join(map(str, seeds))}`  ",
         f"Date: {now}; took {took / 60:.1f} min (train.py runs reused where they existed).  ",
-        f"Machine: {platform.machine()}, {os.cpu_count()} CPUs, torch {torch.__version__}, "
-        f"scikit-learn {sklearn.__version__}, Python {platform.python_version()}, no GPU. "
-        f"Load average at start {' / '.join(f'{x:.2f}' for x in load_start)}, at end "
-        f"{' / '.join(f'{x:.2f}' for x in os.getloadavg())}.", "",
+        f"Machine: {machine_brief(sklearn=True)}, no GPU. Load average at start "
+        f"{load_avg(load_start)}, at end {load_avg()}.", "",
         f"Each cell: micro AUROC / micro F1 / macro F1 (the first two are the official "
         "metric), then the hateful AUROC of pred_hate. Left: train.json out of fold (weights "
         "and thresholds of each fold chosen on the other folds), right: dev_seen (chosen on all "

@@ -43,6 +43,9 @@ import torch
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "experiments"))
+
+from bench import load_avg  # noqa: E402
 
 from hateful_memes.data import demo  # noqa: E402
 from hateful_memes.runtime.files import atomic_open, write_json, write_jsonl  # noqa: E402
@@ -337,7 +340,7 @@ def main(argv: list[str] | None = None) -> int:
     workers = sizes.workers or tuple(sorted({max(1, cpus // 4), max(1, cpus // 2), cpus}))
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True
-    load_before = " / ".join(f"{x:.2f}" for x in os.getloadavg())
+    load_before = load_avg()
     started = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     with tempfile.TemporaryDirectory(prefix="gpu_bench-", dir=args.dir) as tmp:
         root = Path(tmp)
@@ -354,7 +357,7 @@ def main(argv: list[str] | None = None) -> int:
     result = {"date": started, "device": describe_device(device), "torch": torch.__version__,
               "python": platform.python_version(), "cpus": cpus, "smoke": args.smoke,
               "sizes": dataclasses.asdict(sizes), "load_before": load_before,
-              "load_after": " / ".join(f"{x:.2f}" for x in os.getloadavg()),
+              "load_after": load_avg(),
               "image_features": image_rows, "finetune": finetune_rows, "barlow_twins": bt_rows}
     write_json(args.out, result)
     print(table(result))

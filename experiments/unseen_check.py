@@ -32,7 +32,6 @@ from __future__ import annotations
 import argparse
 import datetime
 import os
-import platform
 import re
 import shutil
 import sys
@@ -46,7 +45,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "experiments"))
 
-from bench import DATA, add_seeds, missing_annotations  # noqa: E402
+from bench import (DATA, add_seeds, load_avg, machine_brief,  # noqa: E402
+                   missing_annotations)
 
 from hateful_memes.data.annotations import gold_matrix, read_annotations  # noqa: E402
 from hateful_memes.data.crossval import caption_key  # noqa: E402
@@ -479,8 +479,6 @@ def table_rows(rows: dict, sides: tuple[int, ...]) -> list[str]:
 
 def _render(rows, seeds, seconds, load_start, took, designs_table=False,
             text_encoder: str | None = None, text_join: str | None = None) -> list[str]:
-    import torch
-
     now = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     title = ("Threshold designs on the default blend" if designs_table else
              "Unseen-like check: train out of fold beside dev_seen (text only)")
@@ -497,10 +495,8 @@ def _render(rows, seeds, seconds, load_start, took, designs_table=False,
         f"{','.join(map(str, seeds))}{flag}`  ",
         f"Date: {now}; took {took / 60:.1f} min ({np.mean(seconds):.0f} s a seed for the "
         "two train.py runs).  ",
-        f"Machine: {platform.machine()}, {os.cpu_count()} CPUs, torch {torch.__version__}, "
-        f"Python {platform.python_version()}, no GPU used. Load average at start "
-        f"{' / '.join(f'{x:.2f}' for x in load_start)}, at end "
-        f"{' / '.join(f'{x:.2f}' for x in os.getloadavg())}.", "",
+        f"Machine: {machine_brief()}, no GPU used. Load average at start "
+        f"{load_avg(load_start)}, at end {load_avg()}.", "",
         "Mean ± sample std over seeds "
         f"{', '.join(map(str, seeds))}. Each cell: micro AUROC / micro F1 / macro F1 (the first "
         "two are the official metric), then the hateful AUROC of pred_hate. Left: train.json "

@@ -1,6 +1,7 @@
 """experiments/gpu_bench.py runs end to end (on the CPU, --smoke sizes) and reports every part."""
 import json
 import math
+import re
 
 import pytest
 import torch
@@ -19,6 +20,8 @@ def test_smoke_run_measures_every_part_and_writes_json(gpu_bench, tmp_path, caps
     assert gpu_bench.main(["--smoke", "--out", str(out), "--dir", str(tmp_path)]) == 0
     result = json.loads(out.read_text())
     assert result["smoke"] is True and result["device"].startswith("CPU")
+    assert all(re.fullmatch(r"\d+\.\d\d / \d+\.\d\d / \d+\.\d\d", result[k])
+               for k in ("load_before", "load_after"))  # as bench.load_avg writes it
     smoke = gpu_bench.SMOKE
     images = result["image_features"]
     assert {(r["model"], r["path"], r["workers"]) for r in images} == {
