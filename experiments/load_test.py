@@ -7,7 +7,8 @@ Bounded: sends exactly --requests POST /predict requests from --concurrency thre
 with its own keep-alive connection), every one with a generated 256x256 demo meme, and stops
 sending when --max-seconds have passed. `--mode text` sends each meme's caption (the model
 alone); `--mode ocr` sends none, so each request also pays for OCR. With --run it starts
-serve.py itself and stops it at the end. Prints one table row (markdown).
+serve.py itself (waiting up to --start-timeout for it) and stops it at the end; a --url that
+does not answer /health within --connect-timeout is an error. Prints one table row (markdown).
 """
 from __future__ import annotations
 
@@ -42,13 +43,24 @@ def wait_health(url: str, proc: subprocess.Popen | None, timeout: float) -> dict
     deadline = time.time() + timeout
     while True:
         try:
-            return httpx.get(url + "/health", timeout=5).json()
+            return httpx.get(url + "/health",
+                             timeout=min(5.0, max(0.1, deadline - time.time()))).json()
         except httpx.HTTPError:
             if proc is not None and proc.poll() is not None:
                 raise RuntimeError(f"serve.py exited with {proc.returncode}") from None
             if time.time() > deadline:
                 raise TimeoutError(f"{url} did not answer in {timeout:.0f}s") from None
             time.sleep(0.5)
+
+
+def positive_seconds(value: str) -> float:
+    try:
+        seconds = float(value)
+    except ValueError:
+        seconds = float("nan")
+    if not seconds > 0:
+        raise argparse.ArgumentTypeError(f"expected seconds > 0, got {value!r}")
+    return seconds
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -65,7 +77,19 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--max-seconds", type=float, default=900,
                    help="stop sending after this long (requests not sent count as not sent)")
     p.add_argument("--images", type=int, default=20, help="distinct memes to cycle through")
+    p.add_argument("--connect-timeout", type=positive_seconds, default=30,
+                   help="seconds for --url to answer /health before giving up (default 30)")
+    p.add_argument("--start-timeout", type=positive_seconds, default=600,
+                   help="seconds for the serve.py that --run starts to answer (default 600)")
     args = p.parse_args(argv)
+    if args.url:
+        try:
+            wait_health(args.url, None, args.connect_timeout)
+        except TimeoutError:
+            print(f"load_test: {args.url} did not answer GET /health within "
+                  f"{args.connect_timeout:g} s (--connect-timeout): is the service running "
+                  "there?", file=sys.stderr)
+            return 2
     samples = memes(args.images)
     server = None
     url = args.url
@@ -75,7 +99,7 @@ def main(argv: list[str] | None = None) -> int:
                                    *[a for r in args.run for a in ("--run", r)],
                                    "--port", str(args.port)], cwd=ROOT)
     try:
-        before = wait_health(url, server, 600)
+        before = wait_health(url, server, args.start_timeout if server else args.connect_timeout)
         local = threading.local()
         start = time.perf_counter()
 
