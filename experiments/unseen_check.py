@@ -25,7 +25,9 @@ of fold, a split whose confounders are all among its own memes.
 The runs are train.py's defaults (`experiments/text_best.yaml`), `--task A` and `--task B` each,
 as a user runs them; pred_hate averages the two runs' hateful scores, as predict.py does. The
 TF-IDF peer gets the same treatment on the same folds (its out-of-fold and full-train models are
-the ones inside the runs' blend). Writes experiments/results_unseen.md, a section of RESULTS.md.
+the ones inside the runs' blend). Writes experiments/results_unseen.md, a section of RESULTS.md
+(--designs: results_designs.md); another --text-encoder or --text-join writes a file of its
+own (results_unseen-minilm.md, results_designs-minilm.md), unless --out names one.
 """
 from __future__ import annotations
 
@@ -245,6 +247,17 @@ def work_dir(text_encoder: str | None, text_join: str | None = None) -> Path:
     return WORK.parent / (name + (f"-{text_join}" if text_join else ""))
 
 
+def results_path(designs: bool, text_encoder: str | None = None,
+                 text_join: str | None = None) -> Path:
+    """The section a run writes without --out: results_unseen.md, or results_designs.md for
+    --designs; another text encoder or join gets a file of its own named by its runs' folder
+    (results_unseen-minilm.md, results_designs-minilm.md), never the default's."""
+    name = work_dir(text_encoder, text_join).name  # "unseen" or "unseen-SPEC"
+    if designs:
+        name = "designs" + name[len("unseen"):]
+    return ROOT / "experiments" / f"results_{name}.md"
+
+
 def run_seed(seed: int, train_memes, dev_memes, quiet: bool, reuse: bool = False,
              text_encoder: str | None = None, text_join: str | None = None,
              sides: dict | None = None) -> dict:
@@ -339,13 +352,11 @@ def main(argv: list[str] | None = None) -> int:
                    help="train the defaults joining the text encoders this way instead")
     p.add_argument("--designs", action="store_true",
                    help="instead: compare threshold designs on the default blend, reusing the "
-                   "runs of an earlier check where they exist (writes results_designs.md)")
+                   "runs of an earlier check where they exist (writes results_designs.md, or "
+                   "results_designs-SPEC.md with --text-encoder SPEC)")
     args = p.parse_args(argv)
-    if args.designs and args.out == p.get_default("out"):
-        args.out = str(ROOT / "experiments" / "results_designs.md")
-    elif (args.text_encoder or args.text_join) and args.out == p.get_default("out"):
-        name = work_dir(args.text_encoder, args.text_join).name
-        args.out = str(ROOT / "experiments" / f"results_{name}.md")
+    if args.out == p.get_default("out"):
+        args.out = str(results_path(args.designs, args.text_encoder, args.text_join))
     seeds = args.seeds
     os.chdir(ROOT)
     t_start = time.time()

@@ -119,3 +119,17 @@ def test_hidden_twins_fit_with_the_twin_features_and_score_without_them(uc):
     again = uc.hidden_twins(g, s, dev, fold_of, changed, th.choose_joint)[0]
     assert np.allclose(again[fold_of == 0], oof[fold_of == 0])
     assert not np.allclose(again[fold_of != 0], oof[fold_of != 0])
+
+
+def test_each_encoder_and_design_run_writes_its_own_section(uc):
+    names = {args: uc.results_path(*args).name for args in [
+        (False, None, None), (True, None, None), (False, "mpnet", None), (True, "mpnet", None),
+        (False, "minilm,mpnet", "concat"), (True, "minilm,mpnet", "concat")]}
+    assert names[(False, None, None)] == "results_unseen.md"
+    assert names[(True, None, None)] == "results_designs.md"
+    assert names[(False, "mpnet", None)] == "results_unseen-mpnet.md"
+    # --designs on another encoder's runs must not overwrite the default's designs section.
+    assert names[(True, "mpnet", None)] == "results_designs-mpnet.md"
+    assert names[(True, "minilm,mpnet", "concat")] == "results_designs-minilm_mpnet-concat.md"
+    assert len(set(names.values())) == len(names)
+    assert all(uc.results_path(*args).parent == uc.ROOT / "experiments" for args in names)
