@@ -23,7 +23,8 @@ def plural(unit: str, n: int | None = None) -> str:
     batches"). tqdm's units are singular ("meme/s"), and its own "it" stays as it is."""
     if n == 1 or unit == "it" or unit.endswith("s"):
         return unit
-    if unit.endswith(("ch", "sh", "x", "z")):
+    # -es after a hiss (batch, box); "epoch" ends in ch without one.
+    if unit.endswith(("ch", "sh", "x", "z")) and unit != "epoch":
         return unit + "es"
     return unit + "s"
 

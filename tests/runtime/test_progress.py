@@ -55,6 +55,8 @@ def test_log_lines_count_in_the_plural_and_tqdm_keeps_its_unit(monkeypatch):
 def test_units_ending_in_a_hiss_take_es():
     """The scoring bar counts batches: "done 1/1 batchs" was what the logs said."""
     assert progress.plural("batch") == "batches"
+    # train.py's "best epochs [14, 11, ...]" read "best epoches" with the hiss rule alone
+    assert progress.plural("epoch", 5) == "epochs"
     assert progress.plural("batch", 1) == "batch"
     assert progress.plural("box") == "boxes"
     assert progress.plural("image") == "images"
