@@ -71,6 +71,9 @@ def predict_images(clf: MemeClassifier, paths: list[str], out: Path,
     output = ResumableOutput(out, clf.tasks)
     done = output.start()
     todo = [item for item in items if item.id not in done]
+    uncaptioned = [item for item in todo if caption_of(item, captions) is None]
+    if uncaptioned and clf.ocr_spec == "none":
+        _refuse_uncaptioned(uncaptioned, len(todo), captions_file)
     bad: list[str] = []
     with progress_bar(total=len(todo), unit="meme", desc="predict",
                       disable=True if quiet else None) as bar:
@@ -104,6 +107,30 @@ def predict_images(clf: MemeClassifier, paths: list[str], out: Path,
     else:
         print(f"predict.py: no meme could be predicted; {out} not written", file=sys.stderr)
     return 0
+
+
+def _refuse_uncaptioned(uncaptioned: list, n: int, captions_file: str | None) -> None:
+    """--ocr none: ValueError naming the readable images without a caption, up front, and how
+    to give them one. An unreadable image needs none: it is counted as unreadable later."""
+    from ..features.cache import ImageReadError
+
+    readable = []
+    for item in uncaptioned:
+        try:
+            open_image(item.path)
+        except ImageReadError:
+            continue
+        readable.append(str(item.path))
+        if len(readable) == 5:
+            break
+    if not readable:
+        return
+    where = f"in --captions {captions_file}" if captions_file else "(no --captions file given)"
+    raise ValueError(f"--ocr none reads no caption off an image, but {len(uncaptioned)} of {n} "
+                     f"images have none {where}, first: {'; '.join(readable)}; give each its "
+                     "caption with --captions FILE.csv (columns image,text; image: the path as "
+                     "listed, relative to its folder, or the file name), or let an OCR engine "
+                     "read them (--ocr auto)")
 
 
 def _refuse_overwriting_an_input(out: Path, *inputs: str | None) -> None:

@@ -245,6 +245,17 @@ class MemeClassifier:
         todo = [i for i, t in enumerate(texts) if t is None]
         by_ocr = set(todo)
         captions = list(texts)
+        if todo and self._ocr is None and self.ocr_spec == "none":
+            # Which memes lack a caption, and the two ways out (load_ocr's own message names
+            # neither).
+            names = [f"image {i}" + (f" ({images[i]})" if isinstance(images[i], (
+                str, os.PathLike)) else "") for i in todo]
+            shown = ", ".join(names[:5]) + (f" and {len(names) - 5} more" if len(names) > 5
+                                            else "")
+            has = "has" if len(names) == 1 else "have"
+            raise ValueError(f"{shown} {has} no caption, and this classifier has no OCR "
+                             "(ocr='none'): give the caption in texts=, or load the classifier "
+                             "with an OCR engine (ocr='auto')")
         if todo:
             read = self.load_ocr().read([pictures[i] for i in todo])
             for i, caption in zip(todo, read):

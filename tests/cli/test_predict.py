@@ -141,6 +141,23 @@ def test_images_without_captions_are_read_by_ocr(tiny_runs, folder, tmp_path):
     assert json.loads(out.read_text())["id"] == images.hashed_id("funny cat.png")
 
 
+def test_ocr_none_names_an_image_without_caption_and_points_to_captions(tiny_runs, folder,
+                                                                        tmp_path, capsys):
+    out = tmp_path / "out.jsonl"
+    captions = str(folder.parent / f"{folder.name}_captions.csv")
+    # The CSV names "sub/funny cat.png"; listed from sub/ the file is "funny cat.png".
+    for extra in (["--captions", captions], []):
+        assert predict.main(["--run", str(tiny_runs / "B"), "--images", str(folder / "sub"),
+                             "--out", str(out), "--ocr", "none", "--quiet", *extra]) == 1
+        err = capsys.readouterr().err
+        assert str(folder / "sub" / "funny cat.png") in err and "--captions FILE.csv" in err
+        assert "broken.jpg" not in err  # unreadable: counted as such, needs no caption
+        assert not out.exists()
+    # Every readable image captioned: an unreadable one without a caption is no obstacle.
+    assert predict.main(_args(tiny_runs, folder, out, "--ocr", "none")) == 0
+    assert "broken.jpg" in capsys.readouterr().err
+
+
 def test_a_misspelt_ocr_engine_is_a_usage_error_before_any_run_loads(tmp_path, capsys):
     for source in (["--input", str(tmp_path / "test.jsonl")],
                    ["--images", str(tmp_path), "--out", str(tmp_path / "o.jsonl")]):

@@ -184,6 +184,21 @@ def test_labels_and_scores_come_in_the_order_of_labels_tasks():
         assert result.labels["hate"] == "hateful"
 
 
+def test_without_ocr_a_meme_without_caption_is_named_with_the_way_out(tmp_path):
+    # ocr="none" (predict.py --ocr none): "give every meme a caption" did not say which one.
+    paths = [tmp_path / "a.png", tmp_path / "b.png", tmp_path / "c.png"]
+    for path in paths:
+        Image.new("RGB", (32, 32), "white").save(path)
+    clf = MemeClassifier([FakeRun("pc", True)], ocr="none")
+    with pytest.raises(ValueError) as error:
+        clf.predict(images=paths, texts=["a caption", None, "another"])
+    message = str(error.value)
+    assert f"image 1 ({paths[1]})" in message and "a.png" not in message
+    assert "texts" in message and "ocr=" in message  # the ways out: a caption, or an engine
+    with pytest.raises(ValueError, match=r"image 0 has no caption"):
+        clf.predict(images=[paths[0].read_bytes()])
+
+
 @pytest.mark.parametrize("engine, ocr_device", [("rapidocr", "cpu"), ("tesseract", "cpu"),
                                                 ("easyocr", "cuda"), ("auto", "cuda")])
 def test_a_cpu_only_ocr_engine_reads_beside_a_model_on_the_gpu(monkeypatch, engine, ocr_device):
