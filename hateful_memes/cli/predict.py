@@ -74,6 +74,10 @@ def predict_images(clf: MemeClassifier, paths: list[str], out: Path,
     uncaptioned = [item for item in todo if caption_of(item, captions) is None]
     if uncaptioned and clf.ocr_spec == "none":
         _refuse_uncaptioned(uncaptioned, len(todo), captions_file)
+    elif uncaptioned:
+        # The engine now, not at the first chunk: one that cannot load fails before any
+        # progress line is printed (or any image decoded).
+        clf.load_ocr()
     bad: list[str] = []
     with progress_bar(total=len(todo), unit="meme", desc="predict",
                       disable=True if quiet else None) as bar:

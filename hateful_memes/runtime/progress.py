@@ -3,9 +3,10 @@
 A bar redrawn with carriage returns is noise in a CI log or a file that `nohup` writes, so when
 stderr is not a terminal `bar` returns `LogProgress`, which takes the same calls (iteration,
 `update`, `set_postfix`, `close`, use as a context manager) and prints one line every
-`every` seconds and one at the end. A bar that tqdm would erase when done (`leave=False`: an
-epoch, a scoring pass) prints its closing line only if it had printed one on its way: a job of
-many short epochs otherwise logged a line for each (300 for `make demo`).
+`every` seconds and one at the end ("done", or "stopped at" where an error ends its block). A
+bar that tqdm would erase when done (`leave=False`: an epoch, a scoring pass) prints its
+closing line only if it had printed one on its way: a job of many short epochs otherwise logged
+a line for each (300 for `make demo`).
 """
 from __future__ import annotations
 
@@ -43,11 +44,11 @@ class LogProgress:
         self.start = self.last = time.monotonic()
         self.closed = False
 
-    def _line(self, final: bool = False) -> None:
+    def _line(self, final: bool = False, failed: bool = False) -> None:
         seconds = max(time.monotonic() - self.start, 1e-9)
         of = f"/{self.total}" if self.total is not None else ""
         extra = f" {self.postfix}" if self.postfix else ""
-        state = "done" if final else "at"
+        state = "stopped at" if failed else "done" if final else "at"
         # Out of a total the count is plural even at 1 ("1/90 memes").
         counted = plural(self.unit, self.n if self.total is None else None)
         print(f"{self.desc}: {state} {self.n}{of} {counted} in {seconds:.0f}s "
@@ -79,7 +80,12 @@ class LogProgress:
     def __enter__(self) -> "LogProgress":
         return self
 
-    def __exit__(self, *exc) -> None:
+    def __exit__(self, exc_type, *exc) -> None:
+        if exc_type is not None and not self.closed:
+            # An error (or ^C) ends the block: "done" would read as if the work were finished.
+            if not self.disable:
+                self._line(final=True, failed=True)
+            self.closed = True
         self.close()
 
 

@@ -158,6 +158,23 @@ def test_ocr_none_names_an_image_without_caption_and_points_to_captions(tiny_run
     assert "broken.jpg" in capsys.readouterr().err
 
 
+def test_an_ocr_engine_that_fails_to_load_fails_before_any_progress_line(
+        tiny_runs, folder, tmp_path, capsys, monkeypatch):
+    # "predict: done 0/1 memes" came before the engine's error, as if the work were done.
+    from hateful_memes.serving import ocr
+
+    def not_installed(name, device):
+        raise ocr.OCRNotInstalled(f"{name} is not installed")
+
+    monkeypatch.setattr(ocr, "create_ocr", not_installed)
+    out = tmp_path / "out.jsonl"
+    assert predict.main(["--run", str(tiny_runs / "B"), "--images",
+                         str(folder / "sub" / "funny cat.png"), "--out", str(out),
+                         "--ocr", "rapidocr"]) == 1
+    err = capsys.readouterr().err
+    assert err == "predict.py: error: rapidocr is not installed\n"
+
+
 def test_a_misspelt_ocr_engine_is_a_usage_error_before_any_run_loads(tmp_path, capsys):
     for source in (["--input", str(tmp_path / "test.jsonl")],
                    ["--images", str(tmp_path), "--out", str(tmp_path / "o.jsonl")]):

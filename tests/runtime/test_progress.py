@@ -89,3 +89,15 @@ def test_off_a_terminal_a_bar_tqdm_would_erase_leaves_no_line_unless_it_ran_long
         with progress.bar(total=3, desc="predict", unit="meme", leave=leave, file=out) as b:
             b.update(3)
         assert out.getvalue().startswith("predict: done 3/3 memes in ")
+
+
+def test_a_failure_inside_the_block_is_no_done_line():
+    out = io.StringIO()
+    try:
+        with LogProgress(total=5, desc="predict", unit="meme", file=out) as bar:
+            bar.update(2)
+            raise RuntimeError("the OCR engine failed")
+    except RuntimeError:
+        pass
+    assert "done" not in out.getvalue()
+    assert out.getvalue().startswith("predict: stopped at 2/5 memes in ")
