@@ -70,8 +70,38 @@ def run_check(pred: str, gold: str | None) -> int:
     return 0
 
 
+def _missing_folders(folder: Path) -> list[Path]:
+    """`folder` and those of its parents that do not exist yet, innermost first."""
+    missing = []
+    while not folder.exists() and folder != folder.parent:
+        missing.append(folder)
+        folder = folder.parent
+    return missing
+
+
 def run_evaluate(gold: str, pred: str, out: str | None, images: str | None = None,
                  compare: str | None = None) -> int:
+    # check_writable makes --out (and its parents) up front; a run that then fails, or is
+    # stopped, removes again those it made while they are empty, rather than leave an empty
+    # report folder behind. A folder that was there before is left alone.
+    made = _missing_folders(Path(out)) if out else []
+    code = None
+    try:
+        code = _run_evaluate(gold, pred, out, images, compare)
+        return code
+    finally:
+        if code != 0:
+            for folder in made:
+                try:
+                    folder.rmdir()
+                except FileNotFoundError:
+                    continue
+                except OSError:  # not empty: kept, and so are its parents
+                    break
+
+
+def _run_evaluate(gold: str, pred: str, out: str | None, images: str | None,
+                  compare: str | None) -> int:
     try:
         if out:  # before any reading or scoring, so that a bad --out fails at once
             check_writable(out, "--out")

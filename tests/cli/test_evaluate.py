@@ -89,7 +89,23 @@ def test_images_must_be_a_folder_and_compare_must_share_ids(tmp_path, capsys):
     err = capsys.readouterr().err
     assert err.startswith(
         f"evaluate.py: error: {other} against {gold}: none of the 2 predicted ids")
-    assert not out.exists() or not any(out.iterdir())  # --out is tried up front, left empty
+    assert not out.exists()  # tried up front (so made), removed again when nothing is written
+
+
+def test_a_failed_evaluation_removes_the_out_folders_it_made_and_keeps_the_others(
+        tmp_path, capsys):
+    gold = tiny_gold(tmp_path)
+    pred = tmp_path / "pred.jsonl"
+    write_submission(pred, [100, 101], random_scores(2, ("pc",)))  # no id of the gold
+    out = tmp_path / "new" / "eval"
+    assert main(["--gold", str(gold), "--pred", str(pred), "--out", str(out)]) == 1
+    assert "none of the 2 predicted ids" in capsys.readouterr().err
+    assert not (tmp_path / "new").exists()  # the parent it made too
+    kept = tmp_path / "kept"
+    kept.mkdir()  # there before the run: not this run's to remove, even empty
+    assert main(["--gold", str(gold), "--pred", str(tmp_path / "absent.jsonl"),
+                 "--out", str(kept / "eval")]) == 1
+    assert kept.is_dir() and not any(kept.iterdir())
 
 
 def test_partial_coverage_on_real_dev_seen(tmp_path, capsys, real_annotations):
