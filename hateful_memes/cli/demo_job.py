@@ -21,6 +21,7 @@ from ..data import demo
 from ..data.annotations import read_annotations
 from ..data.images import ResumableOutput
 from ..runtime import rundir
+from ..runtime.pipes import quiet_broken_pipe
 from . import evaluate, predict, train
 
 SPLIT_FILES = ("train.json", "dev.json", "test.jsonl")
@@ -66,6 +67,7 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
+@quiet_broken_pipe  # `| head`: exit 141 without a traceback (runtime/pipes.py)
 def main(argv: list[str] | None = None) -> int:
     p = _parser()
     args = p.parse_args(argv)

@@ -17,6 +17,7 @@ from ..data.submission import (SubmissionError, check_set_names, check_submissio
 from ..evaluation.html_report import Predictions, ReportError, check_image_paths, render
 from ..evaluation.metrics import evaluate
 from ..evaluation.report import format_report, write_report
+from ..runtime.pipes import quiet_broken_pipe
 from ..runtime.progress import plural
 from ..runtime.rundir import RunDirError, check_writable
 
@@ -148,6 +149,7 @@ def _run_evaluate(gold: str, pred: str, out: str | None, images: str | None,
     return 0
 
 
+@quiet_broken_pipe  # `| head`: exit 141 without a traceback (runtime/pipes.py)
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     if args.check:

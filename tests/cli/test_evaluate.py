@@ -259,6 +259,21 @@ def test_root_script_runs_the_cli(tmp_path):
     assert done.stdout == f"{pred}: valid, 1 rows with pred_hate\n"
 
 
+def test_a_reader_that_stops_early_ends_it_quietly_with_141(tmp_path):
+    # `evaluate.py ... | head -1` ended in a BrokenPipeError traceback. The reader here closes
+    # its end before the command has written anything.
+    gold = tiny_gold(tmp_path)
+    pred = tmp_path / "pred.jsonl"
+    write_submission(pred, range(6), random_scores(6, ("hate", "pc")))
+    for argv in (["--check", str(pred)], ["--gold", str(gold), "--pred", str(pred)]):
+        proc = subprocess.Popen([sys.executable, str(ROOT / "evaluate.py"), *argv], cwd=ROOT,
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        proc.stdout.close()
+        err = proc.stderr.read()
+        assert proc.wait(timeout=120) == 141, err
+        assert err == ""
+
+
 def test_an_unwritable_out_fails_before_scoring(tmp_path, capsys):
     gold = tiny_gold(tmp_path)
     pred = tmp_path / "pred.jsonl"

@@ -1,0 +1,57 @@
+import importlib
+import io
+import sys
+
+import pytest
+
+from hateful_memes.runtime import pipes
+
+
+class ClosedPipe(io.TextIOBase):
+    """A stdout whose reader has gone away (as `| head` leaves it); no file descriptor."""
+
+    def write(self, text):
+        raise BrokenPipeError(32, "Broken pipe")
+
+    def flush(self):
+        raise BrokenPipeError(32, "Broken pipe")
+
+
+def test_a_broken_pipe_returns_141_and_points_stdout_at_devnull(monkeypatch):
+    monkeypatch.setattr(sys, "stdout", ClosedPipe())
+
+    @pipes.quiet_broken_pipe
+    def main(argv=None):
+        print("a line nobody reads")
+        return 0
+
+    assert main([]) == pipes.EXIT_BROKEN_PIPE == 141
+    assert not isinstance(sys.stdout, ClosedPipe)
+    print("later output goes nowhere, without an error")
+
+
+def test_output_still_buffered_at_the_end_is_flushed_inside_the_guard(monkeypatch):
+    class Buffered(ClosedPipe):  # writes are kept; the flush finds the reader gone
+        def write(self, text):
+            return len(text)
+
+    monkeypatch.setattr(sys, "stdout", Buffered())
+    assert pipes.quiet_broken_pipe(lambda argv: 0)([]) == 141
+
+
+def test_other_outcomes_pass_through(capsys):
+    assert pipes.quiet_broken_pipe(lambda argv: 3)(["x"]) == 3
+
+    def fails(argv):
+        raise ValueError("a bug stays a traceback")
+
+    with pytest.raises(ValueError):
+        pipes.quiet_broken_pipe(fails)([])
+
+
+@pytest.mark.parametrize("command", ["evaluate", "predict", "train", "pretrain", "demo_job"])
+def test_every_command_exits_141_when_its_reader_goes_away(command, monkeypatch):
+    # --help prints to stdout (argparse then raises SystemExit(0)): the cheapest output of all.
+    main = importlib.import_module(f"hateful_memes.cli.{command}").main
+    monkeypatch.setattr(sys, "stdout", ClosedPipe())
+    assert main(["--help"]) == 141
