@@ -35,7 +35,7 @@ from ..labels import LABELS, TASKS
 from ..scoring.decision import decide_all, multi_hot
 from .metrics import (align, calibration, compare_reports, cooccurrence,
                       disagreements, evaluate, pr_curve, top_errors)
-from .report import TASK_NAMES
+from .report import NOT_PREDICTED, TASK_NAMES, hate_auroc_text
 
 TOP_K = 12  # errors per label and kind, and disagreements, shown as cards
 THUMB_SIZE = 112  # pixels, longest side
@@ -339,8 +339,12 @@ def _compare_section(memes: Sequence[Meme], other: Predictions, cards: _Cards, k
                     tasks=_task_lines(meme, a, cards.decided[row], i),
                     tasks_cmp=_task_lines(meme, b, decided_b[i], i))
         found.append(card)
+    hate_auroc = _delta_cell(deltas["hate_auroc_binary"])
+    for side, scores in (("compared", other_scores), ("this", cards.scores)):
+        if "hate" not in scores:  # no pred_hate in that file: not an undefined AUROC (n/a)
+            hate_auroc[side] = NOT_PREDICTED
     return {"path": str(other.path), "tasks": tasks, "n_shared": len(shared),
-            "hate_auroc": _delta_cell(deltas["hate_auroc_binary"]), "cards": found,
+            "hate_auroc": hate_auroc, "cards": found,
             "headline_names": [name for _, name in COMPARED_HEADLINE],
             "label_names": [name for _, name in COMPARED_LABEL]}
 
@@ -371,7 +375,7 @@ def render(report: dict, memes: Sequence[Meme], gold_path: str | os.PathLike,
         "files": [{"role": role, "path": str(path), "sha256": sha256(path)}
                   for role, path in files],
         "n_gold": report["n_gold"], "n_scored": report["n_scored"],
-        "hate_auroc": _num(report["hate_auroc_binary"]),
+        "hate_auroc": hate_auroc_text(report),
         "tasks": sections, "compare": compared, "k": k,
         "images": None if images is None else {
             "root": str(images), "found": sum(1 for uri in cards.thumbs.values() if uri),

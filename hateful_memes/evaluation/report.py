@@ -25,6 +25,15 @@ def _num(value: float | None) -> str:
     return "n/a" if value is None else f"{value:.3f}"
 
 
+NOT_PREDICTED = "not predicted"
+
+
+def hate_auroc_text(report: dict) -> str:
+    """The hate binary AUROC as shown: "not predicted" when the file holds no pred_hate (an
+    A or B run alone), "n/a" when it does but the AUROC is undefined (one gold class only)."""
+    return NOT_PREDICTED if "hate" not in report else _num(report["hate_auroc_binary"])
+
+
 def _coverage(report: dict) -> str:
     line = f"scored {report['n_scored']} of {report['n_gold']} memes"
     missing = report["n_gold"] - report["n_scored"]
@@ -64,7 +73,7 @@ def _md_table(header: list[str], rows: list[list[str]]) -> list[str]:
 
 def format_report(report: dict) -> str:
     """Terminal text: coverage, hate binary AUROC, a line per task, per-label tables."""
-    lines = [_coverage(report), f"hate binary AUROC: {_num(report['hate_auroc_binary'])}", ""]
+    lines = [_coverage(report), f"hate binary AUROC: {hate_auroc_text(report)}", ""]
     lines += _text_table(SUMMARY_HEADER, _summary_rows(report))
     for task in _tasks(report):
         lines += ["", TASK_NAMES[task], *_text_table(LABEL_HEADER, _label_rows(report[task]))]
@@ -73,7 +82,7 @@ def format_report(report: dict) -> str:
 
 def format_markdown(report: dict) -> str:
     lines = ["# Evaluation", "", _coverage(report) + ".", "",
-             f"hate binary AUROC: {_num(report['hate_auroc_binary'])}", "",
+             f"hate binary AUROC: {hate_auroc_text(report)}", "",
              *_md_table(SUMMARY_HEADER, _summary_rows(report))]
     for task in _tasks(report):
         lines += ["", f"## {TASK_NAMES[task]}", "",

@@ -117,7 +117,7 @@ def test_partial_coverage_on_real_dev_seen(tmp_path, capsys, real_annotations):
     assert main(["--gold", str(real_annotations / "dev_seen.json"), "--pred", str(pred)]) == 0
     lines = capsys.readouterr().out.splitlines()
     assert lines[0] == "scored 480 of 500 memes (20 without a prediction)"
-    assert lines[1] == "hate binary AUROC: n/a"
+    assert lines[1] == "hate binary AUROC: not predicted"
 
 
 def organisers_baseline(ids, set_name, seed=0, repeat=(3, 41, 42, 300)):

@@ -275,6 +275,21 @@ def test_compare_scores_both_files_on_the_memes_both_score(dev, tmp_path, capsys
     assert "rest.jsonl shares no scored meme with the prediction" in capsys.readouterr().err
 
 
+def test_a_file_without_pred_hate_shows_its_hate_auroc_as_not_predicted(dev, tmp_path):
+    # "n/a" read as undefined; the file simply holds no hateful scores.
+    ids, scores = read_submission(dev["pred"])
+    no_hate = tmp_path / "no_hate.jsonl"
+    write_submission(no_hate, ids, {t: s for t, s in scores.items() if t != "hate"})
+    page = run_report(dict(dev, pred=no_hate), tmp_path / "out", "--compare", str(dev["pred"]))
+    assert "hateful AUROC (binary): <b>not predicted</b>" in page
+    compared = re.search(r"hateful AUROC: compared ([^,]*), this ([^,]*),", page)
+    assert compared.group(2) == "not predicted" and compared.group(1) != "not predicted"
+    assert compared.group(1) not in ("n/a", "")
+    page = run_report(dev, tmp_path / "out2", "--compare", str(no_hate))
+    compared = re.search(r"hateful AUROC: compared ([^,]*), this ([^,]*),", page)
+    assert compared.group(1) == "not predicted" and compared.group(2) != "not predicted"
+
+
 def test_compare_shows_the_memes_the_files_disagree_on_most(dev, page):
     ids_a, scores_a = read_submission(dev["pred"])
     ids_b, scores_b = read_submission(dev["pred2"])

@@ -41,12 +41,25 @@ def test_format_report_lists_coverage_tasks_and_every_label(report):
                                    else f"{m['average_precision']:.3f}"]
 
 
-def test_format_report_without_hate_says_na_and_full_coverage_says_nothing_missing(report):
+def test_format_report_without_hate_says_not_predicted_and_full_coverage_nothing_missing(
+        report):
+    # "n/a" read as an AUROC that cannot be computed; without pred_hate there is none to compute.
     report = {k: v for k, v in report.items() if k != "hate"}
     report.update(hate_auroc_binary=None, n_gold=8)
     lines = format_report(report).splitlines()
-    assert lines[:2] == ["scored 8 of 8 memes", "hate binary AUROC: n/a"]
+    assert lines[:2] == ["scored 8 of 8 memes", "hate binary AUROC: not predicted"]
     assert not any(line.startswith("hate ") for line in lines[2:])
+    assert "\nhate binary AUROC: not predicted\n" in format_markdown(report)
+
+
+def test_a_predicted_hate_auroc_that_cannot_be_computed_is_n_a():
+    # Gold with one class only: pred_hate is there, its AUROC undefined.
+    memes = [Meme(i, f"img/{i}.png", "t", ("not_hateful",), ("pc_empty",), ("attack_empty",))
+             for i in range(4)]
+    report = evaluate(memes, range(4), {"hate": np.full((4, 2), 0.5)})
+    assert "hate" in report and report["hate_auroc_binary"] is None
+    assert format_report(report).splitlines()[1] == "hate binary AUROC: n/a"
+    assert "\nhate binary AUROC: n/a\n" in format_markdown(report)
 
 
 def test_write_report_writes_json_markdown_and_png(tmp_path, report):
