@@ -90,6 +90,9 @@ def format_markdown(report: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+INSIDE_FROM = 0.8  # F1 from which per_label_f1.png writes the value inside the bar
+
+
 def per_label_f1_figure(report: dict) -> Figure:
     """Horizontal bars of per-label F1, one panel per task."""
     tasks = _tasks(report)
@@ -106,7 +109,12 @@ def per_label_f1_figure(report: dict) -> Figure:
         ax.set_xlim(0, 1)
         ax.set_title(f"{TASK_NAMES[task]}: macro F1 {_num(report[task]['f1_macro'])}", fontsize=10)
         for y, value in enumerate(f1):
-            ax.text(min(value + 0.01, 0.9), y, f"{value:.2f}", va="center", fontsize=8)
+            # A long bar leaves no room after it within the axis (0..1): its value goes inside,
+            # at its end, in white on the blue; a shorter one's in black beside it.
+            inside = value >= INSIDE_FROM
+            ax.text(value - 0.01 if inside else value + 0.01, y, f"{value:.2f}", va="center",
+                    ha="right" if inside else "left", color="white" if inside else "black",
+                    fontsize=8)
     axes[-1, 0].set_xlabel("F1 at threshold 0.5")
     return fig
 

@@ -6,7 +6,8 @@ from PIL import Image
 
 from hateful_memes.data.annotations import Meme
 from hateful_memes.evaluation.metrics import evaluate
-from hateful_memes.evaluation.report import format_markdown, format_report, write_report
+from hateful_memes.evaluation.report import (format_markdown, format_report, per_label_f1_figure,
+                                             write_report)
 from hateful_memes.labels import ATTACK, PC
 
 
@@ -101,3 +102,26 @@ def test_a_failed_write_leaves_the_old_report_whole(report, tmp_path, monkeypatc
     with pytest.raises(OSError):
         write_report(changed, tmp_path)
     assert {p.name: p.read_bytes() for p in tmp_path.iterdir()} == before
+
+
+def test_every_f1_value_in_the_figure_is_readable():
+    # F1 >= 0.9 was drawn inside its bar in black on blue, which no one could read.
+    from matplotlib.colors import to_rgb
+
+    values = [0.0, 0.3, 0.79, 0.8, 0.86, 0.9, 0.95, 1.0]
+    labels = [f"label {i}" for i in range(len(values))]
+    report = {"pc": {"f1_macro": 0.5, "per_label": {k: {"f1": v} for k, v in zip(labels, values)}}}
+    fig = per_label_f1_figure(report)
+    fig.canvas.draw()
+    renderer = fig.canvas.get_renderer()
+    (ax,) = fig.axes
+    frame = ax.get_window_extent(renderer)
+    assert len(ax.texts) == len(ax.patches) == len(values)
+    for value, text, bar in zip(values, ax.texts, ax.patches):
+        assert text.get_text() == f"{value:.2f}"
+        box, drawn = text.get_window_extent(renderer), bar.get_window_extent(renderer)
+        assert frame.x0 <= box.x0 and box.x1 <= frame.x1, value  # not cut off by the frame
+        if box.x1 <= drawn.x1:  # inside the bar: all of it, in white on the blue
+            assert box.x0 >= drawn.x0 and to_rgb(text.get_color()) == (1, 1, 1), value
+        else:  # beside it: none of it on the bar, dark on the white background
+            assert box.x0 >= drawn.x1 and sum(to_rgb(text.get_color())) < 1, value
