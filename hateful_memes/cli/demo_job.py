@@ -21,7 +21,7 @@ from ..data import demo
 from ..data.annotations import read_annotations
 from ..data.images import ResumableOutput
 from ..runtime import rundir
-from ..runtime.pipes import quiet_broken_pipe
+from ..runtime.commands import ends_quietly
 from . import evaluate, predict, train
 
 SPLIT_FILES = ("train.json", "dev.json", "test.jsonl")
@@ -67,7 +67,7 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
-@quiet_broken_pipe  # `| head`: exit 141 without a traceback (runtime/pipes.py)
+@ends_quietly  # `| head`, Ctrl-C: one line or none, not a traceback (runtime/commands.py)
 def main(argv: list[str] | None = None) -> int:
     p = _parser()
     args = p.parse_args(argv)

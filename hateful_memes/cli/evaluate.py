@@ -17,7 +17,7 @@ from ..data.submission import (SubmissionError, check_set_names, check_submissio
 from ..evaluation.html_report import Predictions, ReportError, check_image_paths, render
 from ..evaluation.metrics import evaluate
 from ..evaluation.report import format_report, write_report
-from ..runtime.pipes import quiet_broken_pipe
+from ..runtime.commands import ends_quietly
 from ..runtime.progress import plural
 from ..runtime.rundir import RunDirError, check_writable
 
@@ -149,7 +149,7 @@ def _run_evaluate(gold: str, pred: str, out: str | None, images: str | None,
     return 0
 
 
-@quiet_broken_pipe  # `| head`: exit 141 without a traceback (runtime/pipes.py)
+@ends_quietly  # `| head`, Ctrl-C: one line or none, not a traceback (runtime/commands.py)
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     if args.check:

@@ -30,7 +30,7 @@ from ..features.inputs import MissingImagesError, check_images, drop_bad_images
 from ..labels import TASK_LETTERS
 from ..runtime import distributed, rundir
 from ..runtime.files import same_path
-from ..runtime.pipes import quiet_broken_pipe
+from ..runtime.commands import ends_quietly
 from ..runtime.progress import bar as progress_bar
 from ..serving.api import (MemeClassifier, merge,  # noqa: F401 (predict.merge stays importable)
                            open_image)
@@ -184,7 +184,7 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
-@quiet_broken_pipe  # `| head`: exit 141 without a traceback (runtime/pipes.py)
+@ends_quietly  # `| head`, Ctrl-C: one line or none, not a traceback (runtime/commands.py)
 def main(argv: list[str] | None = None) -> int:
     p = _parser()
     args = p.parse_args(argv)

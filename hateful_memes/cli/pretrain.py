@@ -34,7 +34,7 @@ from ..pretraining.lars import LR_BIASES, LR_WEIGHTS, adjust_learning_rate, make
 from ..runtime import checkpoints, rundir
 from ..runtime.distributed import RankFailed, finish, init_from_env, on_all
 from ..runtime.files import atomic_open, same_path, write_jsonl
-from ..runtime.pipes import quiet_broken_pipe
+from ..runtime.commands import ends_quietly
 from ..runtime.progress import bar as progress_bar, plural
 
 log = logging.getLogger(__name__)
@@ -330,7 +330,7 @@ def _read_stats(path: Path, epochs: int) -> list[dict]:
     return rows
 
 
-@quiet_broken_pipe  # `| head`: exit 141 without a traceback (runtime/pipes.py)
+@ends_quietly  # `| head`, Ctrl-C: one line or none, not a traceback (runtime/commands.py)
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")

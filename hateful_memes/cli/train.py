@@ -41,7 +41,7 @@ from ..models.baselines import TfidfLogReg
 from ..models.model import TEXT_JOINS, MemeModel, ModelConfig, load_head, save_checkpoint
 from ..runtime import checkpoints, distributed, rundir
 from ..runtime.files import atomic_open, same_path, write_json, write_text
-from ..runtime.pipes import quiet_broken_pipe
+from ..runtime.commands import ends_quietly
 from ..runtime.progress import plural
 from ..scoring import calibration
 from ..scoring import thresholds as th
@@ -728,7 +728,7 @@ def _short(report: dict, tasks) -> str:
                      f"macro-F1 {report[t]['f1_macro']:.4f}" for t in tasks)
 
 
-@quiet_broken_pipe  # `| head`: exit 141 without a traceback (runtime/pipes.py)
+@ends_quietly  # `| head`, Ctrl-C: one line or none, not a traceback (runtime/commands.py)
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:

@@ -2,6 +2,6 @@
 
 Read files.py first (atomic writes), then rundir.py (guarding output folders),
 checkpoints.py (reading `.pt` files without running code), progress.py (progress bars and
-log lines), pipes.py (a command whose stdout reader goes away ends quietly) and
+log lines), commands.py (a command cut short by `| head` or Ctrl-C ends without a traceback) and
 distributed.py (torch.distributed under torchrun).
 """

@@ -4,7 +4,7 @@ import sys
 
 import pytest
 
-from hateful_memes.runtime import pipes
+from hateful_memes.runtime import commands
 
 
 class ClosedPipe(io.TextIOBase):
@@ -20,12 +20,12 @@ class ClosedPipe(io.TextIOBase):
 def test_a_broken_pipe_returns_141_and_points_stdout_at_devnull(monkeypatch):
     monkeypatch.setattr(sys, "stdout", ClosedPipe())
 
-    @pipes.quiet_broken_pipe
+    @commands.ends_quietly
     def main(argv=None):
         print("a line nobody reads")
         return 0
 
-    assert main([]) == pipes.EXIT_BROKEN_PIPE == 141
+    assert main([]) == commands.EXIT_BROKEN_PIPE == 141
     assert not isinstance(sys.stdout, ClosedPipe)
     print("later output goes nowhere, without an error")
 
@@ -36,17 +36,31 @@ def test_output_still_buffered_at_the_end_is_flushed_inside_the_guard(monkeypatc
             return len(text)
 
     monkeypatch.setattr(sys, "stdout", Buffered())
-    assert pipes.quiet_broken_pipe(lambda argv: 0)([]) == 141
+    assert commands.ends_quietly(lambda argv: 0)([]) == 141
+
+
+def test_ctrl_c_is_one_line_and_status_130(monkeypatch, capsys):
+    monkeypatch.setattr(sys, "argv", ["train.py", "--task", "A"])
+
+    @commands.ends_quietly
+    def main(argv=None):
+        print("epoch 1/16")
+        raise KeyboardInterrupt
+
+    assert main([]) == commands.EXIT_INTERRUPTED == 130
+    out, err = capsys.readouterr()
+    assert out == "epoch 1/16\n"
+    assert err.strip() == "train.py: interrupted"
 
 
 def test_other_outcomes_pass_through(capsys):
-    assert pipes.quiet_broken_pipe(lambda argv: 3)(["x"]) == 3
+    assert commands.ends_quietly(lambda argv: 3)(["x"]) == 3
 
     def fails(argv):
         raise ValueError("a bug stays a traceback")
 
     with pytest.raises(ValueError):
-        pipes.quiet_broken_pipe(fails)([])
+        commands.ends_quietly(fails)([])
 
 
 @pytest.mark.parametrize("command", ["evaluate", "predict", "train", "pretrain", "demo_job"])

@@ -1,11 +1,17 @@
-"""A command whose reader goes away early (`evaluate.py ... | head -1`) ends quietly.
+"""How a command's `main` ends when it is cut short: one line or none, never a traceback.
 
-Python ignores SIGPIPE, so a write to a pipe whose reader has closed raises BrokenPipeError:
-without this, `| head` ended in a traceback (and, for output still buffered at exit, in an
-"Exception ignored ... BrokenPipeError" line). `quiet_broken_pipe` wraps a command's `main`
-the way Python's docs show (signal module, "Note on SIGPIPE"): the error is caught around all
-of the command's output, stdout is pointed at devnull so that the flush at interpreter exit
-finds nothing to fail on, and the command exits with EXIT_BROKEN_PIPE.
+A reader that goes away early (`evaluate.py ... | head -1`). Python ignores SIGPIPE, so a write
+to a pipe whose reader has closed raises BrokenPipeError: without this, `| head` ended in a
+traceback (and, for output still buffered at exit, in an "Exception ignored ...
+BrokenPipeError" line). `ends_quietly` catches it around all of the command's output the way
+Python's docs show (signal module, "Note on SIGPIPE"), points stdout at devnull so that the
+flush at interpreter exit finds nothing to fail on, and exits with EXIT_BROKEN_PIPE.
+
+Ctrl-C. KeyboardInterrupt ended every command in a traceback of wherever it was (a forward
+pass, a JSON write); now it is one line, "PROG: interrupted", and EXIT_INTERRUPTED. Nothing is
+left half written by it: outputs are written whole or not at all (runtime.files), and what
+resumes picks up where it stopped (train.py and pretrain.py with --resume, predict.py --images
+by itself).
 """
 from __future__ import annotations
 
@@ -20,6 +26,8 @@ from typing import Callable
 # was delivered; 141 tells `set -o pipefail` scripts and $PIPESTATUS what happened, as for any
 # other program at the head of such a pipe.
 EXIT_BROKEN_PIPE = 141
+# 130 = 128 + SIGINT (2), what a shell reports for a command stopped by Ctrl-C.
+EXIT_INTERRUPTED = 130
 
 
 def stdout_to_devnull() -> None:
@@ -39,9 +47,9 @@ def stdout_to_devnull() -> None:
         os.close(devnull)
 
 
-def quiet_broken_pipe(main: Callable[..., int]) -> Callable[..., int]:
+def ends_quietly(main: Callable[..., int]) -> Callable[..., int]:
     """`main(argv) -> int`, returning EXIT_BROKEN_PIPE without a traceback when stdout's
-    reader has gone away."""
+    reader has gone away, and EXIT_INTERRUPTED with one line on stderr at Ctrl-C."""
 
     @functools.wraps(main)
     def wrapper(argv: list[str] | None = None) -> int:
@@ -57,5 +65,13 @@ def quiet_broken_pipe(main: Callable[..., int]) -> Callable[..., int]:
         except BrokenPipeError:
             stdout_to_devnull()
             return EXIT_BROKEN_PIPE
+        except KeyboardInterrupt:
+            print(f"\n{_prog(main)}: interrupted", file=sys.stderr, flush=True)
+            return EXIT_INTERRUPTED
 
     return wrapper
+
+
+def _prog(main: Callable) -> str:
+    # argparse's own default prog: the script as the user ran it (train.py).
+    return os.path.basename(sys.argv[0]) if sys.argv and sys.argv[0] else main.__name__
