@@ -221,8 +221,7 @@ def test_resume_ends_with_the_weights_of_an_uninterrupted_run(tmp_path, monkeypa
         seed(s, *keys)
 
     monkeypatch.setattr(pretrain, "seed_everything", crash_in_second_epoch)
-    with pytest.raises(KeyboardInterrupt):
-        main(args(images, parts))
+    assert main(args(images, parts)) == 130  # the kill, as Ctrl-C ends a command
     assert torch.load(parts / "checkpoint.pt", weights_only=True)["epoch"] == 1
     monkeypatch.setattr(pretrain, "seed_everything", seed)
     assert main(args(images, parts, "--resume")) == 0
