@@ -93,8 +93,12 @@ class TimmImageEncoder(ImageEncoder):
     def __init__(self, spec: str, model: nn.Module, data_overrides: dict | None = None):
         import timm.data
 
+        from ..pretraining.barlow_twins import backbone_dim
+
         cfg = timm.data.resolve_data_config(dict(data_overrides or {}), model=model)
-        super().__init__(spec, model.num_features, timm.data.create_transform(**cfg))
+        # Not model.num_features: a hidden head (MobileNetV3) pools to head_hidden_size, and the
+        # feature store and the classifier's first layer are sized from this.
+        super().__init__(spec, backbone_dim(model), timm.data.create_transform(**cfg))
         self.model = model
 
     def forward(self, pixels: torch.Tensor) -> torch.Tensor:

@@ -472,3 +472,21 @@ def test_frozen_encoder_stays_in_eval_inside_a_training_model(tmp_path, tiny_tim
     encoder(pixels(encoder, images))
     after = encoder.state_dict()
     assert all(torch.equal(before[k], after[k]) for k in before)  # no batch-norm updates
+
+
+def test_dim_is_the_width_of_what_a_hidden_head_pools_to(tmp_path):
+    # MobileNetV3 pools to head_hidden_size (1024 here), not num_features (288): a dim taken
+    # from num_features failed every train.py run on such a backbone, pretrained by
+    # pretrain.py or not, at the first features ("output (8, 1024), expected (8, 288)").
+    model = timm.create_model("mobilenetv3_small_050", num_classes=0).eval()
+    assert model.num_features != model.head_hidden_size
+    torch.save(model.state_dict(), tmp_path / "w.pt")
+    torch.save({"config": {"backbone": "mobilenetv3_small_050"},
+                "model": {f"backbone.{k}": v for k, v in model.state_dict().items()}},
+               tmp_path / "checkpoint.pt")
+    for spec in (f"timm:mobilenetv3_small_050={tmp_path / 'w.pt'}",
+                 f"bt:{tmp_path / 'checkpoint.pt'}"):
+        encoder = create_image_encoder(spec)
+        with torch.no_grad():
+            out = encoder(torch.randn(2, 3, 64, 64))
+        assert encoder.dim == out.shape[1] == model.head_hidden_size, spec
