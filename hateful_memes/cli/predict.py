@@ -30,7 +30,7 @@ from ..features.inputs import MissingImagesError, check_images, drop_bad_images
 from ..labels import TASK_LETTERS
 from ..runtime import distributed, rundir
 from ..runtime.files import same_path
-from ..runtime.commands import ends_quietly
+from ..runtime.commands import ends_quietly, stderr_line
 from ..runtime.progress import bar as progress_bar
 from ..serving.api import (MemeClassifier, merge,  # noqa: F401 (predict.merge stays importable)
                            open_image)
@@ -255,7 +255,7 @@ def _main(p: argparse.ArgumentParser, args: argparse.Namespace, rank: int) -> in
         summary = check_submission(out, None if dropped else input_path)
     except (AnnotationError, SubmissionError, MissingImagesError, FileNotFoundError,
             ValueError, OCRNotInstalled, WeightsChecksumError) as e:
-        print(f"predict.py: error: {e}", file=sys.stderr)
+        stderr_line(f"predict.py: error: {e}")
         return 1
     if dropped:
         print(f"predict.py: left out {len(dropped)} of {len(all_memes)} memes whose image is "

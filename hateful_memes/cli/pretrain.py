@@ -14,7 +14,6 @@ import logging
 import math
 import os
 import random
-import sys
 import time
 from pathlib import Path
 from typing import NamedTuple, Sequence
@@ -34,7 +33,7 @@ from ..pretraining.lars import LR_BIASES, LR_WEIGHTS, adjust_learning_rate, make
 from ..runtime import checkpoints, rundir
 from ..runtime.distributed import RankFailed, finish, init_from_env, on_all
 from ..runtime.files import atomic_open, same_path, write_jsonl
-from ..runtime.commands import ends_quietly
+from ..runtime.commands import ends_quietly, stderr_line
 from ..runtime.progress import bar as progress_bar, plural
 
 log = logging.getLogger(__name__)
@@ -339,7 +338,7 @@ def main(argv: list[str] | None = None) -> int:
         return _train(args, rank, world, device)
     except (PretrainError, ImageSetError, rundir.RunDirError, RankFailed) as e:
         # The user's input, not a bug: one line, as train.py, predict.py and evaluate.py say it.
-        print(f"pretrain.py: error: {e}", file=sys.stderr)
+        stderr_line(f"pretrain.py: error: {e}")
         return 1
     finally:
         finish(wait=False)  # no barrier: a rank that failed alone must not wait for the others

@@ -41,7 +41,7 @@ from ..models.baselines import TfidfLogReg
 from ..models.model import TEXT_JOINS, MemeModel, ModelConfig, load_head, save_checkpoint
 from ..runtime import checkpoints, distributed, rundir
 from ..runtime.files import atomic_open, same_path, write_json, write_text
-from ..runtime.commands import ends_quietly
+from ..runtime.commands import ends_quietly, stderr_line
 from ..runtime.progress import plural
 from ..scoring import calibration
 from ..scoring import thresholds as th
@@ -734,7 +734,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         cfg = resolve(args)
     except ValueError as e:
-        print(f"train.py: error: {e}", file=sys.stderr)
+        stderr_line(f"train.py: error: {e}")
         return 1
     # Under torchrun (the same command, many processes) this joins the process group.
     distributed.init_from_env(cfg["device"])
@@ -744,7 +744,7 @@ def main(argv: list[str] | None = None) -> int:
             distributed.RankFailed) as e:
         # No barrier on the way out: a rank that fails alone must not wait for the others
         # (torchrun stops them when this process exits).
-        print(f"train.py: error: {e}", file=sys.stderr)
+        stderr_line(f"train.py: error: {e}")
         return 1
     # Rank 0 goes on alone (TF-IDF view, thresholds, reports), as long as the data needs: the
     # other ranks leave now rather than wait for it in a collective that could time out.

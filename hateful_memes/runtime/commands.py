@@ -72,6 +72,14 @@ def ends_quietly(main: Callable[..., int]) -> Callable[..., int]:
     return wrapper
 
 
+def stderr_line(text: str) -> None:
+    """`text` and its newline on stderr in one write. print() writes them apart, and stderr is
+    unbuffered: under torchrun every rank writes to the same terminal or pipe, and two ranks'
+    errors ran into one line ("...imagespretrain.py: error: ...")."""
+    sys.stderr.write(f"{text}\n")
+    sys.stderr.flush()
+
+
 def _prog(main: Callable) -> str:
     # argparse's own default prog: the script as the user ran it (train.py).
     return os.path.basename(sys.argv[0]) if sys.argv and sys.argv[0] else main.__name__

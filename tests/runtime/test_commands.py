@@ -69,3 +69,32 @@ def test_every_command_exits_141_when_its_reader_goes_away(command, monkeypatch)
     main = importlib.import_module(f"hateful_memes.cli.{command}").main
     monkeypatch.setattr(sys, "stdout", ClosedPipe())
     assert main(["--help"]) == 141
+
+
+class Writes(io.StringIO):
+    """A stderr that keeps each write apart: under torchrun the ranks share one, and only
+    what goes out in one write stays on its own line."""
+
+    def __init__(self):
+        super().__init__()
+        self.writes = []
+
+    def write(self, text):
+        self.writes.append(text)
+        return super().write(text)
+
+
+@pytest.mark.parametrize("command, argv", [
+    ("pretrain", ["--images", "{tmp}/nowhere", "--out", "{tmp}/out", "--device", "cpu"]),
+    ("train", ["--task", "A", "--out", "{tmp}/out", "--epochs", "0"]),  # a bad setting
+    ("train", ["--task", "A", "--train", "{tmp}/nowhere.json", "--out", "{tmp}/out",
+               "--device", "cpu"]),  # a failure while running
+    ("predict", ["--model", "{tmp}/no-run", "--input", "{tmp}/nowhere.json"]),
+])
+def test_an_error_line_is_one_write(command, argv, tmp_path, monkeypatch):
+    module = importlib.import_module(f"hateful_memes.cli.{command}")
+    err = Writes()
+    monkeypatch.setattr(sys, "stderr", err)
+    assert module.main([a.format(tmp=tmp_path) for a in argv]) == 1
+    errors = [w for w in err.writes if w.startswith(f"{command}.py: error: ")]
+    assert len(errors) == 1 and errors[0].endswith("\n"), err.writes
