@@ -82,10 +82,11 @@ def annotation_images(path: Path, image_root: Path | None = None) -> list[Path]:
 
 
 def collect_images(sources: Sequence[str | os.PathLike],
-                   image_root: str | os.PathLike | None = None) -> list[Path]:
+                   image_root: str | os.PathLike | None = None, warn: bool = True) -> list[Path]:
     """Image files from directories (recursively) and annotation files, deduplicated, in a
     fixed order. Images that annotations list but that do not exist are left out with a
-    warning; no image at all is an ImageSetError naming what was searched."""
+    warning (unless `warn` is false); no image at all is an ImageSetError naming what was
+    searched."""
     root = Path(image_root) if image_root is not None else None
     seen: dict[Path, None] = {}
     missing: list[Path] = []
@@ -101,7 +102,7 @@ def collect_images(sources: Sequence[str | os.PathLike],
             raise ImageSetError(f"--images {source}: no such directory or annotation file")
         for p in found:
             seen.setdefault(p.resolve(), None)
-    if missing:
+    if missing and warn:
         shown = ", ".join(str(p) for p in missing[:5])
         one = len(missing) == 1
         log.warning("%d %s listed in the annotations %s not exist and %s left out (e.g. %s)",
@@ -346,7 +347,8 @@ def main(argv: list[str] | None = None) -> int:
 
 def _train(args: argparse.Namespace, rank: int, world: int, device: torch.device) -> int:
     out = Path(args.out)
-    paths = collect_images(args.images, args.image_root)
+    # Every rank finds the same images: rank 0 alone warns of those missing.
+    paths = collect_images(args.images, args.image_root, warn=rank == 0)
     if args.batch_size % world:
         raise PretrainError(f"--batch-size {args.batch_size} is not divisible by the "
                             f"{world} processes")

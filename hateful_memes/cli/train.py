@@ -19,7 +19,6 @@ import copy
 import dataclasses
 import math
 import os
-import sys
 import time
 from pathlib import Path
 
@@ -458,10 +457,11 @@ def _images(memes, cfg: dict, source: str):
         check_images(memes, cfg["image_root"], source, decode=True)
         return memes
     kept, dropped = drop_bad_images(memes, cfg["image_root"], source)
-    if dropped:
-        print(f"train.py: left out {len(dropped)} of {len(memes)} memes of {source} whose image "
-              "is missing or cannot be read (--skip-bad-images); first:\n  "
-              + "\n  ".join(dropped[:5]), file=sys.stderr)
+    # Every rank reads the same data and finds the same memes: rank 0 alone says so.
+    if dropped and distributed.rank_world()[0] == 0:
+        stderr_line(f"train.py: left out {len(dropped)} of {len(memes)} memes of {source} whose "
+                    "image is missing or cannot be read (--skip-bad-images); first:\n  "
+                    + "\n  ".join(dropped[:5]))
     if not kept:
         raise ValueError(f"{source}: no meme has a readable image under {cfg['image_root']}")
     return kept

@@ -333,12 +333,32 @@ def _torchrun_worker(rank: int, world: int, port: int, argv: list[str]) -> None:
     assert _torchrun_main(rank, world, port, argv) == 0
 
 
+def _torchrun_logged_worker(rank: int, world: int, port: int, argv: list[str],
+                            logs: str) -> None:
+    """As _torchrun_worker, with this rank's stderr (its log) in LOGS/rank<RANK>.err."""
+    path = Path(logs) / f"rank{rank}.err"
+    with open(path, "w") as err, contextlib.redirect_stderr(err):
+        code = _torchrun_main(rank, world, port, argv)
+    assert code == 0, path.read_text()
+
+
 def test_the_same_command_runs_on_two_processes(tmp_path):
     images = tmp_path / "images"
     make_images(images, 16)
     (images / "corrupt.png").write_bytes(b"broken")
+    # an annotation file naming an image already found in the folder and one that is missing
+    ann = tmp_path / "annotations" / "more.json"
+    ann.parent.mkdir()
+    ann.write_text('{"img": "images/000.png"}\n{"img": "images/missing.png"}\n')
     out = tmp_path / "run"
-    mp.spawn(_torchrun_worker, args=(2, _free_port(), args(images, out)), nprocs=2, join=True)
+    argv = args(images, out)
+    argv.insert(argv.index("--images") + 2, str(ann))
+    mp.spawn(_torchrun_logged_worker, args=(2, _free_port(), argv, str(tmp_path)), nprocs=2,
+             join=True)
+    # Every rank finds the missing image, and the ranks share one stderr: rank 0 alone warns.
+    logs = [(tmp_path / f"rank{rank}.err").read_text() for rank in range(2)]
+    assert logs[0].count("1 image listed in the annotations does not exist") == 1, logs[0]
+    assert "does not exist" not in logs[1], logs[1]
     ckpt = torch.load(out / "checkpoint.pt", weights_only=True)
     assert ckpt["epoch"] == 2
     # SyncBatchNorm-style conversion kept the keys: the backbone loads as usual

@@ -648,6 +648,23 @@ def test_skip_bad_images_drops_those_memes_with_a_count(demo_data, feature_cache
     assert yaml.safe_load((out / "config.yaml").read_text())["skip_bad_images"] is True
 
 
+def test_under_torchrun_rank_0_alone_says_which_memes_it_left_out(demo_data, tmp_path,
+                                                                  monkeypatch, capsys):
+    from hateful_memes.data.annotations import read_annotations
+
+    data, _ = _with_bad_images(demo_data, tmp_path)
+    source = str(data / "annotations" / "train.json")
+    cfg = {"image_encoder": "effnet-lite0", "skip_bad_images": True, "image_root": data}
+    said = {}
+    for rank in (0, 1):
+        monkeypatch.setattr(train.distributed, "rank_world", lambda: (rank, 2))
+        kept = train._images(read_annotations(source), cfg, source)
+        said[rank] = capsys.readouterr().err
+        assert len(kept) == len(read_annotations(source)) - 3  # every rank leaves them out
+    # each rank said it, and under torchrun the ranks share one stderr: it was said twice
+    assert said[0].count("left out 3 of") == 1 and said[1] == ""
+
+
 def test_predict_checks_images_up_front_and_can_skip_them(runs, demo_data, feature_cache,
                                                           tmp_path, capsys):
     data = tmp_path / "data"
