@@ -37,6 +37,7 @@ from ..features.inputs import (Encoders, MissingImagesError, build_inputs, check
                                drop_bad_images)
 from ..labels import tasks_for
 from ..models.baselines import TfidfLogReg
+from ..models.encoders import absolute_image_spec, same_image_spec
 from ..models.model import TEXT_JOINS, MemeModel, ModelConfig, load_head, save_checkpoint
 from ..runtime import checkpoints, distributed, rundir
 from ..runtime.files import atomic_open, same_path, write_json, write_text
@@ -235,6 +236,7 @@ def resolve(args: argparse.Namespace) -> dict:
     for name in _FILES:
         if cfg[name] is not None:
             cfg[name] = os.path.abspath(cfg[name])
+    cfg["image_encoder"] = absolute_image_spec(cfg["image_encoder"])  # bt:PATH, timm:NAME=PATH
     return cfg
 
 
@@ -416,6 +418,8 @@ def differing(saved: dict, cfg: dict, run_dir=None) -> list[str]:
             return same_path(old, cfg[k]) or (
                 started_in is not None and not os.path.isabs(old)
                 and same_path(os.path.join(started_in, old), cfg[k]))
+        if k == "image_encoder" and isinstance(old, str) and isinstance(cfg[k], str):
+            return same_image_spec(old, cfg[k], started_in)
         return old == cfg[k]
 
     return sorted(k for k in cfg if k not in RESUMABLE_CHANGES and not same(k))

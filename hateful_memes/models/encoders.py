@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import re
 import sys
 from pathlib import Path
@@ -28,6 +29,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from ..runtime import checkpoints
+from ..runtime.files import same_path
 
 # timm and transformers are imported where they are used: each takes seconds to import, and a
 # run needs only the kinds it names.
@@ -60,6 +62,38 @@ def parse_spec(spec: str, kinds: tuple[str, ...]) -> tuple[str, str]:
     if kind not in _NEEDS_ARG and sep:
         raise ValueError(f"encoder spec {spec!r}: {kind} takes no argument")
     return kind, arg
+
+
+def local_file(spec: str) -> tuple[str, str] | None:
+    """(what comes before the path, the path) of an image spec that names a local file,
+    bt:PATH or timm:NAME=PATH; None for the others."""
+    kind, _, arg = spec.partition(":")
+    if kind == "bt" and arg:
+        return "bt:", arg
+    name, sep, path = arg.partition("=")
+    if kind == "timm" and sep and path:
+        return f"timm:{name}=", path
+    return None
+
+
+def absolute_image_spec(spec: str) -> str:
+    """`spec` with the file it names made absolute. A run keeps its encoder's spec (config.yaml,
+    checkpoint.pt): with the path as typed, predict.py and the service found the weights only
+    from the folder train.py had been started in."""
+    file = local_file(spec)
+    return spec if file is None else file[0] + os.path.abspath(file[1])
+
+
+def same_image_spec(a: str, b: str, base: str | None = None) -> bool:
+    """Whether two image specs name the same encoder, a file they name compared by what it is
+    (same_path); a relative path in `a` (written before the paths were stored absolute) is
+    also read from the folder `base`."""
+    fa, fb = local_file(a), local_file(b)
+    if fa is None or fb is None or fa[0] != fb[0]:
+        return a == b
+    return same_path(fa[1], fb[1]) or (
+        base is not None and not os.path.isabs(fa[1])
+        and same_path(os.path.join(base, fa[1]), fb[1]))
 
 
 class _Encoder(nn.Module):

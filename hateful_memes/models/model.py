@@ -331,9 +331,15 @@ def load_head(model: MemeModel, path: str | os.PathLike, member: int = 0) -> Non
     Features"): fine-tuning an encoder under a random head lets the head's early gradients
     distort the pretrained features; a head trained on the frozen features first avoids that.
     """
+    from .encoders import same_image_spec
+
     ckpt = _read_checkpoint(path, "cpu")
     theirs = ModelConfig(**ckpt["config"])
-    differ = [f for f in HEAD_FIELDS if getattr(theirs, f) != getattr(model.cfg, f)]
+    # A run written before train.py stored bt:PATH and timm:NAME=PATH absolute keeps the path
+    # as typed: the same weights, written another way.
+    differ = [f for f in HEAD_FIELDS if not (
+        same_image_spec(theirs.image_encoder, model.cfg.image_encoder) if f == "image_encoder"
+        else getattr(theirs, f) == getattr(model.cfg, f))]
     if differ:
         detail = ", ".join(f"{f} {getattr(theirs, f)!r} there, {getattr(model.cfg, f)!r} here"
                            for f in differ)

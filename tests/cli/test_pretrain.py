@@ -404,23 +404,41 @@ def test_a_failure_on_one_rank_stops_every_rank_with_its_error(tmp_path):
     assert not out.exists() or not any(out.iterdir())
 
 
-def test_train_py_uses_a_pretrained_backbone(demo_data, feature_cache, tmp_path):
-    """Pretrain on the demo memes' annotation file, then train the classifier on top of it."""
-    from hateful_memes.cli import train
+def test_train_py_uses_a_pretrained_backbone(demo_data, feature_cache, tmp_path, monkeypatch):
+    """Pretrain on the demo memes' annotation file, then train the classifier on top of it,
+    naming the backbone as the README does (bt:runs/bt/checkpoint.pt, relative), and predict
+    with the run from another folder."""
+    from hateful_memes.cli import predict, train
     from hateful_memes.models.model import load_checkpoint
 
     ann = demo_data / "annotations"
     out = tmp_path / "bt"
     assert main(args(ann / "train.json", out, "--epochs", "1")) == 0
     run = tmp_path / "run"
+    monkeypatch.chdir(tmp_path)
     assert train.main(["--task", "A", "--train", str(ann / "train.json"),
                        "--dev", str(ann / "dev.json"),
-                       "--image-encoder", f"bt:{out / 'checkpoint.pt'}", "--text-encoder", "none",
+                       "--image-encoder", "bt:bt/checkpoint.pt", "--text-encoder", "none",
                        "--epochs", "2", "--hidden", "16", "--cache-dir", str(feature_cache),
                        "--out", str(run), "--quiet"]) == 0
     model, _ = load_checkpoint(run / "checkpoint.pt")
+    # kept absolute: the spec as typed named the weights only from the folder train.py ran in
     assert model.cfg.image_encoder == f"bt:{out / 'checkpoint.pt'}"
     assert model.cfg.image_dim == load_backbone(out / "checkpoint.pt")[0].num_features
+    (tmp_path / "elsewhere").mkdir()
+    monkeypatch.chdir(tmp_path / "elsewhere")
+    assert predict.main(["--model", str(run), "--input", str(ann / "dev.json"),
+                         "--out", "pred.jsonl", "--cache-dir", str(feature_cache),
+                         "--quiet"]) == 0
+    # ... and --resume, given the path as typed where the run was started, knows it
+    monkeypatch.chdir(tmp_path)
+    saved = train.resolve(train._parser().parse_args([
+        "--task", "A", "--train", str(ann / "train.json"), "--dev", str(ann / "dev.json"),
+        "--image-encoder", "bt:bt/checkpoint.pt", "--text-encoder", "none", "--epochs", "2",
+        "--hidden", "16", "--out", str(run)]))
+    assert train.differing({**saved, "image_encoder": "bt:bt/checkpoint.pt"}, saved) == []
+    assert train.differing({**saved, "image_encoder": "bt:bt/backbone.pth"}, saved) == [
+        "image_encoder"]
 
 
 # --- the output folder, bad settings, unreadable images (issue 10, items 3 and 6) ----------

@@ -13,10 +13,12 @@ from hateful_memes.models.encoders import (
     ClipImageTransform,
     ConcatTextEncoder,
     TimmImageEncoder,
+    absolute_image_spec,
     create_image_encoder,
     create_text_encoder,
     efficientnet_lite0,
     lukemelas_to_timm,
+    same_image_spec,
     split_parts,
 )
 
@@ -490,3 +492,24 @@ def test_dim_is_the_width_of_what_a_hidden_head_pools_to(tmp_path):
         with torch.no_grad():
             out = encoder(torch.randn(2, 3, 64, 64))
         assert encoder.dim == out.shape[1] == model.head_hidden_size, spec
+
+
+def test_image_specs_name_their_files_absolute_and_compare_by_the_file(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "bt").mkdir()
+    (tmp_path / "bt" / "checkpoint.pt").touch()
+    ckpt = str(tmp_path / "bt" / "checkpoint.pt")
+    assert absolute_image_spec("bt:bt/checkpoint.pt") == f"bt:{ckpt}"
+    assert absolute_image_spec("timm:resnet18=w.pt") == f"timm:resnet18={tmp_path / 'w.pt'}"
+    for spec in ("effnet-lite0", "timm:resnet18", "clip:openai/clip-vit-base-patch32", "none"):
+        assert absolute_image_spec(spec) == spec
+    # a run written before: the path as typed, the same file
+    assert same_image_spec("bt:bt/checkpoint.pt", f"bt:{ckpt}")
+    assert same_image_spec("bt:./bt//checkpoint.pt", "bt:bt/checkpoint.pt")
+    assert not same_image_spec("bt:bt/checkpoint.pt", f"timm:resnet18={ckpt}")
+    assert not same_image_spec("timm:resnet18=w.pt", "timm:resnet34=w.pt")
+    # ... read from the folder it was typed in, from another one
+    (tmp_path / "elsewhere").mkdir()
+    monkeypatch.chdir(tmp_path / "elsewhere")
+    assert not same_image_spec("bt:bt/checkpoint.pt", f"bt:{ckpt}")
+    assert same_image_spec("bt:bt/checkpoint.pt", f"bt:{ckpt}", base=str(tmp_path))

@@ -232,6 +232,19 @@ def test_load_head_copies_the_head_and_refuses_other_features(tmp_path):
         load_head(other, tmp_path / "c.pt")
 
 
+def test_load_head_knows_the_encoder_file_of_an_older_run_however_written(tmp_path,
+                                                                          monkeypatch):
+    # train.py now keeps bt:PATH absolute; a run from before kept it as typed, and LP-FT from
+    # it (--init-head) with the same file named absolute must go on.
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "bt").mkdir()
+    (tmp_path / "bt" / "checkpoint.pt").touch()
+    save_checkpoint(tmp_path / "c.pt", _model(image_encoder="bt:bt/checkpoint.pt"))
+    load_head(_model(image_encoder=f"bt:{tmp_path / 'bt' / 'checkpoint.pt'}"), tmp_path / "c.pt")
+    with pytest.raises(ValueError, match="image_encoder 'bt:bt/checkpoint.pt' there"):
+        load_head(_model(image_encoder=f"bt:{tmp_path / 'other.pt'}"), tmp_path / "c.pt")
+
+
 def test_load_head_takes_the_asked_bagged_member(tmp_path):
     first = _model()
     torch.manual_seed(2)
