@@ -90,3 +90,16 @@ def test_solarization_inverts_bright_pixels_only():
     out = np.asarray(Solarization(1.0)(img))
     assert out.tolist() == [[[0, 127, 127], [55, 0, 30]]]
     assert np.array_equal(np.asarray(Solarization(0.0)(img)), np.asarray(img))
+
+
+def test_the_views_are_the_papers_asymmetric_pair():
+    # Only solarisation's asymmetry is seen in the pixels above; a swap of the blurs would not be.
+    transform = Transform(32, mean=(0.0,) * 3, std=(1.0,) * 3)
+
+    def p_of(view, kind):
+        return [t.p for t in view.transforms if isinstance(t, kind)]
+
+    assert p_of(transform.transform, GaussianBlur) == [1.0]
+    assert p_of(transform.transform_prime, GaussianBlur) == [0.1]
+    assert p_of(transform.transform, Solarization) == [0.0]
+    assert p_of(transform.transform_prime, Solarization) == [0.2]
