@@ -265,7 +265,9 @@ def load_backbone(path: str | os.PathLike, backbone: str | None = None) -> tuple
                                            what="Barlow Twins checkpoint")["config"]
     name = backbone or config.get("backbone")
     if not name:
-        raise ValueError(f"{path}: a bare backbone state_dict; name its timm backbone")
+        # bt:PATH has no place for a name; timm:NAME=PATH has (models.encoders).
+        raise ValueError(f"{path}: a bare backbone state_dict, with no {CHECKPOINT} beside it "
+                         "to name its timm architecture; give it as timm:NAME=PATH")
     model = timm.create_model(name, pretrained=False, num_classes=0)
     model.load_state_dict(weights)
     return model.eval(), config

@@ -212,3 +212,14 @@ def test_two_processes_with_half_a_batch_each_equal_one_process_with_all(tmp_pat
         # the batch norm running statistics are those of the whole batch too
         for name, b in model.named_buffers():
             assert close(r["buffers"][name], b), name
+
+
+def test_a_bare_backbone_without_its_checkpoint_says_how_to_name_it(tmp_path):
+    from hateful_memes.pretraining.barlow_twins import load_backbone
+    path = tmp_path / "backbone.pth"
+    torch.save(timm.create_model("resnet18", pretrained=False, num_classes=0).state_dict(), path)
+    with pytest.raises(ValueError, match=r"backbone\.pth: a bare backbone state_dict.*"
+                                         r"timm:NAME=PATH"):
+        load_backbone(path)
+    model, _ = load_backbone(path, backbone="resnet18")  # named, as timm:resnet18=PATH does
+    assert model.num_features == 512
