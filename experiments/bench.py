@@ -118,6 +118,17 @@ def add_seeds(p: argparse.ArgumentParser, default=SEEDS) -> None:
                    f"{','.join(map(str, default))})")
 
 
+def positive_seconds(value: str) -> float:
+    """An argparse type for a timeout: seconds > 0, a clear error for anything else."""
+    try:
+        seconds = float(value)
+    except ValueError:
+        seconds = float("nan")
+    if not seconds > 0:
+        raise argparse.ArgumentTypeError(f"expected seconds > 0, got {value!r}")
+    return seconds
+
+
 # --- running one process and measuring it --------------------------------------------------
 
 def run_measured(cmd: list[str], log: Path) -> tuple[float, float]:

@@ -27,10 +27,13 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "experiments"))
 
 from hateful_memes.labels import LABELS  # noqa: E402
 from hateful_memes.runtime.files import atomic_open  # noqa: E402
 from hateful_memes.runtime.progress import plural  # noqa: E402
+
+from bench import positive_seconds  # noqa: E402
 
 
 def wait_http(url: str, timeout: float, proc: subprocess.Popen | None = None) -> bytes:
@@ -149,16 +152,6 @@ def summary(failures: list[str]) -> str:
     if not failures:
         return "browser check: passed"
     return f"browser check: {len(failures)} {plural('failure', len(failures))}"
-
-
-def positive_seconds(value: str) -> float:
-    try:
-        seconds = float(value)
-    except ValueError:
-        seconds = float("nan")
-    if not seconds > 0:
-        raise argparse.ArgumentTypeError(f"expected seconds > 0, got {value!r}")
-    return seconds
 
 
 def main(argv: list[str] | None = None) -> int:

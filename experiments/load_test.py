@@ -25,6 +25,9 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "experiments"))
+
+from bench import positive_seconds  # noqa: E402
 
 
 def memes(n: int) -> list[tuple[bytes, str]]:
@@ -51,16 +54,6 @@ def wait_health(url: str, proc: subprocess.Popen | None, timeout: float) -> dict
             if time.time() > deadline:
                 raise TimeoutError(f"{url} did not answer in {timeout:.0f}s") from None
             time.sleep(0.5)
-
-
-def positive_seconds(value: str) -> float:
-    try:
-        seconds = float(value)
-    except ValueError:
-        seconds = float("nan")
-    if not seconds > 0:
-        raise argparse.ArgumentTypeError(f"expected seconds > 0, got {value!r}")
-    return seconds
 
 
 def main(argv: list[str] | None = None) -> int:
