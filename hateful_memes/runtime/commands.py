@@ -12,6 +12,9 @@ pass, a JSON write); now it is one line, "PROG: interrupted", and EXIT_INTERRUPT
 left half written by it: outputs are written whole or not at all (runtime.files), and what
 resumes picks up where it stopped (train.py and pretrain.py with --resume, predict.py --images
 by itself).
+
+Error lines go out through `stderr_line`, whole, so that ranks under torchrun do not interleave
+them.
 """
 from __future__ import annotations
 
@@ -66,7 +69,7 @@ def ends_quietly(main: Callable[..., int]) -> Callable[..., int]:
             stdout_to_devnull()
             return EXIT_BROKEN_PIPE
         except KeyboardInterrupt:
-            print(f"\n{_prog(main)}: interrupted", file=sys.stderr, flush=True)
+            stderr_line(f"\n{_prog(main)}: interrupted")
             return EXIT_INTERRUPTED
 
     return wrapper
