@@ -24,8 +24,6 @@ from ..runtime import rundir
 from ..runtime.commands import ends_quietly
 from . import evaluate, predict, train
 
-SPLIT_FILES = ("train.json", "dev.json", "test.jsonl")
-
 
 def _error(message: str) -> int:
     print(f"demo_job: error: {message}", file=sys.stderr)
@@ -75,7 +73,7 @@ def main(argv: list[str] | None = None) -> int:
         p.error(f"--n must be between {demo.MIN_N} and {demo.MAX_N}, got {args.n}")
     t0 = time.time()
     data, runs = Path(args.data), Path(args.runs)
-    ann = data / "annotations"
+    split = demo.annotation_paths(data)
     # Every output tried before any work: a read-only submission/ failed after both trainings.
     try:
         rundir.check_writable(runs, "--runs")
@@ -84,7 +82,7 @@ def main(argv: list[str] | None = None) -> int:
     except rundir.RunDirError as e:
         return _error(str(e))
     # All three splits, not train.json alone: a generation stopped between them is redone.
-    if not all((ann / name).is_file() for name in SPLIT_FILES):
+    if not all(path.is_file() for path in split.values()):
         print(f"[1/5] generating {args.n} synthetic demo memes in {data}")
         try:
             demo.generate(data, n=args.n)
@@ -98,8 +96,8 @@ def main(argv: list[str] | None = None) -> int:
     quiet = ["--quiet"] if args.quiet else []
     for task in ("A", "B"):
         print(f"[2/5] training Task {task} ({args.image_encoder} + {args.text_encoder})")
-        code = train.main(["--task", task, "--train", str(ann / "train.json"),
-                           "--dev", str(ann / "dev.json"),
+        code = train.main(["--task", task, "--train", str(split["train"]),
+                           "--dev", str(split["dev"]),
                            "--image-encoder", args.image_encoder,
                            "--text-encoder", args.text_encoder,
                            "--epochs", str(args.epochs), "--cache-dir", args.cache_dir,
@@ -117,14 +115,14 @@ def main(argv: list[str] | None = None) -> int:
     run_args = ["--run", str(runs / "taskA"), "--run", str(runs / "taskB"),
                 "--cache-dir", args.cache_dir, *quiet]
     print("[3/5] predicting the demo test split")
-    if code := predict.main([*run_args, "--input", str(ann / "test.jsonl"),
+    if code := predict.main([*run_args, "--input", str(split["test"]),
                              "--out", args.submission]):
         return code
     print("[4/5] evaluating on the demo dev split")
     dev_pred = runs / "dev_predictions.jsonl"
-    if code := predict.main([*run_args, "--input", str(ann / "dev.json"), "--out", str(dev_pred)]):
+    if code := predict.main([*run_args, "--input", str(split["dev"]), "--out", str(dev_pred)]):
         return code
-    if code := evaluate.main(["--gold", str(ann / "dev.json"), "--pred", str(dev_pred),
+    if code := evaluate.main(["--gold", str(split["dev"]), "--pred", str(dev_pred),
                               "--out", str(runs / "dev_report"), "--image-root", str(data)]):
         return code
     print("(the per-label thresholds folded into these scores were chosen out of fold on the "
@@ -134,7 +132,7 @@ def main(argv: list[str] | None = None) -> int:
     # predict.py --images keeps the rows its output already holds (it resumes), but they came
     # from the runs this job has just replaced: a second job with other settings kept them all.
     ResumableOutput(ocr_out, ()).discard()
-    test_images = [str(data / m.img) for m in read_annotations(ann / "test.jsonl")]
+    test_images = [str(data / m.img) for m in read_annotations(split["test"])]
     if code := predict.main([*run_args, "--images", *test_images, "--out", str(ocr_out)]):
         return code
     print(f"from images and OCR alone: {ocr_out} (ids -> images and captions in "

@@ -33,6 +33,7 @@ import colorsys
 import importlib.util
 import json
 import math
+import os
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -548,16 +549,19 @@ def generate(out_dir: str | Path, n: int = 600, seed: int = 0,
     memes = make_memes(n, seed)
     write_json(out_dir / MARKER, {"generator": "hateful_memes.data.demo", "synthetic": True,
                                   "n": n, "seed": seed, "image_size": image_size})
-    paths = {"train": out_dir / "annotations" / "train.json",
-             "dev": out_dir / "annotations" / "dev.json",
-             "test": out_dir / "annotations" / "test.jsonl",
-             "img": out_dir / "img"}
+    paths = {**annotation_paths(out_dir), "img": out_dir / "img"}
     for meme in memes:
         with atomic_open(out_dir / meme.img, "wb") as f:
             render(meme, image_size).save(f, format="PNG")
     for split in SPLITS:
         write_jsonl(paths[split], (m.row() for m in memes if m.split == split))
     return paths
+
+
+def annotation_paths(out_dir: str | os.PathLike) -> dict[str, Path]:
+    """Where `generate` writes each split's annotation file ("train", "dev", "test")."""
+    ann = Path(out_dir) / "annotations"
+    return {"train": ann / "train.json", "dev": ann / "dev.json", "test": ann / "test.jsonl"}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -127,7 +127,7 @@ def test_a_demo_set_missing_a_split_is_generated_again(
     _Steps(monkeypatch)
     assert demo_job.main([*_job_args(tmp_path, data, feature_cache), "--n", "20"]) == 0
     assert "[1/5] generating 20 synthetic demo memes" in capsys.readouterr().out
-    assert all((data / "annotations" / name).is_file() for name in demo_job.SPLIT_FILES)
+    assert all(path.is_file() for path in demo.annotation_paths(data).values())
     assert demo_job.main([*_job_args(tmp_path, data, feature_cache), "--n", "20"]) == 0
     assert "[1/5] using the demo data in" in capsys.readouterr().out
 
