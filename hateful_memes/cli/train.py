@@ -37,7 +37,8 @@ from ..features.inputs import (Encoders, MissingImagesError, build_inputs, check
                                drop_bad_images)
 from ..labels import tasks_for
 from ..models.baselines import TfidfLogReg
-from ..models.encoders import absolute_image_spec, same_image_spec
+from ..models.encoders import (absolute_image_spec, absolute_text_spec, same_image_spec,
+                               same_text_spec)
 from ..models.model import TEXT_JOINS, MemeModel, ModelConfig, load_head, save_checkpoint
 from ..runtime import checkpoints, distributed, rundir
 from ..runtime.files import atomic_open, same_path, write_json, write_text
@@ -236,7 +237,9 @@ def resolve(args: argparse.Namespace) -> dict:
     for name in _FILES:
         if cfg[name] is not None:
             cfg[name] = os.path.abspath(cfg[name])
-    cfg["image_encoder"] = absolute_image_spec(cfg["image_encoder"])  # bt:PATH, timm:NAME=PATH
+    # bt:PATH, timm:NAME=PATH and a local folder's hf:DIR, clip:DIR; hub names stay as typed.
+    cfg["image_encoder"] = absolute_image_spec(cfg["image_encoder"])
+    cfg["text_encoder"] = absolute_text_spec(cfg["text_encoder"])
     return cfg
 
 
@@ -420,6 +423,8 @@ def differing(saved: dict, cfg: dict, run_dir=None) -> list[str]:
                 and same_path(os.path.join(started_in, old), cfg[k]))
         if k == "image_encoder" and isinstance(old, str) and isinstance(cfg[k], str):
             return same_image_spec(old, cfg[k], started_in)
+        if k == "text_encoder" and isinstance(old, str) and isinstance(cfg[k], str):
+            return same_text_spec(old, cfg[k], started_in)
         return old == cfg[k]
 
     return sorted(k for k in cfg if k not in RESUMABLE_CHANGES and not same(k))

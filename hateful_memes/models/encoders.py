@@ -64,36 +64,78 @@ def parse_spec(spec: str, kinds: tuple[str, ...]) -> tuple[str, str]:
     return kind, arg
 
 
-def local_file(spec: str) -> tuple[str, str] | None:
-    """(what comes before the path, the path) of an image spec that names a local file,
-    bt:PATH or timm:NAME=PATH; None for the others."""
+def _path_arg(spec: str) -> tuple[str, str] | None:
+    """(what comes before the path, the path) of a spec of one encoder whose argument names, or
+    may name, something on disk: bt:PATH, timm:NAME=PATH, hf:NAME_OR_DIR and clip:NAME_OR_DIR
+    (a hub name or a folder); None for the others."""
     kind, _, arg = spec.partition(":")
-    if kind == "bt" and arg:
-        return "bt:", arg
+    if kind in ("bt", "hf", "clip") and arg:
+        return f"{kind}:", arg
     name, sep, path = arg.partition("=")
     if kind == "timm" and sep and path:
         return f"timm:{name}=", path
     return None
 
 
-def absolute_image_spec(spec: str) -> str:
-    """`spec` with the file it names made absolute. A run keeps its encoder's spec (config.yaml,
-    checkpoint.pt): with the path as typed, predict.py and the service found the weights only
-    from the folder train.py had been started in."""
-    file = local_file(spec)
-    return spec if file is None else file[0] + os.path.abspath(file[1])
+def _absolute(spec: str) -> str:
+    found = _path_arg(spec)
+    if found is None:
+        return spec
+    prefix, path = found
+    # transformers reads NAME_OR_DIR as a folder when there is one, else as a hub name; a hub
+    # name made absolute would name nothing.
+    if prefix in ("hf:", "clip:") and not os.path.isdir(path):
+        return spec
+    return prefix + os.path.abspath(path)
 
 
-def same_image_spec(a: str, b: str, base: str | None = None) -> bool:
-    """Whether two image specs name the same encoder, a file they name compared by what it is
-    (same_path); a relative path in `a` (written before the paths were stored absolute) is
-    also read from the folder `base`."""
-    fa, fb = local_file(a), local_file(b)
+def _same(a: str, b: str, base: str | None) -> bool:
+    fa, fb = _path_arg(a), _path_arg(b)
     if fa is None or fb is None or fa[0] != fb[0]:
         return a == b
     return same_path(fa[1], fb[1]) or (
         base is not None and not os.path.isabs(fa[1])
         and same_path(os.path.join(base, fa[1]), fb[1]))
+
+
+def _text_parts(spec: str) -> list[tuple[str, str]]:
+    """(the encoder, its `@LAYERS` as written) of each part of a text spec."""
+    parts = []
+    for part in split_parts(spec):
+        base, _ = split_layers(part)
+        parts.append((base, part[len(base):]))
+    return parts
+
+
+def absolute_image_spec(spec: str) -> str:
+    """`spec` with the file or local folder it names made absolute; a hub name as typed. A run
+    keeps its encoder's spec (config.yaml, checkpoint.pt): with the path as typed, predict.py
+    and the service found the weights only from the folder train.py had been started in."""
+    return _absolute(spec)
+
+
+def absolute_text_spec(spec: str) -> str:
+    """`spec` with each local folder it names (hf:DIR, clip:DIR) made absolute, as
+    absolute_image_spec; hub names, layers and the other parts as typed."""
+    return "+".join(_absolute(base) + layers for base, layers in _text_parts(spec))
+
+
+def same_image_spec(a: str, b: str, base: str | None = None) -> bool:
+    """Whether two image specs name the same encoder, a file or folder they name compared by
+    what it is (same_path); a relative path in `a` (written before the paths were stored
+    absolute) is also read from the folder `base`."""
+    return _same(a, b, base)
+
+
+def same_text_spec(a: str, b: str, base: str | None = None) -> bool:
+    """same_image_spec for text specs: the same parts, each with the same layers, each naming
+    the same encoder."""
+    try:
+        pa, pb = _text_parts(a), _text_parts(b)
+    except ValueError:  # not a spec: only itself is the same
+        return a == b
+    return len(pa) == len(pb) and all(
+        la == lb and _same(xa, xb, base) for (xa, la), (xb, lb) in zip(pa, pb))
 
 
 class _Encoder(nn.Module):

@@ -331,14 +331,15 @@ def load_head(model: MemeModel, path: str | os.PathLike, member: int = 0) -> Non
     Features"): fine-tuning an encoder under a random head lets the head's early gradients
     distort the pretrained features; a head trained on the frozen features first avoids that.
     """
-    from .encoders import same_image_spec
+    from .encoders import same_image_spec, same_text_spec
 
     ckpt = _read_checkpoint(path, "cpu")
     theirs = ModelConfig(**ckpt["config"])
-    # A run written before train.py stored bt:PATH and timm:NAME=PATH absolute keeps the path
-    # as typed: the same weights, written another way.
+    # A run written before train.py stored bt:PATH, timm:NAME=PATH and a local hf:DIR, clip:DIR
+    # absolute keeps the path as typed: the same weights, written another way.
+    same = {"image_encoder": same_image_spec, "text_encoder": same_text_spec}
     differ = [f for f in HEAD_FIELDS if not (
-        same_image_spec(theirs.image_encoder, model.cfg.image_encoder) if f == "image_encoder"
+        same[f](getattr(theirs, f), getattr(model.cfg, f)) if f in same
         else getattr(theirs, f) == getattr(model.cfg, f))]
     if differ:
         detail = ", ".join(f"{f} {getattr(theirs, f)!r} there, {getattr(model.cfg, f)!r} here"

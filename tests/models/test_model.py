@@ -245,6 +245,17 @@ def test_load_head_knows_the_encoder_file_of_an_older_run_however_written(tmp_pa
         load_head(_model(image_encoder=f"bt:{tmp_path / 'other.pt'}"), tmp_path / "c.pt")
 
 
+def test_load_head_knows_the_local_text_encoder_of_an_older_run_however_written(tmp_path,
+                                                                                monkeypatch):
+    # train.py now keeps a local hf:DIR absolute; a run from before kept it as typed.
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "bert").mkdir()
+    save_checkpoint(tmp_path / "c.pt", _model(text_encoder="hf:bert@2+minilm"))
+    load_head(_model(text_encoder=f"hf:{tmp_path / 'bert'}@2+minilm"), tmp_path / "c.pt")
+    with pytest.raises(ValueError, match="text_encoder 'hf:bert@2\\+minilm' there"):
+        load_head(_model(text_encoder=f"hf:{tmp_path / 'other'}@2+minilm"), tmp_path / "c.pt")
+
+
 def test_load_head_takes_the_asked_bagged_member(tmp_path):
     first = _model()
     torch.manual_seed(2)
