@@ -340,8 +340,13 @@ def _compare_section(memes: Sequence[Meme], other: Predictions, cards: _Cards, k
                     tasks_cmp=_task_lines(meme, b, decided_b[i], i))
         found.append(card)
     hate_auroc = _delta_cell(deltas["hate_auroc_binary"])
+    # A file without pred_hate has no hateful AUROC, which is not an undefined one (n/a, one
+    # gold class): its delta is none at all, not "n/a".
+    hate_auroc["predicted_by"] = 0
     for side, scores in (("compared", other_scores), ("this", cards.scores)):
-        if "hate" not in scores:  # no pred_hate in that file: not an undefined AUROC (n/a)
+        if "hate" in scores:
+            hate_auroc["predicted_by"] += 1
+        else:
             hate_auroc[side] = NOT_PREDICTED
     return {"path": str(other.path), "tasks": tasks, "n_shared": len(shared),
             "hate_auroc": hate_auroc, "cards": found,

@@ -290,6 +290,24 @@ def test_a_file_without_pred_hate_shows_its_hate_auroc_as_not_predicted(dev, tmp
     assert compared.group(1) == "not predicted" and compared.group(2) != "not predicted"
 
 
+def test_a_hate_auroc_only_one_file_or_neither_predicts_shows_no_delta(dev, tmp_path):
+    # Its delta read "n/a", which elsewhere on the page means undefined (one gold class).
+    ids, scores = read_submission(dev["pred"])
+    no_hate = tmp_path / "no_hate.jsonl"
+    write_submission(no_hate, ids, {t: s for t, s in scores.items() if t != "hate"})
+
+    def shown(page):
+        return " ".join(re.search(r"hateful AUROC: (.*?)</p>", page, re.S).group(1).split())
+
+    page = run_report(dict(dev, pred=no_hate), tmp_path / "one", "--compare", str(dev["pred"]))
+    assert re.fullmatch(r"compared [01]\.\d{3}, this not predicted, "
+                        r"no &Delta; \(only one file predicts it\)\.", shown(page))
+    page = run_report(dict(dev, pred=no_hate), tmp_path / "neither", "--compare", str(no_hate))
+    assert shown(page) == "neither file predicts it (no pred_hate), so there is none to compare."
+    deltas = re.findall(r'data-delta="([^"]*)"', page)
+    assert len(deltas) == sum(4 + 4 * len(LABELS[t]) for t in TASKS if t != "hate")
+
+
 def test_compare_shows_the_memes_the_files_disagree_on_most(dev, page):
     ids_a, scores_a = read_submission(dev["pred"])
     ids_b, scores_b = read_submission(dev["pred2"])
