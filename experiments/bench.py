@@ -569,6 +569,22 @@ SECTIONS = ("results_unseen.md", "results_unseen-minilm.md", "results_unseen-mpn
             "results_cooc.md", "results_ensemble.md",
             "results_quality.md", "results_speed.md", "results_ocr.md",
             "results_feature_store.md", "results_service.md")
+# unseen_check.py names the section of another text encoder or join by its runs' folder
+# (results_path): results_unseen-SPEC.md, and results_designs-SPEC.md for --designs. Those not
+# listed above go after the listed ones of their kind, by name.
+VARIANT_FAMILIES = ("results_unseen", "results_designs")
+
+
+def sections(folder: Path) -> list[Path]:
+    """The section files in `folder`, in RESULTS.md's order."""
+    names = list(SECTIONS)
+    for family in VARIANT_FAMILIES:
+        found = sorted(path.name for path in folder.glob(f"{family}-*.md"))
+        extra = [name for name in found if name not in names]
+        last = max(i for i, name in enumerate(names)
+                   if name == f"{family}.md" or name.startswith(f"{family}-"))
+        names[last + 1:last + 1] = extra
+    return [folder / name for name in names if (folder / name).is_file()]
 
 
 def assemble(results_md: Path) -> None:
@@ -582,10 +598,8 @@ def assemble(results_md: Path) -> None:
              "`experiments/cooc_check.py`, seed bagging, TF-IDF weights and threshold "
              "objectives by `experiments/ensemble_check.py`; the service load test section is "
              "copied from `experiments/load_test.py`'s output. Do not edit by hand.", ""]
-    for name in SECTIONS:
-        path = results_md.parent / name
-        if path.is_file():
-            parts += [path.read_text().rstrip("\n"), ""]
+    for path in sections(results_md.parent):
+        parts += [path.read_text().rstrip("\n"), ""]
     write_text(results_md, "\n".join(parts))
 
 

@@ -45,7 +45,7 @@ IMAGE_SIZE = 500
 TARGET_RATIO = 0.8
 TARGET_HEADS_SECONDS = 10.0
 FROZEN_CONFIG = "experiments/text_frozen.yaml"
-# This script's section of RESULTS.md (bench.SECTIONS lists them all, in their order).
+# This script's section of RESULTS.md (bench.sections gives them all, in their order).
 SECTION = "results_speed.md"
 
 

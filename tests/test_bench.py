@@ -45,3 +45,22 @@ def test_a_smoke_run_with_out_and_a_full_run_write_where_they_did(bench, data, t
     assert bench.main(["--rows", "prior", "--data", str(data)]) == 0
     results = bench.ROOT / "experiments" / "RESULTS.md"
     assert bench.written == [results.parent / "results_quality.md", results]
+
+
+def test_results_md_takes_every_unseen_check_section_each_after_its_family(tmp_path):
+    """unseen_check.py names the section of another text encoder by its runs' folder
+    (results_unseen-SPEC.md, results_designs-SPEC.md for --designs): each goes into RESULTS.md
+    after the sections of its kind, the listed ones in their order."""
+    with experiment_script("bench") as bench, experiment_script("unseen_check") as uc:
+        names = ["results_unseen.md", "results_unseen-minilm.md", "results_designs.md",
+                 "results_cooc.md", uc.results_path(True, "mpnet").name,
+                 uc.results_path(True, "minilm@3").name, uc.results_path(False, "clip:x").name]
+        for name in names:
+            (tmp_path / name).write_text(f"## {name}\n")
+        (tmp_path / "results_unseen-minilm.md.bak").write_text("## stray\n")
+        bench.assemble(tmp_path / "RESULTS.md")
+    shown = [line[3:] for line in (tmp_path / "RESULTS.md").read_text().splitlines()
+             if line.startswith("## ")]
+    assert shown == ["results_unseen.md", "results_unseen-minilm.md", "results_unseen-clip_x.md",
+                     "results_designs.md", "results_designs-minilm_3.md",
+                     "results_designs-mpnet.md", "results_cooc.md"]
