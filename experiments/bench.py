@@ -353,19 +353,27 @@ def metric(report: dict, column: tuple[str, str]) -> float:
     return report["hate_auroc_binary"] if task == "hate" else report[task][name]
 
 
-def _mean_std(values: list[float]) -> tuple[float, float | None]:
+def mean_std(values: list[float]) -> tuple[float, float | None]:
+    """The mean of `values` (None left out) and their sample standard deviation (ddof=1),
+    which is what a reader of "mean ± std over 3 seeds" takes it for; None for one value."""
     values = [v for v in values if v is not None]
     return float(np.mean(values)), (float(np.std(values, ddof=1)) if len(values) > 1 else None)
 
 
+def mean_pm(values: list[float], spec: str = ".3f", sign: bool = False) -> str:
+    """`mean ± std` (mean_std), each formatted with `spec`, the mean with its sign if `sign`
+    (a paired difference); the mean alone for one value. Every experiments script reports a
+    spread over seeds with this."""
+    mean, std = mean_std(values)
+    return f"{mean:{'+' if sign else ''}{spec}}" + (f" ± {std:{spec}}" if std is not None else "")
+
+
 def _cell(values: list[float], digits: int = 3) -> str:
-    mean, std = _mean_std(values)
-    return f"{mean:.{digits}f}" + (f" ± {std:.{digits}f}" if std is not None else "")
+    return mean_pm(values, f".{digits}f")
 
 
 def _rate(values: list[float]) -> str:
-    mean, std = _mean_std(values)
-    return f"{mean:,.0f}" + (f" ± {std:,.0f}" if std is not None else "")
+    return mean_pm(values, ",.0f")
 
 
 def table_rows(results: dict) -> list[dict]:
@@ -425,13 +433,13 @@ def _target_table(rows: list[dict]) -> list[str]:
     for row in rows:
         if not row["ours"]:
             continue
-        means = {c: _mean_std([metric(r, c) for r in row["reports"]])[0] for c in COLUMNS}
+        means = {c: mean_std([metric(r, c) for r in row["reports"]])[0] for c in COLUMNS}
         cells = [("met" if means[c] >= TARGETS[c] else f"**miss {means[c] - TARGETS[c]:+.3f}**")
                  for c in COLUMNS]
         lines.append(f"| {row['label']} | target | " + " | ".join(cells) + " |")
         peer = peers.get(row["which"] == "off")
         if peer is not None:
-            pm = {c: _mean_std([metric(r, c) for r in peer["reports"]])[0] for c in COLUMNS}
+            pm = {c: mean_std([metric(r, c) for r in peer["reports"]])[0] for c in COLUMNS}
             cells = [(f"{means[c] - pm[c]:+.3f}" if means[c] > pm[c]
                       else f"**{means[c] - pm[c]:+.3f}**") for c in COLUMNS]
             lines.append(f"| {row['label']} | vs TF-IDF ({peer['label'].split(', ', 1)[1]}) | "

@@ -6,7 +6,7 @@
 `fusion` generates the synthetic demo set if needed (data/demo) and trains Task A and Task B
 with the offline encoders. `empty` trains on train.json and scores dev_seen.json of
 ../shared/data/woah2021/annotations (or of the folder WOAH2021_ANNOTATIONS names). Both print a
-Markdown table (mean and spread over the seeds).
+Markdown table (mean ± sample standard deviation over the seeds).
 """
 from __future__ import annotations
 
@@ -14,13 +14,11 @@ import argparse
 import sys
 from pathlib import Path
 
-import numpy as np
-
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "experiments"))
 
-from bench import DATA as REAL, add_seeds, missing_annotations  # noqa: E402
+from bench import DATA as REAL, add_seeds, mean_pm, missing_annotations  # noqa: E402
 
 from hateful_memes.cli import train  # noqa: E402
 from hateful_memes.data import demo  # noqa: E402
@@ -42,20 +40,14 @@ def _run(cfg: dict) -> dict:
     return train.run(full, progress=False, overwrite=True)  # the script's own runs
 
 
-def _cell(values: list[float]) -> str:
-    if len(values) > 1:
-        return f"{np.mean(values):.3f} ± {np.std(values):.3f}"
-    return f"{values[0]:.3f}"
-
-
 def _table(rows: dict[str, list[dict]], tasks: tuple[str, ...], which: str) -> str:
     head = (["design"] + [f"{t} {c}" for t in tasks for c in ("AUROC", "F1", "macro F1")]
             + ["hate AUROC"])
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for name, summaries in rows.items():
         reps = [s["dev"][which] for s in summaries]
-        cells = [_cell([r[t][c] for r in reps]) for t in tasks for c in COLUMNS]
-        cells.append(_cell([r["hate_auroc_binary"] for r in reps]))
+        cells = [mean_pm([r[t][c] for r in reps]) for t in tasks for c in COLUMNS]
+        cells.append(mean_pm([r["hate_auroc_binary"] for r in reps]))
         lines.append("| " + " | ".join([name, *cells]) + " |")
     return "\n".join(lines)
 

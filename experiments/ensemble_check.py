@@ -46,7 +46,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "experiments"))
 
-from bench import load_avg, machine_brief  # noqa: E402
+from bench import load_avg, machine_brief, mean_pm  # noqa: E402
 
 from hateful_memes.runtime.files import write_text  # noqa: E402
 from hateful_memes.scoring import calibration  # noqa: E402
@@ -327,9 +327,8 @@ def render(rows: dict, seeds: list[int], weights: dict, train_seconds: list[floa
             cells = [" ".join(f"{x:g}" for x in w[t][t]) + f"; {w[t]['hate'][0]:g}"
                      for t in ("pc", "attack")]
             lines.append(f"| {how} | {seed} | " + " | ".join(cells) + " |")
-    sd = f" ± {np.std(train_seconds, ddof=1):.0f}" if len(train_seconds) > 1 else ""
     lines += ["", f"Training cost: train.py's two runs (A and B) of one seed took "
-              f"{np.mean(train_seconds):.0f}{sd} s of training (summary.json's train_seconds, "
+              f"{mean_pm(train_seconds, '.0f')} s of training (summary.json's train_seconds, "
               f"seeds {', '.join(map(str, seeds))}); a bag of n seeds costs n times that, and "
               "n times the heads at prediction.", "",
               "What the two checks see of a bag differs: on dev_seen each seed's run already "

@@ -32,7 +32,8 @@ from sklearn.metrics import roc_auc_score
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "experiments"))
-from bench import DATA, _crossfit_scores, add_seeds, missing_annotations  # noqa: E402
+from bench import (DATA, _crossfit_scores, add_seeds, mean_pm,  # noqa: E402
+                   missing_annotations)
 
 from hateful_memes.cli import train  # noqa: E402
 from hateful_memes.data.annotations import gold_matrix, read_annotations  # noqa: E402
@@ -86,7 +87,7 @@ def seen_captions_table(train_memes, dev, ours: dict, tfidf: dict) -> list[str]:
                        ("all", np.ones_like(seen))):
         ours_auc = [auroc(s, mask) for s in ours.values()]
         lines.append(f"| {name} | {mask.sum()} | {y[mask].mean():.2f} | "
-                     f"{np.mean(ours_auc):.3f} ± {np.std(ours_auc):.3f} | "
+                     f"{mean_pm(ours_auc)} | "
                      f"{auroc(tfidf, mask):.3f} |")
     return lines
 
@@ -112,7 +113,7 @@ def ensemble_table(dev, ours: dict, tfidf: dict) -> list[str]:
     for w in WEIGHTS:
         rows = np.array([_row(dev, {t: (1 - w) * s[t] + w * tfidf[t] for t in s}, seed)
                          for seed, s in ours.items()])
-        cells = [f"{m:.3f} ± {sd:.3f}" for m, sd in zip(rows.mean(0), rows.std(0))]
+        cells = [mean_pm(list(column)) for column in rows.T]
         lines.append(f"| {w:g} | " + " | ".join(cells) + " |")
     return lines
 

@@ -48,7 +48,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "experiments"))
 
-from bench import (DATA, add_seeds, load_avg, machine_brief,  # noqa: E402
+from bench import (DATA, add_seeds, load_avg, machine_brief, mean_pm,  # noqa: E402
                    missing_annotations)
 
 from hateful_memes.data.annotations import gold_matrix, read_annotations  # noqa: E402
@@ -463,16 +463,9 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def _cell(values: list[float]) -> str:
-    mean = float(np.mean(values))
-    return f"{mean:.3f}" + (f" ± {np.std(values, ddof=1):.3f}" if len(values) > 1 else "")
-
-
 def signed(values: list[float], digits: int = 3) -> str:
     """A paired difference: the mean with its sign, ± the sample std when there are several."""
-    mean = float(np.mean(values))
-    return f"{mean:+.{digits}f}" + (f" ± {np.std(values, ddof=1):.{digits}f}"
-                                    if len(values) > 1 else "")
+    return mean_pm(values, f".{digits}f", sign=True)
 
 
 def table_rows(rows: dict, sides: tuple[int, ...]) -> list[str]:
@@ -482,9 +475,9 @@ def table_rows(rows: dict, sides: tuple[int, ...]) -> list[str]:
         cells = []
         for side in sides:
             for task in ("pc", "attack"):
-                cells.append(" / ".join(_cell([r[side][task][i] for r in per_seed])
+                cells.append(" / ".join(mean_pm([r[side][task][i] for r in per_seed])
                                         for i in range(3)))
-            cells.append(_cell([r[side]["hate"] for r in per_seed]))
+            cells.append(mean_pm([r[side]["hate"] for r in per_seed]))
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
     return lines
 
