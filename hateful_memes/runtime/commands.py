@@ -15,13 +15,39 @@ by itself).
 
 Error lines go out through `stderr_line`, whole, so that ranks under torchrun do not interleave
 them.
+
+Errors under torchrun. Every rank runs the command and the ranks share one stderr: an error
+that all of 8 ranks hit was said 8 times. `error_exit` says a command's error
+(`PROG: error: ...`) by this rule, and every rank exits non-zero:
+
+- Raised alike on every rank (marked EVERY_RANK): said once on each machine, by its first
+  process (LOCAL_RANK 0; on one machine that is rank 0), as one process says it. These are the
+  usage errors (`ArgumentParser`) and the settings checked before the process group exists
+  (train.py's flags and --config): they come of the command line and of files, which the
+  processes of a machine are given alike. Once the group exists, `distributed.gather` marks an
+  error that every rank raised with the same message.
+- Raised on some ranks only: said by each of them, naming its rank
+  (`PROG: error: rank 3 of 8: ...`).
+- Raised only because another rank failed (`distributed.RankFailed`, marked ANOTHER_RANK): not
+  said here; the rank that failed says its own.
+
+Deciding this takes no communication on the way out, which could leave a rank waiting for one
+that died: the ranks learn of each other's errors in the collectives they were in anyway
+(`distributed.gather`), or the error cannot differ between them. Nor does a rank that says
+nothing wait for the one that speaks: it exits about when that one writes its line (they leave
+the same collective, or did the same work before there was one), and a process with torch
+loaded takes far longer to end than a line takes to be written, so torchrun, which stops the
+other processes once one has failed, does not in practice stop the speaker first.
 """
 from __future__ import annotations
 
+import argparse
 import functools
 import os
 import sys
-from typing import Callable
+from typing import Callable, TypeVar
+
+E = TypeVar("E", bound=BaseException)
 
 # 141 = 128 + SIGPIPE (13), the status a shell reports for a command that SIGPIPE ended
 # (`seq 1000000 | head -1; echo ${PIPESTATUS[0]}`). Python's docs exit 1 instead, but here
@@ -73,6 +99,47 @@ def ends_quietly(main: Callable[..., int]) -> Callable[..., int]:
             return EXIT_INTERRUPTED
 
     return wrapper
+
+
+# What `raised_on` marks an error with, for `error_exit`.
+EVERY_RANK = "every rank"
+ANOTHER_RANK = "another rank"
+
+
+def raised_on(error: E, where: str) -> E:
+    """`error`, marked as raised alike on EVERY_RANK, or here only because ANOTHER_RANK failed."""
+    error.raised_on = where
+    return error
+
+
+def error_exit(prog: str, error: BaseException) -> int:
+    """`PROG: error: ERROR` on stderr, or not, as this module's rule has it under torchrun;
+    the exit status, 1."""
+    where = getattr(error, "raised_on", None)
+    rank, world = os.environ.get("RANK"), os.environ.get("WORLD_SIZE")
+    if rank is None or world in (None, "1"):  # one process
+        stderr_line(f"{prog}: error: {error}")
+    elif where == EVERY_RANK:
+        if _says_for_every_rank():
+            stderr_line(f"{prog}: error: {error}")
+    elif where != ANOTHER_RANK:
+        stderr_line(f"{prog}: error: rank {rank} of {world}: {error}")
+    return 1
+
+
+def _says_for_every_rank() -> bool:
+    # torchrun sets these before any process group exists; without it this is the one process.
+    return os.environ.get("LOCAL_RANK", os.environ.get("RANK", "0")) == "0"
+
+
+class ArgumentParser(argparse.ArgumentParser):
+    """argparse's, whose usage errors under torchrun are said by one rank (EVERY_RANK): they
+    come of the command line, which torchrun gives every rank alike."""
+
+    def error(self, message: str):
+        if not _says_for_every_rank():
+            self.exit(2)
+        super().error(message)
 
 
 def stderr_line(text: str) -> None:

@@ -1,6 +1,8 @@
 """torch.distributed as the commands use it under torchrun: join the group from the environment
 torchrun sets, know this process's rank, and gather a result from every rank so that a failure
 on one rank is raised on all of them (with its rank) instead of leaving the others waiting.
+What the ranks learn of each other there also decides which of them says the error
+(runtime.commands, "Errors under torchrun").
 
 One process without torchrun is rank 0 of 1, and every function here is then a no-op.
 """
@@ -13,11 +15,15 @@ from typing import Callable, TypeVar
 import torch
 import torch.distributed as dist
 
+from .commands import ANOTHER_RANK, EVERY_RANK, raised_on
+
 T = TypeVar("T")
 
 
 class RankFailed(RuntimeError):
-    """What another rank raised, re-raised on this one by `gather`."""
+    """What another rank raised, re-raised on this one by `gather`: that rank says it."""
+
+    raised_on = ANOTHER_RANK
 
 
 def init_from_env(device: str = "auto") -> tuple[int, int, torch.device]:
@@ -60,7 +66,9 @@ def rank_world() -> tuple[int, int]:
 def gather(compute: Callable[[], T], what: str) -> list[T]:
     """`compute()` on this rank and its result from every rank, in rank order. An exception on
     any rank is raised on every rank (naming the rank), instead of leaving the others waiting
-    for a result that never comes. Under NCCL each rank must have set its CUDA device."""
+    for a result that never comes: as itself on the ranks that raised it (marked EVERY_RANK
+    when that is all of them, with the same message), as RankFailed on the others. Under NCCL
+    each rank must have set its CUDA device."""
     rank, world = rank_world()
     try:
         value, error = compute(), None
@@ -69,16 +77,24 @@ def gather(compute: Callable[[], T], what: str) -> list[T]:
     gathered: list = [None] * world
     dist.all_gather_object(
         gathered, (None if error is None else f"{type(error).__name__}: {error}", value))
+    failed = {other: message for other, (message, _) in enumerate(gathered)
+              if message is not None}
     if error is not None:
+        if len(failed) == world and len(set(failed.values())) == 1:
+            raised_on(error, EVERY_RANK)
         raise error
-    for other, (message, _) in enumerate(gathered):
-        if message is not None:
-            raise RankFailed(f"{what} failed on rank {other} of {world}: {message}")
+    if failed:
+        other = min(failed)
+        raise RankFailed(f"{what} failed on rank {other} of {world}: {failed[other]}")
     return [v for _, v in gathered]
 
 
 def on_all(compute: Callable[[], T], what: str) -> T:
     """`compute()` here; under torchrun a failure on any rank is raised on every rank
-    (`gather`), so that none waits forever for the others."""
-    rank, world = rank_world()
-    return gather(compute, what)[rank] if world > 1 else compute()
+    (`gather`), so that none waits forever for the others. Only the failures travel: the
+    result stays on its rank (a model, a list of memes)."""
+    if rank_world()[1] == 1:
+        return compute()
+    mine: list = []
+    gather(lambda: mine.append(compute()), what)
+    return mine[0]

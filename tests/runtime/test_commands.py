@@ -98,3 +98,35 @@ def test_an_error_line_is_one_write(command, argv, tmp_path, monkeypatch):
     assert module.main([a.format(tmp=tmp_path) for a in argv]) == 1
     errors = [w for w in err.writes if w.startswith(f"{command}.py: error: ")]
     assert len(errors) == 1 and errors[0].endswith("\n"), err.writes
+
+
+# --- errors under torchrun: the environment torchrun gives each rank --------------------------
+
+def _as_rank(monkeypatch, rank: int, world: int, local_rank: int | None = None) -> None:
+    monkeypatch.setenv("RANK", str(rank))
+    monkeypatch.setenv("WORLD_SIZE", str(world))
+    monkeypatch.setenv("LOCAL_RANK", str(rank if local_rank is None else local_rank))
+
+
+@pytest.mark.parametrize("rank, world, local_rank, where, said", [
+    (None, None, None, None, "train.py: error: no such file"),  # one process, no torchrun
+    (0, 1, 0, None, "train.py: error: no such file"),  # torchrun with one process
+    (0, 2, 0, commands.EVERY_RANK, "train.py: error: no such file"),  # for every rank
+    (1, 2, 1, commands.EVERY_RANK, ""),  # rank 0 says it
+    (5, 8, 1, commands.EVERY_RANK, ""),  # the first process of its machine says it
+    (4, 8, 0, commands.EVERY_RANK, "train.py: error: no such file"),  # its machine's first
+    (1, 2, 1, None, "train.py: error: rank 1 of 2: no such file"),  # this rank's alone
+    (0, 2, 0, None, "train.py: error: rank 0 of 2: no such file"),
+    (0, 2, 0, commands.ANOTHER_RANK, ""),  # the rank that failed says it
+])
+def test_an_error_is_said_once_under_torchrun(rank, world, local_rank, where, said, monkeypatch,
+                                              capsys):
+    for name in ("RANK", "WORLD_SIZE", "LOCAL_RANK"):
+        monkeypatch.delenv(name, raising=False)
+    if rank is not None:
+        _as_rank(monkeypatch, rank, world, local_rank)
+    error = ValueError("no such file")
+    if where is not None:
+        commands.raised_on(error, where)
+    assert commands.error_exit("train.py", error) == 1  # on every rank
+    assert capsys.readouterr().err.strip() == said

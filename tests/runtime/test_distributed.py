@@ -64,19 +64,40 @@ def _gather_worker(rank, world, port, out):
             raise ValueError("meme 42: no caption")
         return rank
 
-    try:
-        distributed.gather(fail_on_1, "reading memes")
-    except Exception as e:
-        Path(f"{out}.{rank}").write_text(f"{type(e).__name__}: {e}")
+    said = []
+    for fail in (fail_on_1, fail_alike, fail_apart):
+        try:
+            distributed.gather(fail, "reading memes")
+        except Exception as e:
+            said.append(f"{type(e).__name__}: {e} ({getattr(e, 'raised_on', 'unmarked')})")
+    # Only failures travel: a result that cannot be sent (a lambda) stays on its rank.
+    assert distributed.on_all(lambda: lambda: rank, "building")() == rank
+    Path(f"{out}.{rank}").write_text("\n".join(said))
     distributed.finish()
 
 
+def fail_alike():
+    raise ValueError("train.json: no such file")
+
+
+def fail_apart():
+    raise ValueError(f"cuda:{distributed.rank_world()[0]}: out of memory")
+
+
 def test_a_failure_on_one_rank_is_raised_on_every_rank_naming_it(tmp_path):
+    """...and marked for commands.error_exit: said by the rank that raised it (unmarked), once
+    (EVERY_RANK) when every rank raised it alike, never by a rank that only learnt of it."""
     out = tmp_path / "error"
     mp.spawn(_gather_worker, args=(2, _free_port(), str(out)), nprocs=2, join=True)
-    assert Path(f"{out}.1").read_text() == "ValueError: meme 42: no caption"
-    assert Path(f"{out}.0").read_text() == (
-        "RankFailed: reading memes failed on rank 1 of 2: ValueError: meme 42: no caption")
+    assert Path(f"{out}.1").read_text().splitlines() == [
+        "ValueError: meme 42: no caption (unmarked)",
+        "ValueError: train.json: no such file (every rank)",
+        "ValueError: cuda:1: out of memory (unmarked)"]
+    assert Path(f"{out}.0").read_text().splitlines() == [
+        "RankFailed: reading memes failed on rank 1 of 2: ValueError: meme 42: no caption "
+        "(another rank)",
+        "ValueError: train.json: no such file (every rank)",
+        "ValueError: cuda:0: out of memory (unmarked)"]
 
 
 def test_on_all_in_one_process_is_the_call_itself():
