@@ -30,7 +30,7 @@ from ..features.inputs import MissingImagesError, check_images, drop_bad_images
 from ..labels import TASK_LETTERS
 from ..runtime import distributed, rundir
 from ..runtime.files import same_path
-from ..runtime.commands import ends_quietly, stderr_line
+from ..runtime.commands import ArgumentParser, ends_quietly, error_exit
 from ..runtime.progress import bar as progress_bar
 from ..serving.api import (MemeClassifier, merge,  # noqa: F401 (predict.merge stays importable)
                            open_image)
@@ -148,7 +148,7 @@ def _refuse_overwriting_an_input(out: Path, *inputs: str | None) -> None:
 
 
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="predict.py", description=__doc__.split("\n\n")[0])
+    p = ArgumentParser(prog="predict.py", description=__doc__.split("\n\n")[0])
     # --model too: torchrun's own parser takes --run as an abbreviation of its --run-path.
     p.add_argument("--run", "--model", dest="run", action="append", required=True,
                    help="a train.py run directory (repeatable; --model is the same)")
@@ -214,55 +214,66 @@ def _main(p: argparse.ArgumentParser, args: argparse.Namespace, rank: int) -> in
                     "goes on anyway)")
     elif args.captions:
         p.error("--captions goes with --images")
-    dropped: list[str] = []
     try:
-        resolve_device(args.device)
-        out = Path(args.out) if args.out else None
-        # Up front, before any encoder is built or any feature computed: the outputs can be
-        # written, and (with --input) every image the runs need exists and decodes.
-        if out is not None:
-            rundir.check_writable_file(out, "--out")
-            _refuse_overwriting_an_input(out, args.input, args.captions)
-        if args.cache_dir and not args.images:
-            rundir.check_writable(args.cache_dir, "--cache-dir")
-        if not args.images:
-            input_path = Path(args.input)
-            memes = read_annotations(input_path)
-            image_root = args.image_root or input_path.resolve().parent.parent
-        clf = MemeClassifier.load(*args.run, device=args.device, ocr=args.ocr)
-        if not args.images and clf.needs_images:
-            if args.skip_bad_images:
-                all_memes = memes
-                memes, dropped = drop_bad_images(all_memes, image_root, str(input_path))
-                if not memes:
-                    raise ValueError(f"{input_path}: no meme has a readable image under "
-                                     f"{image_root}")
-            else:
-                check_images(memes, image_root, str(input_path), decode=True)
+        # Every rank checks alike; an error that all of them find is said once, and one that a
+        # rank finds alone is raised on the others instead of leaving them waiting for it.
+        out, clf, memes, dropped = distributed.on_all(lambda: _checked(args),
+                                                      "checking the input and loading the runs")
         if args.images:
-            return predict_images(clf, args.images, Path(args.out), args.captions, args.prior,
+            return predict_images(clf, args.images, out, args.captions, args.prior,
                                   args.chunk, args.quiet)
-        scores = clf.scores(memes, image_root, cache_dir=args.cache_dir, fold=not args.raw,
-                            prior=None if args.raw else args.prior,
+        scores = clf.scores(memes, _image_root(args), cache_dir=args.cache_dir,
+                            fold=not args.raw, prior=None if args.raw else args.prior,
                             progress=not args.quiet and rank == 0)
-        if out is None:
-            out = _default_out(input_path, scores)
-            rundir.check_writable_file(out, "--out")
         if rank != 0:
             return 0
         write_submission(out, [m.id for m in memes], scores)
         # Memes left out by --skip-bad-images are missing from the file by design.
-        summary = check_submission(out, None if dropped else input_path)
+        summary = check_submission(out, None if dropped else Path(args.input))
     except (AnnotationError, SubmissionError, MissingImagesError, FileNotFoundError,
-            ValueError, OCRNotInstalled, WeightsChecksumError) as e:
-        stderr_line(f"predict.py: error: {e}")
-        return 1
+            ValueError, OCRNotInstalled, WeightsChecksumError, distributed.RankFailed) as e:
+        return error_exit("predict.py", e)
     if dropped:
-        print(f"predict.py: left out {len(dropped)} of {len(all_memes)} memes whose image is "
-              "missing or cannot be read (--skip-bad-images), so the file is not a complete "
-              "submission; first:\n  " + "\n  ".join(dropped[:5]), file=sys.stderr)
+        print(f"predict.py: left out {len(dropped)} of {len(memes) + len(dropped)} memes whose "
+              "image is missing or cannot be read (--skip-bad-images), so the file is not a "
+              "complete submission; first:\n  " + "\n  ".join(dropped[:5]), file=sys.stderr)
     print(f"wrote {out}: {summary['n']} memes, tasks {', '.join(summary['tasks'])}")
     return 0
+
+
+def _image_root(args: argparse.Namespace) -> Path:
+    return Path(args.image_root or Path(args.input).resolve().parent.parent)
+
+
+def _checked(args: argparse.Namespace) -> tuple[Path, MemeClassifier, list, list[str]]:
+    """Up front, before any encoder is built or any feature computed: the outputs can be
+    written, the input reads, the runs load and (with --input) every image the runs need
+    exists and decodes, or with --skip-bad-images the memes whose image does not are left
+    out. Returns (--out or its default, the classifier, the memes to predict (none with
+    --images), a line for each meme left out)."""
+    resolve_device(args.device)
+    out = Path(args.out) if args.out else None
+    if out is not None:
+        rundir.check_writable_file(out, "--out")
+        _refuse_overwriting_an_input(out, args.input, args.captions)
+    if args.cache_dir and not args.images:
+        rundir.check_writable(args.cache_dir, "--cache-dir")
+    input_path = None if args.images else Path(args.input)
+    memes = [] if args.images else read_annotations(input_path)
+    clf = MemeClassifier.load(*args.run, device=args.device, ocr=args.ocr)
+    if out is None:
+        out = _default_out(input_path, clf.tasks)
+        rundir.check_writable_file(out, "--out")
+    dropped: list[str] = []
+    if not args.images and clf.needs_images:
+        if args.skip_bad_images:
+            memes, dropped = drop_bad_images(memes, _image_root(args), str(input_path))
+            if not memes:
+                raise ValueError(f"{input_path}: no meme has a readable image under "
+                                 f"{_image_root(args)}")
+        else:
+            check_images(memes, _image_root(args), str(input_path), decode=True)
+    return out, clf, memes, dropped
 
 
 if __name__ == "__main__":

@@ -33,7 +33,7 @@ from ..pretraining.lars import LR_BIASES, LR_WEIGHTS, adjust_learning_rate, make
 from ..runtime import checkpoints, rundir
 from ..runtime.distributed import RankFailed, finish, init_from_env, on_all
 from ..runtime.files import atomic_open, same_path, write_jsonl
-from ..runtime.commands import ends_quietly, stderr_line
+from ..runtime.commands import EVERY_RANK, ArgumentParser, ends_quietly, error_exit, raised_on
 from ..runtime.progress import bar as progress_bar, plural
 
 log = logging.getLogger(__name__)
@@ -163,7 +163,7 @@ def _save(obj, path: Path) -> None:
 
 
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
+    p = ArgumentParser(
         prog="pretrain.py", description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--images", nargs="+", required=True, metavar="DIR_OR_ANNOTATIONS",
@@ -339,32 +339,33 @@ def main(argv: list[str] | None = None) -> int:
         return _train(args, rank, world, device)
     except (PretrainError, ImageSetError, rundir.RunDirError, RankFailed) as e:
         # The user's input, not a bug: one line, as train.py, predict.py and evaluate.py say it.
-        stderr_line(f"pretrain.py: error: {e}")
-        return 1
+        return error_exit("pretrain.py", e)
     finally:
         finish(wait=False)  # no barrier: a rank that failed alone must not wait for the others
 
 
 def _train(args: argparse.Namespace, rank: int, world: int, device: torch.device) -> int:
     out = Path(args.out)
-    # Every rank finds the same images: rank 0 alone warns of those missing.
-    paths = collect_images(args.images, args.image_root, warn=rank == 0)
-    if args.batch_size % world:
-        raise PretrainError(f"--batch-size {args.batch_size} is not divisible by the "
-                            f"{world} processes")
-    try:
-        config = _config(args, device, len(paths))
-    except ValueError as e:  # an unknown backbone
-        raise PretrainError(f"--backbone: {e}") from None
 
-    def check_out():
+    def check():
+        # Every rank finds the same images: rank 0 alone warns of those missing.
+        paths = collect_images(args.images, args.image_root, warn=rank == 0)
+        if args.batch_size % world:
+            raise PretrainError(f"--batch-size {args.batch_size} is not divisible by the "
+                                f"{world} processes")
+        try:
+            config = _config(args, device, len(paths))
+        except ValueError as e:  # an unknown backbone
+            raise PretrainError(f"--backbone: {e}") from None
         rundir.check(out, RUN_LAYOUT, resume=args.resume, overwrite=args.overwrite)
         if rank == 0:
             rundir.check_writable(out, "--out")
+        return paths, config
 
     # Rank 0 alone tries the folder: under torchrun its failure is raised on every rank,
-    # which would otherwise wait for it at the first collective.
-    on_all(check_out, "checking --out")
+    # which would otherwise wait for it at the first collective; and an error that every
+    # rank finds (no images, an unknown backbone) is said once (runtime/commands.py).
+    paths, config = on_all(check, "checking --images, --backbone and --out")
     if rank == 0:
         log.info("%d images; backbone %s at %d px on %s x %d", len(paths), args.backbone,
                  config["image_size"], device, world)
@@ -375,12 +376,17 @@ def _train(args: argparse.Namespace, rank: int, world: int, device: torch.device
     checkpoint = None
     if args.resume:
         path = out / CHECKPOINT
-        try:
-            checkpoint = checkpoints.load_dict(path, ("config", "model", "epoch"),
-                                               what="Barlow Twins checkpoint")
-        except checkpoints.CheckpointError as e:
-            raise PretrainError(f"--resume: {e}") from None
-        _check_resumable(checkpoint["config"], config, path)
+
+        def read():
+            try:
+                saved = checkpoints.load_dict(path, ("config", "model", "epoch"),
+                                              what="Barlow Twins checkpoint")
+            except checkpoints.CheckpointError as e:
+                raise PretrainError(f"--resume: {e}") from None
+            _check_resumable(saved["config"], config, path)
+            return saved
+
+        checkpoint = on_all(read, "reading --resume's checkpoint")
         model.load_state_dict(checkpoint["model"])
         start_epoch = checkpoint["epoch"]
         if (out / STATS).is_file():
@@ -410,9 +416,9 @@ def _train(args: argparse.Namespace, rank: int, world: int, device: torch.device
     loader = DataLoader(dataset, batch_size=args.batch_size // world, shuffle=sampler is None,
                         sampler=sampler, num_workers=args.workers, pin_memory=device.type == "cuda",
                         drop_last=True, collate_fn=collate_views)
-    if len(loader) == 0:
-        raise PretrainError(f"--batch-size {args.batch_size} is larger than the {len(paths)} "
-                            "images found")
+    if len(loader) == 0:  # as many images on every rank
+        raise raised_on(PretrainError(f"--batch-size {args.batch_size} is larger than the "
+                                      f"{len(paths)} images found"), EVERY_RANK)
     warmup = min(args.warmup_epochs, args.epochs / 10)
     amp_dtype = getattr(torch, config["amp_dtype"]) if config["amp"] else None
 
@@ -471,11 +477,11 @@ def _train(args: argparse.Namespace, rank: int, world: int, device: torch.device
                     bar.set_postfix(loss=f"{row['loss']:.4g}")
             if batches == 0:  # every process takes this branch alike (see _enough)
                 first = ", ".join(sorted(skipped)[:5])
-                raise PretrainError(
+                raise raised_on(PretrainError(
                     f"epoch {epoch + 1} ran no training step: {len(skipped)} of "
                     f"{len(paths)} {plural('image', len(paths))} could not be read"
                     f"{' (first: ' + first + ')' if first else ''} and "
-                    "a step needs two readable images; nothing was saved")
+                    "a step needs two readable images; nothing was saved"), EVERY_RANK)
             if rank == 0:
                 mean = (total / max(batches, 1)).item()
                 writer.add_scalar("epoch_loss", mean, epoch)

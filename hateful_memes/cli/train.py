@@ -42,7 +42,8 @@ from ..models.encoders import (absolute_image_spec, absolute_text_spec, same_ima
 from ..models.model import TEXT_JOINS, MemeModel, ModelConfig, load_head, save_checkpoint
 from ..runtime import checkpoints, distributed, rundir
 from ..runtime.files import atomic_open, same_path, write_json, write_text
-from ..runtime.commands import ends_quietly, stderr_line
+from ..runtime.commands import (EVERY_RANK, ArgumentParser, ends_quietly, error_exit, raised_on,
+                                stderr_line)
 from ..runtime.progress import plural
 from ..scoring import calibration
 from ..scoring import thresholds as th
@@ -133,8 +134,8 @@ class _Help(argparse.ArgumentDefaultsHelpFormatter):
 
 
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="train.py", description=__doc__.split("\n\n")[0],
-                                formatter_class=_Help)
+    p = ArgumentParser(prog="train.py", description=__doc__.split("\n\n")[0],
+                       formatter_class=_Help)
     # Every flag defaults to None so that only what the user typed overrides the YAML.
     a = p.add_argument
     a("--config", help="YAML file of settings (keys as the flags, with _), overridden by flags")
@@ -580,12 +581,16 @@ def run(cfg: dict, resume: bool = False, progress: bool = True,
     train_memes, dev_memes, fold_of = _prepare(cfg, resume, overwrite)
     progress = progress and rank == 0
     encoders = Encoders(cfg["image_encoder"], cfg["text_encoder"])
-    mcfg = _model_config(cfg, encoders)
     # Under torchrun each process has its own device (LOCAL_RANK's GPU, or the CPU).
     device = (distributed.init_from_env(cfg["device"])[2] if world > 1
               else resolve_device(cfg["device"]))
 
-    first = _member(mcfg, encoders, cfg, cfg["seed"], device, resume)
+    def build():
+        mcfg = _model_config(cfg, encoders)  # the encoders load here
+        return mcfg, _member(mcfg, encoders, cfg, cfg["seed"], device, resume)
+
+    # Weights that are missing or do not fit fail on every rank: said once (runtime/commands.py).
+    mcfg, first = distributed.on_all(build, "loading the encoders and --init-head")
     kw = dict(cfg=mcfg, encoders=encoders, image_root=cfg["image_root"], cache_dir=cfg["cache_dir"],
               model=first, progress=progress, device=str(device))
     train_in = build_inputs(train_memes, source=cfg["train"], **kw)
@@ -743,8 +748,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         cfg = resolve(args)
     except ValueError as e:
-        stderr_line(f"train.py: error: {e}")
-        return 1
+        # Before the process group: of the command line and --config, alike on every rank.
+        return error_exit("train.py", raised_on(e, EVERY_RANK))
     # Under torchrun (the same command, many processes) this joins the process group.
     distributed.init_from_env(cfg["device"])
     try:
@@ -753,8 +758,7 @@ def main(argv: list[str] | None = None) -> int:
             distributed.RankFailed) as e:
         # No barrier on the way out: a rank that fails alone must not wait for the others
         # (torchrun stops them when this process exits).
-        stderr_line(f"train.py: error: {e}")
-        return 1
+        return error_exit("train.py", e)
     # Rank 0 goes on alone (TF-IDF view, thresholds, reports), as long as the data needs: the
     # other ranks leave now rather than wait for it in a collective that could time out.
     distributed.finish(wait=False)

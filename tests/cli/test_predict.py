@@ -239,6 +239,75 @@ def test_two_torchrun_processes_write_what_one_process_writes(tiny_runs, demo_da
     assert not list(tmp_path.glob(".two.jsonl*"))  # no temp left beside the output
 
 
+def _failing_rank_worker(rank: int, world: int, port: int, argv: list[str], logs: str,
+                         alone: int | None) -> None:
+    """predict.main as torchrun runs it on rank `rank`; with `alone`, that rank alone cannot
+    read the input. What the rank says goes to LOGS/rank<RANK>.err."""
+    import contextlib
+    import io
+    import os
+
+    import torch
+
+    from hateful_memes.data.annotations import AnnotationError
+
+    os.environ.update(RANK=str(rank), LOCAL_RANK=str(rank), WORLD_SIZE=str(world),
+                      MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    torch.set_num_threads(1)
+    if rank == alone:
+        def unreadable(path):
+            raise AnnotationError(f"{path}:1: not JSON")
+        predict.read_annotations = unreadable
+    err = io.StringIO()
+    with contextlib.redirect_stderr(err):
+        code = predict.main(argv)
+    Path(logs, f"rank{rank}.err").write_text(err.getvalue())
+    assert code == 1, err.getvalue()
+
+
+def _said_under_two_ranks(argv: list[str], logs: Path, alone: int | None = None) -> list:
+    import socket
+    import time
+
+    import torch.multiprocessing as mp
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    context = mp.spawn(_failing_rank_worker, args=(2, port, argv, str(logs), alone), nprocs=2,
+                       join=False)
+    deadline = time.monotonic() + 300
+    try:
+        while not context.join(timeout=1):  # raises what a worker raised
+            assert time.monotonic() < deadline, "a rank is still waiting for the failed one"
+    finally:
+        for process in context.processes:
+            if process.is_alive():
+                process.kill()
+    return [[line for line in (logs / f"rank{rank}.err").read_text().splitlines()
+             if "error:" in line] for rank in range(2)]
+
+
+def test_missing_weights_under_torchrun_are_said_once(demo_data, tmp_path):
+    run = tmp_path / "no-run"
+    said = _said_under_two_ranks(
+        ["--model", str(run), "--input", str(demo_data / "annotations" / "dev.json"),
+         "--out", str(tmp_path / "sub.jsonl"), "--device", "cpu", "--quiet"], tmp_path)
+    assert len(said[0]) == 1 and said[1] == [], said
+    assert said[0][0].startswith(f"predict.py: error: {run}: no checkpoint")
+
+
+def test_an_input_one_rank_alone_cannot_read_is_said_by_that_rank(tiny_runs, demo_data,
+                                                                  tmp_path):
+    dev = demo_data / "annotations" / "dev.json"
+    said = _said_under_two_ranks(
+        ["--model", str(tiny_runs / "A"), "--input", str(dev), "--out", str(tmp_path / "sub.jsonl"),
+         "--device", "cpu", "--cache-dir", str(tmp_path / "cache"), "--quiet"], tmp_path, alone=1)
+    # Rank 0 stops too (status 1), without a line: rank 1 says what it hit, naming itself.
+    assert said == [[], [f"predict.py: error: rank 1 of 2: {dev}:1: not JSON"]]
+    assert not (tmp_path / "sub.jsonl").exists()
+
+
 @pytest.mark.parametrize("flag", ["--input", "--captions"])
 def test_out_that_is_an_input_file_is_refused_before_it_is_replaced(demo_data, folder, tmp_path,
                                                                     capsys, flag):

@@ -834,13 +834,77 @@ def test_a_check_that_fails_under_torchrun_stops_every_rank_with_one_line(demo_d
         cwd=root, env=env, capture_output=True, text=True, timeout=600)
     assert done.returncode != 0
     errors = [line for line in done.stderr.splitlines() if "train.py: error:" in line]
-    # Rank 0 names the problem in one line; rank 1 (when torchrun has not stopped it first)
-    # says that rank 0 failed, also in one line.
-    assert errors and "already holds a finished" in errors[0], done.stderr[-3000:]
-    assert all("already holds a finished" in line for line in errors)
+    # Rank 0 alone checks the folder and says what is wrong, naming itself; rank 1 stops too,
+    # without repeating it.
+    assert len(errors) == 1, done.stderr[-3000:]
+    assert errors[0].startswith(f"train.py: error: rank 0 of 2: --out {out}: already holds a "
+                                "finished"), errors
     # No traceback from the ranks (torchrun prints its own, of its launcher, on any failure).
     assert "hateful_memes/" not in done.stderr and "train.py\", line" not in done.stderr
     assert sorted(p.name for p in out.iterdir()) == ["config.yaml", "summary.json"]
+
+
+def test_a_setting_that_every_rank_refuses_under_torchrun_is_said_once(tmp_path):
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(root)}
+    done = subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+         "train.py", "--task", "A", "--epochs", "0", "--out", str(tmp_path / "run")],
+        cwd=root, env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode != 0
+    errors = [line for line in done.stderr.splitlines() if "train.py: error:" in line]
+    assert errors == ["train.py: error: --epochs must be >= 1, got 0"], done.stderr[-3000:]
+
+
+def test_a_setting_refused_before_the_process_group_is_said_by_rank_0_alone(monkeypatch,
+                                                                            capsys):
+    said = []
+    for rank in (0, 1):  # as torchrun starts them: no process group yet, RANK in the environment
+        for name, value in (("RANK", rank), ("LOCAL_RANK", rank), ("WORLD_SIZE", 2)):
+            monkeypatch.setenv(name, str(value))
+        assert train.main(["--task", "A", "--epochs", "0"]) == 1
+        said.append(capsys.readouterr().err)
+    assert said == ["train.py: error: --epochs must be >= 1, got 0\n", ""]
+
+
+def _failing_worker(rank: int, world: int, port: int, argv: list[str], logs: str) -> None:
+    """train.main as torchrun runs it on rank `rank`, its stderr in LOGS/rank<RANK>.err."""
+    import contextlib
+    import io
+    import os
+    from pathlib import Path
+
+    os.environ.update(RANK=str(rank), LOCAL_RANK=str(rank), WORLD_SIZE=str(world),
+                      MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    torch.set_num_threads(1)
+    err = io.StringIO()
+    with contextlib.redirect_stderr(err):
+        code = train.main(argv)
+    Path(logs, f"rank{rank}.err").write_text(err.getvalue())
+    assert code == 1, err.getvalue()
+
+
+def test_missing_weights_under_torchrun_are_said_once(demo_data, tmp_path):
+    import socket
+
+    import torch.multiprocessing as mp
+
+    weights = tmp_path / "bt.pt"
+    argv = ["--task", "A", *_args(demo_data, tmp_path / "cache", tmp_path / "run"),
+            "--image-encoder", f"bt:{weights}", "--text-encoder", "none", "--device", "cpu"]
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    mp.spawn(_failing_worker, args=(2, port, argv, str(tmp_path)), nprocs=2, join=True)
+    said = [[line for line in (tmp_path / f"rank{rank}.err").read_text().splitlines()
+             if "error:" in line] for rank in range(2)]
+    # Every rank loads the encoders and finds the file missing: rank 0 says it, as one process.
+    assert said == [[f"train.py: error: {weights}: no such Barlow Twins checkpoint"], []]
 
 
 def test_help_shows_the_real_defaults(capsys):

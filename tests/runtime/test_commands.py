@@ -130,3 +130,22 @@ def test_an_error_is_said_once_under_torchrun(rank, world, local_rank, where, sa
         commands.raised_on(error, where)
     assert commands.error_exit("train.py", error) == 1  # on every rank
     assert capsys.readouterr().err.strip() == said
+
+
+@pytest.mark.parametrize("command, argv", [
+    ("train", ["--hidden", "wide"]),
+    ("predict", ["--model", "runs/A"]),  # no --input or --images
+    ("pretrain", ["--images", "img", "--epochs", "0"]),  # checked after parsing, as usage
+])
+def test_a_usage_error_is_said_by_rank_0_alone(command, argv, monkeypatch, capsys):
+    """Under torchrun every rank parses the same command line: all of them stop (status 2),
+    rank 0 alone says why."""
+    main = importlib.import_module(f"hateful_memes.cli.{command}").main
+    said = []
+    for rank in (0, 1):
+        _as_rank(monkeypatch, rank, 2)
+        with pytest.raises(SystemExit) as stop:
+            main(argv)
+        assert stop.value.code == 2
+        said.append(capsys.readouterr().err)
+    assert f"{command}.py: error: " in said[0] and said[1] == ""
