@@ -22,6 +22,9 @@ ranks) take turns, each batch of rows one transaction, waiting up to `timeout` s
 lock. WAL needs a local file system (not NFS), like any SQLite database written by several
 processes.
 
+The same table holds texts (TextStore: UTF-8 bytes, dtype "utf-8"), in spaces of their own:
+the captions OCR read off images (serving/ocr_cache.py), under the same checksums and locking.
+
 Shard folders of the former layout (CACHE/{image,text}/{spec}-{hash}/*.npz) are migrated: the
 first open of a space copies its shards' rows into the store, then deletes the shards and the
 emptied folder, so the features computed before are kept and no folder is left to confuse.
@@ -36,7 +39,7 @@ import time
 import warnings
 import zipfile
 from pathlib import Path
-from typing import Iterable, Iterator
+from typing import Iterable, Iterator, Self
 
 import numpy as np
 
@@ -101,13 +104,16 @@ def _retry_busy(fn, timeout: float):
             time.sleep(0.05)
 
 
-class FeatureStore:
-    """The vectors of one space (encoder, preprocessing, weights) in the store at `path`."""
+class _Store:
+    """The rows of one space in the store at `path`: opening, locking, checksums. Subclasses
+    say what a value is (FeatureStore: a float32 vector; TextStore: a text)."""
 
-    def __init__(self, path: str | Path, space: str, dim: int, timeout: float = 600.0):
+    # Names the cache in the warning about a damaged entry.
+    label = "cache"
+
+    def __init__(self, path: str | Path, space: str, timeout: float = 600.0):
         self.path = Path(path)
         self.space = space
-        self.dim = dim
         self.path.parent.mkdir(parents=True, exist_ok=True)
         try:
             # Autocommit mode: every write below opens its own BEGIN IMMEDIATE transaction.
@@ -168,34 +174,79 @@ class FeatureStore:
     def close(self) -> None:
         self._db.close()
 
-    def __enter__(self) -> "FeatureStore":
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc) -> None:
         self.close()
 
-    def read(self, keys: Iterable[str]) -> dict[str, np.ndarray]:
-        """The stored vectors of `keys` (those present and intact); each costs an index lookup."""
+    def _rows(self, keys: Iterable[str]) -> list[tuple[str, str, str, bytes]]:
+        """(key, dtype, shape, value) of the `keys` present whose checksum holds; the others
+        are reported as damaged (each key costs an index lookup)."""
         keys = list(dict.fromkeys(keys))
-        found: dict[str, np.ndarray] = {}
-        expected_shape = json.dumps([self.dim])
+        intact = []
         for start in range(0, len(keys), LOOKUP_CHUNK):
             chunk = keys[start:start + LOOKUP_CHUNK]
             with self._named("read"):
                 rows = self._db.execute(lookup_sql(len(chunk)), (self.space, *chunk)).fetchall()
             for key, dtype, shape, value, stored in rows:
-                if checksum(self.space, key, dtype, shape, value) != stored:
-                    problem = "its checksum does not match"
-                elif dtype != DTYPE.str or shape != expected_shape:
-                    problem = f"it is {dtype} {shape}, expected {DTYPE.str} {expected_shape}"
+                if checksum(self.space, key, dtype, shape, value) == stored:
+                    intact.append((key, dtype, shape, value))
                 else:
-                    vector = np.frombuffer(value, dtype=DTYPE)
-                    if np.isfinite(vector).all():
-                        found[key] = vector
-                        continue
-                    problem = "it holds non-finite values"
-                warnings.warn(f"feature cache {self.path}: entry {self.space}/{key} is damaged "
-                              f"({problem}); it will be recomputed", stacklevel=3)
+                    self._damaged(key, "its checksum does not match")
+        return intact
+
+    def _damaged(self, key: str, problem: str) -> None:
+        warnings.warn(f"{self.label} {self.path}: entry {self.space}/{key} is damaged "
+                      f"({problem}); it will be recomputed", stacklevel=4)
+
+    def _put(self, records: list[tuple[str, str, str, bytes]]) -> None:
+        """Store (key, dtype, shape, value) rows in one transaction; a key already there is
+        replaced if it differs."""
+        rows = [(self.space, key, dtype, shape, value,
+                 checksum(self.space, key, dtype, shape, value))
+                for key, dtype, shape, value in records]
+        # Concurrent writers of one key store the same value: rewriting an identical row
+        # would only cost I/O. A row that differs in any column (a damaged value keeps its
+        # stored checksum) is replaced, which repairs it.
+        with self._named("write to"), self._transaction():
+            self._db.executemany(
+                "INSERT INTO vectors (space, key, dtype, shape, value, checksum) "
+                "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (space, key) DO UPDATE SET "
+                "dtype = excluded.dtype, shape = excluded.shape, value = excluded.value, "
+                "checksum = excluded.checksum WHERE value IS NOT excluded.value "
+                "OR checksum IS NOT excluded.checksum OR dtype IS NOT excluded.dtype "
+                "OR shape IS NOT excluded.shape", rows)
+
+    def __len__(self) -> int:
+        with self._named("read"):
+            return self._db.execute("SELECT COUNT(*) FROM vectors WHERE space = ?",
+                                    (self.space,)).fetchone()[0]
+
+
+class FeatureStore(_Store):
+    """The vectors of one space (encoder, preprocessing, weights) in the store at `path`."""
+
+    label = "feature cache"
+
+    def __init__(self, path: str | Path, space: str, dim: int, timeout: float = 600.0):
+        self.dim = dim
+        super().__init__(path, space, timeout)
+
+    def read(self, keys: Iterable[str]) -> dict[str, np.ndarray]:
+        """The stored vectors of `keys` (those present and intact); each costs an index lookup."""
+        found: dict[str, np.ndarray] = {}
+        expected_shape = json.dumps([self.dim])
+        for key, dtype, shape, value in self._rows(keys):
+            if dtype != DTYPE.str or shape != expected_shape:
+                self._damaged(key, f"it is {dtype} {shape}, expected {DTYPE.str} "
+                              f"{expected_shape}")
+                continue
+            vector = np.frombuffer(value, dtype=DTYPE)
+            if np.isfinite(vector).all():
+                found[key] = vector
+            else:
+                self._damaged(key, "it holds non-finite values")
         return found
 
     def write(self, rows: dict[str, np.ndarray]) -> None:
@@ -207,25 +258,43 @@ class FeatureStore:
             if vector.shape != (self.dim,):
                 raise ValueError(f"feature store {self.space}: {key} has shape {vector.shape}, "
                                  f"expected ({self.dim},)")
-            value = vector.tobytes()
-            records.append((self.space, key, DTYPE.str, shape, value,
-                            checksum(self.space, key, DTYPE.str, shape, value)))
-        # Concurrent writers of one key store the same features: rewriting an identical row
-        # would only cost I/O. A row that differs in any column (a damaged value keeps its
-        # stored checksum) is replaced, which repairs it.
-        with self._named("write to"), self._transaction():
-            self._db.executemany(
-                "INSERT INTO vectors (space, key, dtype, shape, value, checksum) "
-                "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (space, key) DO UPDATE SET "
-                "dtype = excluded.dtype, shape = excluded.shape, value = excluded.value, "
-                "checksum = excluded.checksum WHERE value IS NOT excluded.value "
-                "OR checksum IS NOT excluded.checksum OR dtype IS NOT excluded.dtype "
-                "OR shape IS NOT excluded.shape", records)
+            records.append((key, DTYPE.str, shape, vector.tobytes()))
+        self._put(records)
 
-    def __len__(self) -> int:
-        with self._named("read"):
-            return self._db.execute("SELECT COUNT(*) FROM vectors WHERE space = ?",
-                                    (self.space,)).fetchone()[0]
+
+TEXT_DTYPE = "utf-8"
+
+
+class TextStore(_Store):
+    """The texts of one space in the store at `path` (stored as UTF-8, their byte count as
+    the shape)."""
+
+    label = "text cache"
+
+    def read(self, keys: Iterable[str]) -> dict[str, str]:
+        """The stored texts of `keys` (those present and intact)."""
+        found: dict[str, str] = {}
+        for key, dtype, shape, value in self._rows(keys):
+            if dtype != TEXT_DTYPE or shape != json.dumps([len(value)]):
+                self._damaged(key, f"it is {dtype} {shape}, expected {TEXT_DTYPE} "
+                              f"[{len(value)}]")
+                continue
+            try:
+                found[key] = value.decode(TEXT_DTYPE)
+            except UnicodeDecodeError as e:
+                self._damaged(key, f"not UTF-8: {e}")
+        return found
+
+    def write(self, rows: dict[str, str]) -> None:
+        """Store `rows` in one transaction; a key already there is replaced if it differs."""
+        records = []
+        for key, text in rows.items():
+            if not isinstance(text, str):
+                raise TypeError(f"text store {self.space}: {key} is a {type(text).__name__}, "
+                                "not a str")
+            value = text.encode(TEXT_DTYPE)
+            records.append((key, TEXT_DTYPE, json.dumps([len(value)]), value))
+        self._put(records)
 
 
 # --- the former layout: a folder of .npz shards per space -------------------------------------

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from hateful_memes.features import store as feature_store
-from hateful_memes.features.store import FeatureStore, StoreError, migrate_shards
+from hateful_memes.features.store import FeatureStore, StoreError, TextStore, migrate_shards
 
 DIM = 8
 SPACE = "image/test-0123456789abcdef"
@@ -171,18 +171,25 @@ def test_a_store_from_newer_code_is_refused(tmp_path):
         FeatureStore(path, SPACE, DIM)
 
 
-def _writer(path: str, rank: int, start, errors) -> None:
+def text(i: int) -> str:
+    return f"caption {i} \u00e9\u4e2d" * (i % 3)  # "" for i % 3 == 0: no text on the image
+
+
+def _writer(path: str, rank: int, start, errors, texts: bool = False) -> None:
     try:
         start.wait(30)
         # Each rank opens the (possibly not yet created) file itself, then writes overlapping
         # ranges in small transactions, reading back between them.
-        with FeatureStore(path, SPACE, DIM, timeout=60) as store:
+        store = (TextStore(path, TEXT_SPACE, timeout=60) if texts
+                 else FeatureStore(path, SPACE, DIM, timeout=60))
+        value = text if texts else vector
+        with store:
             ids = list(range(rank * 40, rank * 40 + 120))
             for s in range(0, len(ids), 10):
                 batch = ids[s:s + 10]
-                store.write({key(i): vector(i) for i in batch})
+                store.write({key(i): value(i) for i in batch})
                 got = store.read([key(i) for i in batch])
-                assert all(np.array_equal(got[key(i)], vector(i)) for i in batch)
+                assert all(np.array_equal(got[key(i)], value(i)) for i in batch)
     except BaseException as e:  # noqa: BLE001 - report everything to the parent
         errors.put(f"rank {rank}: {type(e).__name__}: {e}")
 
@@ -225,3 +232,78 @@ def test_former_shards_are_moved_into_the_store_and_their_folder_removed(tmp_pat
         got = store.read([key(i) for i in range(1, 4)])
     assert all(np.array_equal(got[key(i)], vector(i)) for i in range(1, 4))
     assert not folder.exists() and not folder.parent.exists()
+
+
+# --- texts (the captions OCR read) --------------------------------------------------------------
+
+TEXT_SPACE = "ocr/test-0123456789abcdef"
+
+
+def test_texts_round_trip_exactly_beside_vectors_of_the_same_keys(tmp_path):
+    path = tmp_path / "f.sqlite3"
+    with FeatureStore(path, SPACE, DIM) as vectors, TextStore(path, TEXT_SPACE) as texts:
+        vectors.write({key(i): vector(i) for i in range(6)})
+        texts.write({key(i): text(i) for i in range(6)})
+    with FeatureStore(path, SPACE, DIM) as vectors, TextStore(path, TEXT_SPACE) as texts:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")  # neither kind is taken for a damaged one of the other
+            got = texts.read([key(i) for i in range(8)])
+            assert all(np.array_equal(vectors.read([key(i)])[key(i)], vector(i))
+                       for i in range(6))
+        assert len(texts) == 6
+    assert got == {key(i): text(i) for i in range(6)} and got[key(0)] == ""
+
+
+def test_a_damaged_text_is_reported_and_repaired_by_the_next_write(tmp_path):
+    path = tmp_path / "f.sqlite3"
+    with TextStore(path, TEXT_SPACE) as store:
+        store.write({key(i): text(i) for i in (1, 2)})
+    flip_byte(path, TEXT_SPACE, key(2), offset=0)
+    with TextStore(path, TEXT_SPACE) as store:
+        with pytest.warns(UserWarning, match=f"text cache .*{key(2)} is damaged.*checksum"):
+            assert store.read([key(1), key(2)]) == {key(1): text(1)}
+        store.write({key(2): text(2)})
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            assert store.read([key(2)]) == {key(2): text(2)}
+
+
+def test_a_vector_is_not_served_as_a_text_nor_a_text_as_a_vector(tmp_path):
+    path = tmp_path / "f.sqlite3"
+    with FeatureStore(path, SPACE, DIM) as vectors:
+        vectors.write({key(1): vector(1)})
+    with TextStore(path, SPACE) as texts, pytest.warns(UserWarning, match="expected utf-8"):
+        assert texts.read([key(1)]) == {}
+    with TextStore(path, TEXT_SPACE) as texts:
+        texts.write({key(1): "x" * (4 * DIM)})  # as many bytes as a vector
+    with FeatureStore(path, TEXT_SPACE, DIM) as vectors, pytest.warns(UserWarning,
+                                                                      match="expected <f4"):
+        assert vectors.read([key(1)]) == {}
+
+
+def test_a_text_store_takes_only_texts(tmp_path):
+    with TextStore(tmp_path / "f.sqlite3", TEXT_SPACE) as store:
+        with pytest.raises(TypeError, match=f"{key(1)} is a bytes, not a str"):
+            store.write({key(1): b"caption"})
+        assert len(store) == 0
+
+
+def test_concurrent_writers_of_overlapping_texts_leave_every_row_intact(tmp_path):
+    ctx = multiprocessing.get_context("spawn")
+    start, errors = ctx.Event(), ctx.Queue()
+    path = str(tmp_path / "f.sqlite3")
+    procs = [ctx.Process(target=_writer, args=(path, r, start, errors, True)) for r in range(4)]
+    for p in procs:
+        p.start()
+    start.set()
+    for p in procs:
+        p.join(120)
+    reported = []
+    while not errors.empty():
+        reported.append(errors.get())
+    assert reported == [] and [p.exitcode for p in procs] == [0] * 4
+    n = 3 * 40 + 120
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        with TextStore(path, TEXT_SPACE) as store:
+            assert store.read([key(i) for i in range(n)]) == {key(i): text(i) for i in range(n)}
