@@ -75,9 +75,10 @@ def predict_images(clf: MemeClassifier, paths: list[str], out: Path,
     uncaptioned = [item for item in todo if caption_of(item, captions) is None]
     if uncaptioned and clf.ocr_spec == "none":
         _refuse_uncaptioned(uncaptioned, len(todo), captions_file)
-    elif uncaptioned:
+    elif _readable(uncaptioned, 1):
         # The engine now, not at the first chunk: one that cannot load fails before any
-        # progress line is printed (or any image decoded).
+        # progress line is printed (and its own lines cannot tear the bar). Only when it has
+        # something to read: an image that cannot be decoded needs no caption.
         clf.load_ocr()
     bad: list[str] = []
     with progress_bar(total=len(todo), unit="meme", desc="predict",
@@ -114,20 +115,26 @@ def predict_images(clf: MemeClassifier, paths: list[str], out: Path,
     return 0
 
 
-def _refuse_uncaptioned(uncaptioned: list, n: int, captions_file: str | None) -> None:
-    """--ocr none: ValueError naming the readable images without a caption, up front, and how
-    to give them one. An unreadable image needs none: it is counted as unreadable later."""
+def _readable(items: list, limit: int) -> list[str]:
+    """The paths of the first `limit` items whose image decodes (each one tried is decoded)."""
     from ..features.cache import ImageReadError
 
-    readable = []
-    for item in uncaptioned:
+    found: list[str] = []
+    for item in items:
+        if len(found) == limit:
+            break
         try:
             open_image(item.path)
         except ImageReadError:
             continue
-        readable.append(str(item.path))
-        if len(readable) == 5:
-            break
+        found.append(str(item.path))
+    return found
+
+
+def _refuse_uncaptioned(uncaptioned: list, n: int, captions_file: str | None) -> None:
+    """--ocr none: ValueError naming the readable images without a caption, up front, and how
+    to give them one. An unreadable image needs none: it is counted as unreadable later."""
+    readable = _readable(uncaptioned, 5)
     if not readable:
         return
     where = f"in --captions {captions_file}" if captions_file else "(no --captions file given)"

@@ -175,6 +175,21 @@ def test_an_ocr_engine_that_fails_to_load_fails_before_any_progress_line(
     assert err == "predict.py: error: rapidocr is not installed\n"
 
 
+def test_ocr_is_not_loaded_when_no_readable_image_lacks_a_caption(tiny_runs, folder, tmp_path,
+                                                                  monkeypatch):
+    # The CSV captions every image but sub/broken.jpg, which cannot be decoded: nothing for OCR
+    # to read, so an engine that cannot load is no obstacle.
+    from hateful_memes.serving import ocr
+
+    def not_installed(name, device):
+        raise ocr.OCRNotInstalled(f"{name} is not installed")
+
+    monkeypatch.setattr(ocr, "create_ocr", not_installed)
+    out = tmp_path / "out.jsonl"
+    assert predict.main(_args(tiny_runs, folder, out, "--ocr", "rapidocr")) == 0
+    assert all(r["ocr"] == "0" for r in _sidecar(out).values())
+
+
 def test_a_misspelt_ocr_engine_is_a_usage_error_before_any_run_loads(tmp_path, capsys):
     for source in (["--input", str(tmp_path / "test.jsonl")],
                    ["--images", str(tmp_path), "--out", str(tmp_path / "o.jsonl")]):
