@@ -7,6 +7,10 @@
                               texts=[None, "a caption someone typed"]):
         print(result.labels, result.text, result.ocr)     # result.to_dict() for JSON
 
+`predict(..., cache_dir=DIR)` keeps the captions OCR reads in the feature cache there (see
+ocr_cache.py; keyed by the image's bytes and everything that decides the engine's output), so
+a second prediction of the same images reads none again; without it nothing is kept.
+
 `MemeClassifier` holds one or more train.py runs (an A run, a B run, an AB run, or A and B
 together) and scores through `scores()`, the one code path that predict.py (annotation files
 and image folders) and the service both use: each run's `RunPredictor` scores, and `merge`
@@ -31,6 +35,7 @@ from ..engine.predictor import RunPredictor
 from ..features.cache import ImageReadError
 from ..labels import LABELS, TASKS
 from ..scoring.decision import decide_all
+from . import ocr_cache
 
 ImageLike = Union[str, os.PathLike, bytes, bytearray, Image.Image]
 
@@ -129,8 +134,10 @@ class MemeClassifier:
     """Trained runs joined into one classifier, with OCR for memes that come without a caption.
 
     `ocr`: an engine name for ocr.create_ocr ("auto", "easyocr", "rapidocr", "tesseract"),
-    "none" (every meme then needs a caption), or an object with `read(images) -> captions`.
-    The engine is loaded at the first meme that needs it (or by `load_ocr()`).
+    "none" (every meme then needs a caption), or an object with `read(images) -> captions`
+    (and `identity`, ocr.engine_identity's string, for its captions to be cached).
+    The engine is loaded at the first meme that needs it (or by `load_ocr()`); a meme whose
+    caption the cache holds needs none.
     Not thread-safe: one caller at a time (the service runs it in a single worker).
     """
 
@@ -148,6 +155,7 @@ class MemeClassifier:
         self._ocr = None if isinstance(ocr, str) else ocr
         self.ocr_spec = ocr if isinstance(ocr, str) else getattr(ocr, "name", type(ocr).__name__)
         self._device = device
+        self._identity: str | None = None  # the named engine's, found before it is loaded
 
     @classmethod
     def load(cls, *run_dirs: str | os.PathLike, device: str = "auto",
@@ -192,6 +200,35 @@ class MemeClassifier:
             self.ocr_spec = self._ocr.name
         return self._ocr
 
+    def ocr_identity(self) -> str | None:
+        """What decides the OCR engine's captions (ocr.engine_identity), the loaded engine's
+        own once it is loaded; None for an engine that cannot say (its captions are never
+        cached) and for ocr="none"."""
+        if self._ocr is not None:
+            return getattr(self._ocr, "identity", None)
+        if self.ocr_spec == "none":
+            return None
+        if self._identity is None:
+            from .ocr import CPU_ONLY, engine_identity
+
+            device = "cpu" if self.ocr_spec in CPU_ONLY else self._device
+            self._identity = engine_identity(self.ocr_spec, device)
+        return self._identity
+
+    def cached_captions(self, keys: Sequence[str], cache_dir) -> dict[str, str]:
+        """The captions the cache under `cache_dir` holds for the image keys `keys`
+        (ocr_cache.image_key) from this classifier's engine; the engine is not loaded."""
+        return ocr_cache.lookup(cache_dir, self.ocr_identity(), keys)
+
+    def read_captions(self, pictures: Sequence[Image.Image],
+                      keys: Sequence[str | None] | None = None, cache_dir=None) -> list[str]:
+        """OCR captions of `pictures` (RGB PIL images): those the cache under `cache_dir` holds
+        for their `keys` (ocr_cache.image_key; None: not cached) come from there, the engine
+        reads the others (loaded only if there are any) and they are stored."""
+        keys = [None] * len(pictures) if keys is None else list(keys)
+        return ocr_cache.read_captions(pictures, keys, cache_dir, self.ocr_identity(),
+                                       self.load_ocr)
+
     def scores(self, memes: Sequence[Meme], image_root=None, images=None, cache_dir=None,
                prior: float | str | None = None, fold: bool = True,
                progress: bool = False) -> dict[str, np.ndarray]:
@@ -205,9 +242,13 @@ class MemeClassifier:
     def predict(self, images: Sequence[ImageLike] | None = None,
                 texts: Sequence[str | None] | None = None,
                 prior: float | str | None = None, max_pixels: int | None = None,
-                progress: bool = False) -> list[Prediction]:
+                progress: bool = False, cache_dir=None) -> list[Prediction]:
         """One Prediction per meme. `images`: paths, image-file bytes or PIL images; `texts`:
         the captions where known (None, or a None entry: read by OCR from the image).
+        `cache_dir`: the feature cache (predict.py's --cache-dir), where the captions OCR
+        reads are kept and looked up (keyed by the image file's bytes, a PIL image's pixels),
+        and the caption features too (pictures in memory are never cached: image_features);
+        None: nothing is cached, every caption is read.
 
         Images may be left out only when every caption is given and no run reads pictures.
         All memes of a call are decoded and scored together (the encoders batch them), so
@@ -257,13 +298,16 @@ class MemeClassifier:
                              "(ocr='none'): give the caption in texts=, or load the classifier "
                              "with an OCR engine (ocr='auto')")
         if todo:
-            read = self.load_ocr().read([pictures[i] for i in todo])
+            keys = ([ocr_cache.image_key(images[i], pictures[i]) for i in todo] if cache_dir
+                    else None)
+            read = self.read_captions([pictures[i] for i in todo], keys, cache_dir)
             for i, caption in zip(todo, read):
                 captions[i] = caption
         if n == 0:
             return []
         memes = [Meme(id=i, img="", text=c) for i, c in enumerate(captions)]
-        scores = self.scores(memes, images=pictures, prior=prior, progress=progress)
+        scores = self.scores(memes, images=pictures, cache_dir=cache_dir or None, prior=prior,
+                             progress=progress)
         decided = decide_all(scores)
         out = []
         for i in range(n):

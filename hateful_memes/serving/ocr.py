@@ -19,12 +19,19 @@ A caption is the recognised text in reading order (lines top to bottom, boxes in
 right), joined by single spaces and lower-cased: every caption in the Hateful Memes
 annotations is lower case (0 of 8,500 train captions hold a capital), while memes are often
 drawn in capitals. Punctuation is kept as the engine read it.
+
+`engine_identity(name, device)` names everything that decides an engine's captions (its
+packages' versions, its weights, its device kind, this module's code), without loading it;
+each engine carries the same string as `identity`. The OCR cache (ocr_cache.py) keys on it.
 """
 from __future__ import annotations
 
 import hashlib
 import importlib
+import importlib.metadata
+import importlib.util
 import re
+import subprocess
 import warnings
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -68,6 +75,8 @@ class WeightsChecksumError(RuntimeError):
 class OCR(Protocol):
     name: str
     device: str
+    # engine_identity's string, or None: an engine without one is never cached.
+    identity: str | None
 
     def read(self, images: Sequence[Image.Image]) -> list[str]: ...
 
@@ -250,6 +259,7 @@ class EasyOCR:
                                           user_network_directory=str(model_dir),
                                           download_enabled=False, verbose=False)
         self.device = str(self._reader.device)
+        self.identity = engine_identity(self.name, self.device)
 
     def read(self, images: Sequence[Image.Image]) -> list[str]:
         captions = []
@@ -272,6 +282,7 @@ class RapidOCR:
             raise ValueError(f"rapidocr runs on the CPU here (onnxruntime), not on {device!r}")
         self.device = "cpu"
         self._engine = module.RapidOCR()
+        self.identity = engine_identity(self.name, self.device)
 
     def read(self, images: Sequence[Image.Image]) -> list[str]:
         captions = []
@@ -303,6 +314,7 @@ class TesseractOCR:
             raise OCRNotInstalled(f"tesseract has no English data (eng.traineddata; languages "
                                   f"found: {', '.join(languages) or 'none'}; TESSDATA_PREFIX may "
                                   f"point elsewhere); install with: {_INSTALL['tesseract']}")
+        self.identity = engine_identity(self.name, self.device)
 
     def read(self, images: Sequence[Image.Image]) -> list[str]:
         # Tesseract's own layout analysis gives the reading order; lines become spaces.
@@ -314,6 +326,80 @@ def _box(points, text: str) -> Box:
     xs = [float(p[0]) for p in points]
     ys = [float(p[1]) for p in points]
     return Box(min(xs), min(ys), max(xs), max(ys), str(text))
+
+
+# The distributions OpenCV comes in; EasyOCR and RapidOCR prepare their pictures with it.
+_OPENCV = ("opencv-python", "opencv-python-headless", "opencv-contrib-python",
+           "opencv-contrib-python-headless")
+
+
+def _versions(required: Sequence[str], optional: Sequence[str] = ()) -> str:
+    """`dist version` of each installed distribution: PackageNotFoundError for a missing
+    required one."""
+    found = [f"{d} {importlib.metadata.version(d)}" for d in required]
+    for dist in optional:
+        try:
+            found.append(f"{dist} {importlib.metadata.version(dist)}")
+        except importlib.metadata.PackageNotFoundError:
+            pass
+    return ", ".join(found)
+
+
+def _sha256(path: Path) -> str:
+    with open(path, "rb") as f:
+        return hashlib.file_digest(f, "sha256").hexdigest()
+
+
+def _tessdata(tesseract_cmd: str) -> Path:
+    """The folder tesseract reads its language data from (TESSDATA_PREFIX moves it)."""
+    listed = subprocess.run([tesseract_cmd, "--list-langs"], capture_output=True, text=True,
+                            timeout=60, check=True).stdout
+    found = re.search(r'languages in "(.+?)"', listed)
+    if not found:
+        raise OSError(f"tesseract --list-langs names no folder: {listed[:200]!r}")
+    return Path(found.group(1))
+
+
+def engine_identity(name: str = "auto", device: str = "auto") -> str | None:
+    """What decides the captions engine `name` reads on `device`, as one string, found without
+    loading the engine: its packages' versions, its weights, its device kind where that
+    matters, and the sha256 of this module, whose code (engine options such as the language,
+    the colour order, the reading order, the lower-casing) turns the engine's output into a
+    caption: any edit to it counts as a new engine. None when the engine cannot be identified
+    (not installed, or its data not found: loading it says what is missing)."""
+    if name == "auto":
+        name = DEFAULT_ENGINE
+    if name not in ENGINES:
+        raise ValueError(f"unknown OCR engine {name!r}; choose one of auto, {', '.join(ENGINES)}")
+    try:
+        if name == "easyocr":
+            # On the CPU EasyOCR quantises its networks (its Reader's quantize=True), so a CPU
+            # reads otherwise than a GPU. The weights are those pinned here: no other file loads.
+            kind = _resolve_device(device).split(":")[0]
+            parts = [_versions(("easyocr", "torch"), _OPENCV),
+                     " ".join(f"{f} md5 {m}" for f, m in sorted(EASYOCR_WEIGHTS_MD5.items())),
+                     f"device {kind}"]
+        elif name == "rapidocr":
+            spec = importlib.util.find_spec("rapidocr_onnxruntime")
+            if spec is None or spec.origin is None:
+                return None
+            package = Path(spec.origin).parent
+            weights = sorted([*package.glob("models/*.onnx"), package / "config.yaml"])
+            parts = [_versions(("rapidocr-onnxruntime",),
+                               ("onnxruntime", "onnxruntime-gpu", *_OPENCV)),
+                     " ".join(f"{w.name} sha256 {_sha256(w)}" for w in weights)]
+        else:
+            pytesseract = importlib.import_module("pytesseract")
+            command = pytesseract.pytesseract.tesseract_cmd
+            parts = [_versions(("pytesseract",)),
+                     f"tesseract {pytesseract.get_tesseract_version()}",
+                     f"eng.traineddata sha256 {_sha256(_tessdata(command) / 'eng.traineddata')}"]
+    except (ImportError, OSError, subprocess.SubprocessError):
+        # Not installed (PackageNotFoundError is an ImportError), or its data not found
+        # (TesseractNotFoundError is an OSError): an engine not identified is never cached.
+        return None
+    code = _sha256(Path(__file__))
+    return f"{name}: {'; '.join(parts)}; ocr.py sha256 {code}"
 
 
 def create_ocr(name: str = "auto", device: str = "auto", **options) -> OCR:

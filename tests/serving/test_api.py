@@ -1,4 +1,5 @@
 import io
+import sqlite3
 import subprocess
 import sys
 import types
@@ -10,10 +11,11 @@ from PIL import Image
 from hateful_memes import MemeClassifier
 from hateful_memes.cli import train
 from hateful_memes.data.annotations import Meme, read_annotations
+from hateful_memes.features import store as feature_store
 from hateful_memes.features.cache import ImageReadError
 from hateful_memes.labels import LABELS
 from hateful_memes.scoring.decision import decide
-from hateful_memes.serving import api
+from hateful_memes.serving import api, ocr_cache
 
 
 class FakeReader:
@@ -108,6 +110,78 @@ def test_only_memes_without_a_caption_go_to_ocr(tiny_runs, demo_data, test_memes
     assert [r.ocr for r in results] == [False, True, False, True]
     assert clf.predict(images=paths[:1], texts=["x"]) and reader.calls == [2]
     assert results[0].pred_attack is None and "attack" not in results[0].labels
+
+
+class IdentifiedReader(FakeReader):
+    """A fake reader with an identity, as the real engines have: its captions are cached."""
+    identity = "fake: v1"
+
+    def read(self, images):
+        self.calls.append(len(images))
+        return [f"read {image.getpixel((0, 0))}" for image in images]
+
+
+def _spaces(cache_dir) -> set[str]:
+    with sqlite3.connect(cache_dir / feature_store.FILENAME) as db:
+        return {space.split("/")[0] for (space,) in db.execute("SELECT DISTINCT space FROM "
+                                                               "vectors")}
+
+
+def test_with_a_cache_dir_the_same_images_are_read_by_ocr_once(tiny_runs, demo_data, test_memes,
+                                                               tmp_path):
+    reader = IdentifiedReader()
+    clf = MemeClassifier.load(tiny_runs / "A", ocr=reader, device="cpu")
+    paths = [demo_data / m.img for m in test_memes[:3]]
+    first = clf.predict(images=paths, cache_dir=tmp_path)
+    assert reader.calls == [3]
+    # The same files again, as paths, as their bytes (the key is the file's sha256), and one
+    # new picture in memory: only that one is read.
+    pixels = Image.open(demo_data / test_memes[3].img).convert("RGB")
+    again = clf.predict(images=[*paths[:2], paths[2].read_bytes(), pixels], cache_dir=tmp_path)
+    assert reader.calls == [3, 1]
+    assert [r.text for r in again[:3]] == [r.text for r in first]
+    assert all(r.ocr for r in again)
+    # The captions and the caption features are cached; pictures in memory never are.
+    assert _spaces(tmp_path) == {"ocr", "text"}
+    # Without a cache folder, as before: every caption is read.
+    clf.predict(images=paths)
+    assert reader.calls == [3, 1, 3]
+
+
+def test_a_reader_without_identity_is_never_cached(tiny_runs, demo_data, test_memes, tmp_path):
+    reader = FakeReader()  # nothing says when its captions would change
+    clf = MemeClassifier.load(tiny_runs / "A", ocr=reader, device="cpu")
+    paths = [demo_data / m.img for m in test_memes[:2]]
+    for _ in range(2):
+        clf.predict(images=paths, cache_dir=tmp_path)
+    assert reader.calls == [2, 2] and "ocr" not in _spaces(tmp_path)
+
+
+def test_a_named_engine_is_loaded_only_for_a_caption_the_cache_lacks(tiny_runs, demo_data,
+                                                                     test_memes, tmp_path,
+                                                                     monkeypatch):
+    from hateful_memes.serving import ocr
+
+    loaded = []
+
+    def create_ocr(name, device):
+        loaded.append((name, device))
+        return IdentifiedReader()
+
+    monkeypatch.setattr(ocr, "create_ocr", create_ocr)
+    monkeypatch.setattr(ocr, "engine_identity", lambda name, device: IdentifiedReader.identity)
+    paths = [demo_data / m.img for m in test_memes[:2]]
+    first = MemeClassifier.load(tiny_runs / "A", ocr="rapidocr", device="cpu")
+    texts = [r.text for r in first.predict(images=paths, cache_dir=tmp_path)]
+    assert loaded == [("rapidocr", "cpu")]
+    second = MemeClassifier.load(tiny_runs / "A", ocr="rapidocr", device="cpu")
+    assert second.cached_captions([ocr_cache.image_key(p, None) for p in paths],
+                                  tmp_path) == dict(zip([ocr_cache.image_key(p, None)
+                                                         for p in paths], texts))
+    assert [r.text for r in second.predict(images=paths, cache_dir=tmp_path)] == texts
+    assert loaded == [("rapidocr", "cpu")]  # all cached: never loaded
+    assert second.ocr_identity() == IdentifiedReader.identity
+    assert MemeClassifier.load(tiny_runs / "A", ocr="none").ocr_identity() is None
 
 
 def test_a_text_only_run_needs_images_only_for_ocr(demo_data, feature_cache, tmp_path,

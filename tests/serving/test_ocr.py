@@ -2,6 +2,7 @@ import random
 import shutil
 import sys
 import types
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -133,6 +134,91 @@ def test_a_missing_weights_file_is_named(tmp_path):
     (model_dir / "english_g2.pth").unlink()
     with pytest.raises(ocr.OCRNotInstalled, match="english_g2.pth: EasyOCR weights file missing"):
         ocr.verify_easyocr_weights(model_dir)
+
+
+# --- engine identity (what the OCR cache keys on) ----------------------------------------------
+
+def test_easyocrs_identity_changes_with_its_packages_weights_device_and_this_code(monkeypatch,
+                                                                                  tmp_path):
+    base = ocr.engine_identity("easyocr", "cpu")
+    assert base.startswith("easyocr: ") and "easyocr 1.7.2" in base and "device cpu" in base
+    assert ocr.engine_identity("auto", "cpu") == base
+    assert ocr.engine_identity("easyocr", "cuda:1") == ocr.engine_identity("easyocr", "cuda") \
+        != base  # quantised on the CPU: the kind of device reads otherwise, not its index
+    real = ocr.importlib.metadata.version
+    for dist in ("easyocr", "torch", "opencv-python-headless"):
+        monkeypatch.setattr(ocr.importlib.metadata, "version",
+                            lambda d, dist=dist: "9.9" if d == dist else real(d))
+        assert ocr.engine_identity("easyocr", "cpu") != base, dist
+    monkeypatch.setattr(ocr.importlib.metadata, "version", real)
+    monkeypatch.setitem(ocr.EASYOCR_WEIGHTS_MD5, "english_g2.pth", "0" * 32)
+    assert ocr.engine_identity("easyocr", "cpu") != base
+    monkeypatch.undo()
+    edited = tmp_path / "ocr.py"
+    edited.write_text(Path(ocr.__file__).read_text() + "\n# a changed reading order\n")
+    monkeypatch.setattr(ocr, "__file__", str(edited))
+    assert ocr.engine_identity("easyocr", "cpu") != base
+
+
+def test_a_loaded_engine_carries_the_identity_found_before_loading(reader):
+    assert reader.identity == ocr.engine_identity("easyocr", "cpu") is not None
+
+
+def test_an_engine_that_is_not_installed_has_no_identity(monkeypatch):
+    real = ocr.importlib.metadata.version
+
+    def version(dist):
+        if dist == "easyocr":
+            raise ocr.importlib.metadata.PackageNotFoundError(dist)
+        return real(dist)
+
+    monkeypatch.setattr(ocr.importlib.metadata, "version", version)
+    assert ocr.engine_identity("easyocr", "cpu") is None
+    monkeypatch.setattr(ocr.importlib.util, "find_spec", lambda name: None)
+    assert ocr.engine_identity("rapidocr") is None
+    with pytest.raises(ValueError, match="unknown OCR engine 'paddle'"):
+        ocr.engine_identity("paddle")
+
+
+def test_rapidocrs_identity_changes_with_its_model_files(monkeypatch, tmp_path):
+    package = tmp_path / "rapidocr_onnxruntime"
+    (package / "models").mkdir(parents=True)
+    (package / "__init__.py").write_text("")
+    (package / "config.yaml").write_text("Det:\n  model_path: models/det.onnx\n")
+    (package / "models" / "det.onnx").write_bytes(b"detector weights")
+    monkeypatch.setattr(ocr.importlib.util, "find_spec", lambda name: types.SimpleNamespace(
+        origin=str(package / "__init__.py")))
+    monkeypatch.setattr(ocr.importlib.metadata, "version", lambda dist: "1.4.4")
+    base = ocr.engine_identity("rapidocr")
+    assert base.startswith("rapidocr: rapidocr-onnxruntime 1.4.4") and "det.onnx sha256" in base
+    (package / "models" / "det.onnx").write_bytes(b"other detector weights")
+    assert ocr.engine_identity("rapidocr") != base
+    (package / "models" / "det.onnx").write_bytes(b"detector weights")
+    (package / "config.yaml").write_text("Det:\n  model_path: models/det.onnx\n  thresh: 0.2\n")
+    assert ocr.engine_identity("rapidocr") != base
+
+
+def test_tesseracts_identity_changes_with_its_version_and_language_data(monkeypatch, tmp_path):
+    tessdata = tmp_path / "tessdata"
+    tessdata.mkdir()
+    (tessdata / "eng.traineddata").write_bytes(b"english model")
+    lister = tmp_path / "tesseract"
+    lister.write_text(f"#!/bin/sh\necho 'List of available languages in \"{tessdata}/\" (1):'"
+                      "\necho eng\n")
+    lister.chmod(0o755)
+    fake = types.ModuleType("pytesseract")
+    fake.pytesseract = types.SimpleNamespace(tesseract_cmd=str(lister))
+    fake.get_tesseract_version = lambda: "5.3.0"
+    monkeypatch.setitem(sys.modules, "pytesseract", fake)
+    monkeypatch.setattr(ocr.importlib.metadata, "version", lambda dist: "0.3.13")
+    base = ocr.engine_identity("tesseract")
+    assert base.startswith("tesseract: pytesseract 0.3.13; tesseract 5.3.0; eng.traineddata")
+    (tessdata / "eng.traineddata").write_bytes(b"english model, best")
+    changed = ocr.engine_identity("tesseract")
+    fake.get_tesseract_version = lambda: "5.4.1"
+    assert len({base, changed, ocr.engine_identity("tesseract")}) == 3
+    (tessdata / "eng.traineddata").unlink()  # its data not found: not identified, not cached
+    assert ocr.engine_identity("tesseract") is None
 
 
 # --- the default engine on generated memes -----------------------------------------------------
