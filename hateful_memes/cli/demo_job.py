@@ -7,8 +7,9 @@ demo test images once more from the pictures alone (captions read by OCR: predic
 --images). The same steps on the real data are `train.py`, `predict.py` and `evaluate.py`
 (see the README).
 
-A second run uses the demo data it finds, and the feature cache, and replaces the runs, the
-submissions and the dev report.
+A second run uses the demo data it finds, and the feature cache, which holds the captions OCR
+read as well (so it reads none of the test images again, nor loads the OCR engine), and
+replaces the runs, the submissions and the dev report.
 """
 from __future__ import annotations
 

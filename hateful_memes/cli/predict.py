@@ -12,7 +12,8 @@ of fold on train) folded onto the 0.5 cut, every column on its own, so an empty 
 
 `predict.py --run A --run B --images PATH [PATH ...] --out OUT.jsonl` predicts image files
 instead (folders recursively; png, jpg, webp, gif's first frame), with captions read by OCR
-unless `--captions FILE.csv` knows them. Ids are the numeric file stems, else a stable hash
+unless `--captions FILE.csv` knows them (OCR's captions are cached in --cache-dir beside the
+features, so the same images are read once). Ids are the numeric file stems, else a stable hash
 of the path; OUT.ids.csv maps each id to its image, caption and whether OCR read it. A re-run
 skips the ids OUT already holds, and a killed run leaves OUT as it was (see images.py).
 Annotation files and images are scored by the same code (api.MemeClassifier.scores).
@@ -26,6 +27,7 @@ from pathlib import Path
 from ..data.annotations import AnnotationError, read_annotations
 from ..data.submission import PRED_FIELDS, SubmissionError, check_submission, write_submission
 from ..engine.training import resolve_device
+from ..features.cache import ImageReadError, file_digest
 from ..features.inputs import MissingImagesError, check_images, drop_bad_images
 from ..labels import TASK_LETTERS
 from ..runtime import distributed, rundir
@@ -60,12 +62,13 @@ def _default_out(input_path: Path, tasks) -> Path:
 
 def predict_images(clf: MemeClassifier, paths: list[str], out: Path,
                    captions_file: str | None = None, prior: float | None = None,
-                   chunk: int = 64, quiet: bool = False) -> int:
+                   chunk: int = 64, quiet: bool = False, cache_dir: str | None = None) -> int:
     """predict.py --images: every image under `paths` to a line of `out` (see images.py for
-    the ids, the sidecar and resuming). Unreadable files are counted and reported, not fatal."""
+    the ids, the sidecar and resuming). Unreadable files are counted and reported, not fatal.
+    The captions OCR reads are kept in `cache_dir` (serving/ocr_cache.py), with the caption
+    features: a second run over the same images reads none of them again."""
 
     from ..data.images import ResumableOutput, assign_ids, caption_of, list_images, read_captions
-    from ..features.cache import ImageReadError
 
     items = assign_ids(list_images(paths))
     captions = read_captions(captions_file) if captions_file else {}
@@ -73,13 +76,18 @@ def predict_images(clf: MemeClassifier, paths: list[str], out: Path,
     done = output.start()
     todo = [item for item in items if item.id not in done]
     uncaptioned = [item for item in todo if caption_of(item, captions) is None]
+    keys: dict[Path, str] = {}
     if uncaptioned and clf.ocr_spec == "none":
         _refuse_uncaptioned(uncaptioned, len(todo), captions_file)
-    elif _readable(uncaptioned, 1):
+    elif uncaptioned:
+        keys = _file_keys(uncaptioned) if cache_dir else {}
+        known = clf.cached_captions(list(keys.values()), cache_dir) if keys else {}
         # The engine now, not at the first chunk: one that cannot load fails before any
         # progress line is printed (and its own lines cannot tear the bar). Only when it has
-        # something to read: an image that cannot be decoded needs no caption.
-        clf.load_ocr()
+        # something to read: an image that cannot be decoded needs no caption, and one whose
+        # caption the cache holds has it.
+        if _readable([item for item in uncaptioned if keys.get(item.path) not in known], 1):
+            clf.load_ocr()
     bad: list[str] = []
     with progress_bar(total=len(todo), unit="meme", desc="predict",
                       disable=True if quiet else None) as bar:
@@ -93,12 +101,20 @@ def predict_images(clf: MemeClassifier, paths: list[str], out: Path,
                     bad.append(str(e))
             if good:
                 texts = [caption_of(item, captions) for item in good]
-                results = clf.predict(images=images, texts=texts, prior=prior)
+                by_ocr = [i for i, text in enumerate(texts) if text is None]
+                if by_ocr:
+                    read = clf.read_captions([images[i] for i in by_ocr],
+                                             [keys.get(good[i].path) for i in by_ocr], cache_dir)
+                    for i, text in zip(by_ocr, read):
+                        texts[i] = text
+                results = clf.predict(images=images, texts=texts, prior=prior,
+                                      cache_dir=cache_dir)
                 rows = [{"id": item.id, **{PRED_FIELDS[t]: getattr(r, PRED_FIELDS[t])
                                            for t in clf.tasks}}
                         for item, r in zip(good, results)]
                 side = [{"id": item.id, "image": str(item.path), "text": r.text,
-                         "ocr": int(r.ocr)} for item, r in zip(good, results)]
+                         "ocr": int(i in by_ocr)}
+                        for i, (item, r) in enumerate(zip(good, results))]
                 output.append(rows, side)
             bar.update(len(todo[start:start + chunk]))
     n = output.finish()
@@ -115,10 +131,20 @@ def predict_images(clf: MemeClassifier, paths: list[str], out: Path,
     return 0
 
 
+def _file_keys(items: list) -> dict[Path, str]:
+    """The OCR cache's key (the sha256 of the file's bytes) of each item whose file can be
+    read; one that cannot is left out (it is reported as unreadable later)."""
+    keys = {}
+    for item in items:
+        try:
+            keys[item.path] = file_digest(item.path)
+        except ImageReadError:
+            continue
+    return keys
+
+
 def _readable(items: list, limit: int) -> list[str]:
     """The paths of the first `limit` items whose image decodes (each one tried is decoded)."""
-    from ..features.cache import ImageReadError
-
     found: list[str] = []
     for item in items:
         if len(found) == limit:
@@ -170,7 +196,9 @@ def _parser() -> argparse.ArgumentParser:
                    "required with --images)")
     p.add_argument("--image-root", help="folder the `img` paths are relative to "
                    "(default: the input's parent's parent)")
-    p.add_argument("--cache-dir", default="cache/features")
+    p.add_argument("--cache-dir", default="cache/features",
+                   help="the feature cache, shared with train.py (default %(default)s); with "
+                   "--images it keeps the captions OCR reads too")
     p.add_argument("--device", default="auto", help="auto (cuda when there is one), cpu, cuda, ...")
     # choices: a misspelt engine fails here, not after the runs have loaded (or never, with
     # --input or a caption for every image).
@@ -228,7 +256,7 @@ def _main(p: argparse.ArgumentParser, args: argparse.Namespace, rank: int) -> in
                                                       "checking the input and loading the runs")
         if args.images:
             return predict_images(clf, args.images, out, args.captions, args.prior,
-                                  args.chunk, args.quiet)
+                                  args.chunk, args.quiet, args.cache_dir or None)
         scores = clf.scores(memes, _image_root(args), cache_dir=args.cache_dir,
                             fold=not args.raw, prior=None if args.raw else args.prior,
                             progress=not args.quiet and rank == 0)
@@ -263,7 +291,7 @@ def _checked(args: argparse.Namespace) -> tuple[Path, MemeClassifier, list, list
     if out is not None:
         rundir.check_writable_file(out, "--out")
         _refuse_overwriting_an_input(out, args.input, args.captions)
-    if args.cache_dir and not args.images:
+    if args.cache_dir:
         rundir.check_writable(args.cache_dir, "--cache-dir")
     input_path = None if args.images else Path(args.input)
     memes = [] if args.images else read_annotations(input_path)

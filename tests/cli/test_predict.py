@@ -36,7 +36,7 @@ def folder(demo_data, tmp_path_factory):
 def _args(runs, folder, out, *extra):
     return ["--run", str(runs / "A"), "--model", str(runs / "B"), "--images", str(folder),
             "--captions", str(folder.parent / f"{folder.name}_captions.csv"), "--out", str(out),
-            "--quiet", *extra]
+            "--cache-dir", str(Path(out).parent / "cache"), "--quiet", *extra]
 
 
 def _sidecar(out):
@@ -126,7 +126,8 @@ def test_out_of_other_runs_is_not_mixed_in(tiny_runs, folder, tmp_path, capsys):
     out = tmp_path / "out.jsonl"
     assert predict.main(["--run", str(tiny_runs / "A"), "--images", str(folder / "sub"),
                          "--out", str(out), "--quiet", "--captions",
-                         str(folder.parent / f"{folder.name}_captions.csv")]) == 0
+                         str(folder.parent / f"{folder.name}_captions.csv"),
+                         "--cache-dir", str(tmp_path / "cache")]) == 0
     assert predict.main(_args(tiny_runs, folder, out)) == 1
     assert "choose another --out" in capsys.readouterr().err
 
@@ -135,7 +136,7 @@ def test_images_without_captions_are_read_by_ocr(tiny_runs, folder, tmp_path):
     out = tmp_path / "out.jsonl"
     assert predict.main(["--run", str(tiny_runs / "B"), "--images",
                          str(folder / "sub" / "funny cat.png"), "--out", str(out),
-                         "--quiet"]) == 0
+                         "--cache-dir", str(tmp_path / "cache"), "--quiet"]) == 0
     (row,) = _sidecar(out).values()
     assert row["ocr"] == "1" and row["image"].endswith("funny cat.png")
     assert json.loads(out.read_text())["id"] == images.hashed_id("funny cat.png")
@@ -148,7 +149,8 @@ def test_ocr_none_names_an_image_without_caption_and_points_to_captions(tiny_run
     # The CSV names "sub/funny cat.png"; listed from sub/ the file is "funny cat.png".
     for extra in (["--captions", captions], []):
         assert predict.main(["--run", str(tiny_runs / "B"), "--images", str(folder / "sub"),
-                             "--out", str(out), "--ocr", "none", "--quiet", *extra]) == 1
+                             "--out", str(out), "--ocr", "none", "--quiet",
+                             "--cache-dir", str(tmp_path / "cache"), *extra]) == 1
         err = capsys.readouterr().err
         assert str(folder / "sub" / "funny cat.png") in err and "--captions FILE.csv" in err
         assert "broken.jpg" not in err  # unreadable: counted as such, needs no caption
@@ -170,9 +172,67 @@ def test_an_ocr_engine_that_fails_to_load_fails_before_any_progress_line(
     out = tmp_path / "out.jsonl"
     assert predict.main(["--run", str(tiny_runs / "B"), "--images",
                          str(folder / "sub" / "funny cat.png"), "--out", str(out),
-                         "--ocr", "rapidocr"]) == 1
+                         "--cache-dir", str(tmp_path / "cache"), "--ocr", "rapidocr"]) == 1
     err = capsys.readouterr().err
     assert err == "predict.py: error: rapidocr is not installed\n"
+
+
+class CountingEngine:
+    """Stands in for the OCR engine predict.py loads: counts its loads and the pictures it
+    reads; its identity is what `engine_identity` says at its load."""
+    name = "counting"
+    device = "cpu"
+    loads = 0
+    read_pictures = 0
+
+    def __init__(self, identity):
+        CountingEngine.loads += 1
+        self.identity = identity
+
+    def read(self, images):
+        CountingEngine.read_pictures += len(images)
+        return [f"{self.identity} read {image.size}" for image in images]
+
+
+@pytest.fixture
+def counting_engine(monkeypatch):
+    from hateful_memes.serving import ocr
+
+    identity = {"now": "counting: v1"}
+    monkeypatch.setattr(ocr, "engine_identity", lambda name, device: identity["now"])
+    monkeypatch.setattr(ocr, "create_ocr",
+                        lambda name, device: CountingEngine(identity["now"]))
+    monkeypatch.setattr(CountingEngine, "loads", 0)
+    monkeypatch.setattr(CountingEngine, "read_pictures", 0)
+    return identity
+
+
+def test_a_second_prediction_of_the_same_images_reads_none_by_ocr(tiny_runs, folder, tmp_path,
+                                                                  counting_engine):
+    # sub/funny cat.png is a copy of another image: the same bytes are read once.
+    readable = len({path.read_bytes() for path in folder.rglob("*.png")})
+    assert readable == len(list(folder.rglob("*.png"))) - 1
+    cache = tmp_path / "cache"
+
+    def run(out):
+        # No --captions: every image is read by OCR, the broken one counted as unreadable.
+        assert predict.main(["--run", str(tiny_runs / "A"), "--images", str(folder),
+                             "--out", str(tmp_path / out), "--cache-dir", str(cache),
+                             "--ocr", "rapidocr", "--quiet"]) == 0
+        return _sidecar(tmp_path / out)
+
+    first = run("first.jsonl")
+    assert (CountingEngine.loads, CountingEngine.read_pictures) == (1, readable)
+    assert all(r["ocr"] == "1" and r["text"].startswith("counting: v1") for r in first.values())
+    again = run("again.jsonl")  # a new run over the same images: the engine is not even loaded
+    assert (CountingEngine.loads, CountingEngine.read_pictures) == (1, readable)
+    assert again == first
+    assert (tmp_path / "again.jsonl").read_text() == (tmp_path / "first.jsonl").read_text()
+    # Another engine version (or weights, or device): nothing of the old one is served.
+    counting_engine["now"] = "counting: v2"
+    third = run("third.jsonl")
+    assert (CountingEngine.loads, CountingEngine.read_pictures) == (2, 2 * readable)
+    assert all(r["text"].startswith("counting: v2") for r in third.values())
 
 
 def test_ocr_is_not_loaded_when_no_readable_image_lacks_a_caption(tiny_runs, folder, tmp_path,
@@ -216,7 +276,8 @@ def test_bad_command_lines_and_caption_files(tiny_runs, folder, tmp_path, capsys
     bad = tmp_path / "bad.csv"
     bad.write_text("path,caption\nx.png,hello\n")
     assert predict.main(["--run", str(tiny_runs / "A"), "--images", str(folder), "--out",
-                         str(tmp_path / "o.jsonl"), "--captions", str(bad), "--quiet"]) == 1
+                         str(tmp_path / "o.jsonl"), "--captions", str(bad), "--quiet",
+                         "--cache-dir", str(tmp_path / "cache")]) == 1
     assert "expected the columns image,text" in capsys.readouterr().err
     bad.write_text("image,text\nx.png,a\nx.png,b\n")
     with pytest.raises(ValueError, match=r"bad.csv:3: x.png has a caption already \(line 2\)"):
