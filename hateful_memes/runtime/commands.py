@@ -31,6 +31,9 @@ that all of 8 ranks hit was said 8 times. `error_exit` says a command's error
 - Raised only because another rank failed (`distributed.RankFailed`, marked ANOTHER_RANK): not
   said here; the rank that failed says its own.
 
+`--help` is said as an error raised on every rank is (`ArgumentParser`): it too comes of the
+command line, and every rank exits 0.
+
 Deciding this takes no communication on the way out, which could leave a rank waiting for one
 that died: the ranks learn of each other's errors in the collectives they were in anyway
 (`distributed.gather`), or the error cannot differ between them. Nor does a rank that says
@@ -133,13 +136,18 @@ def _says_for_every_rank() -> bool:
 
 
 class ArgumentParser(argparse.ArgumentParser):
-    """argparse's, whose usage errors under torchrun are said by one rank (EVERY_RANK): they
-    come of the command line, which torchrun gives every rank alike."""
+    """argparse's, whose usage errors and --help under torchrun are said by one rank
+    (EVERY_RANK): they come of the command line, which torchrun gives every rank alike."""
 
     def error(self, message: str):
         if not _says_for_every_rank():
             self.exit(2)
         super().error(message)
+
+    def print_help(self, file=None) -> None:
+        # argparse's --help prints this, then exits 0: on every rank, as it should.
+        if _says_for_every_rank():
+            super().print_help(file)
 
 
 def stderr_line(text: str) -> None:

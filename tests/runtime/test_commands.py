@@ -149,3 +149,19 @@ def test_a_usage_error_is_said_by_rank_0_alone(command, argv, monkeypatch, capsy
         assert stop.value.code == 2
         said.append(capsys.readouterr().err)
     assert f"{command}.py: error: " in said[0] and said[1] == ""
+
+
+@pytest.mark.parametrize("command", ["train", "predict", "pretrain"])
+def test_help_is_printed_by_rank_0_alone(command, monkeypatch, capsys):
+    """`torchrun --nproc_per_node 8 train.py --help` printed the help 8 times: it comes of the
+    command line, alike on every rank, so rank 0 alone prints it and every rank exits 0."""
+    main = importlib.import_module(f"hateful_memes.cli.{command}").main
+    said = []
+    for rank in (0, 1):
+        _as_rank(monkeypatch, rank, 2)
+        with pytest.raises(SystemExit) as stop:
+            main(["--help"])
+        assert stop.value.code == 0
+        said.append(capsys.readouterr())
+    assert said[0].out.startswith(f"usage: {command}.py") and said[0].err == ""
+    assert said[1].out == said[1].err == ""
