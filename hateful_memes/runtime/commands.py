@@ -8,10 +8,10 @@ Python's docs show (signal module, "Note on SIGPIPE"), points stdout at devnull 
 flush at interpreter exit finds nothing to fail on, and exits with EXIT_BROKEN_PIPE.
 
 Ctrl-C. KeyboardInterrupt ended every command in a traceback of wherever it was (a forward
-pass, a JSON write); now it is one line, "PROG: interrupted", and EXIT_INTERRUPTED. Nothing is
-left half written by it: outputs are written whole or not at all (runtime.files), and what
-resumes picks up where it stopped (train.py and pretrain.py with --resume, predict.py --images
-by itself).
+pass, a JSON write); now it is one line, "PROG: interrupted" (once under torchrun, below),
+and EXIT_INTERRUPTED. Nothing is left half written by it: outputs are written whole or not at
+all (runtime.files), and what resumes picks up where it stopped (train.py and pretrain.py with
+--resume, predict.py --images by itself).
 
 Error lines go out through `stderr_line`, whole, so that ranks under torchrun do not interleave
 them.
@@ -32,7 +32,9 @@ that all of 8 ranks hit was said 8 times. `error_exit` says a command's error
   said here; the rank that failed says its own.
 
 `--help` is said as an error raised on every rank is (`ArgumentParser`): it too comes of the
-command line, and every rank exits 0.
+command line, and every rank exits 0. So is Ctrl-C's "interrupted", every rank exiting with
+EXIT_INTERRUPTED: torchrun passes the SIGINT it gets on to every rank of its machine (which it
+starts in sessions of their own, out of the terminal's reach).
 
 Deciding this takes no communication on the way out, which could leave a rank waiting for one
 that died: the ranks learn of each other's errors in the collectives they were in anyway
@@ -98,7 +100,8 @@ def ends_quietly(main: Callable[..., int]) -> Callable[..., int]:
             stdout_to_devnull()
             return EXIT_BROKEN_PIPE
         except KeyboardInterrupt:
-            stderr_line(f"\n{_prog(main)}: interrupted")
+            if _says_for_every_rank():
+                stderr_line(f"\n{_prog(main)}: interrupted")
             return EXIT_INTERRUPTED
 
     return wrapper

@@ -165,3 +165,25 @@ def test_help_is_printed_by_rank_0_alone(command, monkeypatch, capsys):
         said.append(capsys.readouterr())
     assert said[0].out.startswith(f"usage: {command}.py") and said[0].err == ""
     assert said[1].out == said[1].err == ""
+
+
+@pytest.mark.parametrize("rank, world, local_rank, said", [
+    (None, None, None, "train.py: interrupted"),  # one process, no torchrun
+    (0, 2, 0, "train.py: interrupted"),
+    (1, 2, 1, ""),  # Ctrl-C reached rank 0 too: rank 0 says it
+    (4, 8, 0, "train.py: interrupted"),  # the first process of its machine
+])
+def test_ctrl_c_is_said_once_under_torchrun(rank, world, local_rank, said, monkeypatch, capsys):
+    """torchrun passes Ctrl-C to every rank: "interrupted" was said once per rank."""
+    for name in ("RANK", "WORLD_SIZE", "LOCAL_RANK"):
+        monkeypatch.delenv(name, raising=False)
+    if rank is not None:
+        _as_rank(monkeypatch, rank, world, local_rank)
+    monkeypatch.setattr(sys, "argv", ["train.py"])
+
+    @commands.ends_quietly
+    def main(argv=None):
+        raise KeyboardInterrupt
+
+    assert main([]) == commands.EXIT_INTERRUPTED  # on every rank
+    assert capsys.readouterr().err.strip() == said
