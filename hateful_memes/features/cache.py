@@ -28,8 +28,9 @@ from PIL import Image
 from torch.utils.data import DataLoader, Dataset
 
 from ..data.images import upright_rgb
+from ..runtime.commands import EVERY_RANK, raised_on
 from ..runtime.distributed import gather, rank_world
-from ..runtime.progress import bar as progress_bar
+from ..runtime.progress import bar as progress_bar, plural
 from .store import FILENAME, FeatureStore, migrate_shards
 
 if TYPE_CHECKING:
@@ -133,12 +134,16 @@ def open_store(cache_dir: str | Path | None, modality: str, encoder: torch.nn.Mo
 Batches = Callable[[list[int]], Iterator[tuple[list[int], object]]]
 
 
-def _check_same_items(encoder: torch.nn.Module, views: list, rank: int) -> None:
-    """Raise on every rank alike when the ranks' views of their items differ."""
-    differ = [r for r, view in enumerate(views) if view != views[rank]]
+def _check_same_items(encoder: torch.nn.Module, views: list) -> None:
+    """Raise on every rank alike when the ranks' views of their items (as `gather` gave them
+    to every rank) differ: the same message everywhere, so that it is said once
+    (runtime/commands.py, "Errors under torchrun")."""
+    differ = [r for r, view in enumerate(views) if view != views[0]]
     if differ:
-        raise ValueError(f"{encoder.spec} features: rank {differ[0]} was given other items "
-                         f"than rank {rank}; every rank must pass the same list")
+        ranks = f"{plural('rank', len(differ))} {', '.join(map(str, differ))} of {len(views)}"
+        raise raised_on(ValueError(
+            f"{encoder.spec} features: {ranks} {'was' if len(differ) == 1 else 'were'} given "
+            "other items than rank 0; every rank must pass the same list"), EVERY_RANK)
 
 
 def _features(encoder: torch.nn.Module, keys: list[str], batches: Batches,
@@ -159,7 +164,7 @@ def _features(encoder: torch.nn.Module, keys: list[str], batches: Batches,
         digest = hashlib.sha256("\n".join(keys).encode()).hexdigest()
         views = gather(lambda: (digest, [p for p, key in enumerate(first) if key not in found]),
                        f"{encoder.spec} feature lookup")
-        _check_same_items(encoder, [d for d, _ in views], rank)
+        _check_same_items(encoder, [d for d, _ in views])
         # A key that any rank did not find is computed (once, by one rank) for all of them.
         missing = sorted(set().union(*(positions for _, positions in views)))
         firsts = list(first.values())
@@ -245,7 +250,7 @@ def image_features(encoder: "ImageEncoder", paths: Sequence[str | Path | Image.I
     if world > 1 and not in_memory:  # each rank reads and hashes a share of the files
         shares = gather(lambda: (len(paths), [file_digest(p) for p in paths[rank::world]]),
                         "hashing image files")
-        _check_same_items(encoder, [n for n, _ in shares], rank)
+        _check_same_items(encoder, [n for n, _ in shares])
         keys = [""] * len(paths)
         for r, (_, share) in enumerate(shares):
             keys[r::world] = share

@@ -17,6 +17,7 @@ from hateful_memes.features import cache as features, store as feature_store
 from hateful_memes.features.cache import (ImageFolderDataset, ImageReadError, image_features,
                                           text_features)
 from hateful_memes.models.encoders import create_image_encoder, create_text_encoder
+from hateful_memes.runtime.commands import EVERY_RANK
 
 TINY_TIMM = "test_efficientnet"
 
@@ -443,6 +444,25 @@ def _distributed_worker(rank: int, world: int, port: int, job: dict) -> None:
         dist.destroy_process_group()
 
 
+def test_items_that_differ_between_ranks_are_one_error_said_once(monkeypatch):
+    """Every rank gathers every rank's count of items and raises: with the same message on
+    each, naming the ranks against rank 0, it is said once (runtime/commands.py), where each
+    rank named another (the first whose count differed from its own) and so spoke for itself."""
+    from types import SimpleNamespace
+
+    counts = [7, 7, 6, 6]  # ranks 2 and 3 were given other lists
+    monkeypatch.setattr(features, "gather", lambda compute, what: [(n, []) for n in counts])
+    errors = []
+    for rank in range(len(counts)):
+        monkeypatch.setattr(features, "rank_world", lambda rank=rank: (rank, len(counts)))
+        with pytest.raises(ValueError) as raised:
+            image_features(SimpleNamespace(spec="effnet-lite0"), ["a.png"] * counts[rank])
+        errors.append(raised.value)
+    assert len({str(e) for e in errors}) == 1, [str(e) for e in errors]
+    assert "ranks 2, 3 of 4" in str(errors[0]) and "rank 0" in str(errors[0])
+    assert all(getattr(e, "raised_on", None) == EVERY_RANK for e in errors)
+
+
 def test_two_processes_split_the_work_and_return_what_one_process_returns(
         tmp_path, image_spec, text_spec, image_encoder, text_encoder, monkeypatch):
     paths = write_images(tmp_path, 7)
@@ -462,6 +482,7 @@ def test_two_processes_split_the_work_and_return_what_one_process_returns(
         assert np.allclose(r["uncached"], single_images, atol=1e-5)
         assert np.allclose(r["texts"], single_texts, atol=1e-5)
         assert "broken.png" in r["error"] and "every rank must pass the same list" in r["mismatch"]
+    assert results[0]["mismatch"] == results[1]["mismatch"]  # so it is said once
     # Each item computed once, by one rank, and each rank did a share.
     assert [r["image_calls"] for r in results] == [3, 2]
     assert [r["uncached_calls"] for r in results] == [4, 3]
