@@ -59,7 +59,7 @@ def _parser() -> argparse.ArgumentParser:
                    help="train.py --text-encoder (default %(default)s)")
     p.add_argument("--cache-dir", default="cache/features",
                    help="the feature cache that train.py and predict.py share "
-                   "(default %(default)s)")
+                   "(default %(default)s; \"\": no cache, nothing written)")
     p.add_argument("--quiet", action="store_true",
                    help="no progress lines from training and prediction (the steps and the "
                    "reports are still printed)")
@@ -79,7 +79,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         rundir.check_writable(runs, "--runs")
         rundir.check_writable_file(args.submission, "--submission")
-        rundir.check_writable(args.cache_dir, "--cache-dir")
+        if args.cache_dir:  # "": no cache, no folder to write
+            rundir.check_writable(args.cache_dir, "--cache-dir")
     except rundir.RunDirError as e:
         return _error(str(e))
     # All three splits, not train.json alone: a generation stopped between them is redone.

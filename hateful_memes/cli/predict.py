@@ -197,8 +197,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--image-root", help="folder the `img` paths are relative to "
                    "(default: the input's parent's parent)")
     p.add_argument("--cache-dir", default="cache/features",
-                   help="the feature cache, shared with train.py (default %(default)s); with "
-                   "--images it keeps the captions OCR reads too")
+                   help="the feature cache, shared with train.py (default %(default)s; \"\": "
+                   "no cache, nothing written); with --images it keeps the captions OCR reads "
+                   "too")
     p.add_argument("--device", default="auto", help="auto (cuda when there is one), cpu, cuda, ...")
     # choices: a misspelt engine fails here, not after the runs have loaded (or never, with
     # --input or a caption for every image).

@@ -188,7 +188,8 @@ def _parser() -> argparse.ArgumentParser:
     a("--no-caption-twins", dest="caption_twins", action="store_const", const=False,
       help="plain Platt maps: do not let them read the training labels of the memes that share "
       "a meme's caption")
-    a("--cache-dir", help="where frozen encoder features are cached")
+    a("--cache-dir", help="where frozen encoder features are cached (\"\": no cache, "
+      "nothing written)")
     a("--device", help="auto (cuda when there is one), cpu, cuda, cuda:1, ...")
     a("--out", help="run directory (default runs/task<T>_<time>)")
     a("--skip-bad-images", action="store_const", const=True,

@@ -118,9 +118,10 @@ def cache_space(modality: str, encoder: torch.nn.Module, preprocessing: str) -> 
 @contextlib.contextmanager
 def open_store(cache_dir: str | Path | None, modality: str, encoder: torch.nn.Module,
                preprocessing: str) -> Iterator[FeatureStore | None]:
-    """The store of `encoder`'s features under `cache_dir` (None: no cache), with the shards of
-    the former folder layout for the same space moved into it."""
-    if cache_dir is None:
+    """The store of `encoder`'s features under `cache_dir` (None or "": no cache, nothing
+    written), with the shards of the former folder layout for the same space moved into it."""
+    # "" is the CLIs' --cache-dir "" (no cache), not the current folder that Path("") names.
+    if not cache_dir:
         yield None
         return
     space = cache_space(modality, encoder, preprocessing)

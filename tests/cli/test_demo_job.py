@@ -95,6 +95,20 @@ def test_an_output_that_cannot_be_written_stops_the_job_before_any_work(
     assert steps.calls == [] and "[1/5]" not in out.out
 
 
+def test_an_empty_cache_dir_is_no_cache_not_the_working_folder(demo_data, tmp_path,
+                                                               monkeypatch):
+    """--cache-dir "" is no cache for train.py and predict.py; the job tried the working
+    folder for writing as if it were the cache."""
+    steps = _Steps(monkeypatch)
+    tried = []
+    monkeypatch.setattr(demo_job.rundir, "check_writable", lambda folder, what: tried.append(what))
+    assert demo_job.main(_job_args(tmp_path, demo_data, "")) == 0
+    assert "--cache-dir" not in tried and "--runs" in tried
+    assert len(steps.calls) == 6
+    assert all(argv[argv.index("--cache-dir") + 1] == "" for _, argv in steps.calls
+               if "--cache-dir" in argv)
+
+
 def test_demo_data_that_cannot_be_written_is_one_line_not_a_traceback(
         feature_cache, tmp_path, monkeypatch, capsys):
     steps = _Steps(monkeypatch)
@@ -142,7 +156,8 @@ def test_help_documents_every_flag_with_its_default(capsys):
     for shown in ("(default data/demo)", "(default 600)", "(default runs/demo)",
                   "(default submission/demo_test_AB.jsonl)", "NAME_ocr.jsonl",
                   "train.py --epochs (default 30)", "train.py --batch-size (default 64)",
-                  "(default effnet-lite0)", "(default minilm)", "(default cache/features)",
+                  "(default effnet-lite0)", "(default minilm)",
+                  '(default cache/features; "": no cache, nothing written)',
                   "--quiet no progress lines", "A second run uses the demo data it finds"):
         assert shown in text, shown
     for action in demo_job._parser()._actions:

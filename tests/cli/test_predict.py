@@ -235,6 +235,19 @@ def test_a_second_prediction_of_the_same_images_reads_none_by_ocr(tiny_runs, fol
     assert all(r["text"].startswith("counting: v2") for r in third.values())
 
 
+def test_an_empty_cache_dir_writes_no_cache(tiny_runs, folder, demo_data, tmp_path, monkeypatch):
+    work = tmp_path / "work"
+    work.mkdir()
+    monkeypatch.chdir(work)
+    both = ["--run", str(tiny_runs / "A"), "--run", str(tiny_runs / "B"), "--quiet"]
+    assert predict.main([*both, "--input", str(demo_data / "annotations" / "test.jsonl"),
+                         "--out", str(tmp_path / "input.jsonl"), "--cache-dir", ""]) == 0
+    assert predict.main(_args(tiny_runs, folder, tmp_path / "images.jsonl", "--cache-dir", ""))\
+        == 0
+    assert list(work.iterdir()) == []
+    assert '"": no cache, nothing written' in " ".join(predict._parser().format_help().split())
+
+
 def test_ocr_is_not_loaded_when_no_readable_image_lacks_a_caption(tiny_runs, folder, tmp_path,
                                                                   monkeypatch):
     # The CSV captions every image but sub/broken.jpg, which cannot be decoded: nothing for OCR

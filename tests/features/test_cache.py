@@ -236,6 +236,22 @@ def test_an_interrupted_run_keeps_its_work(tmp_path, image_encoder, monkeypatch)
     assert calls == [2]
 
 
+def test_an_empty_cache_dir_is_no_cache_and_writes_nothing(tmp_path, image_encoder,
+                                                           text_encoder, monkeypatch):
+    # --cache-dir "": not the current folder, which Path("") names.
+    paths = write_images(tmp_path, 2)
+    work = tmp_path / "work"
+    work.mkdir()
+    monkeypatch.chdir(work)
+    image_calls = count_rows(monkeypatch, image_encoder)
+    text_calls = count_rows(monkeypatch, text_encoder)
+    for _ in range(2):
+        image_features(image_encoder, paths, cache_dir="", progress=False)
+        text_features(text_encoder, CAPTIONS[:2], cache_dir="", progress=False)
+    assert sum(image_calls) == 4 and sum(text_calls) == 4
+    assert list(work.iterdir()) == []
+
+
 def test_missing_or_unreadable_image_is_named(tmp_path, image_encoder):
     [good] = write_images(tmp_path, 1)
     with pytest.raises(ImageReadError, match="nowhere.png.*not found"):
