@@ -35,7 +35,7 @@ from ..runtime.files import same_path
 from ..runtime.commands import ArgumentParser, ends_quietly, error_exit
 from ..runtime.progress import bar as progress_bar
 from ..serving.api import (MemeClassifier, merge,  # noqa: F401 (predict.merge stays importable)
-                           open_image)
+                           open_image, open_keyed)
 from ..serving.ocr import ENGINES, OCRNotInstalled, WeightsChecksumError
 
 
@@ -65,8 +65,9 @@ def predict_images(clf: MemeClassifier, paths: list[str], out: Path,
                    chunk: int = 64, quiet: bool = False, cache_dir: str | None = None) -> int:
     """predict.py --images: every image under `paths` to a line of `out` (see images.py for
     the ids, the sidecar and resuming). Unreadable files are counted and reported, not fatal.
-    The captions OCR reads are kept in `cache_dir` (serving/ocr_cache.py), with the caption
-    features: a second run over the same images reads none of them again."""
+    The images' features and the captions OCR reads are kept in `cache_dir` (with the caption
+    features), keyed by each file's bytes as --input and train.py key it: a second run over
+    the same images computes and reads none of them again."""
 
     from ..data.images import ResumableOutput, assign_ids, caption_of, list_images, read_captions
 
@@ -76,7 +77,6 @@ def predict_images(clf: MemeClassifier, paths: list[str], out: Path,
     done = output.start()
     todo = [item for item in items if item.id not in done]
     uncaptioned = [item for item in todo if caption_of(item, captions) is None]
-    keys: dict[Path, str] = {}
     if uncaptioned and clf.ocr_spec == "none":
         _refuse_uncaptioned(uncaptioned, len(todo), captions_file)
     elif uncaptioned:
@@ -92,29 +92,27 @@ def predict_images(clf: MemeClassifier, paths: list[str], out: Path,
     with progress_bar(total=len(todo), unit="meme", desc="predict",
                       disable=True if quiet else None) as bar:
         for start in range(0, len(todo), chunk):
-            good, images = [], []
+            good, images, image_keys = [], [], []
             for item in todo[start:start + chunk]:
                 try:
-                    images.append(open_image(item.path))
-                    good.append(item)
+                    # Decoded here, once, so that an unreadable file is counted, not fatal, and
+                    # keyed by the bytes decoded (for the cache, as --input keys a file).
+                    image, key = open_keyed(item.path)
                 except ImageReadError as e:
                     bad.append(str(e))
+                    continue
+                good.append(item)
+                images.append(image)
+                image_keys.append(key)
             if good:
-                texts = [caption_of(item, captions) for item in good]
-                by_ocr = [i for i, text in enumerate(texts) if text is None]
-                if by_ocr:
-                    read = clf.read_captions([images[i] for i in by_ocr],
-                                             [keys.get(good[i].path) for i in by_ocr], cache_dir)
-                    for i, text in zip(by_ocr, read):
-                        texts[i] = text
-                results = clf.predict(images=images, texts=texts, prior=prior,
-                                      cache_dir=cache_dir)
+                results = clf.predict(images=images, texts=[caption_of(item, captions)
+                                                            for item in good],
+                                      prior=prior, cache_dir=cache_dir, image_keys=image_keys)
                 rows = [{"id": item.id, **{PRED_FIELDS[t]: getattr(r, PRED_FIELDS[t])
                                            for t in clf.tasks}}
                         for item, r in zip(good, results)]
                 side = [{"id": item.id, "image": str(item.path), "text": r.text,
-                         "ocr": int(i in by_ocr)}
-                        for i, (item, r) in enumerate(zip(good, results))]
+                         "ocr": int(r.ocr)} for item, r in zip(good, results)]
                 output.append(rows, side)
             bar.update(len(todo[start:start + chunk]))
     n = output.finish()

@@ -158,12 +158,12 @@ class RunPredictor:
         return str(next(self.models[0].parameters()).device)
 
     def inputs(self, memes: Sequence[Meme], image_root, cache_dir=None,
-               progress: bool = False, images=None) -> Inputs:
+               progress: bool = False, images=None, image_keys=None) -> Inputs:
         """Model inputs of `memes`: their image files under `image_root`, or `images` (RGB PIL
-        images aligned with `memes`, never cached) in their place."""
+        images aligned with `memes`, cached by `image_keys`: build_inputs) in their place."""
         return build_inputs(memes, self.cfg, self.encoders, image_root, cache_dir,
                             model=self.models[0], progress=progress, device=self.device,
-                            images=images)
+                            images=images, image_keys=image_keys)
 
     def raw_scores_of(self, inputs: Inputs, texts: Sequence[str], progress: bool = False,
                       ids: Sequence | None = None) -> dict[str, np.ndarray]:
@@ -194,8 +194,8 @@ class RunPredictor:
                 if t in self.calibration else s for t, s in blended.items()}
 
     def raw_scores(self, memes: Sequence[Meme], image_root, cache_dir=None,
-                   progress: bool = False, images=None) -> dict[str, np.ndarray]:
-        inputs = self.inputs(memes, image_root, cache_dir, progress, images)
+                   progress: bool = False, images=None, image_keys=None) -> dict[str, np.ndarray]:
+        inputs = self.inputs(memes, image_root, cache_dir, progress, images, image_keys)
         return self.raw_scores_of(inputs, [m.text for m in memes], progress,
                                   [m.id for m in memes])
 
@@ -225,6 +225,6 @@ class RunPredictor:
 
     def scores(self, memes: Sequence[Meme], image_root, cache_dir=None,
                prior: float | str | None = None, fold: bool = True,
-               progress: bool = False, images=None) -> dict[str, np.ndarray]:
-        return self.finish(self.raw_scores(memes, image_root, cache_dir, progress, images),
-                           prior, fold)
+               progress: bool = False, images=None, image_keys=None) -> dict[str, np.ndarray]:
+        return self.finish(self.raw_scores(memes, image_root, cache_dir, progress, images,
+                                           image_keys), prior, fold)

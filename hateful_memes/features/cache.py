@@ -4,9 +4,11 @@ The cache is CACHE/features.sqlite3 (hateful_memes/features/store.py), keyed by 
 item key. The space, `{image,text}/{spec}-{h}`, hashes the encoder spec, its preprocessing (the
 transform, or the tokenizer and its max length) and its weights, so that a re-trained checkpoint
 at the same path, or a changed transform, never reads stale features. The item key is the sha256
-of an image file's bytes or of a caption. A call looks up its keys, computes only those still
-missing and stores them in batches of FLUSH_ROWS rows, each one transaction, so a killed run
-keeps what it flushed; an entry whose checksum fails is reported and recomputed.
+of an image file's bytes (also for a picture decoded from them, where the caller says so), of
+the pixels of a picture given in memory, or of a caption. A call looks up its keys, computes
+only those still missing and stores them in batches of FLUSH_ROWS rows, each one transaction,
+so a killed run keeps what it flushed; an entry whose checksum fails is reported and
+recomputed.
 
 Under torchrun (torch.distributed initialised) every rank passes the same items: the ranks hash
 a share of the image files each, deal out the items that no rank found in the cache, compute
@@ -227,7 +229,7 @@ IMAGE_DECODING = "exif-upright grey16 grey32 alpha-white"
 def image_features(encoder: "ImageEncoder", paths: Sequence[str | Path | Image.Image],
                    cache_dir: str | Path | None = None, batch_size: int | None = None,
                    num_workers: int = 0, device: str = "cpu", progress: bool = True,
-                   channels_last: bool = True) -> np.ndarray:
+                   channels_last: bool = True, keys: Sequence[str] | None = None) -> np.ndarray:
     """(len(paths), encoder.dim) float32 features; files with identical bytes are encoded once.
 
     `batch_size` None is CPU_IMAGE_BATCH on the CPU, ACCELERATOR_IMAGE_BATCH elsewhere.
@@ -238,9 +240,12 @@ def image_features(encoder: "ImageEncoder", paths: Sequence[str | Path | Image.I
     default format afterwards, and its weights, hence the cache key, are the same in either
     format. Loader workers (`num_workers`) pay off only where they get cores of their own.
 
-    An item may also be an RGB PIL image already in memory (the Python API, the service). Those
-    are keyed by their pixels and never cached on disk: a service would otherwise grow its disk
-    with every picture anyone uploads, and an uploaded meme is rarely seen twice.
+    An item may also be an RGB PIL image already in memory (the Python API, the service), keyed
+    by its pixels (`pixels_digest`), or by `keys`: each item's key where the caller has it,
+    for a picture the sha256 of the file bytes it was decoded from (as `load_rgb` decodes
+    them, so that it shares the features of that file given by its path). Only callers that
+    pass a `cache_dir` have them cached (the service passes none: its disk would otherwise grow
+    with every picture anyone uploads).
     """
     if batch_size is None:
         on_cpu = torch.device(device).type == "cpu"
@@ -248,7 +253,11 @@ def image_features(encoder: "ImageEncoder", paths: Sequence[str | Path | Image.I
     paths = [p if isinstance(p, Image.Image) else Path(p) for p in paths]
     in_memory = any(isinstance(p, Image.Image) for p in paths)
     rank, world = rank_world()
-    if world > 1 and not in_memory:  # each rank reads and hashes a share of the files
+    if keys is not None:
+        keys = list(keys)
+        if len(keys) != len(paths):
+            raise ValueError(f"{len(keys)} keys for {len(paths)} images")
+    elif world > 1 and not in_memory:  # each rank reads and hashes a share of the files
         shares = gather(lambda: (len(paths), [file_digest(p) for p in paths[rank::world]]),
                         "hashing image files")
         _check_same_items(encoder, [n for n, _ in shares])
@@ -266,8 +275,7 @@ def image_features(encoder: "ImageEncoder", paths: Sequence[str | Path | Image.I
         for start, pixels in zip(range(0, len(todo), batch_size), loader):
             yield todo[start:start + batch_size], pixels.to(device, memory_format=memory_format)
 
-    # Images handed over in memory (the API, the service) are never cached on disk.
-    with open_store(None if in_memory else cache_dir, "image", encoder,
+    with open_store(cache_dir, "image", encoder,
                     f"{IMAGE_DECODING} {encoder.transform!r}") as store:
         encoder.to(memory_format=memory_format)
         try:

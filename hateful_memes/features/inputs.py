@@ -181,13 +181,14 @@ class Encoders:
 def build_inputs(memes: Sequence[Meme], cfg: ModelConfig, encoders: Encoders,
                  image_root: str | Path, cache_dir: str | Path | None, model=None,
                  source: str = "", progress: bool = True, device: str = "cpu",
-                 images: Sequence["Image.Image"] | None = None) -> Inputs:
+                 images: Sequence["Image.Image"] | None = None,
+                 image_keys: Sequence[str] | None = None) -> Inputs:
     """Inputs for `memes`. Frozen encoders give cached features; a fine-tuned encoder gets
     raw inputs and the transform/tokenizer of the model's own copy of it.
 
     `images` (RGB PIL images aligned with `memes`) replaces the image files: the pictures go
-    through the same encoder transform, nothing is read from `image_root`, and their features
-    are not cached on disk (see features.cache.image_features)."""
+    through the same encoder transform and nothing is read from `image_root`; their features
+    are cached by `image_keys` (by their pixels without them: features.cache.image_features)."""
     from .cache import image_features, text_features
 
     cache = Path(cache_dir) if cache_dir else None
@@ -206,7 +207,7 @@ def build_inputs(memes: Sequence[Meme], cfg: ModelConfig, encoders: Encoders,
         else:
             image = torch.from_numpy(np.ascontiguousarray(
                 image_features(encoders.image, paths, cache_dir=cache, progress=progress,
-                               device=device)))
+                               device=device, keys=image_keys if images is not None else None)))
     if cfg.text_encoder != "none":
         texts = [m.text for m in memes]
         if cfg.finetune_text:

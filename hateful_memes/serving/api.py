@@ -7,9 +7,10 @@
                               texts=[None, "a caption someone typed"]):
         print(result.labels, result.text, result.ocr)     # result.to_dict() for JSON
 
-`predict(..., cache_dir=DIR)` keeps the captions OCR reads in the feature cache there (see
-ocr_cache.py; keyed by the image's bytes and everything that decides the engine's output), so
-a second prediction of the same images reads none again; without it nothing is kept.
+`predict(..., cache_dir=DIR)` keeps the images' features and the captions OCR reads in the
+feature cache there (see ocr_cache.py; keyed by the image file's bytes, as train.py keys the
+files, and for captions by everything that decides the engine's output), so a second
+prediction of the same images computes none of them again; without it nothing is kept.
 
 `MemeClassifier` holds one or more train.py runs (an A run, a B run, an AB run, or A and B
 together) and scores through `scores()`, the one code path that predict.py (annotation files
@@ -20,6 +21,7 @@ and the consistent label sets of `decision.decide_all`.
 """
 from __future__ import annotations
 
+import hashlib
 import io
 import os
 from dataclasses import asdict, dataclass
@@ -32,7 +34,7 @@ from PIL import Image
 from ..data.annotations import Meme
 from ..data.images import upright_rgb
 from ..engine.predictor import RunPredictor
-from ..features.cache import ImageReadError
+from ..features.cache import ImageReadError, pixels_digest
 from ..labels import LABELS, TASKS
 from ..scoring.decision import decide_all
 from . import ocr_cache
@@ -88,6 +90,26 @@ def open_image(item: ImageLike, max_pixels: int | None = None, name: str | None 
         raise ImageTooLargeError(f"{name}: {e}") from None
     except (OSError, ValueError, SyntaxError, EOFError) as e:
         raise ImageReadError(f"{name}: not a readable image ({e})") from None
+
+
+def open_keyed(item: ImageLike, max_pixels: int | None = None, name: str | None = None
+               ) -> tuple[Image.Image, str]:
+    """`open_image`'s picture and its cache key: the sha256 of the bytes it is decoded from, as
+    train.py and predict.py --input key an image file (a file is read once, so that the key
+    and the pixels are of the same bytes even if it changes meanwhile), or for a PIL image the
+    picture's pixels (features.cache.pixels_digest)."""
+    if isinstance(item, (str, os.PathLike)):
+        name = name or str(item)
+        try:
+            item = Path(item).read_bytes()
+        except FileNotFoundError:
+            raise ImageReadError(f"{name}: image file not found") from None
+        except OSError as e:  # a folder, no permission
+            raise ImageReadError(f"{name}: cannot read image file: {e.strerror or e}") from None
+    picture = open_image(item, max_pixels, name)
+    if isinstance(item, Image.Image):
+        return picture, pixels_digest(picture)
+    return picture, hashlib.sha256(item).hexdigest()
 
 
 def _check_pixels(size: tuple[int, int], limit: int | None, name: str) -> None:
@@ -217,13 +239,13 @@ class MemeClassifier:
 
     def cached_captions(self, keys: Sequence[str], cache_dir) -> dict[str, str]:
         """The captions the cache under `cache_dir` holds for the image keys `keys`
-        (ocr_cache.image_key) from this classifier's engine; the engine is not loaded."""
+        (`open_keyed`) from this classifier's engine; the engine is not loaded."""
         return ocr_cache.lookup(cache_dir, self.ocr_identity(), keys)
 
     def read_captions(self, pictures: Sequence[Image.Image],
                       keys: Sequence[str | None] | None = None, cache_dir=None) -> list[str]:
         """OCR captions of `pictures` (RGB PIL images): those the cache under `cache_dir` holds
-        for their `keys` (ocr_cache.image_key; None: not cached) come from there, the engine
+        for their `keys` (`open_keyed`; None: not cached) come from there, the engine
         reads the others (loaded only if there are any) and they are stored."""
         keys = [None] * len(pictures) if keys is None else list(keys)
         return ocr_cache.read_captions(pictures, keys, cache_dir, self.ocr_identity(),
@@ -231,24 +253,30 @@ class MemeClassifier:
 
     def scores(self, memes: Sequence[Meme], image_root=None, images=None, cache_dir=None,
                prior: float | str | None = None, fold: bool = True,
-               progress: bool = False) -> dict[str, np.ndarray]:
+               progress: bool = False, image_keys=None) -> dict[str, np.ndarray]:
         """Merged scores of every run for `memes` (the one scoring path): pictures from the
-        files under `image_root`, or `images` (RGB PIL images aligned with `memes`); captions
-        from the memes. `prior`/`fold` as RunPredictor.finish."""
+        files under `image_root`, or `images` (RGB PIL images aligned with `memes`, their
+        features cached by `image_keys` as `open_keyed` gives them, else by their pixels);
+        captions from the memes. `prior`/`fold` as RunPredictor.finish."""
         per_run = [run.scores(memes, image_root, cache_dir, prior=prior, fold=fold,
-                              progress=progress, images=images) for run in self.runs]
+                              progress=progress, images=images, image_keys=image_keys)
+                   for run in self.runs]
         return merge(per_run)
 
     def predict(self, images: Sequence[ImageLike] | None = None,
                 texts: Sequence[str | None] | None = None,
                 prior: float | str | None = None, max_pixels: int | None = None,
-                progress: bool = False, cache_dir=None) -> list[Prediction]:
+                progress: bool = False, cache_dir=None,
+                image_keys: Sequence[str | None] | None = None) -> list[Prediction]:
         """One Prediction per meme. `images`: paths, image-file bytes or PIL images; `texts`:
         the captions where known (None, or a None entry: read by OCR from the image).
-        `cache_dir`: the feature cache (predict.py's --cache-dir), where the captions OCR
-        reads are kept and looked up (keyed by the image file's bytes, a PIL image's pixels),
-        and the caption features too (pictures in memory are never cached: image_features);
-        None: nothing is cached, every caption is read.
+        `cache_dir`: the feature cache (predict.py's --cache-dir), where the images' and
+        captions' features and the captions OCR reads are kept and looked up (an image keyed
+        by the file's bytes, as train.py keys it, a PIL image by its pixels: `open_keyed`);
+        None: nothing is cached, every caption is read. `image_keys`: for PIL images the caller
+        decoded from files (predict.py --images), each one's key as `open_keyed` gave it (None:
+        its pixels), so that they share the cache entries of those files; a wrong key would
+        serve another image's features and caption.
 
         Images may be left out only when every caption is given and no run reads pictures.
         All memes of a call are decoded and scored together (the encoders batch them), so
@@ -270,6 +298,8 @@ class MemeClassifier:
             texts = [None] * n
         if len(texts) != n:
             raise ValueError(f"{n} images but {len(texts)} texts")
+        if image_keys is not None and len(image_keys) != n:
+            raise ValueError(f"{n} images but {len(image_keys)} image_keys")
         for i, text in enumerate(texts):
             if text is not None and not isinstance(text, str):
                 raise TypeError(f"text {i}: expected a str or None, got {type(text).__name__}")
@@ -279,10 +309,9 @@ class MemeClassifier:
             if self.needs_images:
                 raise ValueError(f"runs {', '.join(r.name for r in self.runs)} read pictures: "
                                  "give the images")
-            pictures = None
+            pictures = keys = None
         else:
-            pictures = [open_image(item, max_pixels, name=f"image {i}" if not isinstance(
-                item, (str, os.PathLike)) else None) for i, item in enumerate(images)]
+            pictures, keys = _open_all(images, max_pixels, bool(cache_dir), image_keys)
         todo = [i for i, t in enumerate(texts) if t is None]
         by_ocr = set(todo)
         captions = list(texts)
@@ -298,16 +327,15 @@ class MemeClassifier:
                              "(ocr='none'): give the caption in texts=, or load the classifier "
                              "with an OCR engine (ocr='auto')")
         if todo:
-            keys = ([ocr_cache.image_key(images[i], pictures[i]) for i in todo] if cache_dir
-                    else None)
-            read = self.read_captions([pictures[i] for i in todo], keys, cache_dir)
+            read = self.read_captions([pictures[i] for i in todo],
+                                      [keys[i] for i in todo] if keys else None, cache_dir)
             for i, caption in zip(todo, read):
                 captions[i] = caption
         if n == 0:
             return []
         memes = [Meme(id=i, img="", text=c) for i, c in enumerate(captions)]
         scores = self.scores(memes, images=pictures, cache_dir=cache_dir or None, prior=prior,
-                             progress=progress)
+                             progress=progress, image_keys=keys)
         decided = decide_all(scores)
         out = []
         for i in range(n):
@@ -319,3 +347,20 @@ class MemeClassifier:
                                   pred_hate=preds["hate"], pred_pc=preds["pc"],
                                   pred_attack=preds["attack"], labels=labels))
         return out
+
+
+def _open_all(images: Sequence[ImageLike], max_pixels: int | None, keyed: bool,
+              given: Sequence[str | None] | None) -> tuple[list[Image.Image], list[str] | None]:
+    """The pictures of `images` and, when `keyed`, their cache keys: the `given` ones, else
+    `open_keyed`'s (a file's bytes are then read once, for both)."""
+    pictures, keys = [], []
+    for i, item in enumerate(images):
+        name = None if isinstance(item, (str, os.PathLike)) else f"image {i}"
+        key = given[i] if given is not None else None
+        if keyed and key is None:
+            picture, key = open_keyed(item, max_pixels, name)
+        else:
+            picture = open_image(item, max_pixels, name)
+        pictures.append(picture)
+        keys.append(key)
+    return pictures, keys if keyed else None

@@ -5,10 +5,10 @@ same checksums, and the same locking, so predict.py runs writing at once are saf
 per engine: `ocr/{engine}-{h}`, where h hashes `ocr.engine_identity` (the engine, its packages'
 versions, its weights, its device kind and the code of ocr.py) and how an image file decodes
 (features.cache.IMAGE_DECODING). Another engine, package version, weights file or option is
-another space, so a caption read before is never served for it. The key is the sha256 of the
-image file's bytes (a path, or the bytes of a file), or of the pixels for a picture given in
-memory (features.cache.pixels_digest). An entry whose checksum fails is reported and read
-again.
+another space, so a caption read before is never served for it. The key is the image's key in
+the feature cache (api.open_keyed): the sha256 of the image file's bytes (a path, or the bytes
+of a file), or of the pixels for a picture given in memory. An entry whose checksum fails is
+reported and read again.
 
 An engine without an identity (an object handed to MemeClassifier that has no `identity`)
 is never cached: nothing says when its captions would change. Without a cache folder nothing
@@ -25,7 +25,7 @@ from typing import Callable, Iterator, Sequence
 
 from PIL import Image
 
-from ..features.cache import IMAGE_DECODING, file_digest, pixels_digest
+from ..features.cache import IMAGE_DECODING
 from ..features.store import FILENAME, TextStore
 
 # Captions are stored every so many images: a run killed in the middle of a large batch keeps
@@ -40,16 +40,6 @@ def space(identity: str) -> str:
         h.update(len(part).to_bytes(8, "little") + part)
     engine = re.sub(r"[^A-Za-z0-9._-]+", "_", identity.split(":")[0]).strip("_")[:32]
     return f"ocr/{engine}-{h.hexdigest()[:16]}"
-
-
-def image_key(item, picture: Image.Image) -> str:
-    """The cache key of an image given as `item` (a path, the bytes of a file, or a PIL
-    image) and decoded to `picture`."""
-    if isinstance(item, (bytes, bytearray, memoryview)):
-        return hashlib.sha256(item).hexdigest()
-    if isinstance(item, (str, os.PathLike)):
-        return file_digest(item)
-    return pixels_digest(picture)
 
 
 @contextlib.contextmanager

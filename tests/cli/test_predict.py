@@ -5,6 +5,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from PIL import Image
 
 from hateful_memes.cli import predict
 from hateful_memes.data import images
@@ -233,6 +234,43 @@ def test_a_second_prediction_of_the_same_images_reads_none_by_ocr(tiny_runs, fol
     third = run("third.jsonl")
     assert (CountingEngine.loads, CountingEngine.read_pictures) == (2, 2 * readable)
     assert all(r["text"].startswith("counting: v2") for r in third.values())
+
+
+def test_a_second_prediction_of_the_same_files_computes_no_image_feature(
+        tiny_runs, folder, demo_data, tmp_path, monkeypatch):
+    from hateful_memes.models import encoders
+
+    encoded = []
+    forward = encoders.TimmImageEncoder.forward
+
+    def counted(self, pixels):
+        encoded.append(len(pixels))
+        return forward(self, pixels)
+
+    monkeypatch.setattr(encoders.TimmImageEncoder, "forward", counted)
+    copy = tmp_path / "images"
+    shutil.copytree(folder, copy)
+    cache = tmp_path / "cache"
+    both = ["--run", str(tiny_runs / "A"), "--run", str(tiny_runs / "B"), "--cache-dir",
+            str(cache), "--quiet"]
+
+    def run(out, *source):
+        encoded.clear()
+        assert predict.main([*both, *source, "--out", str(tmp_path / out)]) == 0
+        return sum(encoded)
+
+    images = ["--images", str(copy),
+              "--captions", str(folder.parent / f"{folder.name}_captions.csv")]
+    # sub/funny cat.png is a copy of another image, sub/broken.jpg cannot be read.
+    distinct = len({path.read_bytes() for path in copy.rglob("*.png")})
+    assert run("first.jsonl", *images) == distinct  # both runs share one image encoder
+    assert run("again.jsonl", *images) == 0
+    assert (tmp_path / "again.jsonl").read_text() == (tmp_path / "first.jsonl").read_text()
+    # The test split's files by --input: the same entries, keyed by the files' bytes.
+    assert run("input.jsonl", "--input", str(demo_data / "annotations" / "test.jsonl")) == 0
+    changed = sorted(copy.glob("*.png"))[0]
+    Image.new("RGB", (64, 48), (200, 30, 90)).save(changed)
+    assert run("changed.jsonl", *images) == 1
 
 
 def test_an_empty_cache_dir_writes_no_cache(tiny_runs, folder, demo_data, tmp_path, monkeypatch):

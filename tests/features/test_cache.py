@@ -236,6 +236,29 @@ def test_an_interrupted_run_keeps_its_work(tmp_path, image_encoder, monkeypatch)
     assert calls == [2]
 
 
+def test_pictures_in_memory_are_cached_by_their_files_key_or_by_their_pixels(
+        tmp_path, image_encoder, monkeypatch):
+    paths = write_images(tmp_path, 3)
+    cache = tmp_path / "cache"
+    from_files = image_features(image_encoder, paths, cache_dir=cache, progress=False)
+    pictures = [features.load_rgb(p) for p in paths]
+    calls = count_rows(monkeypatch, image_encoder)
+    # Keyed by the bytes they were decoded from: the entries of those files (predict.py
+    # --images after --input or train.py).
+    keyed = image_features(image_encoder, pictures, cache_dir=cache, progress=False,
+                           keys=[features.file_digest(p) for p in paths])
+    assert calls == [] and np.array_equal(keyed, from_files)
+    # No keys: by their pixels, computed once.
+    by_pixels = image_features(image_encoder, pictures, cache_dir=cache, progress=False)
+    assert sum(calls) == 3 and np.allclose(by_pixels, from_files, atol=1e-6)
+    calls.clear()
+    again = image_features(image_encoder, [features.load_rgb(p) for p in paths],
+                           cache_dir=cache, progress=False)
+    assert calls == [] and np.array_equal(again, by_pixels)
+    with pytest.raises(ValueError, match="2 keys for 3 images"):
+        image_features(image_encoder, pictures, keys=["a", "b"], progress=False)
+
+
 def test_an_empty_cache_dir_is_no_cache_and_writes_nothing(tmp_path, image_encoder,
                                                            text_encoder, monkeypatch):
     # --cache-dir "": not the current folder, which Path("") names.

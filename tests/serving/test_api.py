@@ -12,10 +12,10 @@ from hateful_memes import MemeClassifier
 from hateful_memes.cli import train
 from hateful_memes.data.annotations import Meme, read_annotations
 from hateful_memes.features import store as feature_store
-from hateful_memes.features.cache import ImageReadError
+from hateful_memes.features.cache import ImageReadError, file_digest, pixels_digest
 from hateful_memes.labels import LABELS
 from hateful_memes.scoring.decision import decide
-from hateful_memes.serving import api, ocr_cache
+from hateful_memes.serving import api
 
 
 class FakeReader:
@@ -69,6 +69,28 @@ def test_paths_bytes_and_pil_images_give_the_same_result(classifier, test_memes,
         for field in ("pred_hate", "pred_pc", "pred_attack"):
             for label, score in first[field].items():
                 assert r.to_dict()[field][label] == pytest.approx(score, abs=1e-5)
+
+
+def test_open_keyed_keys_a_file_its_bytes_alike_and_a_picture_by_its_pixels(tmp_path):
+    path = tmp_path / "meme.png"
+    Image.new("RGB", (24, 16), (3, 6, 7)).save(path)
+    data = path.read_bytes()
+    pictures = {}
+    for item in (path, str(path), data, bytearray(data)):
+        pictures[type(item)], key = api.open_keyed(item)
+        assert key == file_digest(path)  # as train.py and predict.py --input key the file
+        assert pictures[type(item)].tobytes() == api.open_image(path).tobytes()
+    decoded = api.open_image(path)
+    picture, key = api.open_keyed(decoded)
+    assert key == pixels_digest(decoded) != file_digest(path)
+    assert picture.tobytes() == decoded.tobytes()
+    with pytest.raises(ImageReadError, match="nowhere.png: image file not found"):
+        api.open_keyed(tmp_path / "nowhere.png")
+    with pytest.raises(ImageReadError, match=f"{tmp_path}: cannot read image file"):
+        api.open_keyed(tmp_path)
+    (tmp_path / "empty.png").write_bytes(b"")
+    with pytest.raises(ImageReadError, match="empty.png: empty file"):
+        api.open_keyed(tmp_path / "empty.png")
 
 
 def test_labels_are_the_decision_over_the_scores(classifier, test_memes, demo_data):
@@ -141,11 +163,30 @@ def test_with_a_cache_dir_the_same_images_are_read_by_ocr_once(tiny_runs, demo_d
     assert reader.calls == [3, 1]
     assert [r.text for r in again[:3]] == [r.text for r in first]
     assert all(r.ocr for r in again)
-    # The captions and the caption features are cached; pictures in memory never are.
-    assert _spaces(tmp_path) == {"ocr", "text"}
+    # The captions and the features of the images and the captions are cached.
+    assert _spaces(tmp_path) == {"ocr", "image", "text"}
     # Without a cache folder, as before: every caption is read.
     clf.predict(images=paths)
     assert reader.calls == [3, 1, 3]
+
+
+def test_with_a_cache_dir_the_same_images_are_encoded_once(tiny_runs, demo_data, test_memes,
+                                                           tmp_path, monkeypatch):
+    clf = MemeClassifier.load(tiny_runs / "A", ocr="none", device="cpu")
+    encoder = clf.runs[0].encoders.image
+    encoded = []
+    forward = encoder.forward
+    monkeypatch.setattr(encoder, "forward", lambda pixels: encoded.append(len(pixels))
+                        or forward(pixels))
+    paths = [demo_data / m.img for m in test_memes[:3]]
+    texts = [m.text for m in test_memes[:3]]
+    pixels = Image.open(demo_data / test_memes[3].img).convert("RGB")
+    first = clf.predict(images=[*paths, pixels], texts=[*texts, "x"], cache_dir=tmp_path)
+    assert sum(encoded) == 4
+    # The files again, as paths and as their bytes (keyed alike), and the same pixels.
+    again = clf.predict(images=[paths[0], *(p.read_bytes() for p in paths[1:]), pixels.copy()],
+                        texts=[*texts, "x"], cache_dir=tmp_path)
+    assert sum(encoded) == 4 and [r.pred_pc for r in again] == [r.pred_pc for r in first]
 
 
 def test_a_reader_without_identity_is_never_cached(tiny_runs, demo_data, test_memes, tmp_path):
@@ -175,9 +216,8 @@ def test_a_named_engine_is_loaded_only_for_a_caption_the_cache_lacks(tiny_runs, 
     texts = [r.text for r in first.predict(images=paths, cache_dir=tmp_path)]
     assert loaded == [("rapidocr", "cpu")]
     second = MemeClassifier.load(tiny_runs / "A", ocr="rapidocr", device="cpu")
-    assert second.cached_captions([ocr_cache.image_key(p, None) for p in paths],
-                                  tmp_path) == dict(zip([ocr_cache.image_key(p, None)
-                                                         for p in paths], texts))
+    assert second.cached_captions([file_digest(p) for p in paths],
+                                  tmp_path) == dict(zip([file_digest(p) for p in paths], texts))
     assert [r.text for r in second.predict(images=paths, cache_dir=tmp_path)] == texts
     assert loaded == [("rapidocr", "cpu")]  # all cached: never loaded
     assert second.ocr_identity() == IdentifiedReader.identity
