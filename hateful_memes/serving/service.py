@@ -29,6 +29,7 @@ OCR (400), a batch over --max-batch memes (413).
 from __future__ import annotations
 
 import argparse
+import math
 import queue
 import sys
 import threading
@@ -376,29 +377,53 @@ def create_app(clf: MemeClassifier, max_upload_mb: float = DEFAULT_MAX_UPLOAD_MB
     return app
 
 
+def _in_range(kind: type, least: float, most: float | None = None, exclusive: bool = False):
+    """An argparse type: a `kind` number (int or float) at least `least` (above it with
+    `exclusive`), at most `most`. A zero limit does not mean "none": --queue 0 made
+    queue.Queue unbounded, and --max-batch 0 or --max-upload-mb 0 refused every request."""
+    name = "an integer" if kind is int else "a finite number"
+
+    def parse(text: str):
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected {name}, got {text!r}")
+        # Written so that NaN fails it; inf too, which int(max_upload_mb * 2**20) cannot take.
+        ok = (value > least if exclusive else value >= least) and math.isfinite(value)
+        if not ok or (most is not None and value > most):
+            bounds = (f"above {least:g}" if exclusive else f"at least {least:g}") + (
+                f" and at most {most:g}" if most is not None else "")
+            raise argparse.ArgumentTypeError(f"must be {name} {bounds}, got {text}")
+        return value
+    return parse
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="serve.py", description=__doc__.split("\n\n")[0])
     p.add_argument("--run", "--model", dest="run", action="append", required=True,
                    help="a train.py run directory (repeatable: an A and a B run, or one AB run)")
     # The limits' defaults are shown, as the README names them: a newcomer reads --help.
     p.add_argument("--host", default="127.0.0.1", help="(default: %(default)s)")
-    p.add_argument("--port", type=int, default=8000, help="(default: %(default)s)")
+    p.add_argument("--port", type=_in_range(int, 0, 65535), default=8000,
+                   help="(default: %(default)s)")
     p.add_argument("--device", default="auto", help="auto (cuda when there is one), cpu, cuda")
     # choices: a misspelt engine fails here, before the runs load.
     p.add_argument("--ocr", default="auto", choices=("auto", *ENGINES, "none"),
                    help="OCR engine (auto: easyocr; none: every request must carry its "
                    "caption)")
-    p.add_argument("--max-upload-mb", type=float, default=DEFAULT_MAX_UPLOAD_MB,
+    p.add_argument("--max-upload-mb", type=_in_range(float, 0, exclusive=True),
+                   default=DEFAULT_MAX_UPLOAD_MB,
                    help="largest upload, and largest file in it, else 413 (default: %(default)s)")
-    p.add_argument("--max-caption-chars", type=int, default=DEFAULT_MAX_CAPTION_CHARS,
+    p.add_argument("--max-caption-chars", type=_in_range(int, 1),
+                   default=DEFAULT_MAX_CAPTION_CHARS,
                    help="longest caption, else 400 (default: %(default)s)")
-    p.add_argument("--max-pixels", type=int, default=DEFAULT_MAX_PIXELS,
+    p.add_argument("--max-pixels", type=_in_range(int, 1), default=DEFAULT_MAX_PIXELS,
                    help="largest picture (width x height), else 413 before its pixels are "
                         "decoded (default: %(default)s)")
-    p.add_argument("--max-batch", type=int, default=DEFAULT_MAX_BATCH,
+    p.add_argument("--max-batch", type=_in_range(int, 1), default=DEFAULT_MAX_BATCH,
                    help="most memes scored in one forward pass (and in one batch request) "
                         "(default: %(default)s)")
-    p.add_argument("--queue", type=int, default=DEFAULT_QUEUE,
+    p.add_argument("--queue", type=_in_range(int, 1), default=DEFAULT_QUEUE,
                    help="requests that may wait for the model before new ones get 503 "
                         "(default: %(default)s)")
     args = p.parse_args(argv)

@@ -246,6 +246,22 @@ def test_serve_refuses_a_misspelt_ocr_engine_before_loading_the_runs(tmp_path, c
     assert exit_.value.code == 2 and "invalid choice: 'paddle'" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("flag,value", [
+    ("--max-upload-mb", "0"), ("--max-upload-mb", "nan"), ("--max-upload-mb", "inf"),
+    ("--max-caption-chars", "0"), ("--max-pixels", "0"),
+    ("--max-batch", "0"), ("--queue", "0"), ("--queue", "-3"), ("--port", "65536"),
+    ("--port", "-1")])
+def test_serve_refuses_a_setting_out_of_range_before_loading_the_runs(
+        tmp_path, capsys, flag, value):
+    """--queue 0 made the queue unbounded and --max-batch 0 refused every batch request: each
+    setting is a usage error naming it, said before the runs load."""
+    with pytest.raises(SystemExit) as exit_:
+        main(["--run", str(tmp_path / "nowhere"), "--ocr", "none", flag, value])
+    err = capsys.readouterr().err
+    assert exit_.value.code == 2 and f"argument {flag}: " in err and value in err
+    assert "no checkpoint" not in err
+
+
 class NoOCRFake(SlowFake):
     ocr_spec = "none"
 
