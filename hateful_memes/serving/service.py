@@ -31,6 +31,7 @@ from __future__ import annotations
 import argparse
 import math
 import queue
+import socket
 import sys
 import threading
 import warnings
@@ -405,7 +406,8 @@ def main(argv: list[str] | None = None) -> int:
     # The limits' defaults are shown, as the README names them: a newcomer reads --help.
     p.add_argument("--host", default="127.0.0.1", help="(default: %(default)s)")
     p.add_argument("--port", type=_in_range(int, 0, 65535), default=8000,
-                   help="(default: %(default)s)")
+                   help="0: a free one, named in the line printed at start "
+                   "(default: %(default)s)")
     p.add_argument("--device", default="auto", help="auto (cuda when there is one), cpu, cuda")
     # choices: a misspelt engine fails here, before the runs load.
     p.add_argument("--ocr", default="auto", choices=("auto", *ENGINES, "none"),
@@ -429,21 +431,54 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     import uvicorn
 
-    # A picture over PIL's own limit warns; here it is refused instead.
-    warnings.simplefilter("error", Image.DecompressionBombWarning)
+    # The address first: the runs and the OCR engine take seconds to load, and a port in use
+    # was found by uvicorn only after them, once "serving ... at" had been printed. uvicorn
+    # serves on this very socket, so the line names the port --port 0 was given.
     try:
-        clf = MemeClassifier.load(*args.run, device=args.device, ocr=args.ocr)
-        if args.ocr != "none":
-            clf.load_ocr()  # now, not in the first request
-    except (FileNotFoundError, ValueError, RuntimeError) as e:
-        print(f"serve.py: error: {e}", file=sys.stderr)
+        sock = _bind(args.host, args.port)
+    except OSError as e:
+        print(f"serve.py: error: cannot listen on {args.host}:{args.port}: {e.strerror or e}",
+              file=sys.stderr)
         return 1
-    app = create_app(clf, args.max_upload_mb, args.max_caption_chars, args.max_pixels,
-                     args.max_batch, args.queue)
-    print(f"serving {', '.join(clf.info()['runs'])} on {clf.device} (OCR: {clf.ocr_spec}) at "
-          f"http://{args.host}:{args.port}/", flush=True)
-    uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
+    with sock:
+        # A picture over PIL's own limit warns; here it is refused instead.
+        warnings.simplefilter("error", Image.DecompressionBombWarning)
+        try:
+            clf = MemeClassifier.load(*args.run, device=args.device, ocr=args.ocr)
+            if args.ocr != "none":
+                clf.load_ocr()  # now, not in the first request
+        except (FileNotFoundError, ValueError, RuntimeError) as e:
+            print(f"serve.py: error: {e}", file=sys.stderr)
+            return 1
+        app = create_app(clf, args.max_upload_mb, args.max_caption_chars, args.max_pixels,
+                         args.max_batch, args.queue)
+        # Listening before the line is printed: a client that connects as soon as it reads it
+        # waits in the backlog for uvicorn rather than being refused.
+        sock.listen()
+        port = sock.getsockname()[1]
+        host = f"[{args.host}]" if ":" in args.host else args.host
+        print(f"serving {', '.join(clf.info()['runs'])} on {clf.device} (OCR: {clf.ocr_spec}) "
+              f"at http://{host}:{port}/", flush=True)
+        config = uvicorn.Config(app, host=args.host, port=port, log_level="warning")
+        try:
+            uvicorn.Server(config).run(sockets=[sock])
+        except KeyboardInterrupt:
+            # Ctrl-C is how the service is stopped: uvicorn has shut it down and raises the
+            # signal again once done; uvicorn.run ends on it as quietly.
+            pass
     return 0
+
+
+def _bind(host: str, port: int) -> socket.socket:
+    """A TCP socket bound to (host, port), as uvicorn binds its own (Config.bind_socket)."""
+    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((host, port))
+    except OSError:
+        sock.close()
+        raise
+    return sock
 
 
 if __name__ == "__main__":

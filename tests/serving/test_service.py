@@ -1,4 +1,5 @@
 import re
+import socket
 import threading
 import time
 
@@ -260,6 +261,48 @@ def test_serve_refuses_a_setting_out_of_range_before_loading_the_runs(
     err = capsys.readouterr().err
     assert exit_.value.code == 2 and f"argument {flag}: " in err and value in err
     assert "no checkpoint" not in err
+
+
+def test_serve_says_a_port_in_use_before_loading_the_runs(tmp_path, capsys):
+    """It printed "serving ... at http://HOST:PORT/", loaded the runs and the OCR engine, and
+    only then did uvicorn fail to bind (exit 3): now one line at once, naming the address."""
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        assert main(["--run", str(tmp_path / "nowhere"), "--ocr", "none", "--port",
+                     str(port)]) == 1
+    out, err = capsys.readouterr()
+    assert err.startswith(f"serve.py: error: cannot listen on 127.0.0.1:{port}: ")
+    assert "in use" in err and "no checkpoint" not in err and "serving" not in out
+
+
+def test_serve_serves_on_the_socket_it_bound_and_names_its_port(tiny_runs, monkeypatch, capsys):
+    """--port 0 is a free port, and the line that says where the service is names it; the
+    socket listens by then, so a client that connects on reading the line is not refused."""
+    import uvicorn
+
+    served = []
+    monkeypatch.setattr(uvicorn.Server, "run", lambda self, sockets=None: served.append(
+        [(sock.getsockname(), sock.getsockopt(socket.SOL_SOCKET, socket.SO_ACCEPTCONN))
+         for sock in sockets or []]))
+    assert main(["--run", str(tiny_runs / "A"), "--ocr", "none", "--port", "0"]) == 0
+    ((((host, port), listening),),) = served
+    assert host == "127.0.0.1" and port != 0 and listening
+    assert capsys.readouterr().out.endswith(f" at http://127.0.0.1:{port}/\n")
+
+
+def test_serve_stopped_by_ctrl_c_ends_quietly(tiny_runs, monkeypatch, capsys):
+    """uvicorn shuts the service down at Ctrl-C and then raises it again: stopping it that way
+    is no error, and no traceback."""
+    import uvicorn
+
+    def interrupted(self, sockets=None):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(uvicorn.Server, "run", interrupted)
+    assert main(["--run", str(tiny_runs / "A"), "--ocr", "none", "--port", "0"]) == 0
+    assert capsys.readouterr().err == ""
 
 
 class NoOCRFake(SlowFake):
