@@ -49,6 +49,7 @@ from pydantic import BaseModel
 from starlette.datastructures import Headers
 
 from ..features.cache import ImageReadError
+from ..runtime.commands import ends_quietly
 from .api import ImageTooLargeError, MemeClassifier, open_image
 from .ocr import ENGINES
 from .page import PAGE
@@ -399,6 +400,7 @@ def _in_range(kind: type, least: float, most: float | None = None, exclusive: bo
     return parse
 
 
+@ends_quietly  # Ctrl-C while the runs load: one line, not a traceback (runtime/commands.py)
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="serve.py", description=__doc__.split("\n\n")[0])
     p.add_argument("--run", "--model", dest="run", action="append", required=True,

@@ -1,5 +1,6 @@
 import re
 import socket
+import sys
 import threading
 import time
 
@@ -303,6 +304,20 @@ def test_serve_stopped_by_ctrl_c_ends_quietly(tiny_runs, monkeypatch, capsys):
     monkeypatch.setattr(uvicorn.Server, "run", interrupted)
     assert main(["--run", str(tiny_runs / "A"), "--ocr", "none", "--port", "0"]) == 0
     assert capsys.readouterr().err == ""
+
+
+def test_ctrl_c_while_the_runs_load_is_one_line_and_status_130(tmp_path, monkeypatch, capsys):
+    """Loading the runs and EasyOCR takes seconds; Ctrl-C then printed torch's unpickler's
+    traceback. Now as train.py, predict.py and evaluate.py end (runtime/commands.py)."""
+    from hateful_memes.serving import service
+
+    def interrupted(*runs, **settings):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(sys, "argv", ["serve.py"])
+    monkeypatch.setattr(service.MemeClassifier, "load", interrupted)
+    assert main(["--run", str(tmp_path / "A"), "--ocr", "none", "--port", "0"]) == 130
+    assert capsys.readouterr().err.strip() == "serve.py: interrupted"
 
 
 class NoOCRFake(SlowFake):
