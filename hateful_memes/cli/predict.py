@@ -205,7 +205,8 @@ def _parser() -> argparse.ArgumentParser:
                    help="with --images: the OCR engine for images without a caption (auto: "
                    "easyocr; none: every image needs its caption in --captions)")
     p.add_argument("--chunk", type=int, default=64,
-                   help="with --images: memes decoded, scored and written at a time")
+                   help="with --images: memes decoded, scored and written at a time "
+                   "(default: %(default)s)")
     p.add_argument("--prior", type=parse_prior, metavar="P|em",
                    help="hateful prevalence of the input, to move the scores to (default: the "
                    "training data's, no change); 'em' estimates it on the input (Saerens et al.)")
@@ -214,7 +215,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--skip-bad-images", action="store_true",
                    help="leave out memes whose image is missing or cannot be decoded (the "
                    "file then lacks their ids, so it is no complete submission)")
-    p.add_argument("--quiet", action="store_true")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
     return p
 
 

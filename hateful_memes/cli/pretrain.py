@@ -177,11 +177,17 @@ def _parser() -> argparse.ArgumentParser:
                         "on CPUs use a small one such as resnet18 or tf_efficientnet_lite0)")
     p.add_argument("--pretrained", action="store_true",
                    help="start from timm's ImageNet weights (downloads them)")
-    p.add_argument("--projector", default="8192-8192-8192", help="projector layer sizes")
-    p.add_argument("--lambd", type=float, default=0.0051, help="weight of the off-diagonal")
-    p.add_argument("--epochs", type=int, default=100)
-    p.add_argument("--batch-size", type=int, default=256, help="global, over all processes")
-    p.add_argument("--optimizer", choices=sorted(OPTIMIZER_DEFAULTS), default="lars")
+    p.add_argument("--projector", default="8192-8192-8192",
+                   help="projector layer sizes (default %(default)s)")
+    p.add_argument("--lambd", type=float, default=0.0051,
+                   help="weight of the off-diagonal (default %(default)s)")
+    p.add_argument("--epochs", type=int, default=100,
+                   help="passes over the images (default %(default)s)")
+    p.add_argument("--batch-size", type=int, default=256,
+                   help="global, over all processes (default %(default)s)")
+    p.add_argument("--optimizer", choices=sorted(OPTIMIZER_DEFAULTS), default="lars",
+                   help="(default %(default)s, as in the paper; it sets the defaults of the "
+                   "next three)")
     p.add_argument("--lr-weights", type=float,
                    help="learning rate of the weights per 256 images (lars 0.2, adamw 1e-3)")
     p.add_argument("--lr-biases", type=float, help="learning rate of biases and norm "
@@ -191,18 +197,22 @@ def _parser() -> argparse.ArgumentParser:
                    help="linear warm-up (default 10, capped at a tenth of --epochs)")
     p.add_argument("--image-size", type=int, help="default: the backbone's own")
     p.add_argument("--crop-scale", type=float, nargs=2, default=(0.08, 1.0), metavar=("MIN", "MAX"),
-                   help="area range of the random resized crop")
+                   help="area range of the random resized crop (default 0.08 1.0)")
     p.add_argument("--no-flip", dest="flip", action="store_false",
                    help="no horizontal flips")
     p.add_argument("--device", choices=("auto", "cuda", "cpu"), default="auto",
-                   help="default: cuda where there is one")
+                   help="auto: cuda where there is one (default %(default)s)")
     p.add_argument("--amp", action=argparse.BooleanOptionalAction, default=None,
                    help="mixed precision (default: on for CUDA)")
     p.add_argument("--amp-dtype", choices=("bfloat16", "float16"),
                    help="default bfloat16 where the GPU has it, else float16 (loss-scaled)")
-    p.add_argument("--workers", type=int, default=min(8, os.cpu_count() or 1))
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--log-every", type=int, default=10, help="steps between stats lines")
+    p.add_argument("--workers", type=int, default=min(8, os.cpu_count() or 1),
+                   help="processes decoding and augmenting the images, 0: none beside the "
+                   "training (default: the CPUs, at most 8: here %(default)s)")
+    p.add_argument("--seed", type=int, default=0,
+                   help="seed of every random generator (default %(default)s)")
+    p.add_argument("--log-every", type=int, default=10,
+                   help="steps between stats lines (default %(default)s)")
     p.add_argument("--resume", action="store_true", help="go on from OUT/checkpoint.pt")
     p.add_argument("--overwrite", action="store_true",
                    help="delete the run already in OUT (its own files only) and start again")

@@ -452,3 +452,15 @@ def test_out_that_is_an_input_file_is_refused_before_it_is_replaced(demo_data, f
     assert predict.main([*common, *what, "--out", str(link)]) == 1
     assert f"is the input file {given}" in capsys.readouterr().err
     assert given.read_bytes() == before
+
+
+def test_help_says_what_every_option_does_and_its_default():
+    """A newcomer reads --help: --quiet said nothing, and --chunk hid its 64."""
+    parser = predict._parser()
+    for action in parser._actions:
+        if not action.option_strings or action.dest == "help":
+            continue
+        assert action.help, f"{action.option_strings[0]} has no help"
+        if action.default not in (None, False):
+            shown = parser._get_formatter()._expand_help(action)
+            assert str(action.default) in shown, f"{action.option_strings[0]}: {shown}"

@@ -548,3 +548,19 @@ def test_help_shows_its_example_command_as_it_can_be_pasted(capsys):
         main(["--help"])
     out = capsys.readouterr().out
     assert "--epochs 100 \\\n        --batch-size 256 --out runs/bt" in out
+
+
+def test_help_says_what_every_option_does_and_its_default():
+    """A newcomer reads --help: --epochs, --optimizer, --workers and --seed said nothing,
+    and the defaults of --projector, --lambd and --batch-size, among others, were hidden."""
+    parser = pretrain._parser()
+    for action in parser._actions:
+        if not action.option_strings or action.dest in ("help", "flip"):
+            continue
+        assert action.help, f"{action.option_strings[0]} has no help"
+        if action.default not in (None, False):
+            shown = parser._get_formatter()._expand_help(action)
+            defaults = action.default if isinstance(action.default, tuple) else [action.default]
+            for value in defaults:
+                text = f"{value:g}" if isinstance(value, float) else str(value)
+                assert text in shown, f"{action.option_strings[0]}: {shown}"
