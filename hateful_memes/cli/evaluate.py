@@ -1,8 +1,9 @@
 """Check a prediction file, or score it against a labelled annotation file.
 
     python evaluate.py --check submission/test_A.jsonl --gold data/annotations/test.jsonl
-    python evaluate.py --gold data/annotations/dev_seen.json --pred dev_seen.jsonl --out eval/
-    python evaluate.py --gold dev.json --pred new.jsonl --out eval/ --image-root data/ \
+    python evaluate.py --gold data/annotations/dev_seen.json --pred dev_seen.jsonl \
+        --out runs/eval/
+    python evaluate.py --gold dev.json --pred new.jsonl --out runs/eval/ --image-root data/ \
         --compare old.jsonl
 """
 from __future__ import annotations
