@@ -88,9 +88,12 @@ def check(folder: str | os.PathLike, layout: RunLayout, resume: bool = False,
         state = ("a run" if layout.finished is None else
                  "a finished run" if (folder / layout.finished).is_file() else
                  "an unfinished run")
+        # A finished run has nothing left to continue: --resume would only redo its last step.
+        again = ("it is finished: --resume only redoes its last step" if state == "a finished run"
+                 else "pass --resume to continue it")
         raise RunDirError(
-            f"--out {folder}: already holds {state} ({_show(ours)}); pass --resume to continue "
-            "it, --overwrite to delete it and start again, or choose another --out")
+            f"--out {folder}: already holds {state} ({_show(ours)}); {again}, --overwrite "
+            "deletes it and starts again, or choose another --out")
 
 
 def clear(folder: str | os.PathLike, layout: RunLayout) -> list[str]:

@@ -30,8 +30,10 @@ def test_a_new_or_empty_folder_is_fine_and_resume_needs_a_run(tmp_path):
 def test_a_run_is_refused_without_resume_or_overwrite(tmp_path, finished):
     _run(tmp_path, finished)
     state = "a finished run" if finished else "an unfinished run"
-    with pytest.raises(RunDirError, match=f"already holds {state}.*--resume.*--overwrite"):
+    with pytest.raises(RunDirError, match=f"already holds {state}.*--resume.*--overwrite") as e:
         rundir.check(tmp_path, LAYOUT)
+    # A finished run has nothing to continue: --resume only redoes its last step.
+    assert ("continue" in str(e.value)) is not finished
     rundir.check(tmp_path, LAYOUT, resume=True)
     rundir.check(tmp_path, LAYOUT, overwrite=True)
     with pytest.raises(RunDirError, match="exclude each other"):
