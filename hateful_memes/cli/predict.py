@@ -33,7 +33,7 @@ from ..labels import TASK_LETTERS
 from ..runtime import distributed, rundir
 from ..runtime.files import same_path
 from ..runtime.commands import ArgumentParser, ends_quietly, error_exit
-from ..runtime.progress import bar as progress_bar
+from ..runtime.progress import bar as progress_bar, plural
 from ..serving.api import (MemeClassifier, merge,  # noqa: F401 (predict.merge stays importable)
                            open_image, open_keyed)
 from ..serving.ocr import ENGINES, OCRNotInstalled, WeightsChecksumError
@@ -119,11 +119,11 @@ def predict_images(clf: MemeClassifier, paths: list[str], out: Path,
     skipped = len(items) - len(todo)
     if bad:
         first = "\n  ".join(bad[:5])
-        print(f"predict.py: {len(bad)} of {len(items)} images unreadable, left out:\n  {first}",
-              file=sys.stderr)
+        print(f"predict.py: {len(bad)} of {len(items)} {plural('image', len(items))} unreadable, "
+              f"left out:\n  {first}", file=sys.stderr)
     if n:
-        print(f"wrote {out}: {n} memes ({len(todo) - len(bad)} new, {skipped} already there), "
-              f"tasks {', '.join(clf.tasks)}; ids -> images in {output.sidecar}")
+        print(f"wrote {out}: {n} {plural('meme', n)} ({len(todo) - len(bad)} new, {skipped} "
+              f"already there), tasks {', '.join(clf.tasks)}; ids -> images in {output.sidecar}")
     else:
         print(f"predict.py: no meme could be predicted; {out} not written", file=sys.stderr)
     return 0
@@ -272,7 +272,8 @@ def _main(p: argparse.ArgumentParser, args: argparse.Namespace, rank: int) -> in
         print(f"predict.py: left out {len(dropped)} of {len(memes) + len(dropped)} memes whose "
               "image is missing or cannot be read (--skip-bad-images), so the file is not a "
               "complete submission; first:\n  " + "\n  ".join(dropped[:5]), file=sys.stderr)
-    print(f"wrote {out}: {summary['n']} memes, tasks {', '.join(summary['tasks'])}")
+    print(f"wrote {out}: {summary['n']} {plural('meme', summary['n'])}, "
+          f"tasks {', '.join(summary['tasks'])}")
     return 0
 
 

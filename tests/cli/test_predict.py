@@ -129,6 +129,10 @@ def test_out_of_other_runs_is_not_mixed_in(tiny_runs, folder, tmp_path, capsys):
                          "--out", str(out), "--quiet", "--captions",
                          str(folder.parent / f"{folder.name}_captions.csv"),
                          "--cache-dir", str(tmp_path / "cache")]) == 0
+    said = capsys.readouterr()
+    # sub/ holds one readable image and one broken file: counted in the singular and plural.
+    assert f"wrote {out}: 1 meme (1 new, 0 already there)" in said.out
+    assert "1 of 2 images unreadable" in said.err
     assert predict.main(_args(tiny_runs, folder, out)) == 1
     assert "choose another --out" in capsys.readouterr().err
 
