@@ -5,6 +5,9 @@ read by OCR and shown in an editable box; "Score with this caption" sends the im
 the edited text. Each task's labels are drawn as bars with the 0.5 cut marked and the decided
 labels (decision.decide_all) ticked. Server text is put in with textContent only, never as HTML.
 `#result[data-state]` is idle, busy, done or error (the browser check waits on it).
+
+Where no run reads pictures (`render_page(needs_images=False)`: text-only runs) a caption typed
+with no image is scored too, as the service takes it; a dropped image is still read by OCR.
 """
 
 PAGE = """<!doctype html>
@@ -37,7 +40,7 @@ PAGE = """<!doctype html>
   .note { color: #666; font-size: 13px; }
 </style>
 </head>
-<body>
+<body data-needs-images="true">
 <h1>Hateful memes classifier</h1>
 <div id="drop">Drop a meme image here, or click to choose one
   <input type="file" id="file" accept="image/*" hidden></div>
@@ -47,6 +50,8 @@ PAGE = """<!doctype html>
 <button id="rescore" disabled>Score with this caption</button></p>
 <p id="status"></p>
 <div id="result" data-state="idle"></div>
+<p class="note" id="textonly" hidden>These runs read only the caption: type it and score
+it, or drop a meme to have its caption read.</p>
 <p class="note">Bars: each label's score, with its threshold folded onto the dashed 0.5 line.
 Ticked: the labels decided for this meme; a meme is decided hateful when it is given a protected
 category or an attack type. <span id="model"></span></p>
@@ -55,6 +60,8 @@ category or an attack type. <span id="model"></span></p>
 const $ = (id) => document.getElementById(id);
 const TASKS = [["hate", "Hateful"], ["pc", "Protected category (Task A)"],
                ["attack", "Attack type (Task B)"]];
+// Set by the service: text-only runs score a caption sent without an image.
+const NEEDS_IMAGES = document.body.dataset.needsImages !== "false";
 let current = null;
 
 function status(text, error) {
@@ -99,9 +106,9 @@ function render(body) {
 }
 
 async function send(withText) {
-  if (!current) return;
+  if (!current && (NEEDS_IMAGES || !withText)) return;
   const form = new FormData();
-  form.append("image", current);
+  if (current) form.append("image", current);
   if (withText) form.append("text", $("caption").value);
   $("result").dataset.state = "busy";
   status(withText ? "scoring with your caption..." : "reading the caption and scoring...");
@@ -145,7 +152,18 @@ $("drop").addEventListener("drop", (e) => {
   choose(e.dataTransfer.files[0]);
 });
 $("rescore").addEventListener("click", () => send(true));
+if (!NEEDS_IMAGES) {
+  $("textonly").hidden = false;
+  $("rescore").disabled = false;
+}
 </script>
 </body>
 </html>
 """
+
+
+def render_page(needs_images: bool) -> str:
+    """PAGE for runs that read pictures (True), or for text-only runs (False)."""
+    if needs_images:
+        return PAGE
+    return PAGE.replace('<body data-needs-images="true">', '<body data-needs-images="false">', 1)

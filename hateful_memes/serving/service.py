@@ -3,8 +3,12 @@
     POST /predict        multipart `image` (file) + optional `text` -> one result
     POST /predict/batch  multipart `image` repeated + optional `text` repeated (aligned; an
                          empty one means "read it by OCR") -> {"results": [...]}
-    GET  /health         model loaded, device, runs, queue length
+    GET  /health         model loaded, device, runs, queue length, whether images are needed
     GET  /               a page: drop a meme, edit the OCR'd caption, see the labels
+
+Where no loaded run reads pictures (all trained with --image-encoder none) the image is
+optional: `text` alone is scored as MemeClassifier.predict(texts=[...]) scores it (the image
+serves only to read a missing caption by OCR); a batch is then all images or captions alone.
     GET  /openapi.json   the request and response schemas
     GET  /docs, /redoc   the same as Swagger UI's and ReDoc's pages, their scripts served by
                          the service (fastapi-offline), so they work offline
@@ -18,9 +22,10 @@ and checked in FastAPI's thread pool, then queued (bounded: a full queue answers
 instead of piling up latency); the worker takes whatever is waiting, up to --max-batch memes,
 and scores it as one batch, so concurrent requests share a forward pass.
 
-Bad requests get a 4xx with a reason ({"detail": ...}) and leave the service up: no file or an
-empty one (400), a text field where the file belongs or a file for the caption (400), a file
-that is not an image (400), an upload over --max-upload-mb (413, from Content-Length before the
+Bad requests get a 4xx with a reason ({"detail": ...}) and leave the service up: no file
+where a run reads pictures, neither file nor caption where none does, or an empty file (400),
+a text field where the file belongs or a file for the caption (400), a file that is not an
+image (400), an upload over --max-upload-mb (413, from Content-Length before the
 body is read, as the bytes arrive for a body sent without one, and again per file), a picture
 over --max-pixels (413: a decompression bomb is refused from its header, before its pixels are
 decoded), a caption over --max-caption-chars (400), no caption where the service runs without
@@ -52,7 +57,7 @@ from ..features.cache import ImageReadError
 from ..runtime.commands import ends_quietly
 from .api import ImageTooLargeError, MemeClassifier, open_image
 from .ocr import ENGINES
-from .page import PAGE
+from .page import render_page
 
 DEFAULT_MAX_UPLOAD_MB = 10
 DEFAULT_MAX_CAPTION_CHARS = 1000
@@ -100,9 +105,10 @@ class ErrorResponse(BaseModel):
 
 # What the predict endpoints refuse, and how: listed in the schema (FastAPI lists its own 422
 # instead, which this service never sends: RequestValidationError is answered with a 400).
-ERRORS = {400: {"model": ErrorResponse, "description": "no, empty or unreadable image; a text "
-                "field where the file belongs; caption too long; images and captions "
-                "misaligned"},
+ERRORS = {400: {"model": ErrorResponse, "description": "no image where the runs read pictures, "
+                "or no caption where they do not and none is given; empty or unreadable "
+                "image; a text field where the file belongs; caption too long; images and "
+                "captions misaligned"},
           413: {"model": ErrorResponse, "description": "upload, picture or batch over the limit"},
           503: {"model": ErrorResponse, "description": "queue full: try again shortly"}}
 
@@ -114,6 +120,7 @@ class Health(BaseModel):
     runs: list[str]
     tasks: list[str]
     ocr: str
+    needs_images: bool  # False: the runs are text-only, a caption alone is scored
     queued: int
     memes_scored: int
     batches: int  # forward passes that scored them: fewer than requests when batched
@@ -175,11 +182,28 @@ class ModelWorker:
             if stop:
                 return
 
+    def _predict(self, images: list, texts: list) -> list:
+        # Captions sent alone (text-only runs) beside memes sent with their image: predict
+        # takes a list of images or none, so each kind is scored in its own pass.
+        bare = [i for i, image in enumerate(images) if image is None]
+        if not bare:
+            results = self.clf.predict(images=images, texts=texts)
+            self.batches += 1
+            return results
+        out = [None] * len(images)
+        pictured = [i for i, image in enumerate(images) if image is not None]
+        for group, pictures in ((bare, None), (pictured, [images[i] for i in pictured])):
+            if group:
+                results = self.clf.predict(images=pictures, texts=[texts[i] for i in group])
+                self.batches += 1
+                for i, result in zip(group, results):
+                    out[i] = result
+        return out
+
     def _run(self, jobs: list[_Job]) -> None:
         try:
-            results = self.clf.predict(images=[im for j in jobs for im in j.images],
-                                       texts=[t for j in jobs for t in j.texts])
-            self.batches += 1
+            results = self._predict([im for j in jobs for im in j.images],
+                                    [t for j in jobs for t in j.texts])
             self.memes += len(results)
         except Exception as e:  # noqa: BLE001 - one bad job must not fail the ones beside it
             if len(jobs) > 1:
@@ -256,7 +280,8 @@ def create_app(clf: MemeClassifier, max_upload_mb: float = DEFAULT_MAX_UPLOAD_MB
     app = FastAPIOffline(title="Hateful memes classifier", lifespan=lifespan,
                          description="Fine-grained hateful meme labels (WOAH 2021 shared task) "
                          "for an image and its caption; the caption is read by OCR when not "
-                         "given.")
+                         "given. Where no loaded run reads pictures (GET /health: "
+                         "needs_images false) a caption alone is scored.")
     app.state.worker = worker
 
     # A whole request: its images and the multipart overhead.
@@ -284,10 +309,24 @@ def create_app(clf: MemeClassifier, max_upload_mb: float = DEFAULT_MAX_UPLOAD_MB
                 reasons.append(f"{where}: {error['msg']}")
         return JSONResponse({"detail": "; ".join(reasons)}, status_code=400)
 
+    needs_images = clf.needs_images
+
+    def no_file(plural: bool = False) -> HTTPException:
+        # Runs that read pictures cannot score a caption alone; text-only ones can, so what
+        # is missing there is the caption (or an image for OCR to read it from).
+        memes = "the memes as repeated multipart fields 'image'" if plural else (
+            "the meme as the multipart field 'image'")
+        runs = ", ".join(clf.info()["runs"])
+        if needs_images:
+            return HTTPException(400, f"no file: send {memes} (runs {runs} read pictures)")
+        ocr = "" if clf.ocr_spec == "none" else f", or {memes} to read it by OCR"
+        return HTTPException(400, "no caption and no file: send the caption as 'text' (runs "
+                             f"{runs} read no pictures){ocr}")
+
     def decode(upload, i: int | None = None):
         where = f"image {i}" if i is not None else "image"
         if upload is None or isinstance(upload, str):
-            raise HTTPException(400, "no file: send the meme as the multipart field 'image'")
+            raise no_file(i is not None)
         name = f"{where} ({upload.filename or 'unnamed'})"
         data = upload.file.read(max_bytes + 1)
         if len(data) > max_bytes:
@@ -301,10 +340,13 @@ def create_app(clf: MemeClassifier, max_upload_mb: float = DEFAULT_MAX_UPLOAD_MB
         except ImageReadError as e:
             raise HTTPException(400, str(e)) from None
 
-    def caption(text: str | None, i: int | None = None) -> str | None:
+    def caption(text: str | None, i: int | None = None, image: bool = True) -> str | None:
         if text is None or text.strip() == "":
+            where = f"text {i}" if i is not None else "text"
+            if not image:
+                raise HTTPException(400, f"{where}: no caption, and no image to read it from "
+                                    "by OCR: send the caption as 'text'")
             if clf.ocr_spec == "none":
-                where = f"text {i}" if i is not None else "text"
                 raise HTTPException(400, f"{where}: no caption, and this service runs without "
                                     "OCR (--ocr none): send the caption as 'text'")
             return None  # read by OCR
@@ -329,18 +371,31 @@ def create_app(clf: MemeClassifier, max_upload_mb: float = DEFAULT_MAX_UPLOAD_MB
         return [{**r.to_dict(), "model": model} for r in results]
 
     @app.post("/predict", response_model=PredictResponse, responses=ERRORS)
-    def predict(image: Optional[UploadFile] = File(None, description="the meme picture"),
+    def predict(image: Optional[UploadFile] = File(None, description="the meme picture; "
+                                                   "optional where no run reads pictures "
+                                                   "(GET /health: needs_images)"),
                 text: Optional[str] = Form(None, description="its caption; empty or absent: "
                                            "read by OCR")):
+        if image is None and not needs_images:
+            if text is None or text.strip() == "":
+                raise no_file()
+            return score([None], [caption(text, image=False)])[0]
         return score([decode(image)], [caption(text)])[0]
 
     @app.post("/predict/batch", response_model=BatchResponse, responses=ERRORS)
-    def predict_batch(image: Optional[list[UploadFile]] = File(None, description="memes"),
+    def predict_batch(image: Optional[list[UploadFile]] = File(None, description="memes; "
+                                                               "none where no run reads "
+                                                               "pictures: captions alone"),
                       text: Optional[list[str]] = Form(None, description="captions aligned "
                                                        "with the images; empty: OCR")):
+        if not image and not needs_images and text:
+            if len(text) > max_batch:
+                raise HTTPException(413, f"{len(text)} memes in one request; the limit is "
+                                    f"{max_batch}")
+            captions = [caption(t, i, image=False) for i, t in enumerate(text)]
+            return {"results": score([None] * len(captions), captions)}
         if not image:
-            raise HTTPException(400, "no file: send the memes as repeated multipart fields "
-                                "'image'")
+            raise no_file(True)
         if len(image) > max_batch:
             raise HTTPException(413, f"{len(image)} memes in one request; the limit is "
                                 f"{max_batch}")
@@ -357,12 +412,14 @@ def create_app(clf: MemeClassifier, max_upload_mb: float = DEFAULT_MAX_UPLOAD_MB
         info = clf.info()
         return {"status": "ok", "model_loaded": True, "device": info["device"],
                 "runs": info["runs"], "tasks": info["tasks"], "ocr": info["ocr"],
-                "queued": worker.jobs.qsize(), "memes_scored": worker.memes,
-                "batches": worker.batches}
+                "needs_images": needs_images, "queued": worker.jobs.qsize(),
+                "memes_scored": worker.memes, "batches": worker.batches}
+
+    the_page = render_page(needs_images)
 
     @app.get("/", response_class=HTMLResponse)
     def page():
-        return PAGE
+        return the_page
 
     make_schema = app.openapi
 

@@ -3,7 +3,7 @@ HTML (the served page and an upload through it are checked in test_service.py an
 experiments/browser_check.py in Chromium)."""
 import re
 
-from hateful_memes.serving.page import PAGE
+from hateful_memes.serving.page import PAGE, render_page
 
 
 def test_the_page_fetches_nothing_from_elsewhere():
@@ -24,3 +24,13 @@ def test_the_result_says_its_state_for_the_browser_check():
     assert '<div id="result" data-state="idle">' in PAGE
     states = set(re.findall(r"""\$\("result"\)\.dataset\.state = "(\w+)";""", PAGE))
     assert states == {"busy", "done", "error"}
+
+
+def test_text_only_runs_get_a_page_that_sends_a_caption_without_an_image():
+    # The page read from the body's attribute whether a caption alone may be sent; only that
+    # attribute differs between the two pages.
+    assert render_page(True) == PAGE and '<body data-needs-images="true">' in PAGE
+    text_only = render_page(False)
+    assert text_only == PAGE.replace('data-needs-images="true"', 'data-needs-images="false"')
+    assert 'document.body.dataset.needsImages !== "false"' in PAGE
+    assert 'if (current) form.append("image", current);' in PAGE

@@ -224,6 +224,38 @@ def test_one_failing_request_does_not_fail_those_batched_with_it():
         worker.close()
 
 
+def test_captions_sent_alone_are_batched_beside_memes_with_their_image():
+    """Text-only runs take captions without an image: the worker scores those and the memes
+    sent with an image in their own calls (predict takes a list of images or none), and each
+    request still gets its own results in order."""
+    fake = SlowFake()
+    calls = []
+    predict = fake.predict
+
+    def recorded(images, texts):
+        calls.append(images)
+        return predict(images, texts)
+
+    fake.predict = recorded
+    worker = ModelWorker(fake, max_batch=8, max_queue=8)
+    try:
+        blocker = worker.submit(["i"], ["a"])
+        while not fake.batches:
+            time.sleep(0.01)
+        bare, pictured = worker.submit([None, None], ["b", "c"]), worker.submit(["i"], ["d"])
+        mixed = worker.submit([None, "j"], ["e", "f"])
+        fake.release.set()
+        blocker.result(5)
+        assert [r.text for r in bare.result(5)] == ["b", "c"]
+        assert [r.text for r in pictured.result(5)] == ["d"]
+        assert [r.text for r in mixed.result(5)] == ["e", "f"]
+        assert calls[1:] == [None, ["i", "j"]] and fake.batches[1:] == [["b", "c", "e"],
+                                                                        ["d", "f"]]
+        assert worker.batches == 3 and worker.memes == 6
+    finally:
+        worker.close()
+
+
 def test_without_ocr_a_caption_is_required(tiny_runs, meme):
     from hateful_memes import MemeClassifier
 
@@ -322,6 +354,7 @@ def test_ctrl_c_while_the_runs_load_is_one_line_and_status_130(tmp_path, monkeyp
 
 class NoOCRFake(SlowFake):
     ocr_spec = "none"
+    needs_images = True
 
 
 @pytest.mark.parametrize("path", ["/predict", "/predict/batch"])
@@ -397,3 +430,96 @@ def test_help_names_the_limits_defaults(capsys):
                           ("--max-pixels", 50_000_000), ("--max-batch", 16), ("--queue", 64),
                           ("--port", 8000)):
         assert re.search(f"{flag} [A-Z_]+ .*?\\(default: {default}\\)", out), flag
+
+
+@pytest.fixture(scope="module")
+def text_only(demo_data, feature_cache, tmp_path_factory):
+    """A Task B run trained with --image-encoder none (what a user without the meme images
+    trains), served without OCR."""
+    from hateful_memes import MemeClassifier
+    from hateful_memes.cli import train
+
+    ann, out = demo_data / "annotations", tmp_path_factory.mktemp("text_only") / "B"
+    assert train.main(["--task", "B", "--train", str(ann / "train.json"), "--dev",
+                       str(ann / "dev.json"), "--epochs", "1", "--hidden", "16", "--folds", "2",
+                       "--image-encoder", "none", "--cache-dir", str(feature_cache),
+                       "--out", str(out), "--quiet"]) == 0
+    clf = MemeClassifier.load(out, ocr="none", device="cpu")
+    assert not clf.needs_images
+    return clf
+
+
+@pytest.fixture(scope="module")
+def text_client(text_only):
+    with TestClient(create_app(text_only, max_caption_chars=50, max_batch=4)) as c:
+        yield c
+
+
+def test_text_only_runs_score_a_caption_sent_without_an_image(text_only, text_client, meme):
+    """It was refused as "no file": a user who trained without the images had no service."""
+    caption = meme[1]
+    expected = text_only.predict(texts=[caption])[0].to_dict()
+    r = text_client.post("/predict", data={"text": caption})
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert body["text"] == caption and body["ocr"] is False
+    assert body["pred_attack"] == pytest.approx(expected["pred_attack"], abs=1e-6)
+    assert body["pred_hate"] == pytest.approx(expected["pred_hate"], abs=1e-6)
+    assert {task: labels for task, labels in body["labels"].items() if labels is not None} == (
+        expected["labels"]) and body["pred_pc"] is None
+    # A batch of captions alone, each scored as the API scores it.
+    captions = [caption, "another caption"]
+    r = text_client.post("/predict/batch", data={"text": captions})
+    assert r.status_code == 200, r.text
+    expected = [p.to_dict() for p in text_only.predict(texts=captions)]
+    got = r.json()["results"]
+    assert [g["text"] for g in got] == captions
+    for g, e in zip(got, expected):
+        assert g["pred_attack"] == pytest.approx(e["pred_attack"], abs=1e-6)
+    # An image is still taken (the runs ignore it when the caption is given).
+    r = text_client.post("/predict", files={"image": ("m.png", meme[0], "image/png")},
+                         data={"text": caption})
+    assert r.status_code == 200 and r.json()["pred_attack"] == pytest.approx(
+        body["pred_attack"], abs=1e-6)
+    assert text_client.get("/health").json()["needs_images"] is False
+
+
+@pytest.mark.parametrize("url,data,reason", [
+    ("/predict", {}, "no caption"),
+    ("/predict", {"text": "  "}, "no caption"),
+    ("/predict", {"text": "x" * 51}, "over the limit of 50"),
+    ("/predict/batch", {}, "no caption"),
+    ("/predict/batch", {"text": ["one", ""]}, "text 1: no caption"),
+    ("/predict/batch", {"text": ["x"] * 5}, "the limit is 4"),
+    ("/predict/batch", {"text": ["one", "x" * 51]}, "text 1: caption of 51"),
+])
+def test_text_only_runs_refuse_a_request_without_a_caption_or_over_a_limit(
+        text_client, url, data, reason):
+    r = text_client.post(url, data=data)
+    assert r.status_code in (400, 413), r.text
+    assert reason in r.json()["detail"]
+    assert (r.status_code == 413) == (reason == "the limit is 4")
+
+
+@pytest.mark.parametrize("url,data", [
+    ("/predict", {"text": "a caption"}), ("/predict/batch", {"text": ["a", "b"]})])
+def test_runs_that_read_pictures_refuse_a_caption_alone_naming_the_image(client, url, data):
+    r = client.post(url, data=data)
+    assert r.status_code == 400, r.text
+    detail = r.json()["detail"]
+    assert "no file" in detail and "'image'" in detail
+    assert "runs A, B read pictures" in detail
+
+
+@pytest.mark.parametrize("url", ["/predict", "/predict/batch"])
+def test_an_empty_request_is_a_400_naming_the_image(client, url):
+    r = client.post(url, data={})
+    assert r.status_code == 400 and "no file" in r.json()["detail"]
+
+
+def test_the_page_takes_a_caption_alone_only_where_the_runs_read_no_pictures(
+        client, text_client):
+    assert client.get("/health").json()["needs_images"] is True
+    assert 'data-needs-images="true"' in client.get("/").text
+    page = text_client.get("/").text
+    assert 'data-needs-images="false"' in page and 'data-needs-images="true"' not in page
