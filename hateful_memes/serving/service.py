@@ -5,13 +5,13 @@
                          empty one means "read it by OCR") -> {"results": [...]}
     GET  /health         model loaded, device, runs, queue length, whether images are needed
     GET  /               a page: drop a meme, edit the OCR'd caption, see the labels
+    GET  /openapi.json   the request and response schemas
+    GET  /docs, /redoc   the same as Swagger UI's and ReDoc's pages, their scripts served by
+                         the service (fastapi-offline), so they work offline
 
 Where no loaded run reads pictures (all trained with --image-encoder none) the image is
 optional: `text` alone is scored as MemeClassifier.predict(texts=[...]) scores it (the image
 serves only to read a missing caption by OCR); a batch is then all images or captions alone.
-    GET  /openapi.json   the request and response schemas
-    GET  /docs, /redoc   the same as Swagger UI's and ReDoc's pages, their scripts served by
-                         the service (fastapi-offline), so they work offline
 
 A result is `api.Prediction` plus the model it came from: {"text", "ocr", "pred_hate",
 "pred_pc", "pred_attack", "labels": {"hate", "pc", "attack"}, "model": {"runs", ...}}.
