@@ -194,11 +194,12 @@ def _writer(path: str, rank: int, start, errors, texts: bool = False) -> None:
         errors.put(f"rank {rank}: {type(e).__name__}: {e}")
 
 
-def test_concurrent_writers_of_overlapping_keys_leave_every_row_intact(tmp_path):
+@pytest.mark.parametrize("texts", [False, True], ids=["vectors", "texts"])
+def test_concurrent_writers_of_overlapping_keys_leave_every_row_intact(tmp_path, texts):
     ctx = multiprocessing.get_context("spawn")
     start, errors = ctx.Event(), ctx.Queue()
     path = str(tmp_path / "f.sqlite3")
-    procs = [ctx.Process(target=_writer, args=(path, r, start, errors)) for r in range(4)]
+    procs = [ctx.Process(target=_writer, args=(path, r, start, errors, texts)) for r in range(4)]
     for p in procs:
         p.start()
     start.set()
@@ -209,14 +210,15 @@ def test_concurrent_writers_of_overlapping_keys_leave_every_row_intact(tmp_path)
         reported.append(errors.get())
     assert reported == [] and [p.exitcode for p in procs] == [0] * 4
     n = 3 * 40 + 120
+    value = text if texts else vector
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # no entry fails its checksum
-        with FeatureStore(path, SPACE, DIM) as store:
+        with (TextStore(path, TEXT_SPACE) if texts else FeatureStore(path, SPACE, DIM)) as store:
             got = store.read([key(i) for i in range(n)])
             assert len(store) == n
             [check] = store._db.execute("PRAGMA integrity_check").fetchone()
     assert check == "ok"
-    assert all(np.array_equal(got[key(i)], vector(i)) for i in range(n))
+    assert all(np.array_equal(got[key(i)], value(i)) for i in range(n))
 
 
 def test_former_shards_are_moved_into_the_store_and_their_folder_removed(tmp_path):
@@ -286,24 +288,3 @@ def test_a_text_store_takes_only_texts(tmp_path):
         with pytest.raises(TypeError, match=f"{key(1)} is a bytes, not a str"):
             store.write({key(1): b"caption"})
         assert len(store) == 0
-
-
-def test_concurrent_writers_of_overlapping_texts_leave_every_row_intact(tmp_path):
-    ctx = multiprocessing.get_context("spawn")
-    start, errors = ctx.Event(), ctx.Queue()
-    path = str(tmp_path / "f.sqlite3")
-    procs = [ctx.Process(target=_writer, args=(path, r, start, errors, True)) for r in range(4)]
-    for p in procs:
-        p.start()
-    start.set()
-    for p in procs:
-        p.join(120)
-    reported = []
-    while not errors.empty():
-        reported.append(errors.get())
-    assert reported == [] and [p.exitcode for p in procs] == [0] * 4
-    n = 3 * 40 + 120
-    with warnings.catch_warnings():
-        warnings.simplefilter("error")
-        with TextStore(path, TEXT_SPACE) as store:
-            assert store.read([key(i) for i in range(n)]) == {key(i): text(i) for i in range(n)}
