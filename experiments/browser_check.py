@@ -1,14 +1,18 @@
-"""A real browser against the service's page: headless Chromium uploads a meme, labels appear.
+"""A real browser against the service's page: headless Chromium scores a meme, labels appear.
 
     python experiments/browser_check.py --run runs/demo/taskA --run runs/demo/taskB
 
 Starts serve.py on 127.0.0.1, starts Debian's `chromium` headless with its DevTools port, and
 drives the page through the Chrome DevTools Protocol over a websocket (no Selenium, no
-downloaded browser): it puts a generated meme into the page's file input (as a person's pick
-or drop would), waits for the bars, checks that every label of every task has a bar and that
-each task has a decided (ticked) label, then edits the caption, scores again and checks the
-page says the given caption was used. A screenshot goes to experiments/runs/ (not in git).
-Exits 0 when every check passed; prints what it saw either way.
+downloaded browser). GET /health's `needs_images` picks the path. Runs that read pictures: it
+puts a generated meme into the page's file input (as a person's pick or drop would), waits for
+the bars, checks that every label of every task has a bar and that each task has a decided
+(ticked) label, then edits the caption, scores again and checks the page says the given caption
+was used. Text-only runs (`--image-encoder none`): with no image, it checks the page is marked
+so and its "Score with this caption" button enabled, types a caption, clicks the button, and
+makes the same checks of the bars and ticks, and that the typed caption is the one scored.
+A screenshot goes to experiments/runs/ (not in git). Exits 0 when every check passed; prints
+what it saw either way.
 """
 from __future__ import annotations
 
@@ -95,9 +99,33 @@ def make_meme(path: Path) -> None:
         shutil.copyfile(first, path)
 
 
-def check_page(cdp: DevTools, base: str, meme: Path, screenshot: str) -> list[str]:
-    """Drive the page; returns what failed."""
-    failures: list[str] = []
+# What the page shows once scored: the status line, the caption box, the bars and the ticks.
+SEEN = """(() => ({
+    status: document.getElementById('status').textContent,
+    caption: document.getElementById('caption').value,
+    rows: [...document.querySelectorAll('.row')].map(r => r.dataset.label),
+    ticked: [...document.querySelectorAll('.row.on')].map(r => r.dataset.label)}))()"""
+
+# The caption the checks type (caption-only path) or put in place of the OCR'd one.
+TYPED = "a caption typed in the browser"
+
+
+def check_bars(seen: dict, tasks: list[str]) -> list[str]:
+    """Every label of every task has a bar, and each task a ticked (decided) label."""
+    failures = []
+    for task in tasks:
+        names = LABELS[task]
+        if not set(names) <= set(seen["rows"]):
+            failures.append(f"{task}: bars missing for {sorted(set(names) - set(seen['rows']))}")
+        if not set(names) & set(seen["ticked"]):
+            failures.append(f"{task}: no decided label ticked")
+    return failures
+
+
+def check_page(cdp: DevTools, base: str, meme: Path, screenshot: str,
+               health: dict) -> list[str]:
+    """Drive the page; returns what failed. `health` is GET /health's answer: runs that read
+    pictures get a meme uploaded, text-only ones (needs_images false) a caption alone."""
     cdp("Page.enable")
     cdp("Page.navigate", url=base + "/")
     deadline = time.time() + 30
@@ -106,37 +134,70 @@ def check_page(cdp: DevTools, base: str, meme: Path, screenshot: str) -> list[st
         if time.time() > deadline:
             raise TimeoutError("the page did not load")
         time.sleep(0.2)
+    if health["needs_images"]:
+        failures = check_upload(cdp, meme, health["tasks"])
+    else:
+        failures = check_caption_only(cdp, health["tasks"])
+    print(f"screenshot: {save_screenshot(cdp, screenshot)}")
+    return failures
+
+
+def check_upload(cdp: DevTools, meme: Path, tasks: list[str]) -> list[str]:
+    """Runs that read pictures: upload the meme, then score it again with an edited caption."""
+    failures: list[str] = []
     root = cdp("DOM.getDocument")["root"]["nodeId"]
     node = cdp("DOM.querySelector", nodeId=root, selector="#file")["nodeId"]
     t0 = time.time()
     cdp("DOM.setFileInputFiles", files=[str(meme)], nodeId=node)
     state = cdp.wait_state(("done", "error"), 180)
     took = time.time() - t0
-    seen = cdp.js("""(() => ({
-        status: document.getElementById('status').textContent,
-        caption: document.getElementById('caption').value,
-        rows: [...document.querySelectorAll('.row')].map(r => r.dataset.label),
-        ticked: [...document.querySelectorAll('.row.on')].map(r => r.dataset.label)}))()""")
+    seen = cdp.js(SEEN)
     print(f"upload -> {state} in {took:.1f}s; status: {seen['status']!r}")
     print(f"caption (OCR): {seen['caption']!r}")
     print(f"bars: {len(seen['rows'])}; ticked: {seen['ticked']}")
     if state != "done":
         failures.append(f"the page ended in state {state!r}")
-    tasks = json.loads(wait_http(base + "/health", 10))["tasks"]
-    for task in tasks:
-        names = LABELS[task]
-        if not set(names) <= set(seen["rows"]):
-            failures.append(f"{task}: bars missing for {sorted(set(names) - set(seen['rows']))}")
-        if not set(names) & set(seen["ticked"]):
-            failures.append(f"{task}: no decided label ticked")
-    cdp.js("document.getElementById('caption').value = 'a caption typed in the browser'")
+    failures += check_bars(seen, tasks)
+    cdp.js(f"document.getElementById('caption').value = {json.dumps(TYPED)}")
     cdp.js("document.getElementById('rescore').click()")
     state = cdp.wait_state(("done", "error"), 120)
     status = cdp.js("document.getElementById('status').textContent")
     print(f"re-scored with an edited caption -> {state}; status: {status!r}")
     if state != "done" or "caption given" not in status:
         failures.append(f"re-scoring with a caption: {state}, {status!r}")
-    print(f"screenshot: {save_screenshot(cdp, screenshot)}")
+    return failures
+
+
+def check_caption_only(cdp: DevTools, tasks: list[str]) -> list[str]:
+    """Text-only runs: type a caption with no image and score it with the page's button."""
+    marked = cdp.js("document.body.dataset.needsImages")
+    disabled = cdp.js("document.getElementById('rescore').disabled")
+    print(f"text-only runs: page data-needs-images={marked!r}, "
+          f"'Score with this caption' {'disabled' if disabled else 'enabled'} with no image")
+    if marked != "false":
+        failures = [f"the page is marked data-needs-images={marked!r} for text-only runs"]
+    else:
+        failures = []
+    if disabled:
+        # Clicking a disabled button does nothing: waiting for bars would only time out.
+        return failures + ["'Score with this caption' is disabled with no image"]
+    cdp.js("document.getElementById('caption').focus()")
+    # Typed as keystrokes would be (input events), not set behind the page's back.
+    cdp("Input.insertText", text=TYPED)
+    t0 = time.time()
+    cdp.js("document.getElementById('rescore').click()")
+    state = cdp.wait_state(("done", "error"), 120)
+    took = time.time() - t0
+    seen = cdp.js(SEEN)
+    print(f"caption alone -> {state} in {took:.1f}s; status: {seen['status']!r}")
+    print(f"caption scored: {seen['caption']!r}")
+    print(f"bars: {len(seen['rows'])}; ticked: {seen['ticked']}")
+    if state != "done":
+        failures.append(f"the page ended in state {state!r}")
+    failures += check_bars(seen, tasks)
+    if "caption given" not in seen["status"] or seen["caption"] != TYPED:
+        failures.append(f"the typed caption was not the one scored: status {seen['status']!r}, "
+                        f"caption {seen['caption']!r}")
     return failures
 
 
@@ -180,7 +241,8 @@ def main(argv: list[str] | None = None) -> int:
     browser = None
     failures: list[str] = []
     try:
-        wait_http(base + "/health", args.timeout, server)
+        health = json.loads(wait_http(base + "/health", args.timeout, server))
+        print(f"runs read pictures: {health['needs_images']}")
         profile = tmp / "profile"
         browser = subprocess.Popen([args.chromium, "--headless=new", "--no-sandbox",
                                     "--disable-gpu", "--no-first-run",
@@ -197,7 +259,7 @@ def main(argv: list[str] | None = None) -> int:
         targets = json.loads(wait_http(f"http://127.0.0.1:{devtools_port}/json/list", 30))
         page = next(t for t in targets if t["type"] == "page")
         with connect(page["webSocketDebuggerUrl"], max_size=2 ** 26) as ws:
-            failures += check_page(DevTools(ws), base, meme, args.screenshot)
+            failures += check_page(DevTools(ws), base, meme, args.screenshot, health)
     finally:
         for proc in (browser, server):
             if proc is not None and proc.poll() is None:

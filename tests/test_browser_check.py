@@ -5,6 +5,7 @@ import base64
 import pytest
 
 from conftest import experiment_script
+from hateful_memes.labels import LABELS
 
 
 @pytest.fixture(scope="module")
@@ -74,3 +75,79 @@ def test_the_summary_counts_failures_in_words(bc):
     assert bc.summary([]) == "browser check: passed"
     assert bc.summary(["a"]) == "browser check: 1 failure"
     assert bc.summary(["a", "b"]) == "browser check: 2 failures"
+
+
+class TextOnlyPage:
+    """A DevTools stand-in for the page served for text-only runs: the caption typed and the
+    button clicked, it shows what `answer` (the caption typed -> bars, ticks, status) says."""
+
+    def __init__(self, bc, answer, needs_images="false", disabled=False):
+        # The real DevTools' wait_state, over this page.
+        self.cdp = type("Fake", (bc.DevTools,), {
+            "__call__": lambda _, method, **params: self.call(method, **params),
+            "js": lambda _, expression: self.js(expression)})(None)
+        self.bc, self.answer = bc, answer
+        self.needs_images, self.disabled = needs_images, disabled
+        self.methods, self.typed, self.state, self.seen = [], "", "idle", None
+
+    def call(self, method, **params):
+        self.methods.append(method)
+        if method == "Input.insertText":
+            self.typed += params["text"]
+        if method == "Page.captureScreenshot":
+            return {"data": base64.b64encode(b"\x89PNG").decode()}
+        return {}
+
+    def js(self, expression):
+        if expression == self.bc.SEEN:
+            return self.seen
+        return {"document.readyState": "complete",
+                "!!document.getElementById('file')": True,
+                "document.body.dataset.needsImages": self.needs_images,
+                "document.getElementById('rescore').disabled": self.disabled,
+                "document.getElementById('caption').focus()": None,
+                "document.getElementById('rescore').click()": self.click(expression),
+                "document.getElementById('result').dataset.state": self.state}[expression]
+
+    def click(self, expression):
+        if expression.endswith(".click()") and not self.disabled:
+            self.state, self.seen = "done", self.answer(self.typed)
+
+
+def scored(typed):
+    """The page once the service scored `typed`: every label barred, the first ticked."""
+    rows = [*LABELS["hate"], *LABELS["pc"], *LABELS["attack"]]
+    return {"status": "scored with the caption given", "caption": typed, "rows": rows,
+            "ticked": [LABELS["hate"][1], LABELS["pc"][1], LABELS["attack"][1]]}
+
+
+HEALTH = {"needs_images": False, "tasks": ["hate", "pc", "attack"]}
+
+
+def test_text_only_runs_get_a_typed_caption_scored_with_no_image(bc, tmp_path, capsys):
+    page = TextOnlyPage(bc, scored)
+    shot = tmp_path / "page.png"
+    assert bc.check_page(page.cdp, "http://x", tmp_path / "meme.png", str(shot), HEALTH) == []
+    assert page.typed == bc.TYPED
+    assert "DOM.setFileInputFiles" not in page.methods  # no image went in
+    assert shot.exists()
+    out = capsys.readouterr().out
+    assert "caption alone -> done" in out and f"caption scored: {bc.TYPED!r}" in out
+
+
+@pytest.mark.parametrize("page, failure", [
+    (dict(needs_images="true"), "the page is marked data-needs-images='true' for text-only runs"),
+    (dict(disabled=True), "'Score with this caption' is disabled with no image"),
+    (dict(answer=lambda typed: {**scored(typed), "rows": scored(typed)["rows"][1:]}),
+     "hate: bars missing for ['not_hateful']"),
+    (dict(answer=lambda typed: {**scored(typed), "ticked": ["hateful", "race"]}),
+     "attack: no decided label ticked"),
+    (dict(answer=lambda typed: {**scored(""), "status": "caption read by OCR: edit it"}),
+     "the typed caption was not the one scored: status 'caption read by OCR: edit it', "
+     "caption ''"),
+])
+def test_what_goes_wrong_on_the_text_only_page_is_said(bc, tmp_path, page, failure):
+    page = TextOnlyPage(bc, **{"answer": scored, **page})
+    failures = bc.check_page(page.cdp, "http://x", tmp_path / "meme.png",
+                             str(tmp_path / "page.png"), HEALTH)
+    assert failures == [failure]
