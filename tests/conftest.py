@@ -107,3 +107,22 @@ def experiment_script(name: str):
         yield module
     finally:
         del sys.modules[name]
+
+
+def spawn_and_join(worker, args: tuple, seconds: float, nprocs: int = 2) -> None:
+    """`worker(rank, *args)` in `nprocs` spawned processes, joined within `seconds`: a failing
+    worker's exception is raised here, and a rank still waiting at the deadline (for one that
+    failed) fails the test instead of hanging it; any process left is killed."""
+    import time
+
+    import torch.multiprocessing as mp
+
+    context = mp.spawn(worker, args=args, nprocs=nprocs, join=False)
+    deadline = time.monotonic() + seconds
+    try:
+        while not context.join(timeout=1):  # raises what a worker raised
+            assert time.monotonic() < deadline, "a rank is still waiting for the failed one"
+    finally:
+        for process in context.processes:
+            if process.is_alive():
+                process.kill()

@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from conftest import spawn_and_join
 from hateful_memes.cli import predict
 from hateful_memes.data import images
 from hateful_memes.data.annotations import read_annotations
@@ -398,23 +399,11 @@ def _failing_rank_worker(rank: int, world: int, port: int, argv: list[str], logs
 
 def _said_under_two_ranks(argv: list[str], logs: Path, alone: int | None = None) -> list:
     import socket
-    import time
-
-    import torch.multiprocessing as mp
 
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    context = mp.spawn(_failing_rank_worker, args=(2, port, argv, str(logs), alone), nprocs=2,
-                       join=False)
-    deadline = time.monotonic() + 300
-    try:
-        while not context.join(timeout=1):  # raises what a worker raised
-            assert time.monotonic() < deadline, "a rank is still waiting for the failed one"
-    finally:
-        for process in context.processes:
-            if process.is_alive():
-                process.kill()
+    spawn_and_join(_failing_rank_worker, (2, port, argv, str(logs), alone), 300)
     return [[line for line in (logs / f"rank{rank}.err").read_text().splitlines()
              if "error:" in line] for rank in range(2)]
 

@@ -5,7 +5,6 @@ import logging
 import os
 import re
 import socket
-import time
 from pathlib import Path
 
 import numpy as np
@@ -15,6 +14,7 @@ import torch
 import torch.multiprocessing as mp
 from PIL import Image
 
+from conftest import spawn_and_join
 from hateful_memes.cli import pretrain
 from hateful_memes.cli.pretrain import (ImageDataset, ImageSetError, Skipped, collate_views,
                                         collect_images, main)
@@ -395,16 +395,7 @@ def test_a_failure_on_one_rank_stops_every_rank_and_that_rank_says_it(tmp_path):
     images = tmp_path / "images"
     make_images(images, 16)
     out = tmp_path / "run"
-    context = mp.spawn(_out_unwritable_on_rank_0_worker, args=(2, _free_port(), args(images, out)),
-                       nprocs=2, join=False)
-    deadline = time.monotonic() + 120
-    try:
-        while not context.join(timeout=1):  # raises what a worker raised
-            assert time.monotonic() < deadline, "a rank is still waiting for the failed one"
-    finally:
-        for process in context.processes:
-            if process.is_alive():
-                process.kill()
+    spawn_and_join(_out_unwritable_on_rank_0_worker, (2, _free_port(), args(images, out)), 120)
     assert not out.exists() or not any(out.iterdir())
 
 
