@@ -142,22 +142,27 @@ def check_page(cdp: DevTools, base: str, meme: Path, screenshot: str,
     return failures
 
 
+def scored(cdp: DevTools, what: str, started: float, timeout: float, caption_is: str,
+           tasks: list[str]) -> tuple[dict, list[str]]:
+    """Wait for the page to finish scoring (started at `started`), print what it shows and
+    return it with the failures of its bars."""
+    state = cdp.wait_state(("done", "error"), timeout)
+    took = time.time() - started
+    seen = cdp.js(SEEN)
+    print(f"{what} -> {state} in {took:.1f}s; status: {seen['status']!r}")
+    print(f"{caption_is}: {seen['caption']!r}")
+    print(f"bars: {len(seen['rows'])}; ticked: {seen['ticked']}")
+    failures = [] if state == "done" else [f"the page ended in state {state!r}"]
+    return seen, failures + check_bars(seen, tasks)
+
+
 def check_upload(cdp: DevTools, meme: Path, tasks: list[str]) -> list[str]:
     """Runs that read pictures: upload the meme, then score it again with an edited caption."""
-    failures: list[str] = []
     root = cdp("DOM.getDocument")["root"]["nodeId"]
     node = cdp("DOM.querySelector", nodeId=root, selector="#file")["nodeId"]
     t0 = time.time()
     cdp("DOM.setFileInputFiles", files=[str(meme)], nodeId=node)
-    state = cdp.wait_state(("done", "error"), 180)
-    took = time.time() - t0
-    seen = cdp.js(SEEN)
-    print(f"upload -> {state} in {took:.1f}s; status: {seen['status']!r}")
-    print(f"caption (OCR): {seen['caption']!r}")
-    print(f"bars: {len(seen['rows'])}; ticked: {seen['ticked']}")
-    if state != "done":
-        failures.append(f"the page ended in state {state!r}")
-    failures += check_bars(seen, tasks)
+    failures = scored(cdp, "upload", t0, 180, "caption (OCR)", tasks)[1]
     cdp.js(f"document.getElementById('caption').value = {json.dumps(TYPED)}")
     cdp.js("document.getElementById('rescore').click()")
     state = cdp.wait_state(("done", "error"), 120)
@@ -186,15 +191,8 @@ def check_caption_only(cdp: DevTools, tasks: list[str]) -> list[str]:
     cdp("Input.insertText", text=TYPED)
     t0 = time.time()
     cdp.js("document.getElementById('rescore').click()")
-    state = cdp.wait_state(("done", "error"), 120)
-    took = time.time() - t0
-    seen = cdp.js(SEEN)
-    print(f"caption alone -> {state} in {took:.1f}s; status: {seen['status']!r}")
-    print(f"caption scored: {seen['caption']!r}")
-    print(f"bars: {len(seen['rows'])}; ticked: {seen['ticked']}")
-    if state != "done":
-        failures.append(f"the page ended in state {state!r}")
-    failures += check_bars(seen, tasks)
+    seen, found = scored(cdp, "caption alone", t0, 120, "caption scored", tasks)
+    failures += found
     if "caption given" not in seen["status"] or seen["caption"] != TYPED:
         failures.append(f"the typed caption was not the one scored: status {seen['status']!r}, "
                         f"caption {seen['caption']!r}")
