@@ -10,8 +10,16 @@
                          the service (fastapi-offline), so they work offline
 
 Where no loaded run reads pictures (all trained with --image-encoder none) the image is
-optional: `text` alone is scored as MemeClassifier.predict(texts=[...]) scores it (the image
-serves only to read a missing caption by OCR); a batch is then all images or captions alone.
+optional: `text` alone is scored as MemeClassifier.predict(texts=[...]) scores it, and the image
+serves only to read a missing caption by OCR. A meme sent with both is scored by its caption
+and its image is not read at all: not decoded, nor checked as a picture, so an empty,
+unreadable or too many-pixelled one is no error (the runs would not look at it, and one such
+file would fail a whole batch); its bytes still count against --max-upload-mb (413). A batch
+may mix memes sent with an image alone (OCR), a caption alone, or both: `image` and `text` are
+aligned, a blank file input (what a browser's form sends for one left empty: no file name, no
+bytes) holding the place of a meme without an image; or, with no blank, the images go in order
+to the memes whose `text` is empty, the ones that need one (curl -F text= -F text="a caption"
+-F image=@meme.png).
 
 A result is `api.Prediction` plus the model it came from: {"text", "ocr", "pred_hate",
 "pred_pc", "pred_attack", "labels": {"hate", "pc", "attack"}, "model": {"runs", ...}}.
@@ -25,11 +33,12 @@ and scores it as one batch, so concurrent requests share a forward pass.
 Bad requests get a 4xx with a reason ({"detail": ...}) and leave the service up: no file
 where a run reads pictures, neither file nor caption where none does, or an empty file (400),
 a text field where the file belongs or a file for the caption (400), a file that is not an
-image (400), an upload over --max-upload-mb (413, from Content-Length before the
-body is read, as the bytes arrive for a body sent without one, and again per file), a picture
-over --max-pixels (413: a decompression bomb is refused from its header, before its pixels are
+image (400), an upload over --max-upload-mb (413, from Content-Length before the body is read,
+as the bytes arrive for a body sent without one, and again per file), a picture over
+--max-pixels (413: a decompression bomb is refused from its header, before its pixels are
 decoded), a caption over --max-caption-chars (400), no caption where the service runs without
-OCR (400), a batch over --max-batch memes (413).
+OCR (400), a batch over --max-batch memes (413). For text-only runs an image sent beside its
+caption is held to --max-upload-mb alone.
 """
 from __future__ import annotations
 
@@ -45,13 +54,14 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Optional
 
-from fastapi import File, Form, HTTPException, Request, UploadFile
+from fastapi import Depends, File, Form, HTTPException, Request, UploadFile
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse
 from fastapi_offline import FastAPIOffline
 from PIL import Image
 from pydantic import BaseModel
 from starlette.datastructures import Headers
+from starlette.datastructures import UploadFile as StarletteUpload
 
 from ..features.cache import ImageReadError
 from ..runtime.commands import ends_quietly
@@ -107,8 +117,8 @@ class ErrorResponse(BaseModel):
 # instead, which this service never sends: RequestValidationError is answered with a 400).
 ERRORS = {400: {"model": ErrorResponse, "description": "no image where the runs read pictures, "
                 "or no caption where they do not and none is given; empty or unreadable "
-                "image; a text field where the file belongs; caption too long; images and "
-                "captions misaligned"},
+                "image (for text-only runs, only one OCR is to read); a text field where the "
+                "file belongs; caption too long; images and captions misaligned"},
           413: {"model": ErrorResponse, "description": "upload, picture or batch over the limit"},
           503: {"model": ErrorResponse, "description": "queue full: try again shortly"}}
 
@@ -218,6 +228,12 @@ class ModelWorker:
             start += len(job.images)
 
 
+def _blank_file(field) -> bool:
+    """A browser form's file input left empty: no file name and no bytes (FastAPI's test).
+    The parsed form holds Starlette's UploadFile, of which FastAPI's is a subclass."""
+    return isinstance(field, StarletteUpload) and field.filename == "" and field.size == 0
+
+
 def body_too_large(limit: int, max_upload_mb: float, length: int | None = None) -> str:
     # One message for a body whose size was declared and one cut while it arrived, whose whole
     # size is never learnt: reading it stops at the limit.
@@ -311,23 +327,27 @@ def create_app(clf: MemeClassifier, max_upload_mb: float = DEFAULT_MAX_UPLOAD_MB
 
     needs_images = clf.needs_images
 
-    def no_file(plural: bool = False) -> HTTPException:
+    def no_file(plural: bool = False, i: int | None = None) -> HTTPException:
         # Runs that read pictures cannot score a caption alone; text-only ones can, so what
         # is missing there is the caption (or an image for OCR to read it from).
         memes = "the memes as repeated multipart fields 'image'" if plural else (
             "the meme as the multipart field 'image'")
         runs = ", ".join(clf.info()["runs"])
         if needs_images:
-            return HTTPException(400, f"no file: send {memes} (runs {runs} read pictures)")
+            where = f"image {i}: " if i is not None else ""
+            return HTTPException(400, f"{where}no file: send {memes} (runs {runs} read "
+                                 "pictures)")
         ocr = "" if clf.ocr_spec == "none" else f", or {memes} to read it by OCR"
         return HTTPException(400, "no caption and no file: send the caption as 'text' (runs "
                              f"{runs} read no pictures){ocr}")
 
+    def upload_name(upload, i: int | None) -> str:
+        return f"{'image' if i is None else f'image {i}'} ({upload.filename or 'unnamed'})"
+
     def decode(upload, i: int | None = None):
-        where = f"image {i}" if i is not None else "image"
         if upload is None or isinstance(upload, str):
-            raise no_file(i is not None)
-        name = f"{where} ({upload.filename or 'unnamed'})"
+            raise no_file(i is not None, i)
+        name = upload_name(upload, i)
         data = upload.file.read(max_bytes + 1)
         if len(data) > max_bytes:
             raise HTTPException(413, f"{name}: over the upload limit of {max_upload_mb:g} MB")
@@ -356,6 +376,23 @@ def create_app(clf: MemeClassifier, max_upload_mb: float = DEFAULT_MAX_UPLOAD_MB
                                 f"limit of {max_caption_chars}")
         return text
 
+    def meme(upload, text: str | None, i: int | None = None) -> tuple:
+        """(picture, caption) to score, the caption None for OCR to read it. Text-only runs
+        score a meme sent with its caption without its picture (None): the image is held to
+        the upload limit but not decoded (see the module's docstring)."""
+        if needs_images:
+            return decode(upload, i), caption(text, i)
+        given = caption(text, i, image=upload is not None)
+        if given is None:
+            return decode(upload, i), None
+        if upload is not None:
+            size = upload.size if upload.size is not None else len(
+                upload.file.read(max_bytes + 1))
+            if size > max_bytes:
+                raise HTTPException(413, f"{upload_name(upload, i)}: over the upload limit of "
+                                    f"{max_upload_mb:g} MB")
+        return None, given
+
     def score(images: list, texts: list) -> list[dict]:
         try:
             future = worker.submit(images, texts)
@@ -376,36 +413,49 @@ def create_app(clf: MemeClassifier, max_upload_mb: float = DEFAULT_MAX_UPLOAD_MB
                                                    "(GET /health: needs_images)"),
                 text: Optional[str] = Form(None, description="its caption; empty or absent: "
                                            "read by OCR")):
-        if image is None and not needs_images:
-            if text is None or text.strip() == "":
-                raise no_file()
-            return score([None], [caption(text, image=False)])[0]
-        return score([decode(image)], [caption(text)])[0]
+        if image is None and not needs_images and (text is None or text.strip() == ""):
+            raise no_file()
+        picture, given = meme(image, text)
+        return score([picture], [given])[0]
+
+    async def image_fields(request: Request) -> list:
+        # FastAPI leaves a browser form's blank file inputs out of `image`, and with them the
+        # alignment with `text`; the form it parsed (Starlette keeps it) still has them.
+        return (await request.form()).getlist("image")
 
     @app.post("/predict/batch", response_model=BatchResponse, responses=ERRORS)
-    def predict_batch(image: Optional[list[UploadFile]] = File(None, description="memes; "
-                                                               "none where no run reads "
-                                                               "pictures: captions alone"),
+    def predict_batch(image: Optional[list[UploadFile]] = File(None, description="memes, "
+                                                               "aligned with the captions; "
+                                                               "where no run reads pictures, "
+                                                               "a blank file input for none, "
+                                                               "or only the images of the "
+                                                               "memes with an empty caption"),
                       text: Optional[list[str]] = Form(None, description="captions aligned "
-                                                       "with the images; empty: OCR")):
-        if not image and not needs_images and text:
-            if len(text) > max_batch:
-                raise HTTPException(413, f"{len(text)} memes in one request; the limit is "
-                                    f"{max_batch}")
-            captions = [caption(t, i, image=False) for i, t in enumerate(text)]
-            return {"results": score([None] * len(captions), captions)}
-        if not image:
+                                                       "with the images; empty: OCR"),
+                      fields: list = Depends(image_fields)):
+        images, texts = list(image or []), list(text or [])
+        blank = {i for i, f in enumerate(fields) if _blank_file(f)}
+        blanks = bool(texts and blank) and len(fields) == len(images) + len(blank)
+        if blanks:
+            sent = iter(images)
+            images = [None if i in blank else next(sent) for i in range(len(fields))]
+        if not images and (needs_images or not texts):
             raise no_file(True)
-        if len(image) > max_batch:
-            raise HTTPException(413, f"{len(image)} memes in one request; the limit is "
-                                f"{max_batch}")
-        texts = list(text or [])
-        if texts and len(texts) != len(image):
-            raise HTTPException(400, f"{len(image)} images but {len(texts)} texts: give none "
-                                "or one per image (empty for OCR)")
-        texts = texts or [None] * len(image)
-        images = [decode(upload, i) for i, upload in enumerate(image)]
-        return {"results": score(images, [caption(t, i) for i, t in enumerate(texts)])}
+        if max(len(images), len(texts)) > max_batch:
+            raise HTTPException(413, f"{max(len(images), len(texts))} memes in one request; "
+                                f"the limit is {max_batch}")
+        if texts and len(images) != len(texts):
+            # Text-only runs: captions alone, or the images of the memes sent without one.
+            uncaptioned = {i for i, t in enumerate(texts) if t is None or t.strip() == ""}
+            if needs_images or blanks or len(images) not in (0, len(uncaptioned)):
+                also = "" if needs_images else ", or one per empty text"
+                raise HTTPException(400, f"{len(images)} images but {len(texts)} texts: give "
+                                    f"none or one per image (empty for OCR){also}")
+            sent = iter(images)
+            images = [next(sent, None) if i in uncaptioned else None for i in range(len(texts))]
+        texts = texts or [None] * len(images)
+        memes = [meme(upload, t, i) for i, (upload, t) in enumerate(zip(images, texts))]
+        return {"results": score([m[0] for m in memes], [m[1] for m in memes])}
 
     @app.get("/health", response_model=Health)
     def health():

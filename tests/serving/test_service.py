@@ -12,7 +12,7 @@ from hateful_memes.labels import LABELS
 from hateful_memes.serving.api import Prediction
 from hateful_memes.serving.service import Busy, ModelWorker, create_app, main
 
-from test_api import bomb_png
+from test_api import FakeReader, bomb_png
 
 MAX_MB = 0.05  # 52,428 bytes: small enough to go over in a test
 
@@ -433,10 +433,9 @@ def test_help_names_the_limits_defaults(capsys):
 
 
 @pytest.fixture(scope="module")
-def text_only(demo_data, feature_cache, tmp_path_factory):
+def text_only_run(demo_data, feature_cache, tmp_path_factory):
     """A Task B run trained with --image-encoder none (what a user without the meme images
-    trains), served without OCR."""
-    from hateful_memes import MemeClassifier
+    trains)."""
     from hateful_memes.cli import train
 
     ann, out = demo_data / "annotations", tmp_path_factory.mktemp("text_only") / "B"
@@ -444,7 +443,15 @@ def text_only(demo_data, feature_cache, tmp_path_factory):
                        str(ann / "dev.json"), "--epochs", "1", "--hidden", "16", "--folds", "2",
                        "--image-encoder", "none", "--cache-dir", str(feature_cache),
                        "--out", str(out), "--quiet"]) == 0
-    clf = MemeClassifier.load(out, ocr="none", device="cpu")
+    return out
+
+
+@pytest.fixture(scope="module")
+def text_only(text_only_run):
+    """The text-only run served without OCR."""
+    from hateful_memes import MemeClassifier
+
+    clf = MemeClassifier.load(text_only_run, ocr="none", device="cpu")
     assert not clf.needs_images
     return clf
 
@@ -523,3 +530,115 @@ def test_the_page_takes_a_caption_alone_only_where_the_runs_read_no_pictures(
     assert 'data-needs-images="true"' in client.get("/").text
     page = text_client.get("/").text
     assert 'data-needs-images="false"' in page and 'data-needs-images="true"' not in page
+
+
+@pytest.fixture(scope="module")
+def text_ocr(text_only_run):
+    """The text-only run with an OCR stand-in: "read 0", "read 1"... for the images of each
+    pass that reads captions."""
+    from hateful_memes import MemeClassifier
+
+    return MemeClassifier.load(text_only_run, ocr=FakeReader(), device="cpu")
+
+
+@pytest.fixture(scope="module")
+def text_ocr_client(text_ocr):
+    with TestClient(create_app(text_ocr, max_upload_mb=MAX_MB, max_pixels=200 * 200,
+                               max_batch=4)) as c:
+        yield c
+
+
+def browser_form(parts: list[tuple]) -> tuple[bytes, dict]:
+    """A multipart body as a browser's form sends it, a file input left empty included (no
+    file name, no bytes): parts are (name, value) for text, (name, filename, bytes) for files."""
+    body = b""
+    for name, *value in parts:
+        head = f'--x\r\nContent-Disposition: form-data; name="{name}"'.encode()
+        if len(value) == 2:
+            head += (f'; filename="{value[0]}"\r\nContent-Type: application/octet-stream'
+                     ).encode()
+        data = value[-1] if isinstance(value[-1], bytes) else value[-1].encode()
+        body += head + b"\r\n\r\n" + data + b"\r\n"
+    return body + b"--x--\r\n", {"content-type": "multipart/form-data; boundary=x"}
+
+
+@pytest.mark.parametrize("sent", ["aligned, a blank file input for no image",
+                                  "images only for the memes without a caption"])
+def test_text_only_runs_score_a_batch_mixing_images_and_captions(
+        text_ocr, text_ocr_client, meme, sent):
+    """A batch to text-only runs was all images or all captions (1 image and 3 texts: 400; a
+    browser form's blank file input dropped, and the alignment with it): now each meme is
+    scored by its caption, typed or read by OCR off its image, as for runs that read
+    pictures."""
+    image, caption = meme
+    if sent.startswith("aligned"):
+        # Image alone (OCR), caption alone, both (the image unread: not even a picture).
+        body, headers = browser_form([
+            ("image", "a.png", image), ("text", ""), ("image", "", b""), ("text", caption),
+            ("image", "c.png", b"not a picture"), ("text", "another caption")])
+        r = text_ocr_client.post("/predict/batch", content=body, headers=headers)
+    else:
+        r = text_ocr_client.post("/predict/batch", files=[("image", ("a.png", image))],
+                                 data={"text": ["", caption, "another caption"]})
+    assert r.status_code == 200, r.text
+    got = r.json()["results"]
+    texts = ["read 0", caption, "another caption"]
+    assert [g["text"] for g in got] == texts and [g["ocr"] for g in got] == [True, False, False]
+    for g, expected in zip(got, text_ocr.predict(texts=texts)):
+        assert g["pred_attack"] == pytest.approx(expected.pred_attack, abs=1e-6)
+
+
+@pytest.mark.parametrize("image", ["a picture", "not a picture", "empty file", "bomb header",
+                                   "truncated"])
+def test_text_only_runs_score_a_caption_without_decoding_the_image_beside_it(
+        text_ocr_client, meme, monkeypatch, image):
+    """The image sent beside a caption was decoded and then ignored, and a bad one refused a
+    meme the runs could score: it is not read, only held to the upload limit."""
+    from hateful_memes.serving import service
+
+    picture, caption = meme
+    data = {"a picture": picture, "not a picture": b"%PDF-1.4", "empty file": b"",
+            "bomb header": bomb_png(), "truncated": picture[:200]}[image]
+    decoded, open_image = [], service.open_image
+    monkeypatch.setattr(service, "open_image",
+                        lambda *a, **k: decoded.append(a) or open_image(*a, **k))
+    alone = text_ocr_client.post("/predict", data={"text": caption}).json()
+    r = text_ocr_client.post("/predict", files={"image": ("m.png", data, "image/png")},
+                             data={"text": caption})
+    assert r.status_code == 200, r.text
+    assert r.json()["text"] == caption and r.json()["ocr"] is False
+    assert r.json()["pred_attack"] == pytest.approx(alone["pred_attack"], abs=1e-6)
+    files = [("image", ("a.png", data)), ("image", ("b.png", picture))]
+    r = text_ocr_client.post("/predict/batch", files=files, data={"text": [caption, "x"]})
+    assert r.status_code == 200, r.text
+    assert [g["ocr"] for g in r.json()["results"]] == [False, False] and not decoded
+
+
+@pytest.mark.parametrize("url,files,data,status,reason", [
+    ("/predict", {"image": ("m.png", b"\0" * 60_000)}, {"text": "a caption"}, 413,
+     "image (m.png): over the upload limit of 0.05 MB"),
+    ("/predict/batch", [("image", ("m.png", b"\0" * 60_000))], {"text": ["a caption"]}, 413,
+     "image 0 (m.png): over the upload limit"),
+    ("/predict", {"image": ("m.png", b"%PDF-1.4")}, {}, 400, "not an image file"),
+    ("/predict/batch", [("image", ("a.png", b"%PDF-1.4"))], {"text": ["a caption", ""]}, 400,
+     "image 1 (a.png): not an image file"),
+    ("/predict/batch", [("image", ("a.png", b"x"))] * 2, {"text": ["", "b", "c"]}, 400,
+     "2 images but 3 texts: give none or one per image (empty for OCR), or one per empty "
+     "text"),
+])
+def test_text_only_runs_still_hold_an_image_to_the_upload_limit_and_read_one_for_ocr(
+        text_ocr_client, url, files, data, status, reason):
+    r = text_ocr_client.post(url, files=files, data=data)
+    assert r.status_code == status, r.text
+    assert reason in r.json()["detail"]
+
+
+def test_runs_that_read_pictures_name_the_meme_a_browser_form_sent_without_one(client, meme):
+    """A blank file input beside its caption was dropped, and the batch refused as "1 images
+    but 2 texts"; now the meme without its picture is named."""
+    body, headers = browser_form([("image", "a.png", meme[0]), ("text", ""),
+                                  ("image", "", b""), ("text", "a caption")])
+    r = client.post("/predict/batch", content=body, headers=headers)
+    assert r.status_code == 400, r.text
+    assert r.json()["detail"].startswith("image 1: no file") and "read pictures" in r.json()[
+        "detail"]
