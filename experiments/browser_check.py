@@ -7,10 +7,11 @@ drives the page through the Chrome DevTools Protocol over a websocket (no Seleni
 downloaded browser). GET /health's `needs_images` picks the path. Runs that read pictures: it
 puts a generated meme into the page's file input (as a person's pick or drop would), waits for
 the bars, checks that every label of every task has a bar and that each task has a decided
-(ticked) label, then edits the caption, scores again and checks the page says the given caption
-was used. Text-only runs (`--image-encoder none`): with no image, it checks the page is marked
-so and its "Score with this caption" button enabled, types a caption, clicks the button, and
-makes the same checks of the bars and ticks, and that the typed caption is the one scored.
+(ticked) label and that the caption is labelled as read by OCR, then edits the caption, scores
+again and checks the page says the given caption was used and labels it so. Text-only runs
+(`--image-encoder none`): with no image, it checks the page is marked so and its "Score with
+this caption" button enabled, types a caption, clicks the button, and makes the same checks of
+the bars and ticks, and that the typed caption is the one scored and labelled as given.
 A screenshot goes to experiments/runs/ (not in git). Exits 0 when every check passed; prints
 what it saw either way.
 """
@@ -99,10 +100,12 @@ def make_meme(path: Path) -> None:
         shutil.copyfile(first, path)
 
 
-# What the page shows once scored: the status line, the caption box, the bars and the ticks.
+# What the page shows once scored: the status line, the caption box and its label's word on
+# where the caption came from, the bars and the ticks.
 SEEN = """(() => ({
     status: document.getElementById('status').textContent,
     caption: document.getElementById('caption').value,
+    source: document.getElementById('source').textContent,
     rows: [...document.querySelectorAll('.row')].map(r => r.dataset.label),
     ticked: [...document.querySelectorAll('.row.on')].map(r => r.dataset.label)}))()"""
 
@@ -150,7 +153,7 @@ def scored(cdp: DevTools, what: str, started: float, timeout: float, caption_is:
     took = time.time() - started
     seen = cdp.js(SEEN)
     print(f"{what} -> {state} in {took:.1f}s; status: {seen['status']!r}")
-    print(f"{caption_is}: {seen['caption']!r}")
+    print(f"{caption_is}: {seen['caption']!r}; labelled {seen['source']!r}")
     print(f"bars: {len(seen['rows'])}; ticked: {seen['ticked']}")
     failures = [] if state == "done" else [f"the page ended in state {state!r}"]
     return seen, failures + check_bars(seen, tasks)
@@ -162,14 +165,19 @@ def check_upload(cdp: DevTools, meme: Path, tasks: list[str]) -> list[str]:
     node = cdp("DOM.querySelector", nodeId=root, selector="#file")["nodeId"]
     t0 = time.time()
     cdp("DOM.setFileInputFiles", files=[str(meme)], nodeId=node)
-    failures = scored(cdp, "upload", t0, 180, "caption (OCR)", tasks)[1]
+    seen, failures = scored(cdp, "upload", t0, 180, "caption (OCR)", tasks)
+    if "read by OCR" not in seen["source"]:
+        failures.append(f"the OCR'd caption is labelled {seen['source']!r}")
     cdp.js(f"document.getElementById('caption').value = {json.dumps(TYPED)}")
     cdp.js("document.getElementById('rescore').click()")
     state = cdp.wait_state(("done", "error"), 120)
-    status = cdp.js("document.getElementById('status').textContent")
-    print(f"re-scored with an edited caption -> {state}; status: {status!r}")
-    if state != "done" or "caption given" not in status:
-        failures.append(f"re-scoring with a caption: {state}, {status!r}")
+    seen = cdp.js(SEEN)
+    print(f"re-scored with an edited caption -> {state}; status: {seen['status']!r}; "
+          f"labelled {seen['source']!r}")
+    if state != "done" or "caption given" not in seen["status"]:
+        failures.append(f"re-scoring with a caption: {state}, {seen['status']!r}")
+    if "as given" not in seen["source"]:
+        failures.append(f"the caption given is labelled {seen['source']!r}")
     return failures
 
 
@@ -196,6 +204,9 @@ def check_caption_only(cdp: DevTools, tasks: list[str]) -> list[str]:
     if "caption given" not in seen["status"] or seen["caption"] != TYPED:
         failures.append(f"the typed caption was not the one scored: status {seen['status']!r}, "
                         f"caption {seen['caption']!r}")
+    if "as given" not in seen["source"]:
+        # The label said "read by OCR" for a caption the person typed.
+        failures.append(f"the typed caption is labelled {seen['source']!r}")
     return failures
 
 

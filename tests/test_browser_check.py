@@ -117,8 +117,8 @@ class TextOnlyPage:
 def scored(typed):
     """The page once the service scored `typed`: every label barred, the first ticked."""
     rows = [*LABELS["hate"], *LABELS["pc"], *LABELS["attack"]]
-    return {"status": "scored with the caption given", "caption": typed, "rows": rows,
-            "ticked": [LABELS["hate"][1], LABELS["pc"][1], LABELS["attack"][1]]}
+    return {"status": "scored with the caption given", "caption": typed, "source": "(as given)",
+            "rows": rows, "ticked": [LABELS["hate"][1], LABELS["pc"][1], LABELS["attack"][1]]}
 
 
 HEALTH = {"needs_images": False, "tasks": ["hate", "pc", "attack"]}
@@ -145,6 +145,8 @@ def test_text_only_runs_get_a_typed_caption_scored_with_no_image(bc, tmp_path, c
     (dict(answer=lambda typed: {**scored(""), "status": "caption read by OCR: edit it"}),
      "the typed caption was not the one scored: status 'caption read by OCR: edit it', "
      "caption ''"),
+    (dict(answer=lambda typed: {**scored(typed), "source": "(read by OCR; edit it)"}),
+     "the typed caption is labelled '(read by OCR; edit it)'"),
 ])
 def test_what_goes_wrong_on_the_text_only_page_is_said(bc, tmp_path, page, failure):
     page = TextOnlyPage(bc, **{"answer": scored, **page})

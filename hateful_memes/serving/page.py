@@ -8,6 +8,8 @@ labels (decision.decide_all) ticked. Server text is put in with textContent only
 
 Where no run reads pictures (`render_page(needs_images=False)`: text-only runs) a caption typed
 with no image is scored too, as the service takes it; a dropped image is still read by OCR.
+The caption's label says where the caption in the box came from (`#source`): read by OCR or
+given, from each result's `ocr`, and typed once the person edits it.
 """
 
 PAGE = """<!doctype html>
@@ -45,7 +47,8 @@ PAGE = """<!doctype html>
 <div id="drop">Drop a meme image here, or click to choose one
   <input type="file" id="file" accept="image/*" hidden></div>
 <img id="preview" alt="the meme">
-<p><label for="caption">Caption (read by OCR; edit it if it is wrong):</label>
+<p><label for="caption">Caption <span id="source">(read by OCR from the meme you drop; edit it
+if it is wrong)</span>:</label>
 <textarea id="caption" rows="2" placeholder="the meme's text"></textarea>
 <button id="rescore" disabled>Score with this caption</button></p>
 <p id="status"></p>
@@ -63,6 +66,14 @@ const TASKS = [["hate", "Hateful"], ["pc", "Protected category (Task A)"],
 // Set by the service: text-only runs score a caption sent without an image.
 const NEEDS_IMAGES = document.body.dataset.needsImages !== "false";
 let current = null;
+
+// Where the caption in the box came from, for the meme shown: OCR, or the person.
+const SOURCE = {ocr: "read by OCR; edit it if it is wrong", given: "as given",
+                typed: "as typed, not scored yet", reading: "being read by OCR",
+                textOnly: "type it, or drop a meme to have it read by OCR"};
+function source(kind) {
+  $("source").textContent = "(" + SOURCE[kind] + ")";
+}
 
 function status(text, error) {
   $("status").textContent = text;
@@ -118,6 +129,7 @@ async function send(withText) {
     const body = await r.json().catch(() => ({}));
     if (!r.ok) throw new Error(body.detail || (r.status + " " + r.statusText));
     $("caption").value = body.text;
+    source(body.ocr ? "ocr" : "given");
     render(body);
     status(body.ocr ? "caption read by OCR: edit it and score again if it is wrong"
                     : "scored with the caption given");
@@ -135,6 +147,7 @@ function choose(file) {
   $("preview").src = URL.createObjectURL(file);
   $("preview").style.display = "block";
   $("caption").value = "";
+  source("reading");
   $("rescore").disabled = false;
   send(false);
 }
@@ -152,7 +165,9 @@ $("drop").addEventListener("drop", (e) => {
   choose(e.dataTransfer.files[0]);
 });
 $("rescore").addEventListener("click", () => send(true));
+$("caption").addEventListener("input", () => source("typed"));
 if (!NEEDS_IMAGES) {
+  source("textOnly");
   $("textonly").hidden = false;
   $("rescore").disabled = false;
 }

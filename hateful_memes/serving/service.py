@@ -59,7 +59,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse
 from fastapi_offline import FastAPIOffline
 from PIL import Image
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 from starlette.datastructures import Headers
 from starlette.datastructures import UploadFile as StarletteUpload
 
@@ -95,8 +95,9 @@ class ModelInfo(BaseModel):
 class PredictResponse(BaseModel):
     """pred_*: scores with each label's threshold folded onto 0.5 (as a submission holds them);
     None for a task the loaded runs do not predict."""
-    text: str
-    ocr: bool
+    text: str = Field(description="the caption scored")
+    ocr: bool = Field(description="true: the caption was read by OCR off the image; false: it "
+                      "was given in the request")
     pred_hate: dict[str, float]
     pred_pc: Optional[dict[str, float]] = None
     pred_attack: Optional[dict[str, float]] = None

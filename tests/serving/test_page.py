@@ -34,3 +34,22 @@ def test_text_only_runs_get_a_page_that_sends_a_caption_without_an_image():
     assert text_only == PAGE.replace('data-needs-images="true"', 'data-needs-images="false"')
     assert 'document.body.dataset.needsImages !== "false"' in PAGE
     assert 'if (current) form.append("image", current);' in PAGE
+
+
+def test_the_caption_label_says_where_the_caption_came_from():
+    """The label said "read by OCR" whatever the caption's source, a caption typed for
+    text-only runs too: only its `#source` part speaks of where, set from each result's
+    `ocr`, from the person's typing, and for text-only runs before any meme."""
+    label = re.search(r'<label for="caption">(.*?)</label>', PAGE, re.S).group(1)
+    fixed = re.sub(r'<span id="source">.*?</span>', "", label, flags=re.S)
+    assert fixed != label and "OCR" not in fixed
+    said = dict(re.findall(r'(\w+): "([^"]*)"',
+                           re.search(r"const SOURCE = \{(.*?)\};", PAGE, re.S).group(1)))
+    assert "read by OCR" in said["ocr"]
+    for kind in ("given", "typed"):
+        assert "OCR" not in said[kind], said[kind]
+    assert set(re.findall(r'source\("(\w+)"\)', PAGE)) <= set(said)
+    assert 'source(body.ocr ? "ocr" : "given");' in PAGE
+    assert '$("caption").addEventListener("input", () => source("typed"));' in PAGE
+    text_only = PAGE[PAGE.index("if (!NEEDS_IMAGES) {"):]
+    assert 'source("textOnly");' in text_only and said["textOnly"].startswith("type it")
