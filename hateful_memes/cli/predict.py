@@ -23,11 +23,12 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
+from typing import NamedTuple
 
 from ..data.annotations import AnnotationError, read_annotations
 from ..data.submission import PRED_FIELDS, SubmissionError, check_submission, write_submission
 from ..engine.training import resolve_device
-from ..features.cache import ImageReadError, file_digest
+from ..features.cache import ImageReadError
 from ..features.inputs import MissingImagesError, check_images, drop_bad_images
 from ..labels import TASK_LETTERS
 from ..runtime import distributed, rundir
@@ -67,7 +68,8 @@ def predict_images(clf: MemeClassifier, paths: list[str], out: Path,
     the ids, the sidecar and resuming). Unreadable files are counted and reported, not fatal.
     The images' features and the captions OCR reads are kept in `cache_dir` (with the caption
     features), keyed by each file's bytes as --input and train.py key it: a second run over
-    the same images computes and reads none of them again."""
+    the same images computes and reads none of them again. Each file is read from disk once,
+    a chunk at a time, its cache key and its pixels taken from the same bytes."""
 
     from ..data.images import ResumableOutput, assign_ids, caption_of, list_images, read_captions
 
@@ -77,44 +79,36 @@ def predict_images(clf: MemeClassifier, paths: list[str], out: Path,
     done = output.start()
     todo = [item for item in items if item.id not in done]
     uncaptioned = [item for item in todo if caption_of(item, captions) is None]
+    unreadable: dict[Path, str] = {}
     if uncaptioned and clf.ocr_spec == "none":
-        _refuse_uncaptioned(uncaptioned, len(todo), captions_file)
-    elif uncaptioned:
-        keys = _file_keys(uncaptioned) if cache_dir else {}
-        known = clf.cached_captions(list(keys.values()), cache_dir) if keys else {}
-        # The engine now, not at the first chunk: one that cannot load fails before any
-        # progress line is printed (and its own lines cannot tear the bar). Only when it has
-        # something to read: an image that cannot be decoded needs no caption, and one whose
-        # caption the cache holds has it.
-        if _readable([item for item in uncaptioned if keys.get(item.path) not in known], 1):
-            clf.load_ocr()
+        unreadable = _refuse_uncaptioned(uncaptioned, len(todo), captions_file)
     bad: list[str] = []
+    parts = (_open_chunk(todo[start:start + chunk], unreadable, bad)
+             for start in range(0, len(todo), chunk))
+    part = next(parts, None)
+    # The engine now, not inside the first chunk's scoring: one that cannot load fails before
+    # any progress line is printed (and its own lines cannot tear the bar). Only when the
+    # first chunk has something to read: an image that cannot be decoded needs no caption,
+    # and one whose caption the cache holds has it. Looking further ahead would read every
+    # file twice (or hold them all): a later chunk that needs it loads it then.
+    if part is not None and _needs_ocr(clf, part, captions, cache_dir):
+        clf.load_ocr()
     with progress_bar(total=len(todo), unit="meme", desc="predict",
                       disable=True if quiet else None) as bar:
-        for start in range(0, len(todo), chunk):
-            good, images, image_keys = [], [], []
-            for item in todo[start:start + chunk]:
-                try:
-                    # Decoded here, once, so that an unreadable file is counted, not fatal, and
-                    # keyed by the bytes decoded (for the cache, as --input keys a file).
-                    image, key = open_keyed(item.path)
-                except ImageReadError as e:
-                    bad.append(str(e))
-                    continue
-                good.append(item)
-                images.append(image)
-                image_keys.append(key)
-            if good:
-                results = clf.predict(images=images, texts=[caption_of(item, captions)
-                                                            for item in good],
-                                      prior=prior, cache_dir=cache_dir, image_keys=image_keys)
+        while part is not None:
+            if part.items:
+                results = clf.predict(images=part.images, texts=[caption_of(item, captions)
+                                                                 for item in part.items],
+                                      prior=prior, cache_dir=cache_dir, image_keys=part.keys)
                 rows = [{"id": item.id, **{PRED_FIELDS[t]: getattr(r, PRED_FIELDS[t])
                                            for t in clf.tasks}}
-                        for item, r in zip(good, results)]
+                        for item, r in zip(part.items, results)]
                 side = [{"id": item.id, "image": str(item.path), "text": r.text,
-                         "ocr": int(r.ocr)} for item, r in zip(good, results)]
+                         "ocr": int(r.ocr)} for item, r in zip(part.items, results)]
                 output.append(rows, side)
-            bar.update(len(todo[start:start + chunk]))
+            bar.update(part.size)
+            del part  # its pictures go before the next chunk's are decoded: one chunk at a time
+            part = next(parts, None)
     n = output.finish()
     skipped = len(items) - len(todo)
     if bad:
@@ -129,38 +123,73 @@ def predict_images(clf: MemeClassifier, paths: list[str], out: Path,
     return 0
 
 
-def _file_keys(items: list) -> dict[Path, str]:
-    """The OCR cache's key (the sha256 of the file's bytes) of each item whose file can be
-    read; one that cannot is left out (it is reported as unreadable later)."""
-    keys = {}
+class _Chunk(NamedTuple):
+    """A chunk of --images: how many files it has, and its readable ones with their pictures
+    and cache keys."""
+    size: int
+    items: list
+    images: list
+    keys: list[str]
+
+
+def _open_chunk(items: list, unreadable: dict[Path, str], bad: list[str]) -> _Chunk:
+    """`items` decoded, each file read once (`open_keyed`: its key and its pixels from the
+    same bytes, as --input keys a file); one that cannot be, or that `unreadable` already
+    says is not, goes to `bad` (counted, not fatal)."""
+    good, images, keys = [], [], []
     for item in items:
-        try:
-            keys[item.path] = file_digest(item.path)
-        except ImageReadError:
+        if item.path in unreadable:
+            bad.append(unreadable[item.path])
             continue
-    return keys
+        try:
+            image, key = open_keyed(item.path)
+        except ImageReadError as e:
+            bad.append(str(e))
+            continue
+        good.append(item)
+        images.append(image)
+        keys.append(key)
+    return _Chunk(len(items), good, images, keys)
 
 
-def _readable(items: list, limit: int) -> list[str]:
-    """The paths of the first `limit` items whose image decodes (each one tried is decoded)."""
+def _needs_ocr(clf: MemeClassifier, part: _Chunk, captions: dict[str, str],
+               cache_dir: str | None) -> bool:
+    """Whether the OCR engine has a picture of `part` to read: one without a caption whose
+    caption the cache does not hold."""
+    from ..data.images import caption_of
+
+    keys = [key for item, key in zip(part.items, part.keys) if caption_of(item, captions) is None]
+    if not keys:
+        return False
+    known = clf.cached_captions(keys, cache_dir) if cache_dir else {}
+    return any(key not in known for key in keys)
+
+
+def _readable(items: list, limit: int, unreadable: dict[Path, str]) -> list[str]:
+    """The paths of the first `limit` items whose image decodes (each one tried is decoded);
+    the ones that do not go into `unreadable` ({path: why}), so that none is read again."""
     found: list[str] = []
     for item in items:
         if len(found) == limit:
             break
         try:
             open_image(item.path)
-        except ImageReadError:
+        except ImageReadError as e:
+            unreadable[item.path] = str(e)
             continue
         found.append(str(item.path))
     return found
 
 
-def _refuse_uncaptioned(uncaptioned: list, n: int, captions_file: str | None) -> None:
+def _refuse_uncaptioned(uncaptioned: list, n: int, captions_file: str | None
+                        ) -> dict[Path, str]:
     """--ocr none: ValueError naming the readable images without a caption, up front, and how
-    to give them one. An unreadable image needs none: it is counted as unreadable later."""
-    readable = _readable(uncaptioned, 5)
+    to give them one. An unreadable image needs none: it is counted as unreadable later.
+    Returns the unreadable ones tried ({path: why}), so that they are not read again."""
+    unreadable: dict[Path, str] = {}
+    readable = _readable(uncaptioned, 5, unreadable)
     if not readable:
-        return
+        return unreadable
     where = f"in --captions {captions_file}" if captions_file else "(no --captions file given)"
     raise ValueError(f"--ocr none reads no caption off an image, but {len(uncaptioned)} of {n} "
                      f"images have none {where}, first: {'; '.join(readable)}; give each its "

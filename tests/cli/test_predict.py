@@ -1,6 +1,8 @@
 import csv
 import json
+import os
 import shutil
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -304,6 +306,125 @@ def test_ocr_is_not_loaded_when_no_readable_image_lacks_a_caption(tiny_runs, fol
     out = tmp_path / "out.jsonl"
     assert predict.main(_args(tiny_runs, folder, out, "--ocr", "rapidocr")) == 0
     assert all(r["ocr"] == "0" for r in _sidecar(out).values())
+
+
+class FileUse:
+    """What a run does with the files under `folder`: each one's opens (an audit hook sees
+    every open, whatever reads the file: open, Path.read_bytes, PIL) and decodes (PIL's
+    ImageFile.load with pixels still to decode, told apart by the picture's size)."""
+
+    def __init__(self, folder: Path):
+        self.folder = folder.resolve()
+        self.opened: dict[str, int] = {}
+        self.decoded: dict[tuple[int, int], int] = {}
+
+    def clear(self):
+        self.opened.clear()
+        self.decoded.clear()
+
+    def saw_open(self, path):
+        if isinstance(path, int):
+            return  # a file descriptor: no file of ours is opened that way
+        path = Path(os.fsdecode(path)).resolve()
+        if path.parent == self.folder:
+            self.opened[path.name] = self.opened.get(path.name, 0) + 1
+
+
+_file_use: list[FileUse] = []  # the test's, while one runs (an audit hook cannot be removed)
+
+
+def _audit(event, args):
+    if event == "open" and _file_use:
+        _file_use[0].saw_open(args[0])
+
+
+sys.addaudithook(_audit)
+
+
+@pytest.fixture
+def file_use(monkeypatch):
+    from PIL import ImageFile
+
+    def watch(folder: Path) -> FileUse:
+        use = FileUse(folder)
+        _file_use.append(use)
+        load = ImageFile.ImageFile.load
+
+        def counted(image):
+            if image.tile:  # pixels not yet decoded
+                use.decoded[image.size] = use.decoded.get(image.size, 0) + 1
+            return load(image)
+
+        monkeypatch.setattr(ImageFile.ImageFile, "load", counted)
+        return use
+
+    yield watch
+    _file_use.clear()
+
+
+def _pictures(folder: Path, n: int) -> dict[str, tuple[int, int]]:
+    """`n` PNGs of sizes of their own (decodes are told apart by size): {name: size}."""
+    folder.mkdir()
+    sizes = {}
+    for i in range(n):
+        size = (48 + 4 * i, 40)
+        Image.new("RGB", size, (40 * i, 120, 200 - 30 * i)).save(folder / f"pic{i}.png")
+        sizes[f"pic{i}.png"] = size
+    return sizes
+
+
+def test_each_image_is_read_once_and_decoded_once(tiny_runs, tmp_path, counting_engine,
+                                                  file_use):
+    # No captions: each file's caption is looked up in the OCR cache by its bytes' key, read
+    # by OCR where missing, and its features looked up and computed from the same bytes.
+    folder = tmp_path / "pics"
+    sizes = _pictures(folder, 3)
+    (folder / "broken.png").write_bytes(b"no png")
+    use = file_use(folder)
+    for run in ("first", "again"):  # computed and read by OCR, then all from the cache
+        use.clear()
+        assert predict.main(["--run", str(tiny_runs / "A"), "--run", str(tiny_runs / "B"),
+                             "--images", str(folder), "--out", str(tmp_path / f"{run}.jsonl"),
+                             "--cache-dir", str(tmp_path / "cache"), "--ocr", "rapidocr",
+                             "--chunk", "2", "--quiet"]) == 0
+        assert use.opened == {**{name: 1 for name in sizes}, "broken.png": 1}, run
+        assert use.decoded == {size: 1 for size in sizes.values()}, run
+    assert (CountingEngine.loads, CountingEngine.read_pictures) == (1, len(sizes))
+
+
+def test_a_later_chunk_with_an_image_to_read_loads_the_engine_then(tiny_runs, tmp_path,
+                                                                   counting_engine):
+    # The first chunk is captioned: the engine is not looked ahead for (that would read every
+    # file twice), the second chunk's uncaptioned image loads it.
+    folder = tmp_path / "pics"
+    _pictures(folder, 3)
+    captions = tmp_path / "captions.csv"
+    captions.write_text("image,text\npic0.png,a caption\npic1.png,another\n")
+    out = tmp_path / "out.jsonl"
+    assert predict.main(["--run", str(tiny_runs / "B"), "--images", str(folder), "--out",
+                         str(out), "--captions", str(captions), "--cache-dir",
+                         str(tmp_path / "cache"), "--ocr", "rapidocr", "--chunk", "2",
+                         "--quiet"]) == 0
+    ocr = {Path(r["image"]).name: r["ocr"] for r in _sidecar(out).values()}
+    assert ocr == {"pic0.png": "0", "pic1.png": "0", "pic2.png": "1"}
+    assert (CountingEngine.loads, CountingEngine.read_pictures) == (1, 1)
+
+
+def test_with_ocr_none_each_image_is_read_once(tiny_runs, tmp_path, file_use):
+    # --ocr none tries the images without a caption up front: an unreadable one is not
+    # tried again for its chunk.
+    folder = tmp_path / "pics"
+    sizes = _pictures(folder, 2)
+    (folder / "broken.png").write_bytes(b"no png")
+    captions = tmp_path / "captions.csv"
+    captions.write_text("image,text\n" + "".join(f"{name},a caption\n" for name in sizes))
+    use = file_use(folder)
+    assert predict.main(["--run", str(tiny_runs / "A"), "--images", str(folder), "--out",
+                         str(tmp_path / "out.jsonl"), "--captions", str(captions),
+                         "--cache-dir", str(tmp_path / "cache"), "--ocr", "none",
+                         "--quiet"]) == 0
+    assert use.opened == {**{name: 1 for name in sizes}, "broken.png": 1}
+    assert use.decoded == {size: 1 for size in sizes.values()}
 
 
 def test_a_misspelt_ocr_engine_is_a_usage_error_before_any_run_loads(tmp_path, capsys):
