@@ -5,10 +5,12 @@ item key. The space, `{image,text}/{spec}-{h}`, hashes the encoder spec, its pre
 transform, or the tokenizer and its max length) and its weights, so that a re-trained checkpoint
 at the same path, or a changed transform, never reads stale features. The item key is the sha256
 of an image file's bytes (also for a picture decoded from them, where the caller says so), of
-the pixels of a picture given in memory, or of a caption. A call looks up its keys, computes
-only those still missing and stores them in batches of FLUSH_ROWS rows, each one transaction,
-so a killed run keeps what it flushed; an entry whose checksum fails is reported and
-recomputed.
+the pixels of a picture given in memory, or of a caption. A file is hashed for the lookup, and
+the bytes decoded for its features are hashed again: a file that changed in between is an
+error, not features of its new contents stored under its old key. A call looks up its keys,
+computes only those still missing and stores them in batches of FLUSH_ROWS rows, each one
+transaction, so a killed run keeps what it flushed; an entry whose checksum fails is reported
+and recomputed.
 
 Under torchrun (torch.distributed initialised) every rank passes the same items: the ranks hash
 a share of the image files each, deal out the items that no rank found in the cache, compute
@@ -19,6 +21,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import io
 import json
 import re
 from pathlib import Path
@@ -50,8 +53,25 @@ def load_rgb(path: str | Path) -> Image.Image:
     screenshots of them often carry one). Any mode converts (L, P, RGBA, CMYK, 16-bit grey,
     32-bit int and float grey, ...: `data.images.upright_rgb`), and the format is read from the
     bytes, not the name (a JPEG saved as .png loads)."""
+    return _decode(path, path)
+
+
+def load_keyed(path: str | Path) -> tuple[Image.Image, str]:
+    """`load_rgb`'s picture and the sha256 of the bytes it is decoded from (`file_digest`'s
+    key), from one read of the file: the key and the pixels are of the same bytes even if the
+    file changes meanwhile."""
     try:
-        with Image.open(path) as image:
+        data = Path(path).read_bytes()
+    except FileNotFoundError:
+        raise ImageReadError(f"{path}: image file not found") from None
+    except OSError as e:
+        raise ImageReadError(f"{path}: cannot read image file: {e}") from None
+    return _decode(io.BytesIO(data), path), hashlib.sha256(data).hexdigest()
+
+
+def _decode(source, path: str | Path) -> Image.Image:
+    try:
+        with Image.open(source) as image:
             image.load()
             return upright_rgb(image)
     except FileNotFoundError:
@@ -62,19 +82,33 @@ def load_rgb(path: str | Path) -> Image.Image:
 
 class ImageFolderDataset(Dataset):
     """`transform(RGB image)` for each path (or RGB image already in memory), for a DataLoader
-    (picklable, so workers can run it)."""
+    (picklable, so workers can run it). With `keys` (each file's sha256 as the cache was
+    looked up with it), a file is hashed again from the bytes decoded, and one whose bytes are
+    no longer those is an ImageReadError: its features would otherwise be stored under the key
+    of what it held before."""
 
     def __init__(self, paths: Sequence[str | Path | Image.Image],
-                 transform: Callable[[Image.Image], torch.Tensor]):
+                 transform: Callable[[Image.Image], torch.Tensor],
+                 keys: Sequence[str] | None = None):
         self.paths = list(paths)
         self.transform = transform
+        self.keys = None if keys is None else list(keys)
 
     def __len__(self) -> int:
         return len(self.paths)
 
     def __getitem__(self, index: int) -> torch.Tensor:
         item = self.paths[index]
-        return self.transform(item if isinstance(item, Image.Image) else load_rgb(item))
+        if isinstance(item, Image.Image):
+            return self.transform(item)
+        if self.keys is None:
+            return self.transform(load_rgb(item))
+        picture, key = load_keyed(item)
+        if key != self.keys[index]:
+            raise ImageReadError(f"{item}: changed while its features were computed (its bytes "
+                                 "are no longer those it was looked up in the feature cache "
+                                 "by); run again")
+        return self.transform(picture)
 
 
 def file_digest(path: str | Path) -> str:
@@ -270,7 +304,10 @@ def image_features(encoder: "ImageEncoder", paths: Sequence[str | Path | Image.I
     memory_format = torch.channels_last if channels_last else torch.contiguous_format
 
     def batches(todo: list[int]):
-        loader = DataLoader(ImageFolderDataset([paths[i] for i in todo], encoder.transform),
+        # Each file is decoded from bytes hashed again, checked against the key it was looked
+        # up by: its features are stored under that key (`ImageFolderDataset`).
+        loader = DataLoader(ImageFolderDataset([paths[i] for i in todo], encoder.transform,
+                                               [keys[i] for i in todo]),
                             batch_size=batch_size, num_workers=num_workers)
         for start, pixels in zip(range(0, len(todo), batch_size), loader):
             yield todo[start:start + batch_size], pixels.to(device, memory_format=memory_format)

@@ -275,6 +275,34 @@ def test_an_empty_cache_dir_is_no_cache_and_writes_nothing(tmp_path, image_encod
     assert list(work.iterdir()) == []
 
 
+@pytest.mark.parametrize("workers", [0, 1])
+def test_a_file_rewritten_between_its_hash_and_its_decode_gives_no_features_under_its_old_key(
+        tmp_path, image_encoder, monkeypatch, workers):
+    paths = write_images(tmp_path, 3)
+    old_key = features.file_digest(paths[1])
+    digest = features.file_digest
+
+    def hashed_then_rewritten(path):
+        key = digest(path)
+        if path == paths[1]:  # after its hash is taken for the lookup, before it is decoded
+            Image.new("RGB", (50, 50), (255, 0, 0)).save(path)
+        return key
+
+    monkeypatch.setattr(features, "file_digest", hashed_then_rewritten)
+    cache = tmp_path / "cache"
+    with pytest.raises(ImageReadError, match=f"{paths[1]}: changed while"):
+        image_features(image_encoder, paths, cache_dir=cache, batch_size=1,
+                       num_workers=workers, progress=False)
+    rows = stored_rows(cache)
+    assert len(rows) == 1 and not any(key.endswith(old_key) for key in rows)  # paths[0]'s
+    # Run again, it is keyed by what it holds now.
+    monkeypatch.setattr(features, "file_digest", digest)
+    again = image_features(image_encoder, paths, cache_dir=cache, progress=False)
+    assert np.allclose(again[1], image_features(image_encoder, [paths[1]], progress=False)[0],
+                       atol=1e-6)
+    assert any(key.endswith(digest(paths[1])) for key in stored_rows(cache))
+
+
 def test_missing_or_unreadable_image_is_named(tmp_path, image_encoder):
     [good] = write_images(tmp_path, 1)
     with pytest.raises(ImageReadError, match="nowhere.png.*not found"):
