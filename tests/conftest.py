@@ -126,3 +126,21 @@ def spawn_and_join(worker, args: tuple, seconds: float, nprocs: int = 2) -> None
         for process in context.processes:
             if process.is_alive():
                 process.kill()
+
+
+def rewrite_after_hashing(monkeypatch, image: Path) -> None:
+    """features.cache.file_digest, patched to rewrite `image` (a PNG of other pixels) once it
+    has hashed it: the file changes between the feature cache's lookup and its decode."""
+    from PIL import Image
+
+    from hateful_memes.features import cache as features
+
+    digest = features.file_digest
+
+    def hashed_then_rewritten(path):
+        key = digest(path)
+        if Path(path).resolve() == image.resolve():
+            Image.new("RGB", (50, 50), (255, 0, 0)).save(image, format="PNG")
+        return key
+
+    monkeypatch.setattr(features, "file_digest", hashed_then_rewritten)

@@ -294,8 +294,9 @@ def _main(p: argparse.ArgumentParser, args: argparse.Namespace, rank: int) -> in
         write_submission(out, [m.id for m in memes], scores)
         # Memes left out by --skip-bad-images are missing from the file by design.
         summary = check_submission(out, None if dropped else Path(args.input))
-    except (AnnotationError, SubmissionError, MissingImagesError, FileNotFoundError,
-            ValueError, OCRNotInstalled, WeightsChecksumError, distributed.RankFailed) as e:
+    except (AnnotationError, SubmissionError, MissingImagesError, ImageReadError,
+            FileNotFoundError, ValueError, OCRNotInstalled, WeightsChecksumError,
+            distributed.RankFailed) as e:
         return error_exit("predict.py", e)
     if dropped:
         print(f"predict.py: left out {len(dropped)} of {len(memes) + len(dropped)} memes whose "

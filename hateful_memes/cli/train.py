@@ -33,6 +33,7 @@ from ..engine.predictor import RunPredictor, blend
 from ..engine.training import FitConfig, fit, predict_scores, resolve_device
 from ..evaluation.metrics import evaluate
 from ..evaluation.report import format_report, write_report
+from ..features.cache import ImageReadError
 from ..features.inputs import (Encoders, MissingImagesError, build_inputs, check_images,
                                drop_bad_images)
 from ..labels import tasks_for
@@ -755,7 +756,7 @@ def main(argv: list[str] | None = None) -> int:
     distributed.init_from_env(cfg["device"])
     try:
         summary = run(cfg, resume=args.resume, progress=not args.quiet, overwrite=args.overwrite)
-    except (AnnotationError, MissingImagesError, ValueError, FileNotFoundError,
+    except (AnnotationError, MissingImagesError, ImageReadError, ValueError, FileNotFoundError,
             distributed.RankFailed) as e:
         # No barrier on the way out: a rank that fails alone must not wait for the others
         # (torchrun stops them when this process exits). But leave the group, as pretrain.py

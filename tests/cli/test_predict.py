@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from conftest import spawn_and_join
+from conftest import rewrite_after_hashing, spawn_and_join
 from hateful_memes.cli import predict
 from hateful_memes.data import images
 from hateful_memes.data.annotations import read_annotations
@@ -425,6 +425,20 @@ def test_with_ocr_none_each_image_is_read_once(tiny_runs, tmp_path, file_use):
                          "--quiet"]) == 0
     assert use.opened == {**{name: 1 for name in sizes}, "broken.png": 1}
     assert use.decoded == {size: 1 for size in sizes.values()}
+
+
+def test_input_with_an_image_rewritten_while_its_features_are_computed_is_a_one_line_error(
+        tiny_runs, demo_data, tmp_path, monkeypatch, capsys):
+    data = tmp_path / "data"
+    shutil.copytree(demo_data, data)
+    test_file = data / "annotations" / "test.jsonl"
+    image = data / json.loads(test_file.read_text().splitlines()[0])["img"]
+    rewrite_after_hashing(monkeypatch, image)
+    assert predict.main(["--run", str(tiny_runs / "A"), "--input", str(test_file), "--out",
+                         str(tmp_path / "out.jsonl"), "--cache-dir", str(tmp_path / "cache"),
+                         "--quiet"]) == 1
+    err = capsys.readouterr().err
+    assert f"{image}: changed while its features were computed" in err and "Traceback" not in err
 
 
 def test_a_misspelt_ocr_engine_is_a_usage_error_before_any_run_loads(tmp_path, capsys):

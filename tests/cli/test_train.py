@@ -5,6 +5,7 @@ import pytest
 import torch
 import yaml
 
+from conftest import rewrite_after_hashing
 from hateful_memes.cli import evaluate, predict, train
 from hateful_memes.data.submission import read_submission
 from hateful_memes.labels import ATTACK, PC, is_consistent
@@ -712,6 +713,18 @@ def test_predict_checks_images_up_front_and_can_skip_them(runs, demo_data, featu
     assert "left out 1 of" in capsys.readouterr().err
     ids, _ = read_submission(out)
     assert first["id"] not in ids and len(ids) == len(test_file.read_text().splitlines()) - 1
+
+
+def test_an_image_rewritten_while_its_features_are_computed_is_a_one_line_error(
+        demo_data, tmp_path, monkeypatch, capsys):
+    data = tmp_path / "data"
+    shutil.copytree(demo_data, data)
+    image = data / json.loads((data / "annotations" / "train.json").read_text()
+                              .splitlines()[0])["img"]
+    rewrite_after_hashing(monkeypatch, image)
+    assert train.main(["--task", "A", *_args(data, tmp_path / "cache", tmp_path / "run")]) == 1
+    err = capsys.readouterr().err
+    assert f"{image}: changed while its features were computed" in err and "Traceback" not in err
 
 
 def test_outputs_that_cannot_be_written_fail_before_any_computing(demo_data, tmp_path, capsys):

@@ -13,6 +13,7 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 from PIL import Image
 
+from conftest import rewrite_after_hashing
 from hateful_memes.features import cache as features, store as feature_store
 from hateful_memes.features.cache import (ImageFolderDataset, ImageReadError, image_features,
                                           text_features)
@@ -281,14 +282,7 @@ def test_a_file_rewritten_between_its_hash_and_its_decode_gives_no_features_unde
     paths = write_images(tmp_path, 3)
     old_key = features.file_digest(paths[1])
     digest = features.file_digest
-
-    def hashed_then_rewritten(path):
-        key = digest(path)
-        if path == paths[1]:  # after its hash is taken for the lookup, before it is decoded
-            Image.new("RGB", (50, 50), (255, 0, 0)).save(path)
-        return key
-
-    monkeypatch.setattr(features, "file_digest", hashed_then_rewritten)
+    rewrite_after_hashing(monkeypatch, paths[1])
     cache = tmp_path / "cache"
     with pytest.raises(ImageReadError, match=f"{paths[1]}: changed while"):
         image_features(image_encoder, paths, cache_dir=cache, batch_size=1,
