@@ -23,6 +23,7 @@ import contextlib
 import hashlib
 import io
 import json
+import os
 import re
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable, Iterator, Sequence
@@ -183,6 +184,56 @@ def _check_same_items(encoder: torch.nn.Module, views: list) -> None:
             "other items than rank 0; every rank must pass the same list"), EVERY_RANK)
 
 
+def _file_list(paths: list[Path]) -> list[tuple[str, int | None]]:
+    """What the ranks compare of the image files they were given, in order: each one's path
+    below the folder they share (machines may keep the same files in other places) and its size
+    (None: unreadable). Each file's bytes are hashed by one rank only (the work is shared
+    out), so a file that differs between machines is caught by its size, as one almost always
+    is (two pictures encoded to the very same number of bytes are not)."""
+    try:
+        root = os.path.commonpath([p.parent for p in paths]) if paths else None
+    except ValueError:  # absolute and relative paths mixed: compare them as given
+        root = None
+    listed = []
+    for p in paths:
+        try:
+            size = p.stat().st_size
+        except OSError:
+            size = None
+        listed.append((os.path.relpath(p, root) if root else str(p), size))
+    return listed
+
+
+def _check_same_files(encoder: torch.nn.Module, lists: list[list[tuple[tuple, str]]]) -> None:
+    """Raise on every rank alike when the ranks' `_file_list`s differ (every rank's, each entry
+    beside its path, from `gather`), naming the first image that differs from rank 0's: the
+    same message everywhere, so that it is said once (runtime/commands.py, "Errors under
+    torchrun")."""
+    compared = [[file for file, _ in files] for files in lists]
+    differ = [r for r, files in enumerate(compared) if files != compared[0]]
+    if not differ:
+        return
+
+    def first_difference(files) -> int:
+        return next((i for i, (a, b) in enumerate(zip(files, compared[0])) if a != b),
+                    min(len(files), len(compared[0])))
+
+    i, r = min((first_difference(compared[r]), r) for r in differ)
+
+    def has(rank: int) -> str:
+        if i >= len(lists[rank]):
+            return f"rank {rank} has none (it was given {len(lists[rank])})"
+        (_, size), path = lists[rank][i]
+        return f"rank {rank} has {path} ({'unreadable' if size is None else f'{size} bytes'})"
+
+    ranks = f"{plural('rank', len(differ))} {', '.join(map(str, differ))} of {len(lists)}"
+    raise raised_on(ValueError(
+        f"{encoder.spec} features: {ranks} {'was' if len(differ) == 1 else 'were'} given other "
+        f"image files than rank 0, the first at image {i + 1}: {has(0)}, {has(r)}; every rank "
+        "must be given the same files (on several machines, the same images in their "
+        "folder)"), EVERY_RANK)
+
+
 def _features(encoder: torch.nn.Module, keys: list[str], batches: Batches,
               store: FeatureStore | None, describe: Callable[[int], str], device: str,
               progress: bool, unit: str) -> np.ndarray:
@@ -292,9 +343,13 @@ def image_features(encoder: "ImageEncoder", paths: Sequence[str | Path | Image.I
         if len(keys) != len(paths):
             raise ValueError(f"{len(keys)} keys for {len(paths)} images")
     elif world > 1 and not in_memory:  # each rank reads and hashes a share of the files
-        shares = gather(lambda: (len(paths), [file_digest(p) for p in paths[rank::world]]),
+        files = _file_list(paths)
+        digest = hashlib.sha256(json.dumps(files).encode()).hexdigest()
+        shares = gather(lambda: (digest, [file_digest(p) for p in paths[rank::world]]),
                         "hashing image files")
-        _check_same_items(encoder, [n for n, _ in shares])
+        if len({d for d, _ in shares}) > 1:  # the lists themselves, to say where they differ
+            _check_same_files(encoder, gather(lambda: list(zip(files, map(str, paths))),
+                                              "comparing the ranks' images"))
         keys = [""] * len(paths)
         for r, (_, share) in enumerate(shares):
             keys[r::world] = share

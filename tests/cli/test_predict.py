@@ -507,9 +507,10 @@ def test_two_torchrun_processes_write_what_one_process_writes(tiny_runs, demo_da
 
 
 def _failing_rank_worker(rank: int, world: int, port: int, argv: list[str], logs: str,
-                         alone: int | None) -> None:
-    """predict.main as torchrun runs it on rank `rank`; with `alone`, that rank alone cannot
-    read the input. What the rank says goes to LOGS/rank<RANK>.err."""
+                         alone: int | None, own: dict | None) -> None:
+    """predict.main as torchrun runs it on rank `rank`, with the options `own` gives that rank
+    (as on another machine); with `alone`, that rank alone cannot read the input. What the
+    rank says goes to LOGS/rank<RANK>.err."""
     import contextlib
     import io
     import os
@@ -527,18 +528,19 @@ def _failing_rank_worker(rank: int, world: int, port: int, argv: list[str], logs
         predict.read_annotations = unreadable
     err = io.StringIO()
     with contextlib.redirect_stderr(err):
-        code = predict.main(argv)
+        code = predict.main([*argv, *(own or {}).get(rank, [])])
     Path(logs, f"rank{rank}.err").write_text(err.getvalue())
     assert code == 1, err.getvalue()
 
 
-def _said_under_two_ranks(argv: list[str], logs: Path, alone: int | None = None) -> list:
+def _said_under_two_ranks(argv: list[str], logs: Path, alone: int | None = None,
+                          own: dict | None = None) -> list:
     import socket
 
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    spawn_and_join(_failing_rank_worker, (2, port, argv, str(logs), alone), 300)
+    spawn_and_join(_failing_rank_worker, (2, port, argv, str(logs), alone, own), 300)
     return [[line for line in (logs / f"rank{rank}.err").read_text().splitlines()
              if "error:" in line] for rank in range(2)]
 
@@ -560,6 +562,28 @@ def test_an_input_one_rank_alone_cannot_read_is_said_by_that_rank(tiny_runs, dem
          "--device", "cpu", "--cache-dir", str(tmp_path / "cache"), "--quiet"], tmp_path, alone=1)
     # Rank 0 stops too (status 1), without a line: rank 1 says what it hit, naming itself.
     assert said == [[], [f"predict.py: error: rank 1 of 2: {dev}:1: not JSON"]]
+    assert not (tmp_path / "sub.jsonl").exists()
+
+
+def test_images_that_differ_between_ranks_are_named_once(tiny_runs, demo_data, tmp_path):
+    """Ranks given as many images, one of them another picture (an image folder that differs
+    between machines): one error, said once, naming it. Only the counts were compared, and the
+    features mixed the two folders' pictures."""
+    dev = demo_data / "annotations" / "dev.json"
+    elsewhere = tmp_path / "elsewhere"
+    shutil.copytree(demo_data / "img", elsewhere / "img")
+    second = read_annotations(dev)[1].img
+    Image.new("RGB", (8, 8), "red").save(elsewhere / second)
+    said = _said_under_two_ranks(
+        ["--model", str(tiny_runs / "A"), "--input", str(dev), "--out", str(tmp_path / "sub.jsonl"),
+         "--device", "cpu", "--cache-dir", str(tmp_path / "cache"), "--quiet"], tmp_path,
+        own={0: ["--image-root", str(demo_data)], 1: ["--image-root", str(elsewhere)]})
+    assert len(said[0]) == 1 and said[1] == [], said
+    size = (demo_data / second).stat().st_size, (elsewhere / second).stat().st_size
+    assert said[0][0].startswith(
+        "predict.py: error: effnet-lite0 features: rank 1 of 2 was given other image files than "
+        f"rank 0, the first at image 2: rank 0 has {demo_data / second} ({size[0]} bytes), rank 1 "
+        f"has {elsewhere / second} ({size[1]} bytes)"), said
     assert not (tmp_path / "sub.jsonl").exists()
 
 

@@ -1,3 +1,4 @@
+import shutil
 import socket
 import sqlite3
 import subprocess
@@ -500,28 +501,45 @@ def _distributed_worker(rank: int, world: int, port: int, job: dict) -> None:
             image_features(image_encoder, job["paths"][rank:], progress=False)
         except ValueError as e:
             out["mismatch"] = str(e)
+        try:  # as many files, one of them another picture on rank 1 (another machine's folder)
+            image_features(image_encoder, job["paths"] if rank == 0 else job["elsewhere"],
+                           progress=False)
+        except ValueError as e:
+            out["other_files"] = str(e)
         np.save(f"{job['out']}.{rank}.npy", out, allow_pickle=True)
     finally:
         dist.destroy_process_group()
 
 
-def test_items_that_differ_between_ranks_are_one_error_said_once(monkeypatch):
-    """Every rank gathers every rank's count of items and raises: with the same message on
-    each, naming the ranks against rank 0, it is said once (runtime/commands.py), where each
-    rank named another (the first whose count differed from its own) and so spoke for itself."""
+def test_image_files_that_differ_between_ranks_are_one_error_said_once(tmp_path):
+    """Every rank gathers every rank's list of files (path below their folder, size) and
+    raises: with the same message on each, naming the ranks against rank 0 and the first image
+    that differs, it is said once (runtime/commands.py)."""
     from types import SimpleNamespace
 
-    counts = [7, 7, 6, 6]  # ranks 2 and 3 were given other lists
-    monkeypatch.setattr(features, "gather", lambda compute, what: [(n, []) for n in counts])
-    errors = []
-    for rank in range(len(counts)):
-        monkeypatch.setattr(features, "rank_world", lambda rank=rank: (rank, len(counts)))
-        with pytest.raises(ValueError) as raised:
-            image_features(SimpleNamespace(spec="effnet-lite0"), ["a.png"] * counts[rank])
-        errors.append(raised.value)
-    assert len({str(e) for e in errors}) == 1, [str(e) for e in errors]
-    assert "ranks 2, 3 of 4" in str(errors[0]) and "rank 0" in str(errors[0])
-    assert all(getattr(e, "raised_on", None) == EVERY_RANK for e in errors)
+    paths = write_images(tmp_path, 4)
+    (tmp_path / "moved").mkdir()
+    moved = [tmp_path / "moved" / p.name for p in paths]  # the same files elsewhere
+    for p, m in zip(paths, moved):
+        shutil.copyfile(p, m)
+    (tmp_path / "other").mkdir()
+    other = [tmp_path / "other" / p.name for p in paths]
+    for p, o in zip(paths, other):
+        shutil.copyfile(p, o)
+    Image.new("RGB", (8, 8), "red").save(other[1])  # the same name, another picture
+    given = [paths, moved, other, paths[:3]]  # ranks 2 and 3 were given other files
+    lists = [list(zip(features._file_list(files), map(str, files))) for files in given]
+    with pytest.raises(ValueError) as raised:
+        features._check_same_files(SimpleNamespace(spec="effnet-lite0"), lists)
+    assert str(raised.value) == (
+        "effnet-lite0 features: ranks 2, 3 of 4 were given other image files than rank 0, the "
+        f"first at image 2: rank 0 has {paths[1]} ({paths[1].stat().st_size} bytes), rank 2 "
+        f"has {other[1]} ({other[1].stat().st_size} bytes); every rank must be given the same "
+        "files (on several machines, the same images in their folder)")
+    assert raised.value.raised_on == EVERY_RANK
+    features._check_same_files(SimpleNamespace(spec="effnet-lite0"), lists[:2])  # no error
+    with pytest.raises(ValueError, match=r"first at image 4: .*rank 1 has none \(it was given 3\)"):
+        features._check_same_files(SimpleNamespace(spec="effnet-lite0"), [lists[0], lists[3]])
 
 
 def test_two_processes_split_the_work_and_return_what_one_process_returns(
@@ -533,17 +551,27 @@ def test_two_processes_split_the_work_and_return_what_one_process_returns(
     # Two images already cached: only the other five are computed, split over the ranks.
     image_features(image_encoder, paths[:2], cache_dir=tmp_path / "cache", progress=False)
     (tmp_path / "broken.png").write_text("not a png")
+    (tmp_path / "elsewhere").mkdir()
+    elsewhere = [tmp_path / "elsewhere" / p.name for p in paths]
+    for p, e in zip(paths, elsewhere):
+        shutil.copyfile(p, e)
+    Image.new("RGB", (8, 8), "red").save(elsewhere[2])
     job = {"image_spec": image_spec, "text_spec": text_spec, "paths": paths, "texts": texts,
            "cache": tmp_path / "cache", "broken": tmp_path / "broken.png",
-           "out": str(tmp_path / "out")}
+           "elsewhere": elsewhere, "out": str(tmp_path / "out")}
     mp.spawn(_distributed_worker, args=(2, _free_port(), job), nprocs=2, join=True)
     results = [np.load(f"{tmp_path / 'out'}.{r}.npy", allow_pickle=True).item() for r in (0, 1)]
     for r in results:
         assert np.allclose(r["images"], single_images, atol=1e-5)
         assert np.allclose(r["uncached"], single_images, atol=1e-5)
         assert np.allclose(r["texts"], single_texts, atol=1e-5)
-        assert "broken.png" in r["error"] and "every rank must pass the same list" in r["mismatch"]
-    assert results[0]["mismatch"] == results[1]["mismatch"]  # so it is said once
+        assert "broken.png" in r["error"] and "every rank must be given the same" in r["mismatch"]
+        # Counted alike, the lists differ in a file: named, not mixed into the features.
+        assert (f"first at image 3: rank 0 has {paths[2]} ({paths[2].stat().st_size} bytes), "
+                f"rank 1 has {elsewhere[2]} ({elsewhere[2].stat().st_size} bytes)"
+                ) in r["other_files"]
+    for said in ("mismatch", "other_files"):
+        assert results[0][said] == results[1][said]  # so it is said once
     # Each item computed once, by one rank, and each rank did a share.
     assert [r["image_calls"] for r in results] == [3, 2]
     assert [r["uncached_calls"] for r in results] == [4, 3]
