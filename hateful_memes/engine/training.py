@@ -16,7 +16,7 @@ from ..evaluation.metrics import official
 from ..features.inputs import Inputs
 from ..models.model import MemeModel, batch_totals
 from ..runtime import checkpoints
-from ..runtime.distributed import rank_world
+from ..runtime.distributed import on_all, rank_world
 from ..runtime.files import atomic_open, write_jsonl
 from ..runtime.progress import bar as progress_bar, plural
 
@@ -229,6 +229,42 @@ def _sync_batchnorm(model: MemeModel) -> None:
         model.image_encoder = convert_sync_batchnorm(model.image_encoder)
 
 
+def _resumed(last: Path, model: MemeModel, opt: torch.optim.Optimizer, device, rank: int,
+             meta: dict | None, differs: Callable[[dict, dict], list[str]] | None) -> dict:
+    """`fit`'s state from `last` (a resume), its weights, optimizer and RNG state restored
+    into `model`, `opt` and this process; CheckpointError if it does not belong to them."""
+    if not last.exists():
+        raise FileNotFoundError(f"--resume: no {last} to continue from")
+    saved = checkpoints.load_dict(last, ("model", "optimizer", "rng", "state"), device,
+                                  what="resume state")
+    rngs = [saved["rng"], *saved.get("rng_ranks", [])]
+    # Written before CUDA states were saved, or off CUDA: no "cuda_rng" (the GPUs keep the
+    # seed `fit` gave them).
+    cuda_rngs = saved.get("cuda_rng", [])
+    try:
+        model.load_state_dict(saved["model"])
+        opt.load_state_dict(saved["optimizer"])
+        # Resumed on another number of processes, the other ranks keep their fresh seeds:
+        # the gradients do not depend on the number of processes, only the dropout masks.
+        if rank < len(rngs):
+            torch.set_rng_state(rngs[rank].cpu())
+        if rank < len(cuda_rngs) and cuda_rngs[rank] is not None:
+            _set_cuda_rng_state(cuda_rngs[rank])
+    except (RuntimeError, ValueError, KeyError, TypeError, AttributeError) as e:
+        raise checkpoints.CheckpointError(
+            f"{last}: does not fit this run's model and optimizer: "
+            f"{str(e).splitlines()[0] if str(e) else type(e).__name__}") from None
+    theirs = saved.get("meta") if isinstance(saved.get("meta"), dict) else {}
+    diff = [] if meta is None or "meta" not in saved else (
+        differs(theirs, meta) if differs is not None else
+        sorted(k for k in set(theirs) | set(meta) if theirs.get(k) != meta.get(k)))
+    if diff:
+        raise checkpoints.CheckpointError(
+            f"{last}: was written by a run with other settings (differing in {diff}); the "
+            "folder mixes two runs: start again with --overwrite")
+    return saved["state"]
+
+
 def fit(model: MemeModel, train: Inputs, train_targets: dict[str, torch.Tensor], dev: Inputs,
         dev_targets: dict[str, torch.Tensor], cfg: FitConfig, run_dir: Path, resume: bool = False,
         on_epoch_end: Callable[[int], None] | None = None, progress: bool = True,
@@ -268,36 +304,10 @@ def fit(model: MemeModel, train: Inputs, train_targets: dict[str, torch.Tensor],
     state = {"epoch": 0, "best": None, "best_epoch": None, "history": []}
     last = run_dir / "last.pt"
     if resume:
-        if not last.exists():
-            raise FileNotFoundError(f"--resume: no {last} to continue from")
-        saved = checkpoints.load_dict(last, ("model", "optimizer", "rng", "state"), device,
-                                      what="resume state")
-        rngs = [saved["rng"], *saved.get("rng_ranks", [])]
-        # Written before CUDA states were saved, or off CUDA: no "cuda_rng" (the GPUs keep the
-        # seed given above).
-        cuda_rngs = saved.get("cuda_rng", [])
-        try:
-            model.load_state_dict(saved["model"])
-            opt.load_state_dict(saved["optimizer"])
-            # Resumed on another number of processes, the other ranks keep their fresh seeds:
-            # the gradients do not depend on the number of processes, only the dropout masks.
-            if rank < len(rngs):
-                torch.set_rng_state(rngs[rank].cpu())
-            if rank < len(cuda_rngs) and cuda_rngs[rank] is not None:
-                _set_cuda_rng_state(cuda_rngs[rank])
-        except (RuntimeError, ValueError, KeyError, TypeError, AttributeError) as e:
-            raise checkpoints.CheckpointError(
-                f"{last}: does not fit this run's model and optimizer: "
-                f"{str(e).splitlines()[0] if str(e) else type(e).__name__}") from None
-        theirs = saved.get("meta") if isinstance(saved.get("meta"), dict) else {}
-        diff = [] if meta is None or "meta" not in saved else (
-            differs(theirs, meta) if differs is not None else
-            sorted(k for k in set(theirs) | set(meta) if theirs.get(k) != meta.get(k)))
-        if diff:
-            raise checkpoints.CheckpointError(
-                f"{last}: was written by a run with other settings (differing in {diff}); the "
-                "folder mixes two runs: start again with --overwrite")
-        state = saved["state"]
+        # Every rank reads the same last.pt (the run folder is shared): a damaged one is one
+        # error of every rank, said once (runtime/commands.py), not once a rank.
+        state = on_all(lambda: _resumed(last, model, opt, device, rank, meta, differs),
+                       f"reading {last}")
     net = model
     if world > 1:
         from torch.nn.parallel import DistributedDataParallel

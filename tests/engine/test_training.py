@@ -314,6 +314,37 @@ def test_a_damaged_rng_state_in_last_pt_is_an_error_naming_the_file(tmp_path):
         _fit(tmp_path, epochs=2, resume=True)
 
 
+def _resume_worker(rank, world, port, tmp):
+    import contextlib
+    import io
+    from pathlib import Path
+
+    from hateful_memes.runtime.commands import error_exit
+    _join(rank, world, port)
+    err = io.StringIO()
+    try:
+        _fit(Path(tmp), epochs=2, resume=True)
+    except ValueError as e:
+        with contextlib.redirect_stderr(err):
+            error_exit("train.py", e)
+    Path(tmp, f"said.{rank}").write_text(err.getvalue())
+    distributed.finish()
+
+
+def test_a_damaged_last_pt_is_one_error_of_every_rank_said_once(tmp_path):
+    """Every rank of a resumed run reads the same last.pt: a damaged one was said once a
+    rank ("rank 1 of 2: ...last.pt: not a readable ..."), now once, as one process says it."""
+    import torch.multiprocessing as mp
+
+    _fit(tmp_path, epochs=1)
+    last = tmp_path / "last.pt"
+    last.write_bytes(last.read_bytes()[:100])  # cut short, as by a full disk or a copy
+    mp.spawn(_resume_worker, args=(2, _free_port(), str(tmp_path)), nprocs=2, join=True)
+    said = [(tmp_path / f"said.{rank}").read_text() for rank in range(2)]
+    assert said[0].startswith(f"train.py: error: {last}: not a readable torch resume state"), said
+    assert said[0].count("\n") == 1 and said[1] == ""
+
+
 @pytest.mark.parametrize("count, says", [(1, "there is only 1 CUDA device"),
                                          (2, "there are only 2 CUDA devices")])
 def test_a_cuda_index_past_the_gpus_says_how_many_there_are(monkeypatch, count, says):
