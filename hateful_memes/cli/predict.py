@@ -261,7 +261,10 @@ def main(argv: list[str] | None = None) -> int:
                     "--input under torchrun")
         return _main(p, args, rank)
     finally:
-        distributed.finish()
+        # No barrier: a rank interrupted alone between collectives would wait there for the
+        # others, which wait for it in the next one (for minutes, to the timeout). Leaving,
+        # it breaks that one instead, and they stop (distributed.gather).
+        distributed.finish(wait=False)
 
 
 def _main(p: argparse.ArgumentParser, args: argparse.Namespace, rank: int) -> int:

@@ -29,12 +29,20 @@ that all of 8 ranks hit was said 8 times. `error_exit` says a command's error
 - Raised on some ranks only: said by each of them, naming its rank
   (`PROG: error: rank 3 of 8: ...`).
 - Raised only because another rank failed (`distributed.RankFailed`, marked ANOTHER_RANK): not
-  said here; the rank that failed says its own.
+  said here; the rank that failed says its own. On several machines (torchrun's GROUP_RANK)
+  that rank's machine alone would say it, and the others' users would see their job stop
+  without a reason: where no rank of this machine failed (marked ANOTHER_MACHINE), its first
+  process says once which rank did (`PROG: error: ... failed on rank 9 of 16: ...`), or, when
+  a collective broke without saying which, that another rank failed.
 
 `--help` is said as an error raised on every rank is (`ArgumentParser`): it too comes of the
 command line, and every rank exits 0. So is Ctrl-C's "interrupted", every rank exiting with
 EXIT_INTERRUPTED: torchrun passes the SIGINT it gets on to every rank of its machine (which it
-starts in sessions of their own, out of the terminal's reach).
+starts in sessions of their own, out of the terminal's reach). A SIGINT sent to one rank alone
+(`kill -INT PID`) is told apart where the ranks meet in `distributed.gather`: the ranks that
+were not interrupted stop there (RankFailed), and the interrupted one (marked SOME_RANKS) says
+`PROG: rank 3 of 8: interrupted`. Interrupted anywhere else, a rank cannot tell whether the
+others were too, and leaves it to the first process of its machine, as for Ctrl-C.
 
 Deciding this takes no communication on the way out, which could leave a rank waiting for one
 that died: the ranks learn of each other's errors in the collectives they were in anyway
@@ -99,21 +107,28 @@ def ends_quietly(main: Callable[..., int]) -> Callable[..., int]:
         except BrokenPipeError:
             stdout_to_devnull()
             return EXIT_BROKEN_PIPE
-        except KeyboardInterrupt:
-            if _says_for_every_rank():
+        except KeyboardInterrupt as e:
+            if getattr(e, "raised_on", None) == SOME_RANKS:  # not Ctrl-C: a signal to this rank
+                stderr_line(f"{_prog(main)}: rank {os.environ.get('RANK')} of "
+                            f"{os.environ.get('WORLD_SIZE')}: interrupted")
+            elif _says_for_every_rank():
                 stderr_line(f"\n{_prog(main)}: interrupted")
             return EXIT_INTERRUPTED
 
     return wrapper
 
 
-# What `raised_on` marks an error with, for `error_exit`.
+# What `raised_on` marks an error with, for `error_exit` (and a KeyboardInterrupt, for
+# `ends_quietly`).
 EVERY_RANK = "every rank"
-ANOTHER_RANK = "another rank"
+ANOTHER_RANK = "another rank"  # ... of this machine, which says it
+ANOTHER_MACHINE = "another machine"  # ... or no rank known; this machine's first process says it
+SOME_RANKS = "some ranks"  # here, and known not to be on every rank
 
 
 def raised_on(error: E, where: str) -> E:
-    """`error`, marked as raised alike on EVERY_RANK, or here only because ANOTHER_RANK failed."""
+    """`error`, marked as raised alike on EVERY_RANK, on SOME_RANKS only, or here only because
+    ANOTHER_RANK (of this machine) or a rank on ANOTHER_MACHINE failed."""
     error.raised_on = where
     return error
 
@@ -125,7 +140,7 @@ def error_exit(prog: str, error: BaseException) -> int:
     rank, world = os.environ.get("RANK"), os.environ.get("WORLD_SIZE")
     if rank is None or world in (None, "1"):  # one process
         stderr_line(f"{prog}: error: {error}")
-    elif where == EVERY_RANK:
+    elif where in (EVERY_RANK, ANOTHER_MACHINE):
         if _says_for_every_rank():
             stderr_line(f"{prog}: error: {error}")
     elif where != ANOTHER_RANK:

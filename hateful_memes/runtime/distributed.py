@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import gc
 import os
+import re
 from typing import Callable, TypeVar
 
 import torch
 import torch.distributed as dist
 
-from .commands import ANOTHER_RANK, EVERY_RANK, raised_on
+from .commands import ANOTHER_MACHINE, ANOTHER_RANK, EVERY_RANK, SOME_RANKS, raised_on
 
 T = TypeVar("T")
 
@@ -67,26 +68,55 @@ def gather(compute: Callable[[], T], what: str) -> list[T]:
     """`compute()` on this rank and its result from every rank, in rank order. An exception on
     any rank is raised on every rank (naming the rank), instead of leaving the others waiting
     for a result that never comes: as itself on the ranks that raised it (marked EVERY_RANK
-    when that is all of them, with the same message), as RankFailed on the others. Under NCCL
-    each rank must have set its CUDA device."""
+    when that is all of them, with the same message), as RankFailed on the others (marked
+    ANOTHER_MACHINE where no rank of this machine failed). A Ctrl-C (KeyboardInterrupt) goes
+    round the same way, marked SOME_RANKS where it did not reach every rank. A rank that left
+    (died, or was interrupted elsewhere) breaks the collective: RankFailed too, that rank
+    unknown. Under NCCL each rank must have set its CUDA device."""
     rank, world = rank_world()
     try:
         value, error = compute(), None
-    except Exception as e:
+    except (Exception, KeyboardInterrupt) as e:
         value, error = None, e
     gathered: list = [None] * world
-    dist.all_gather_object(
-        gathered, (None if error is None else f"{type(error).__name__}: {error}", value))
-    failed = {other: message for other, (message, _) in enumerate(gathered)
+    try:
+        dist.all_gather_object(gathered, (_message(error), _machine(), value))
+    except torch.OutOfMemoryError:
+        raise
+    except RuntimeError as e:  # gloo's "Connection closed by peer": a rank left (died, or was
+        if error is not None:  # interrupted outside a collective), and which is not known
+            raise error from None
+        detail = re.sub(r"^\[[^\]]*\] ", "", str(e).split("\n")[0])[:200]
+        raise raised_on(RankFailed(f"{what}: another rank failed ({detail})"),
+                        ANOTHER_MACHINE) from None
+    failed = {other: message for other, (message, _, _) in enumerate(gathered)
               if message is not None}
     if error is not None:
         if len(failed) == world and len(set(failed.values())) == 1:
             raised_on(error, EVERY_RANK)
+        elif isinstance(error, KeyboardInterrupt):
+            raised_on(error, SOME_RANKS)
         raise error
     if failed:
         other = min(failed)
-        raise RankFailed(f"{what} failed on rank {other} of {world}: {failed[other]}")
-    return [v for _, v in gathered]
+        here = any(gathered[r][1] == _machine() for r in failed)
+        raise raised_on(RankFailed(f"{what} failed on rank {other} of {world}: {failed[other]}"),
+                        ANOTHER_RANK if here else ANOTHER_MACHINE)
+    return [v for _, _, v in gathered]
+
+
+def _message(error: BaseException | None) -> str | None:
+    if error is None:
+        return None
+    if isinstance(error, KeyboardInterrupt):
+        return "interrupted"
+    return f"{type(error).__name__}: {error}"
+
+
+def _machine() -> str:
+    """This process's machine: torchrun's GROUP_RANK (one agent a machine, the one whose
+    LOCAL_RANK 0 says what its ranks have to say), "0" without torchrun."""
+    return os.environ.get("GROUP_RANK", "0")
 
 
 def on_all(compute: Callable[[], T], what: str) -> T:

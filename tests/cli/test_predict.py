@@ -507,42 +507,58 @@ def test_two_torchrun_processes_write_what_one_process_writes(tiny_runs, demo_da
 
 
 def _failing_rank_worker(rank: int, world: int, port: int, argv: list[str], logs: str,
-                         alone: int | None, own: dict | None) -> None:
+                         alone: tuple | None, own: dict | None, machines: bool) -> None:
     """predict.main as torchrun runs it on rank `rank`, with the options `own` gives that rank
-    (as on another machine); with `alone`, that rank alone cannot read the input. What the
-    rank says goes to LOGS/rank<RANK>.err."""
+    (as on another machine); with `alone` (RANK, "unreadable" or "interrupted"), that rank alone
+    cannot read the input or is sent a SIGINT while it reads it; with `machines` each rank is
+    on a machine of its own. What the rank says goes to LOGS/rank<RANK>.err, its exit status
+    to LOGS/rank<RANK>.status."""
     import contextlib
     import io
     import os
+    import signal
+    import sys
 
     import torch
 
     from hateful_memes.data.annotations import AnnotationError
 
-    os.environ.update(RANK=str(rank), LOCAL_RANK=str(rank), WORLD_SIZE=str(world),
+    sys.argv = ["predict.py"]  # as torchrun starts it: the lines a command says begin with it
+    os.environ.update(RANK=str(rank), LOCAL_RANK="0" if machines else str(rank),
+                      GROUP_RANK=str(rank) if machines else "0", WORLD_SIZE=str(world),
                       MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    signal.signal(signal.SIGINT, signal.default_int_handler)  # Python's own, as at a terminal
     torch.set_num_threads(1)
-    if rank == alone:
-        def unreadable(path):
+    if alone is not None and rank == alone[0]:
+        read = predict.read_annotations
+
+        def reading(path):
+            if alone[1] == "interrupted":
+                os.kill(os.getpid(), signal.SIGINT)  # `kill -INT` of this rank alone
+                return read(path)
             raise AnnotationError(f"{path}:1: not JSON")
-        predict.read_annotations = unreadable
+        predict.read_annotations = reading
     err = io.StringIO()
     with contextlib.redirect_stderr(err):
         code = predict.main([*argv, *(own or {}).get(rank, [])])
     Path(logs, f"rank{rank}.err").write_text(err.getvalue())
-    assert code == 1, err.getvalue()
+    Path(logs, f"rank{rank}.status").write_text(str(code))
 
 
-def _said_under_two_ranks(argv: list[str], logs: Path, alone: int | None = None,
-                          own: dict | None = None) -> list:
+def _said_under_two_ranks(argv: list[str], logs: Path, alone: tuple | None = None,
+                          own: dict | None = None, machines: bool = False,
+                          status: tuple = (1, 1)) -> list:
+    """The lines each of 2 ranks says (`_failing_rank_worker`), once each exited with
+    `status`, within the time a rank left waiting for another fails the test."""
     import socket
 
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    spawn_and_join(_failing_rank_worker, (2, port, argv, str(logs), alone, own), 300)
+    spawn_and_join(_failing_rank_worker, (2, port, argv, str(logs), alone, own, machines), 300)
+    assert tuple(int((logs / f"rank{rank}.status").read_text()) for rank in range(2)) == status
     return [[line for line in (logs / f"rank{rank}.err").read_text().splitlines()
-             if "error:" in line] for rank in range(2)]
+             if line.startswith("predict.py:")] for rank in range(2)]
 
 
 def test_missing_weights_under_torchrun_are_said_once(demo_data, tmp_path):
@@ -559,9 +575,38 @@ def test_an_input_one_rank_alone_cannot_read_is_said_by_that_rank(tiny_runs, dem
     dev = demo_data / "annotations" / "dev.json"
     said = _said_under_two_ranks(
         ["--model", str(tiny_runs / "A"), "--input", str(dev), "--out", str(tmp_path / "sub.jsonl"),
-         "--device", "cpu", "--cache-dir", str(tmp_path / "cache"), "--quiet"], tmp_path, alone=1)
+         "--device", "cpu", "--cache-dir", str(tmp_path / "cache"), "--quiet"], tmp_path,
+        alone=(1, "unreadable"))
     # Rank 0 stops too (status 1), without a line: rank 1 says what it hit, naming itself.
     assert said == [[], [f"predict.py: error: rank 1 of 2: {dev}:1: not JSON"]]
+    assert not (tmp_path / "sub.jsonl").exists()
+
+
+def test_on_two_machines_each_says_why_the_rank_that_failed_on_the_other_stopped_it(
+        tiny_runs, demo_data, tmp_path):
+    """Each rank on a machine of its own, rank 1's failing: rank 0's machine said nothing (its
+    user saw the job stop without a reason); its first process says which rank failed."""
+    dev = demo_data / "annotations" / "dev.json"
+    said = _said_under_two_ranks(
+        ["--model", str(tiny_runs / "A"), "--input", str(dev), "--out", str(tmp_path / "sub.jsonl"),
+         "--device", "cpu", "--cache-dir", str(tmp_path / "cache"), "--quiet"], tmp_path,
+        alone=(1, "unreadable"), machines=True)
+    assert said == [[f"predict.py: error: checking the input and loading the runs failed on "
+                     f"rank 1 of 2: AnnotationError: {dev}:1: not JSON"],
+                    [f"predict.py: error: rank 1 of 2: {dev}:1: not JSON"]]
+
+
+def test_a_rank_interrupted_alone_says_so_and_the_other_ranks_stop(tiny_runs, demo_data,
+                                                                   tmp_path):
+    """`kill -INT` of rank 1 alone (Ctrl-C reaches every rank: torchrun passes it on). Rank 1
+    left without a word, rank 0 waited for it in a collective (until the timeout, 30 minutes
+    on gloo); now rank 1 says it was interrupted (status 130) and rank 0 stops (status 1)."""
+    dev = demo_data / "annotations" / "dev.json"
+    said = _said_under_two_ranks(
+        ["--model", str(tiny_runs / "A"), "--input", str(dev), "--out", str(tmp_path / "sub.jsonl"),
+         "--device", "cpu", "--cache-dir", str(tmp_path / "cache"), "--quiet"], tmp_path,
+        alone=(1, "interrupted"), status=(1, 130))
+    assert said == [[], ["predict.py: rank 1 of 2: interrupted"]]
     assert not (tmp_path / "sub.jsonl").exists()
 
 

@@ -118,6 +118,9 @@ def _as_rank(monkeypatch, rank: int, world: int, local_rank: int | None = None) 
     (1, 2, 1, None, "train.py: error: rank 1 of 2: no such file"),  # this rank's alone
     (0, 2, 0, None, "train.py: error: rank 0 of 2: no such file"),
     (0, 2, 0, commands.ANOTHER_RANK, ""),  # the rank that failed says it
+    # no rank of its machine failed: its first process says which did, the others nothing
+    (4, 8, 0, commands.ANOTHER_MACHINE, "train.py: error: no such file"),
+    (5, 8, 1, commands.ANOTHER_MACHINE, ""),
 ])
 def test_an_error_is_said_once_under_torchrun(rank, world, local_rank, where, said, monkeypatch,
                                               capsys):
@@ -167,13 +170,18 @@ def test_help_is_printed_by_rank_0_alone(command, monkeypatch, capsys):
     assert said[1].out == said[1].err == ""
 
 
-@pytest.mark.parametrize("rank, world, local_rank, said", [
-    (None, None, None, "train.py: interrupted"),  # one process, no torchrun
-    (0, 2, 0, "train.py: interrupted"),
-    (1, 2, 1, ""),  # Ctrl-C reached rank 0 too: rank 0 says it
-    (4, 8, 0, "train.py: interrupted"),  # the first process of its machine
+@pytest.mark.parametrize("rank, world, local_rank, where, said", [
+    (None, None, None, None, "train.py: interrupted"),  # one process, no torchrun
+    (0, 2, 0, None, "train.py: interrupted"),
+    (1, 2, 1, None, ""),  # Ctrl-C reached rank 0 too: rank 0 says it
+    (4, 8, 0, None, "train.py: interrupted"),  # the first process of its machine
+    (1, 2, 1, commands.EVERY_RANK, ""),  # distributed.gather found every rank interrupted
+    # ... and found this rank interrupted, not every one (`kill -INT` of one rank): it says so
+    (1, 2, 1, commands.SOME_RANKS, "train.py: rank 1 of 2: interrupted"),
+    (4, 8, 0, commands.SOME_RANKS, "train.py: rank 4 of 8: interrupted"),
 ])
-def test_ctrl_c_is_said_once_under_torchrun(rank, world, local_rank, said, monkeypatch, capsys):
+def test_ctrl_c_is_said_once_under_torchrun(rank, world, local_rank, where, said, monkeypatch,
+                                            capsys):
     """torchrun passes Ctrl-C to every rank: "interrupted" was said once per rank."""
     for name in ("RANK", "WORLD_SIZE", "LOCAL_RANK"):
         monkeypatch.delenv(name, raising=False)
@@ -183,7 +191,8 @@ def test_ctrl_c_is_said_once_under_torchrun(rank, world, local_rank, said, monke
 
     @commands.ends_quietly
     def main(argv=None):
-        raise KeyboardInterrupt
+        raise KeyboardInterrupt if where is None else commands.raised_on(KeyboardInterrupt(),
+                                                                         where)
 
     assert main([]) == commands.EXIT_INTERRUPTED  # on every rank
     assert capsys.readouterr().err.strip() == said

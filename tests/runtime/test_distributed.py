@@ -100,6 +100,68 @@ def test_a_failure_on_one_rank_is_raised_on_every_rank_naming_it(tmp_path):
         "ValueError: cuda:0: out of memory (unmarked)"]
 
 
+def _machines_worker(rank, world, port, out):
+    """Each rank on a machine of its own (torchrun's GROUP_RANK; LOCAL_RANK 0 on each)."""
+    import signal
+
+    os.environ.update(RANK=str(rank), LOCAL_RANK="0", GROUP_RANK=str(rank),
+                      WORLD_SIZE=str(world), MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    signal.signal(signal.SIGINT, signal.default_int_handler)  # Python's own, as at a terminal
+    torch.set_num_threads(1)
+    distributed.init_from_env("cpu")
+
+    def interrupted(ranks):
+        def compute():
+            if rank in ranks:  # `kill -INT` of this process alone
+                os.kill(os.getpid(), signal.SIGINT)
+            return rank
+        return compute
+
+    def fail_on_1():
+        if rank == 1:
+            raise ValueError("meme 42: no caption")
+        return rank
+
+    said = []
+    for compute in (interrupted({1}), interrupted({0, 1}), fail_on_1):
+        try:
+            distributed.gather(compute, "reading memes")
+        except (Exception, KeyboardInterrupt) as e:
+            said.append(f"{type(e).__name__}: {e} ({getattr(e, 'raised_on', 'unmarked')})")
+    if rank == 1:  # leaves, as a rank interrupted outside `gather` does, without a word
+        Path(f"{out}.{rank}").write_text("\n".join(said))
+        distributed.finish(wait=False)
+        return
+    try:
+        distributed.gather(lambda: rank, "scoring")
+    except distributed.RankFailed as e:
+        said.append(f"{type(e).__name__}: {e} ({e.raised_on})")
+    Path(f"{out}.{rank}").write_text("\n".join(said))
+    distributed.finish(wait=False)
+
+
+def test_on_several_machines_a_failure_elsewhere_is_marked_for_this_machine_to_say(tmp_path):
+    """...and a rank interrupted alone says so while the others stop, instead of waiting for
+    it: error_exit and ends_quietly say what these marks ask (test_commands.py)."""
+    out = tmp_path / "said"
+    from conftest import spawn_and_join
+    spawn_and_join(_machines_worker, (2, _free_port(), str(out)), 120)
+    assert Path(f"{out}.1").read_text().splitlines() == [
+        "KeyboardInterrupt:  (some ranks)",  # rank 1 alone: it says it
+        "KeyboardInterrupt:  (every rank)",  # like Ctrl-C: each machine's first process
+        "ValueError: meme 42: no caption (unmarked)"]
+    said = Path(f"{out}.0").read_text().splitlines()
+    assert said[:3] == [
+        # rank 0's machine has no failing rank: it says which rank failed
+        "RankFailed: reading memes failed on rank 1 of 2: interrupted (another machine)",
+        "KeyboardInterrupt:  (every rank)",
+        "RankFailed: reading memes failed on rank 1 of 2: ValueError: meme 42: no caption "
+        "(another machine)"]
+    # Rank 1 left: the collective broke, and which rank failed is not known.
+    assert said[3].startswith("RankFailed: scoring: another rank failed (Connection closed by "
+                              "peer") and said[3].endswith("(another machine)"), said
+
+
 def test_on_all_in_one_process_is_the_call_itself():
     assert distributed.on_all(lambda: 7, "counting") == 7
     with pytest.raises(ValueError, match="meme 42"):  # raised as it is, not wrapped
