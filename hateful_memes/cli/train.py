@@ -758,17 +758,17 @@ def main(argv: list[str] | None = None) -> int:
         summary = run(cfg, resume=args.resume, progress=not args.quiet, overwrite=args.overwrite)
     except (AnnotationError, MissingImagesError, ImageReadError, ValueError, FileNotFoundError,
             distributed.RankFailed) as e:
-        # No barrier on the way out: a rank that fails alone must not wait for the others
-        # (torchrun stops them when this process exits). But leave the group, as pretrain.py
-        # does: a gloo group torn down by the interpreter's exit can abort the process
-        # ("terminate called without an active exception", SIGABRT instead of status 1; seen
-        # once in CI in test_missing_weights_under_torchrun_are_said_once).
-        code = error_exit("train.py", e)
+        return error_exit("train.py", e)
+    finally:
+        # Left on every way out, Ctrl-C too, as pretrain.py and predict.py do: a gloo group
+        # torn down by the interpreter's exit can abort the process ("terminate called without
+        # an active exception", SIGABRT instead of status 1 or 130; seen once in CI in
+        # test_missing_weights_under_torchrun_are_said_once). No barrier: a rank that fails
+        # alone must not wait for the others (torchrun stops them when this process exits),
+        # and rank 0 goes on alone (TF-IDF view, thresholds, reports) as long as the data
+        # needs, while the others leave rather than wait for it in a collective that could
+        # time out.
         distributed.finish(wait=False)
-        return code
-    # Rank 0 goes on alone (TF-IDF view, thresholds, reports), as long as the data needs: the
-    # other ranks leave now rather than wait for it in a collective that could time out.
-    distributed.finish(wait=False)
     if summary is None:  # not rank 0: rank 0 reports
         return 0
     tasks = tasks_for(cfg["task"])

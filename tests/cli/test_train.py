@@ -920,6 +920,55 @@ def test_missing_weights_under_torchrun_are_said_once(demo_data, tmp_path):
     assert said == [[f"train.py: error: {weights}: no such Barlow Twins checkpoint"], []]
 
 
+def _interrupted_worker(rank: int, world: int, port: int, out: str, logs: str) -> None:
+    """train.main as torchrun runs it on rank `rank`, Ctrl-C reaching it in training (torchrun
+    passes it on to every rank): its status, its lines and whether it is still in the process
+    group once main returned go to LOGS/rank<RANK>.json."""
+    import contextlib
+    import io
+    import os
+    import signal
+    import sys
+    from pathlib import Path
+
+    import torch.distributed as dist
+
+    sys.argv = ["train.py"]  # as torchrun starts it: the lines a command says begin with it
+    os.environ.update(RANK=str(rank), LOCAL_RANK=str(rank), WORLD_SIZE=str(world),
+                      MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    signal.signal(signal.SIGINT, signal.default_int_handler)  # Python's own, as at a terminal
+    torch.set_num_threads(1)
+
+    def training(cfg, **kwargs):
+        dist.barrier()  # in the group, as a run's ranks are
+        os.kill(os.getpid(), signal.SIGINT)
+
+    train.run = training
+    err = io.StringIO()
+    with contextlib.redirect_stderr(err):
+        code = train.main(["--task", "A", "--out", out, "--device", "cpu", "--quiet"])
+    said = [line for line in err.getvalue().splitlines() if line.startswith("train.py:")]
+    Path(logs, f"rank{rank}.json").write_text(json.dumps(
+        {"status": code, "said": said, "in_group": dist.is_initialized()}))
+
+
+def test_ctrl_c_under_torchrun_leaves_the_process_group(tmp_path):
+    """Ctrl-C left the gloo group to the interpreter's exit, which can abort the process
+    (SIGABRT, "terminate called without an active exception") instead of ending it with 130;
+    every rank now leaves it, as on an error, and rank 0 alone says it was interrupted."""
+    import socket
+
+    from conftest import spawn_and_join
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    spawn_and_join(_interrupted_worker, (2, port, str(tmp_path / "run"), str(tmp_path)), 120)
+    ended = [json.loads((tmp_path / f"rank{rank}.json").read_text()) for rank in range(2)]
+    assert ended == [{"status": 130, "said": ["train.py: interrupted"], "in_group": False},
+                     {"status": 130, "said": [], "in_group": False}]
+
+
 def test_help_shows_the_real_defaults(capsys):
     with pytest.raises(SystemExit):
         train.main(["--help"])
