@@ -12,8 +12,9 @@ again and checks the page says the given caption was used and labels it so. Text
 (`--image-encoder none`): with no image, it checks the page is marked so and its "Score with
 this caption" button enabled, types a caption, clicks the button, and makes the same checks of
 the bars and ticks, and that the typed caption is the one scored and labelled as given.
-A screenshot goes to experiments/runs/ (not in git). Exits 0 when every check passed; prints
-what it saw either way.
+A screenshot goes to experiments/runs/ (not in git). Exits 0 when every check passed, 1 when
+one failed, printing what it saw either way; 2 when it could not check (no Chromium, or the
+server did not start: one line, with the server's own last line).
 """
 from __future__ import annotations
 
@@ -26,6 +27,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import urllib.request
 from pathlib import Path
@@ -41,6 +43,10 @@ from hateful_memes.runtime.progress import plural  # noqa: E402
 from bench import positive_seconds  # noqa: E402
 
 
+class Exited(RuntimeError):
+    """The process that was to answer exited first."""
+
+
 def wait_http(url: str, timeout: float, proc: subprocess.Popen | None = None) -> bytes:
     deadline = time.time() + timeout
     while True:
@@ -49,10 +55,32 @@ def wait_http(url: str, timeout: float, proc: subprocess.Popen | None = None) ->
                 return r.read()
         except OSError:
             if proc is not None and proc.poll() is not None:
-                raise RuntimeError(f"{proc.args[:3]} exited with {proc.returncode}")
+                raise Exited(f"exit status {proc.returncode}") from None
             if time.time() > deadline:
                 raise TimeoutError(f"{url} did not answer in {timeout:.0f}s") from None
             time.sleep(0.5)
+
+
+class LastLine:
+    """A process's stderr passed on as it comes, its last non-blank line kept: why a server
+    that did not start stopped (serve.py's error line, a traceback's last line)."""
+
+    def __init__(self, stream):
+        self.line = ""
+        self.thread = threading.Thread(target=self._relay, args=(stream,), daemon=True)
+        self.thread.start()
+
+    def _relay(self, stream) -> None:
+        for line in stream:
+            sys.stderr.write(line)
+            sys.stderr.flush()
+            if line.strip():
+                self.line = line.strip()
+
+    def after_exit(self) -> str:
+        """The last line, once the process has exited: its pipe then ends."""
+        self.thread.join(timeout=10)
+        return self.line
 
 
 class DevTools:
@@ -246,11 +274,22 @@ def main(argv: list[str] | None = None) -> int:
     base = f"http://127.0.0.1:{args.port}"
     server = subprocess.Popen([sys.executable, str(ROOT / "serve.py"),
                                *[a for r in args.run for a in ("--run", r)],
-                               "--port", str(args.port)], cwd=ROOT)
+                               "--port", str(args.port)], cwd=ROOT,
+                              stderr=subprocess.PIPE, text=True, errors="replace")
+    said = LastLine(server.stderr)
     browser = None
     failures: list[str] = []
     try:
-        health = json.loads(wait_http(base + "/health", args.timeout, server))
+        try:
+            health = json.loads(wait_http(base + "/health", args.timeout, server))
+        except Exited as e:
+            last = said.after_exit()
+            print(f"browser_check: serve.py did not start ({e})" + (f": {last}" if last else ""),
+                  file=sys.stderr)
+            return 2
+        except TimeoutError as e:
+            print(f"browser_check: serve.py did not start: {e}", file=sys.stderr)
+            return 2
         print(f"runs read pictures: {health['needs_images']}")
         profile = tmp / "profile"
         browser = subprocess.Popen([args.chromium, "--headless=new", "--no-sandbox",

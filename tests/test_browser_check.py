@@ -30,6 +30,46 @@ def test_no_chromium_is_said_on_stderr(bc, tmp_path, capsys):
     assert not out and f"no Chromium at '{tmp_path / 'none'}'" in err
 
 
+@pytest.fixture
+def no_browser(tmp_path):
+    """An executable where --chromium looks: the server's start comes first, and it is never
+    run when the server does not start."""
+    path = tmp_path / "chromium"
+    path.write_text("#!/bin/sh\nexit 1\n")
+    path.chmod(0o755)
+    return path
+
+
+@pytest.mark.parametrize("failure", ["no run", "not a run", "port in use"])
+def test_a_server_that_does_not_start_is_one_line_naming_what_it_said(
+        bc, tmp_path, no_browser, failure, capsys):
+    """It ended in a traceback of its own wait for the server ("RuntimeError: [...] exited with
+    1"), the server's reason somewhere above it."""
+    import socket
+
+    run = tmp_path / "run"
+    if failure == "not a run":
+        run.mkdir()
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))  # bound, not listening: the server cannot bind it either
+        port = taken.getsockname()[1]
+        if failure != "port in use":
+            taken.close()
+        code = bc.main(["--run", str(run), "--chromium", str(no_browser), "--port", str(port),
+                        "--timeout", "120", "--screenshot", str(tmp_path / "page.png")])
+    err = capsys.readouterr().err
+    assert code == 2 and "Traceback" not in err, err
+    if failure == "port in use":
+        reason = f"serve.py: error: cannot listen on 127.0.0.1:{port}: Address already in use"
+    else:
+        checkpoint = run / "checkpoint.pt" if run.exists() else run
+        reason = (f"serve.py: error: {checkpoint}: no checkpoint (is {run} a finished train.py "
+                  "run?)")
+    assert [line for line in err.splitlines() if line.startswith("browser_check:")] == [
+        f"browser_check: serve.py did not start (exit status 1): {reason}"], err
+    assert not (tmp_path / "page.png").exists()
+
+
 class Page:
     """A DevTools stand-in whose page is always in `state`."""
 
