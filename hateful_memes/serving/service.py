@@ -436,7 +436,8 @@ def create_app(clf: MemeClassifier, max_upload_mb: float = DEFAULT_MAX_UPLOAD_MB
                       fields: list = Depends(image_fields)):
         images, texts = list(image or []), list(text or [])
         blank = {i for i, f in enumerate(fields) if _blank_file(f)}
-        blanks = bool(texts and blank) and len(fields) == len(images) + len(blank)
+        # Without captions too: a blank left out would silently score fewer memes than sent.
+        blanks = bool(blank) and len(fields) == len(images) + len(blank)
         if blanks:
             sent = iter(images)
             images = [None if i in blank else next(sent) for i in range(len(fields))]

@@ -642,3 +642,17 @@ def test_runs_that_read_pictures_name_the_meme_a_browser_form_sent_without_one(c
     assert r.status_code == 400, r.text
     assert r.json()["detail"].startswith("image 1: no file") and "read pictures" in r.json()[
         "detail"]
+
+
+@pytest.mark.parametrize("runs", ["read pictures", "text only"])
+def test_a_blank_file_input_without_captions_is_named_not_left_out(
+        client, text_ocr_client, meme, runs):
+    """A batch of file inputs with one left blank and no 'text' fields was scored without the
+    blank one: fewer results than memes sent, and no word of it."""
+    body, headers = browser_form([("image", "a.png", meme[0]), ("image", "", b""),
+                                  ("image", "c.png", meme[0])])
+    served = client if runs == "read pictures" else text_ocr_client
+    r = served.post("/predict/batch", content=body, headers=headers)
+    assert r.status_code == 400, r.text
+    start = "image 1: no file" if runs == "read pictures" else "text 1: no caption"
+    assert r.json()["detail"].startswith(start), r.json()["detail"]
