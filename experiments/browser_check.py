@@ -290,6 +290,13 @@ def main(argv: list[str] | None = None) -> int:
         except TimeoutError as e:
             print(f"browser_check: serve.py did not start: {e}", file=sys.stderr)
             return 2
+        # Another process that holds the port answers before the server started here has
+        # found it taken: its page is not the one to check.
+        expected = [Path(r).name for r in args.run]  # as RunPredictor names a run
+        if health.get("runs") != expected:
+            print(f"browser_check: {base} answers for runs {health.get('runs')}, not "
+                  f"{expected}: another server holds port {args.port}", file=sys.stderr)
+            return 2
         print(f"runs read pictures: {health['needs_images']}")
         profile = tmp / "profile"
         browser = subprocess.Popen([args.chromium, "--headless=new", "--no-sandbox",

@@ -1,6 +1,7 @@
 """experiments/browser_check.py without a browser: its flags, messages and the pieces that
 decide what it reports (the browser run itself needs Chromium and a trained run)."""
 import base64
+import json
 
 import pytest
 
@@ -193,3 +194,37 @@ def test_what_goes_wrong_on_the_text_only_page_is_said(bc, tmp_path, page, failu
     failures = bc.check_page(page.cdp, "http://x", tmp_path / "meme.png",
                              str(tmp_path / "page.png"), HEALTH)
     assert failures == [failure]
+
+
+def test_a_port_another_server_answers_on_is_not_checked(bc, tmp_path, capsys):
+    """Another web server on --port answered /health before the server started here found
+    the port taken, and the check went on against its page."""
+    import http.server
+    import threading
+
+    class Other(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            body = json.dumps({"runs": ["someone_elses"], "needs_images": True}).encode()
+            self.send_response(200)
+            self.send_header("content-type", "application/json")
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args):
+            pass
+
+    browser = tmp_path / "chromium"  # leaves a mark if the check goes on to open the page
+    browser.write_text(f"#!/bin/sh\ntouch {tmp_path / 'opened'}\nexit 1\n")
+    browser.chmod(0o755)
+    other = http.server.HTTPServer(("127.0.0.1", 0), Other)
+    threading.Thread(target=other.serve_forever, daemon=True).start()
+    try:
+        code = bc.main(["--run", str(tmp_path / "mine"), "--chromium", str(browser),
+                        "--port", str(other.server_port), "--timeout", "120"])
+    finally:
+        other.shutdown()
+    err = capsys.readouterr().err
+    assert code == 2 and "Traceback" not in err, err
+    assert (f"answers for runs ['someone_elses'], not ['mine']: another server holds port "
+            f"{other.server_port}") in err
+    assert not (tmp_path / "opened").exists()
