@@ -49,7 +49,10 @@ def finish(wait: bool = True) -> None:
     collective may wait (NCCL's timeout is minutes), once no rank needs another any more."""
     if dist.is_available() and dist.is_initialized():
         if wait:
-            dist.barrier()
+            try:
+                dist.barrier()
+            except RuntimeError:  # a rank already left (gloo: "Connection closed by peer")
+                pass
         # A DistributedDataParallel left in a reference cycle (a fit stopped by an exception)
         # must go while the group it holds still exists: freed after it, at exit, it aborts
         # the process ("terminate called without an active exception").
