@@ -268,6 +268,7 @@ def run_seed(seed: int, train_memes, dev_memes, quiet: bool, reuse: bool = False
     from hateful_memes.cli import train
     from hateful_memes.engine.predictor import RunPredictor
     from hateful_memes.engine.predictor import blend as blend_scores
+    from hateful_memes.engine.predictor import caption_embeddings
 
     per_task = {}
     for letter, task in TASK_OF.items():
@@ -288,10 +289,15 @@ def run_seed(seed: int, train_memes, dev_memes, quiet: bool, reuse: bool = False
         scorer = RunPredictor.load(run_dir, device="cpu")
         # One pass of each model; the blend is computed from them as RunPredictor computes it.
         weight, scorer.tfidf_weight = scorer.tfidf_weight, 0.0
+        knn_weight, scorer.knn_weight = scorer.knn_weight, 0.0
         scorer.calibration = {}  # refitted below, the same for every system
-        heads = scorer.raw_scores(dev_memes, DATA.parent, CACHE)
+        dev_in = scorer.inputs(dev_memes, DATA.parent, CACHE)
+        texts = [m.text for m in dev_memes]
+        heads = scorer.raw_scores_of(dev_in, texts)
         tfidf = scorer.tfidf.predict(dev_memes)
-        blend = blend_scores(heads, tfidf, weight)
+        knn = (scorer.neighbours.predict(caption_embeddings(dev_in, texts, scorer.encoders), texts)
+               if knn_weight else None)
+        blend = blend_scores(heads, tfidf, weight, knn, knn_weight)
         # The blend before the run's Platt maps ("raw" in runs made before they existed):
         # every system gets the same maps and thresholds, refitted here (nested out of fold).
         before_maps = "blend" if f"blend_{task}" in oof else "raw"

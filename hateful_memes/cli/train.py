@@ -29,7 +29,7 @@ import yaml
 from ..data.annotations import AnnotationError, gold_matrix, read_annotations
 from ..data.crossval import group_folds
 from ..data.twins import CaptionTwins
-from ..engine.predictor import RunPredictor, blend
+from ..engine.predictor import RunPredictor, blend, caption_embeddings
 from ..engine.training import FitConfig, fit, predict_scores, resolve_device
 from ..evaluation.metrics import evaluate
 from ..evaluation.report import format_report, write_report
@@ -41,6 +41,7 @@ from ..models.baselines import TfidfLogReg
 from ..models.encoders import (absolute_image_spec, absolute_text_spec, same_image_spec,
                                same_text_spec)
 from ..models.model import TEXT_JOINS, MemeModel, ModelConfig, load_head, save_checkpoint
+from ..models.neighbours import CaptionNeighbours
 from ..runtime import checkpoints, distributed, rundir
 from ..runtime.files import atomic_open, same_path, write_json, write_text
 from ..runtime.commands import (EVERY_RANK, ArgumentParser, ends_quietly, error_exit, raised_on,
@@ -84,6 +85,12 @@ DEFAULTS = {
     "folds": 5,
     "tfidf_weight": 0.5,
     "tfidf_c": 1.0,
+    # The labels of each meme's 10 nearest train captions (models/neighbours.py) mixed into the
+    # task's scores at 0.1: ahead of the blend without them on every column of both checks
+    # (train out of fold, dev_seen), Task A's F1s most (experiments/README.md, "A
+    # nearest-neighbour view of the caption").
+    "knn_weight": 0.1,
+    "knn_k": 10,
     "fold_thresholds": True,
     # A Platt map per label, fitted where the thresholds are chosen: decisions compare scores
     # across labels, which an average of two models' probabilities does not support.
@@ -181,6 +188,10 @@ def _parser() -> argparse.ArgumentParser:
     a("--tfidf-weight", type=float, help="weight of the caption's TF-IDF + logistic regression "
       "model in the blend with the heads (0 turns it off)")
     a("--tfidf-c", type=float, help="inverse L2 strength of the TF-IDF logistic regressions")
+    a("--knn-weight", type=float, help="weight of the labels of each meme's nearest training "
+      "captions (by the text encoder's embeddings) in its task scores (0 turns it off; no "
+      "effect with --text-encoder none)")
+    a("--knn-k", type=int, help="how many nearest training captions vote")
     a("--no-fold-thresholds", dest="fold_thresholds", action="store_const", const=False,
       help="write raw scores instead of folding the chosen thresholds into them")
     a("--no-calibrate", dest="calibrate", action="store_const", const=False,
@@ -247,10 +258,11 @@ def resolve(args: argparse.Namespace) -> dict:
 
 
 # Number settings: the least whole value (_INTS); (least, greatest, greatest allowed itself).
-_INTS = {"hidden": 1, "epochs": 1, "batch_size": 1, "seed": 0, "folds": 1}
+_INTS = {"hidden": 1, "epochs": 1, "batch_size": 1, "seed": 0, "folds": 1, "knn_k": 1}
 _FLOATS = {"lr": (0, None, False), "encoder_lr": (0, None, False),
            "weight_decay": (0, None, True), "dropout": (0, 1, False), "warmup": (0, 1, True),
-           "tfidf_weight": (0, 1, True), "tfidf_c": (0, None, False)}
+           "tfidf_weight": (0, 1, True), "tfidf_c": (0, None, False),
+           "knn_weight": (0, 1, True)}
 _BOOLS = ("finetune", "finetune_image", "fold_thresholds", "calibrate", "caption_twins",
           "skip_bad_images")
 _CHOICES = {"fusion": ("concat", "interact"), "empty": ("gate", "independent"),
@@ -633,25 +645,39 @@ def run(cfg: dict, resume: bool = False, progress: bool = True,
                                                             np.float32))[held] = s
                 members.append(model)
                 best_epochs.append(state["best_epoch"])
+    # The caption neighbours' embeddings, by every rank: a fine-tuned text encoder's are
+    # computed here, a collective that rank 0 cannot run alone (features/cache.py).
+    embeddings = None
+    if cfg["knn_weight"] > 0 and cfg["text_encoder"] != "none":
+        embeddings = [caption_embeddings(inputs, [m.text for m in memes], encoders,
+                                         cfg["cache_dir"] or None, str(device))
+                      for inputs, memes in ((train_in, train_memes), (dev_in, dev_memes))]
     if rank != 0:
         return None  # the rest (TF-IDF view, thresholds, reports, checkpoint) is rank 0's
     weight = float(cfg["tfidf_weight"])
     tfidf = TfidfLogReg(cfg["tfidf_c"]).fit(train_memes) if weight > 0 else None
     train_seconds = time.time() - t0
     return _write_run(cfg, members, best_epochs, tfidf, train_memes, dev_memes, dev_in,
-                      fold_of, oof_heads, train_seconds)
+                      fold_of, oof_heads, train_seconds, embeddings)
 
 
 def _write_run(cfg: dict, members: list[MemeModel], best_epochs: list, tfidf, train_memes,
-               dev_memes, dev_in, fold_of, oof_heads: dict, train_seconds: float) -> dict:
+               dev_memes, dev_in, fold_of, oof_heads: dict, train_seconds: float,
+               embeddings: list[np.ndarray] | None) -> dict:
     """Thresholds (out of fold on train, or on dev with one fold), the reports, the
-    checkpoint and summary.json: rank 0's part once the heads are trained."""
+    checkpoint and summary.json: rank 0's part once the heads are trained. `embeddings`:
+    train's and dev's captions' for the caption neighbours (None: no neighbours)."""
     run_dir, tasks = Path(cfg["out"]), tasks_for(cfg["task"])
     weight = float(cfg["tfidf_weight"])
     train_prior = float(gold_matrix(train_memes, "hate")[:, 1].mean())
     scorer = RunPredictor(members, tfidf, weight, {}, bool(cfg["fold_thresholds"]), train_prior,
                           name=run_dir.name)
-    dev_blend = scorer.raw_scores_of(dev_in, [m.text for m in dev_memes])
+    if embeddings is not None:
+        scorer.neighbours = CaptionNeighbours.from_memes(train_memes, embeddings[0],
+                                                         k=cfg["knn_k"])
+        scorer.knn_weight = float(cfg["knn_weight"])
+    dev_blend = scorer.raw_scores_of(dev_in, [m.text for m in dev_memes],
+                                     embeddings=embeddings[1] if embeddings else None)
     dev_ids = [m.id for m in dev_memes]
     # The maps need scores of memes the heads never saw, other than those reported on: with
     # one fold there are only dev's, and maps fitted there would flatter dev's reports.
@@ -662,7 +688,9 @@ def _write_run(cfg: dict, members: list[MemeModel], best_epochs: list, tfidf, tr
     else:
         source = f"train, {len(members)} folds out of fold"
         oof_tfidf = _oof_tfidf(train_memes, fold_of, cfg["tfidf_c"]) if weight > 0 else None
-        fit_memes, fit_blend = train_memes, blend(oof_heads, oof_tfidf, weight)
+        oof_knn = scorer.neighbours.crossfit(fold_of) if scorer.knn_weight else None
+        fit_memes, fit_blend = train_memes, blend(oof_heads, oof_tfidf, weight, oof_knn,
+                                                  scorer.knn_weight)
     twins = CaptionTwins.from_memes(train_memes) if calibrate and cfg["caption_twins"] else None
     scorer.twins = twins
     # The twin features of the memes the maps are fitted on (train's, with folds), once a task.
@@ -709,7 +737,8 @@ def _write_run(cfg: dict, members: list[MemeModel], best_epochs: list, tfidf, tr
                      **{f"raw_{t}": v for t, v in oof_raw.items()},
                      **{f"blend_{t}": v for t, v in fit_blend.items()},
                      **{f"heads_{t}": v for t, v in oof_heads.items()},
-                     **({f"tfidf_{t}": v for t, v in oof_tfidf.items()} if oof_tfidf else {}))
+                     **({f"tfidf_{t}": v for t, v in oof_tfidf.items()} if oof_tfidf else {}),
+                     **({f"knn_{t}": v for t, v in oof_knn.items()} if oof_knn else {}))
     write_report(reports["thresholds_off"], run_dir / "dev_report")
     write_report(reports["thresholds_on"], run_dir / "dev_report_thresholds")
     write_report(reports["decided"], run_dir / "dev_report_decided")
@@ -724,6 +753,9 @@ def _write_run(cfg: dict, members: list[MemeModel], best_epochs: list, tfidf, tr
                     fold_thresholds=bool(cfg["fold_thresholds"]),
                     calibration={t: v.tolist() for t, v in scorer.calibration.items()},
                     twins=twins.state_dict() if twins is not None else None,
+                    neighbours=(scorer.neighbours.state_dict()
+                                if scorer.neighbours is not None else None),
+                    knn_weight=scorer.knn_weight,
                     fit=dataclasses.asdict(_fit_config(cfg, cfg["seed"])),
                     best_epoch=best_epochs, settings=cfg)
     summary = {

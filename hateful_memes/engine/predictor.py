@@ -2,11 +2,13 @@
 
 A run (train.py's RUN_DIR/checkpoint.pt) holds K fusion heads (one per fold, bagged: their
 scores are averaged), optionally a TF-IDF + logistic-regression view of the caption blended
-in, a Platt map per label and the per-label thresholds, both chosen out of fold, and the
-hateful prevalence of its training data, and the training memes' labels by caption for the
-maps' twin features (`data.twins`). Scoring is
+in and a nearest-neighbour view of it mixed into the task's labels (`models.neighbours`), a
+Platt map per label and the per-label thresholds, both chosen out of fold, and the hateful
+prevalence of its training data, and the training memes' labels by caption for the maps'
+twin features (`data.twins`). Scoring is
 
     blend = (1 - w) * mean_k head_k(features) + w * tfidf(caption)     (w = tfidf_weight)
+    blend = (1 - v) * blend + v * knn(caption)   task labels only       (v = knn_weight)
     raw = platt(blend, twins(caption))                                  (calibration.apply)
     scores = fold(rescale(raw, train prior -> prior), thresholds)
 
@@ -22,6 +24,7 @@ from pathlib import Path
 from typing import Sequence
 
 import numpy as np
+import torch
 
 from ..data.annotations import Meme, shown
 from ..data.twins import FEATURES as TWIN_FEATURES
@@ -30,6 +33,7 @@ from ..features.inputs import Encoders, Inputs, build_inputs
 from ..labels import LABELS
 from ..models.baselines import TfidfLogReg
 from ..models.model import MemeModel, build_model, load_checkpoint, load_problem
+from ..models.neighbours import CaptionNeighbours
 from ..runtime.checkpoints import CheckpointError
 from ..scoring import calibration as calibration_
 from ..scoring import prior as prior_
@@ -38,11 +42,35 @@ from .training import predict_scores, resolve_device
 
 
 def blend(heads: dict[str, np.ndarray], tfidf: dict[str, np.ndarray] | None,
-          weight: float) -> dict[str, np.ndarray]:
-    """(1 - weight) * heads + weight * tfidf, task by task (the heads' tasks)."""
-    if tfidf is None or weight == 0:
-        return dict(heads)
-    return {t: ((1 - weight) * s + weight * tfidf[t]).astype(np.float32) for t, s in heads.items()}
+          weight: float, knn: dict[str, np.ndarray] | None = None,
+          knn_weight: float = 0.0) -> dict[str, np.ndarray]:
+    """(1 - weight) * heads + weight * tfidf, task by task (the heads' tasks); then the task
+    labels (all but the hateful score) mixed with the neighbours' view: (1 - v) * . + v * knn.
+
+    The hateful score is left alone: mixed there, the neighbours lowered its AUROC on
+    dev_seen with every k and weight tried (experiments/README.md)."""
+    out = dict(heads)
+    if tfidf is not None and weight:
+        out = {t: ((1 - weight) * s + weight * tfidf[t]).astype(np.float32)
+               for t, s in out.items()}
+    if knn is not None and knn_weight:
+        out.update({t: ((1 - knn_weight) * s + knn_weight * knn[t]).astype(np.float32)
+                    for t, s in out.items() if t != "hate"})
+    return out
+
+
+def caption_embeddings(inputs: Inputs, texts: Sequence[str], encoders: Encoders,
+                       cache_dir=None, device: str = "cpu") -> np.ndarray:
+    """The text encoder's embeddings of the captions, which the caption neighbours compare:
+    the model inputs' own features, or (for a fine-tuned text encoder, whose inputs are the
+    captions) those of the pretrained encoder. Under torchrun every rank must call this alike
+    for a fine-tuned encoder (features.cache shares the work out)."""
+    if isinstance(inputs.text, torch.Tensor):
+        return inputs.text.cpu().numpy()
+    from ..features.cache import text_features
+
+    return text_features(encoders.text, texts, cache_dir=cache_dir, device=device,
+                         progress=False)
 
 
 def _from_state(path: Path, ckpt: dict, key: str, kind, what: str):
@@ -81,10 +109,14 @@ def _check_run_state(path: Path, ckpt: dict) -> None:
                 or not np.all((t >= 0) & (t <= 1))):
             raise CheckpointError(f"{path}: its {shown(task)} thresholds are {shown(values)}, "
                                   "not one number in [0, 1] per label of a task")
-    weight = ckpt.get("tfidf_weight", 0.0)
-    if not (_is_number(weight) and 0 <= weight <= 1):
-        raise CheckpointError(f"{path}: its tfidf_weight is {shown(weight)}, not a number in "
-                              "[0, 1]")
+    for key in ("tfidf_weight", "knn_weight"):
+        weight = ckpt.get(key, 0.0)
+        if not (_is_number(weight) and 0 <= weight <= 1):
+            raise CheckpointError(f"{path}: its {key} is {shown(weight)}, not a number in "
+                                  "[0, 1]")
+    if ckpt.get("knn_weight") and ckpt.get("neighbours") is None:
+        raise CheckpointError(f"{path}: its knn_weight is {ckpt['knn_weight']} but it holds no "
+                              "caption neighbours")
     prior = ckpt.get("train_prior")
     if prior is not None and not (_is_number(prior) and 0 < prior < 1):
         raise CheckpointError(f"{path}: its train_prior is {shown(prior)}, not a rate in "
@@ -96,11 +128,14 @@ class RunPredictor:
                  tfidf_weight: float = 0.0, thresholds: dict[str, Sequence[float]] | None = None,
                  fold_thresholds: bool = True, train_prior: float | None = None,
                  name: str = "", calibration: dict[str, Sequence] | None = None,
-                 twins: CaptionTwins | None = None):
+                 twins: CaptionTwins | None = None, neighbours: CaptionNeighbours | None = None,
+                 knn_weight: float = 0.0):
         if not models:
             raise ValueError("a run needs at least one model")
         if tfidf_weight and tfidf is None:
             raise ValueError("tfidf_weight > 0 needs a TF-IDF model")
+        if knn_weight and neighbours is None:
+            raise ValueError("knn_weight > 0 needs the caption neighbours")
         self.models = list(models)
         self.cfg = self.models[0].cfg
         self.tfidf, self.tfidf_weight = tfidf, float(tfidf_weight)
@@ -111,6 +146,7 @@ class RunPredictor:
         self.calibration = {t: np.asarray(v, dtype=np.float64)
                             for t, v in (calibration or {}).items()}
         self.twins = twins
+        self.neighbours, self.knn_weight = neighbours, float(knn_weight)
         if twins is None and any(p.shape[1] > 2 for p in self.calibration.values()):
             raise ValueError("calibration with twin features needs the run's caption twins")
         self.encoders = Encoders(self.cfg.image_encoder, self.cfg.text_encoder)
@@ -138,6 +174,8 @@ class RunPredictor:
         for model in models:
             model.to(dev)
         twins = _from_state(path, ckpt, "twins", CaptionTwins, "its caption twins table")
+        neighbours = _from_state(path, ckpt, "neighbours", CaptionNeighbours,
+                                 "its caption neighbours")
         calibration = ckpt.get("calibration") or {}
         for task, params in calibration.items():
             try:
@@ -151,7 +189,8 @@ class RunPredictor:
                                       + (" (and its twin features' weights)" if twins else ""))
         return cls(models, tfidf, ckpt.get("tfidf_weight", 0.0), ckpt.get("thresholds", {}),
                    bool(ckpt.get("fold_thresholds", False)), ckpt.get("train_prior"),
-                   name=run_dir.name, calibration=calibration, twins=twins)
+                   name=run_dir.name, calibration=calibration, twins=twins,
+                   neighbours=neighbours, knn_weight=ckpt.get("knn_weight", 0.0))
 
     @property
     def device(self) -> str:
@@ -166,15 +205,21 @@ class RunPredictor:
                             images=images, image_keys=image_keys)
 
     def raw_scores_of(self, inputs: Inputs, texts: Sequence[str], progress: bool = False,
-                      ids: Sequence | None = None) -> dict[str, np.ndarray]:
+                      ids: Sequence | None = None,
+                      embeddings: np.ndarray | None = None) -> dict[str, np.ndarray]:
         """The blended scores before any prior or threshold, from model inputs and captions
-        (and the memes' ids, when known: a training meme is never its own caption twin)."""
+        (and the memes' ids, when known: a training meme is never its own caption twin;
+        and the captions' `caption_embeddings`, when already computed)."""
         # Fine-tuned members each carry their own encoder copy, but all share one spec, so the
         # raw inputs the first member's tokenizer/transform prepared suit every member.
         parts = [predict_scores(m, inputs, progress=progress) for m in self.models]
         heads = {t: np.mean([p[t] for p in parts], axis=0).astype(np.float32) for t in parts[0]}
         tfidf = self.tfidf.predict_texts(texts) if self.tfidf_weight else None
-        return self.calibrate(blend(heads, tfidf, self.tfidf_weight), texts, ids)
+        if self.knn_weight and embeddings is None:
+            embeddings = caption_embeddings(inputs, texts, self.encoders, device=self.device)
+        knn = self.neighbours.predict(embeddings, texts) if self.knn_weight else None
+        return self.calibrate(blend(heads, tfidf, self.tfidf_weight, knn, self.knn_weight),
+                              texts, ids)
 
     def side(self, task: str, texts: Sequence[str] | None,
              ids: Sequence | None = None) -> np.ndarray | None:

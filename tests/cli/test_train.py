@@ -280,8 +280,18 @@ def test_folds_bag_heads_and_cover_train_out_of_fold(runs, demo_data):
     for m, f in zip(memes, oof["fold_of"]):
         folds.setdefault(caption_key(m.text), set()).add(int(f))
     assert all(len(f) == 1 for f in folds.values())
-    # The blend is what it says: half heads, half TF-IDF.
-    np.testing.assert_allclose(oof["blend_pc"], 0.5 * oof["heads_pc"] + 0.5 * oof["tfidf_pc"],
+    # The blend is what it says: half heads, half TF-IDF, and for the task's labels a tenth
+    # of the nearest training captions' vote, each meme's from the other folds.
+    from hateful_memes.models.neighbours import CaptionNeighbours
+
+    assert ckpt["knn_weight"] == 0.1 and "knn_hate" in oof
+    half = {t: 0.5 * oof[f"heads_{t}"] + 0.5 * oof[f"tfidf_{t}"] for t in ("hate", "pc")}
+    np.testing.assert_allclose(oof["blend_hate"], half["hate"], atol=1e-6)
+    np.testing.assert_allclose(oof["blend_pc"], 0.9 * half["pc"] + 0.1 * oof["knn_pc"],
+                               atol=1e-6)
+    neighbours = CaptionNeighbours.from_state(ckpt["neighbours"])
+    assert len(neighbours.keys) == len(memes)
+    np.testing.assert_allclose(neighbours.crossfit(oof["fold_of"])["pc"], oof["knn_pc"],
                                atol=1e-6)
     # The run's Platt maps are fitted on the whole out-of-fold blend, reading each meme's
     # caption twins among the other train memes; the out-of-fold scores are each fold's blend

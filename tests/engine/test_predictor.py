@@ -42,6 +42,57 @@ def test_blend_is_the_weighted_mean_of_the_two_views():
     assert blend(heads, None, 0.5)["pc"] is heads["pc"]
 
 
+def test_the_neighbours_are_mixed_into_the_task_labels_and_not_the_hateful_score():
+    g = np.random.default_rng(2)
+    views = [{t: g.random((5, w)).astype(np.float32) for t, w in (("hate", 2), ("pc", 6))}
+             for _ in range(3)]
+    heads, tfidf, knn = views
+    mixed = blend(heads, tfidf, 0.5, knn, 0.1)
+    np.testing.assert_allclose(mixed["pc"], 0.9 * (0.5 * heads["pc"] + 0.5 * tfidf["pc"])
+                               + 0.1 * knn["pc"], rtol=1e-6)
+    np.testing.assert_allclose(mixed["hate"], 0.5 * heads["hate"] + 0.5 * tfidf["hate"],
+                               rtol=1e-6)
+    np.testing.assert_array_equal(blend(heads, None, 0.0, knn, 0.0)["pc"], heads["pc"])
+
+
+def _neighbours(n=30):
+    from hateful_memes.data.annotations import Meme
+    from hateful_memes.models.neighbours import CaptionNeighbours
+
+    memes = [Meme(id=i, img=f"img/{i}.png", text=f"caption {i}",
+                  gold_hate=("hateful",) if i % 2 else ("not_hateful",),
+                  gold_pc=("race",) if i % 2 else ("pc_empty",),
+                  gold_attack=("mocking",) if i % 2 else ("attack_empty",)) for i in range(n)]
+    emb = np.random.default_rng(4).normal(size=(n, 8)).astype(np.float32)
+    return CaptionNeighbours.from_memes(memes, emb, k=3)
+
+
+def test_a_run_with_neighbours_reads_the_captions_features_and_its_checkpoint_keeps_them(
+        tmp_path):
+    heads, inputs = _heads(2), _inputs()
+    texts = [f"caption {i}" for i in range(len(inputs))]
+    nb = _neighbours()
+    plain = RunPredictor(heads).raw_scores_of(inputs, texts)
+    scorer = RunPredictor(heads, neighbours=nb, knn_weight=0.2)
+    raw = scorer.raw_scores_of(inputs, texts)
+    knn = nb.predict(inputs.text.numpy(), texts)
+    np.testing.assert_allclose(raw["pc"], 0.8 * plain["pc"] + 0.2 * knn["pc"], rtol=1e-6)
+    np.testing.assert_array_equal(raw["hate"], plain["hate"])
+    save_checkpoint(tmp_path / "checkpoint.pt", heads[0], members=[heads[1].state_dict()],
+                    neighbours=nb.state_dict(), knn_weight=0.2)
+    loaded = RunPredictor.load(tmp_path, device="cpu")
+    np.testing.assert_array_equal(loaded.raw_scores_of(inputs, texts)["pc"], raw["pc"])
+    with pytest.raises(ValueError, match="knn_weight > 0 needs the caption neighbours"):
+        RunPredictor(heads, knn_weight=0.1)
+    save_checkpoint(tmp_path / "checkpoint.pt", heads[0], knn_weight=0.1)
+    with pytest.raises(CheckpointError, match="knn_weight is 0.1 but it holds no caption"):
+        RunPredictor.load(tmp_path, device="cpu")
+    save_checkpoint(tmp_path / "checkpoint.pt", heads[0], knn_weight=0.1,
+                    neighbours={**nb.state_dict(), "keys": ["x"]})
+    with pytest.raises(CheckpointError, match="its caption neighbours is damaged"):
+        RunPredictor.load(tmp_path, device="cpu")
+
+
 def test_the_heads_of_a_run_are_averaged():
     heads, inputs = _heads(3), _inputs()
     raw = RunPredictor(heads).raw_scores_of(inputs, [""] * len(inputs))
@@ -135,6 +186,7 @@ def test_a_missing_or_mismatched_checkpoint_is_named(tmp_path):
     ("calibration", "platt", "calibration entry is not a table by task (str)"),
     ("members", 2, "members entry is not a list of weights (int)"),
     ("tfidf_weight", "0.5", "tfidf_weight is '0.5', not a number in [0, 1]"),
+    ("knn_weight", 1.5, "knn_weight is 1.5, not a number in [0, 1]"),
     ("train_prior", 1.5, "train_prior is 1.5, not a rate in (0, 1)"),
 ])
 def test_a_damaged_run_entry_is_named_with_the_checkpoint(tmp_path, entry, value, problem):
