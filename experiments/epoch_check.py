@@ -21,12 +21,16 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "experiments"))
+
+from bench import machine_brief  # noqa: E402
 
 from hateful_memes.runtime.files import write_text  # noqa: E402
 
@@ -80,12 +84,28 @@ def table(runs: list[Path]) -> str:
     return "\n".join(lines)
 
 
+def section(text: str, argv: list[str]) -> str:
+    """The table as a results file: what it is, the command that made it and when."""
+    command = " ".join(["python experiments/epoch_check.py", *argv])
+    return "\n".join([
+        "## Each fold's epoch: kept on its own held-out fold, against nested", "",
+        f"Command: `{command}`  ",
+        f"Date: {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}; read from the runs' "
+        f"fold*/stats.jsonl, nothing retrained.  ",
+        f"Machine: {machine_brief()}.", "",
+        "Per run: the epoch each fold head kept (its best on the fold it did not see), the "
+        "nested epoch (the best of the other folds' mean curve), the run's `select` metric on "
+        "the held-out folds at each (mean over folds), and the optimism, what the kept epoch "
+        "gains over the nested one on the memes that chose it.", "", text, ""])
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--run", action="append", type=Path,
                    help=f"a run directory of train.py with --folds >= 2 (repeatable; default: "
                         f"every run under {UNSEEN_RUNS.relative_to(ROOT)})")
     p.add_argument("--out", type=Path, help="also write the table to this Markdown file")
+    argv = sys.argv[1:] if argv is None else list(argv)
     args = p.parse_args(argv)
     runs = args.run or sorted(d for d in UNSEEN_RUNS.glob("*") if d.is_dir())
     if not runs:
@@ -99,7 +119,7 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     print(text)
     if args.out:
-        write_text(args.out, text + "\n")
+        write_text(args.out, section(text, argv))
     return 0
 
 

@@ -72,7 +72,14 @@ def test_folds_of_unequal_length_are_refused(ec, tmp_path, capsys):
     assert not (tmp_path / "t.md").exists()
 
 
-def test_out_holds_the_printed_table(ec, tmp_path, capsys):
+def test_out_holds_the_printed_table_under_what_made_it(ec, tmp_path, capsys):
     run = _write_run(tmp_path / "r", [[0.5, 0.6], [0.5, 0.7]])
-    assert ec.main(["--run", str(run), "--out", str(tmp_path / "t.md")]) == 0
-    assert (tmp_path / "t.md").read_text() == capsys.readouterr().out
+    argv = ["--run", str(run), "--out", str(tmp_path / "t.md")]
+    assert ec.main(argv) == 0
+    written, printed = (tmp_path / "t.md").read_text(), capsys.readouterr().out
+    assert printed.startswith("| run |")
+    assert written.rstrip().endswith("\n\n" + printed.rstrip())
+    head = written[:written.index("\n\n| run |")]
+    assert head.startswith("## Each fold's epoch")
+    assert f"Command: `python experiments/epoch_check.py {' '.join(argv)}`" in head
+    assert "Date: " in head and "Machine: " in head
