@@ -25,9 +25,11 @@ of fold, a split whose confounders are all among its own memes.
 The runs are train.py's defaults (`experiments/text_best.yaml`), `--task A` and `--task B` each,
 as a user runs them; pred_hate averages the two runs' hateful scores, as predict.py does. The
 TF-IDF peer gets the same treatment on the same folds (its out-of-fold and full-train models are
-the ones inside the runs' blend). Writes experiments/results_unseen.md, a section of RESULTS.md
-(--designs: results_designs.md); another --text-encoder or --text-join writes a section of its
-own (results_unseen-minilm.md, results_designs-minilm.md; bench.sections puts it after the
+the ones inside the runs' blend). The default's "heads + TF-IDF blend" also holds the caption
+neighbours' view (models/neighbours.py), mixed into the task labels as RunPredictor mixes it.
+Writes experiments/results_unseen.md, a section of RESULTS.md (--designs:
+results_designs.md); another --text-encoder or --text-join writes a section of its own
+(results_unseen-minilm.md, results_designs-minilm.md; bench.sections puts it after the
 default's), unless --out names a file.
 """
 from __future__ import annotations
