@@ -21,8 +21,9 @@
 Every rate is the best of `Sizes.repeats` (3) timed runs of `Sizes.steps` (10) steps after
 `Sizes.warmup` (3) untimed steps, CUDA synchronised; these are fields of `Sizes` in this file, not
 flags. Prints a table and writes all numbers to `--out` as JSON.
-`--smoke` shrinks everything (tiny images, timm's test_resnet, a 32-wide projector, batch 4)
-so that a test can run it end to end on the CPU in seconds; its numbers mean nothing.
+`--smoke` shrinks everything (4 tiny images, timm's test_resnet, a 32-wide projector, batches
+of 2, Barlow Twins' of 4) so that a test can run it end to end on the CPU in seconds; its
+numbers mean nothing.
 """
 from __future__ import annotations
 
@@ -69,8 +70,11 @@ class Sizes:
     repeats: int = 3
 
 
-SMOKE = Sizes(images=8, png_size=96, image_batch=4, workers=(0, 1), resnet="test_resnet",
-              finetune_memes=8, finetune_batch=4, bt_backbone="test_resnet",
+# Batches of 2, over 4 images (the whole path still runs more than one batch): on a CPU without
+# bf16 support the autocast convolutions are emulated, about ten times slower than fp32, and
+# batches of 4 over 8 images made the smoke run take most of a minute.
+SMOKE = Sizes(images=4, png_size=96, image_batch=2, workers=(0, 1), resnet="test_resnet",
+              finetune_memes=4, finetune_batch=2, bt_backbone="test_resnet",
               bt_projector="32-32-32", bt_batch=4, bt_image_size=64, steps=1, warmup=1, repeats=1)
 
 
