@@ -85,6 +85,20 @@ def tiny_runs(demo_data, feature_cache, tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
+def text_only_run(demo_data, feature_cache, tmp_path_factory):
+    """A Task B run trained with --image-encoder none (what a user without the meme images
+    trains), shared by the API's and the service's tests, which each trained the same one."""
+    from hateful_memes.cli import train
+
+    ann, out = demo_data / "annotations", tmp_path_factory.mktemp("text_only") / "B"
+    assert train.main(["--task", "B", "--train", str(ann / "train.json"), "--dev",
+                       str(ann / "dev.json"), "--epochs", "1", "--hidden", "16", "--folds", "2",
+                       "--image-encoder", "none", "--cache-dir", str(feature_cache),
+                       "--out", str(out), "--quiet"]) == 0
+    return out
+
+
+@pytest.fixture(scope="session")
 def classifier(tiny_runs):
     """Both tiny runs with the real OCR engine (loaded at the first meme without a caption)."""
     from hateful_memes import MemeClassifier

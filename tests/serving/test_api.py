@@ -9,7 +9,6 @@ import pytest
 from PIL import Image
 
 from hateful_memes import MemeClassifier
-from hateful_memes.cli import train
 from hateful_memes.data.annotations import Meme, read_annotations
 from hateful_memes.features import store as feature_store
 from hateful_memes.features.cache import ImageReadError, file_digest, pixels_digest
@@ -224,16 +223,9 @@ def test_a_named_engine_is_loaded_only_for_a_caption_the_cache_lacks(tiny_runs, 
     assert MemeClassifier.load(tiny_runs / "A", ocr="none").ocr_identity() is None
 
 
-def test_a_text_only_run_needs_images_only_for_ocr(demo_data, feature_cache, tmp_path,
-                                                   test_memes):
-    ann = demo_data / "annotations"
-    out = tmp_path / "text_only"
-    assert train.main(["--task", "B", "--train", str(ann / "train.json"), "--dev",
-                       str(ann / "dev.json"), "--epochs", "1", "--hidden", "16", "--folds", "2",
-                       "--image-encoder", "none", "--cache-dir", str(feature_cache),
-                       "--out", str(out), "--quiet"]) == 0
+def test_a_text_only_run_needs_images_only_for_ocr(text_only_run, demo_data, test_memes):
     reader = FakeReader()  # routing, not OCR quality
-    clf = MemeClassifier.load(out, ocr=reader, device="cpu")
+    clf = MemeClassifier.load(text_only_run, ocr=reader, device="cpu")
     assert not clf.needs_images
     by_text = clf.predict(texts=[m.text for m in test_memes[:3]])
     with_images = clf.predict(images=[demo_data / m.img for m in test_memes[:3]],

@@ -433,20 +433,6 @@ def test_help_names_the_limits_defaults(capsys):
 
 
 @pytest.fixture(scope="module")
-def text_only_run(demo_data, feature_cache, tmp_path_factory):
-    """A Task B run trained with --image-encoder none (what a user without the meme images
-    trains)."""
-    from hateful_memes.cli import train
-
-    ann, out = demo_data / "annotations", tmp_path_factory.mktemp("text_only") / "B"
-    assert train.main(["--task", "B", "--train", str(ann / "train.json"), "--dev",
-                       str(ann / "dev.json"), "--epochs", "1", "--hidden", "16", "--folds", "2",
-                       "--image-encoder", "none", "--cache-dir", str(feature_cache),
-                       "--out", str(out), "--quiet"]) == 0
-    return out
-
-
-@pytest.fixture(scope="module")
 def text_only(text_only_run):
     """The text-only run served without OCR."""
     from hateful_memes import MemeClassifier
