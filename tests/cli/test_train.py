@@ -112,9 +112,9 @@ def test_missing_images_stop_before_training(demo_data, feature_cache, tmp_path,
     assert "3 of" in err and "images missing" in err and pngs[0].name in err
     assert "--image-encoder none" in err
     assert not (out / "checkpoint.pt").exists()
-    # Text only is the explicit way to train without images.
+    # Text only is the explicit way to train without images (any folds and epochs: 2 and 1).
     assert train.main(["--task", "A", *_args(data, feature_cache, out),
-                       "--image-encoder", "none"]) == 0
+                       "--image-encoder", "none", "--folds", "2", "--epochs", "1"]) == 0
     assert (out / "checkpoint.pt").exists()
 
 
@@ -203,9 +203,19 @@ def test_missing_mpnet_pieces_are_a_one_line_error(demo_data, feature_cache, tmp
     assert not (out / "checkpoint.pt").exists()
 
 
-def test_init_head_starts_from_the_given_run(runs, demo_data, feature_cache, tmp_path):
+@pytest.fixture(scope="module")
+def warm(runs, demo_data, feature_cache, tmp_path_factory):
+    """A run started from runs/A's heads (--init-head) at a vanishing lr, so that its heads
+    hardly move (lr 0 itself is refused: it trains nothing). One run for the two tests that
+    read it: they trained the same one each."""
+    out = tmp_path_factory.mktemp("warm") / "warm"
+    assert train.main(["--task", "A", *_args(demo_data, feature_cache, out), "--lr", "1e-12",
+                       "--init-head", str(runs / "A" / "checkpoint.pt")]) == 0
+    return out
+
+
+def test_init_head_starts_from_the_given_run(runs, warm, demo_data, feature_cache, tmp_path):
     # At a vanishing lr the head hardly moves, so the new run's head is the source run's.
-    # (lr 0 itself is refused: it trains nothing.)
     from hateful_memes.models.model import load_checkpoint
 
     def head(run):
@@ -213,11 +223,8 @@ def test_init_head_starts_from_the_given_run(runs, demo_data, feature_cache, tmp
         return model.head.state_dict()
 
     source = head(runs / "A")
-    out = tmp_path / "warm"
-    assert train.main(["--task", "A", *_args(demo_data, feature_cache, out), "--lr", "1e-12",
-                       "--init-head", str(runs / "A" / "checkpoint.pt")]) == 0
-    warm = head(out)
-    assert all(torch.allclose(warm[k], source[k], atol=1e-6) for k in source)
+    warm_head = head(warm)
+    assert all(torch.allclose(warm_head[k], source[k], atol=1e-6) for k in source)
     # Without --init-head the same run keeps its random head.
     cold = tmp_path / "cold"
     assert train.main(["--task", "A", *_args(demo_data, feature_cache, cold), "--lr", "1e-12"]) == 0
@@ -225,7 +232,7 @@ def test_init_head_starts_from_the_given_run(runs, demo_data, feature_cache, tmp
     assert not all(torch.allclose(cold_head[k], source[k], atol=1e-3) for k in source)
 
 
-def test_init_head_starts_each_fold_from_the_same_fold_of_the_given_run(runs, demo_data,
+def test_init_head_starts_each_fold_from_the_same_fold_of_the_given_run(runs, warm, demo_data,
                                                                         feature_cache, tmp_path,
                                                                         capsys):
     # Fold f's head is selected and scored out of fold on fold f's memes: it must not start from
@@ -233,10 +240,7 @@ def test_init_head_starts_each_fold_from_the_same_fold_of_the_given_run(runs, de
     from hateful_memes.runtime.checkpoints import load
 
     source = runs / "A" / "checkpoint.pt"
-    out = tmp_path / "warm"
-    assert train.main(["--task", "A", *_args(demo_data, feature_cache, out), "--lr", "1e-12",
-                       "--init-head", str(source)]) == 0
-    theirs, ours = load(source), load(out / "checkpoint.pt")
+    theirs, ours = load(source), load(warm / "checkpoint.pt")
     for f in range(1, 5):
         head = {k: v for k, v in ours["members"][f - 1].items() if k.startswith("head.")}
         assert all(torch.allclose(v, theirs["members"][f - 1][k], atol=1e-6)
@@ -352,10 +356,12 @@ def test_a_finished_run_is_not_overwritten(runs, demo_data, feature_cache, tmp_p
 def test_overwrite_replaces_the_old_run_whole(runs, demo_data, feature_cache, tmp_path):
     run = _copy_run(runs, tmp_path)
     (run / ".last.pt.tmp").write_bytes(b"left by a killed run")
+    # 2 folds over the old run's 5: the folders of the 3 it does not write go too.
     assert train.main(["--task", "B", *_args(demo_data, feature_cache, run), "--epochs", "1",
-                       "--overwrite"]) == 0
+                       "--folds", "2", "--overwrite"]) == 0
     assert yaml.safe_load((run / "config.yaml").read_text())["task"] == "B"
     assert len((run / "fold0" / "stats.jsonl").read_text().splitlines()) == 1
+    assert sorted(p.name for p in run.glob("fold*")) == ["fold0", "fold1"]
     assert json.loads((run / "summary.json").read_text())["task"] == "B"
     assert set(json.loads((run / "dev_report" / "report.json").read_text())) >= {"attack"}
     assert not any(p.name.endswith(".tmp") for p in run.iterdir())
@@ -682,7 +688,7 @@ def test_skip_bad_images_drops_those_memes_with_a_count(demo_data, feature_cache
     data, bad = _with_bad_images(demo_data, tmp_path)
     out = tmp_path / "run"
     assert train.main(["--task", "A", *_args(data, feature_cache, out), "--epochs", "1",
-                       "--skip-bad-images"]) == 0
+                       "--folds", "2", "--skip-bad-images"]) == 0
     err = capsys.readouterr().err
     n_train = len((data / "annotations" / "train.json").read_text().splitlines())
     assert f"left out 3 of {n_train} memes" in err
