@@ -4,10 +4,17 @@ import os
 import sys
 from pathlib import Path
 
-import pytest
-import torch
+# OpenBLAS (numpy's and scipy's) runs each call on every core, its threads spinning while they
+# wait: the suite's many tiny sklearn fits (Platt maps and TF-IDF models of tens of memes) took
+# three to six times as long on a loaded 2-core machine as with one thread. Set before numpy
+# loads it, so that it holds here and in every process the tests start (torchrun's ranks,
+# mp.spawn's workers, servers); a value already set is kept.
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
-from hateful_memes.data import demo
+import pytest  # noqa: E402
+import torch  # noqa: E402
+
+from hateful_memes.data import demo  # noqa: E402
 
 
 @pytest.fixture(autouse=True, scope="session")

@@ -1,4 +1,6 @@
 """The rule for tests that need the organisers' files: skip on a lone clone, fail under CI."""
+import os
+
 import pytest
 
 from conftest import SHARED_FILES, in_ci, require_annotations
@@ -31,3 +33,16 @@ def test_absent_files_fail_under_ci(tmp_path, monkeypatch, ci):
     assert in_ci()
     with pytest.raises(pytest.fail.Exception, match="CI is set, so a missing data set fails"):
         require_annotations(tmp_path / "nowhere")
+
+
+def test_blas_runs_on_the_threads_openblas_num_threads_names():
+    """conftest sets OPENBLAS_NUM_THREADS (1 unless given) before numpy loads OpenBLAS: set
+    after, it would not hold, and the suite's small fits would spin on every core again."""
+    from threadpoolctl import threadpool_info
+
+    import numpy  # noqa: F401  (loaded already; its OpenBLAS too)
+
+    limit = os.environ.get("OPENBLAS_NUM_THREADS")
+    assert limit, "conftest.py sets OPENBLAS_NUM_THREADS for the tests"
+    pools = [p for p in threadpool_info() if p["internal_api"] == "openblas"]
+    assert pools and all(p["num_threads"] <= int(limit) for p in pools), pools
