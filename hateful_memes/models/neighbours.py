@@ -62,6 +62,9 @@ class CaptionNeighbours:
                 raise ValueError(f"caption neighbours: {task} gold has shape {g.shape}, "
                                  f"expected ({n}, {len(LABELS[task])})")
         self.k, self.tau, self.alpha = k, float(tau), float(alpha)
+        # What every query is compared with, made once: a service scoring one meme a request
+        # would otherwise renormalise all of train each time.
+        self._base = _unit_rows(self.embeddings)
         codes: dict[str, int] = {}
         self._codes = np.array([codes.setdefault(key, len(codes)) for key in self.keys])
         self._code_of = codes
@@ -72,8 +75,9 @@ class CaptionNeighbours:
         return cls(_unit_rows(embeddings), [caption_key(m.text) for m in memes],
                    {t: gold_matrix(memes, t) for t in LABELS}, **kw)
 
-    def _vote(self, sim: np.ndarray, rows: np.ndarray) -> dict[str, np.ndarray]:
-        """Each query's vote over train's `rows`, given its cosines to them (-inf: excluded)."""
+    def _vote(self, sim: np.ndarray, rows: np.ndarray | None) -> dict[str, np.ndarray]:
+        """Each query's vote over train's `rows` (None: all), given its cosines to them (-inf:
+        excluded)."""
         k = min(self.k, sim.shape[1])
         idx = np.argpartition(-sim, k - 1, axis=1)[:, :k]
         s = np.take_along_axis(sim, idx, 1)
@@ -83,19 +87,22 @@ class CaptionNeighbours:
         w[finite] = np.exp((s[finite] - s.max(1)[np.nonzero(finite)[0]]) / self.tau)
         out = {}
         for task, g in self.gold.items():
-            y, prior = g[rows], g[rows].mean(0)
+            y = g if rows is None else g[rows]
+            prior = y.mean(0)
             out[task] = (((w[:, :, None] * y[idx]).sum(1) + self.alpha * prior)
                          / (w.sum(1)[:, None] + self.alpha)).astype(np.float32)
         return out
 
-    def _scores(self, queries: np.ndarray, codes: np.ndarray, rows: np.ndarray) -> dict:
-        """Votes of `queries` (unit rows) over train's `rows`, twins (same code) excluded."""
-        base = _unit_rows(self.embeddings[rows])
+    def _scores(self, queries: np.ndarray, codes: np.ndarray, rows: np.ndarray | None) -> dict:
+        """Votes of `queries` (unit rows) over train's `rows` (None: all, without copying
+        them), twins (same code) excluded."""
+        base, base_codes = ((self._base, self._codes) if rows is None
+                            else (self._base[rows], self._codes[rows]))
         parts = []
         for start in range(0, len(queries), _BLOCK):
             q, c = queries[start:start + _BLOCK], codes[start:start + _BLOCK]
             sim = q @ base.T
-            sim[c[:, None] == self._codes[rows][None, :]] = -np.inf
+            sim[c[:, None] == base_codes[None, :]] = -np.inf
             parts.append(self._vote(sim, rows))
         return {t: np.concatenate([p[t] for p in parts]) for t in LABELS}
 
@@ -111,7 +118,7 @@ class CaptionNeighbours:
             raise ValueError(f"caption neighbours: embeddings of width {np.shape(embeddings)[1]}, "
                              f"the run's are {self.embeddings.shape[1]} wide")
         codes = np.array([self._code_of.get(caption_key(t), -1) for t in texts])
-        return self._scores(_unit_rows(embeddings), codes, np.arange(len(self.keys)))
+        return self._scores(_unit_rows(embeddings), codes, None)
 
     def crossfit(self, fold_of: np.ndarray) -> dict[str, np.ndarray]:
         """Out-of-fold votes of the training memes themselves: each from the other folds."""
@@ -120,13 +127,12 @@ class CaptionNeighbours:
             raise ValueError(f"caption neighbours: {fold_of.shape[0]} folds for "
                              f"{len(self.keys)} memes")
         out = {t: np.zeros_like(g) for t, g in self.gold.items()}
-        queries = _unit_rows(self.embeddings)
         for f in np.unique(fold_of):
             held = np.flatnonzero(fold_of == f)
             rest = np.flatnonzero(fold_of != f)
             if len(rest) == 0:
                 raise ValueError("caption neighbours: one fold holds every meme")
-            votes = self._scores(queries[held], self._codes[held], rest)
+            votes = self._scores(self._base[held], self._codes[held], rest)
             for t in out:
                 out[t][held] = votes[t]
         return out
