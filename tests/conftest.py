@@ -15,6 +15,16 @@ import pytest  # noqa: E402
 import torch  # noqa: E402
 
 from hateful_memes.data import demo  # noqa: E402
+from hateful_memes.data.annotations import Meme  # noqa: E402
+
+
+def labelled_meme(i, text, hateful, pc=(), attack=()) -> Meme:
+    """A train meme: not hateful (the empty labels), or hateful with these pc and attack labels."""
+    if not hateful:
+        return Meme(id=i, img=f"img/{i}.png", text=text, gold_hate=("not_hateful",),
+                    gold_pc=("pc_empty",), gold_attack=("attack_empty",))
+    return Meme(id=i, img=f"img/{i}.png", text=text, gold_hate=("hateful",), gold_pc=pc,
+                gold_attack=attack)
 
 
 @pytest.fixture(autouse=True, scope="session")

@@ -6,23 +6,14 @@ import numpy as np
 import pytest
 import torch
 
-from hateful_memes.data.annotations import Meme
+from conftest import labelled_meme
 from hateful_memes.data.twins import FEATURES, CaptionTwins
 from hateful_memes.labels import LABELS
 
-
-def _meme(i, text, hateful, pc=(), attack=()):
-    if not hateful:
-        return Meme(id=i, img=f"img/{i}.png", text=text, gold_hate=("not_hateful",),
-                    gold_pc=("pc_empty",), gold_attack=("attack_empty",))
-    return Meme(id=i, img=f"img/{i}.png", text=text, gold_hate=("hateful",), gold_pc=pc,
-                gold_attack=attack)
-
-
-TRAIN = [_meme(1, "Look at them!", True, ("race",), ("mocking",)),
-         _meme(2, "look at them", False),
-         _meme(3, "LOOK at them...", False),
-         _meme(4, "a caption seen once", True, ("sex",), ("contempt",))]
+TRAIN = [labelled_meme(1, "Look at them!", True, ("race",), ("mocking",)),
+         labelled_meme(2, "look at them", False),
+         labelled_meme(3, "LOOK at them...", False),
+         labelled_meme(4, "a caption seen once", True, ("sex",), ("contempt",))]
 
 
 def test_a_training_meme_is_never_its_own_twin():

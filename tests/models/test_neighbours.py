@@ -7,22 +7,16 @@ import numpy as np
 import pytest
 import torch
 
-from hateful_memes.data.annotations import Meme, gold_matrix
+from conftest import labelled_meme
+from hateful_memes.data.annotations import gold_matrix
 from hateful_memes.labels import LABELS
 from hateful_memes.models.neighbours import CaptionNeighbours
 
 
-def _meme(i, text, hateful, pc=(), attack=()):
-    if not hateful:
-        return Meme(id=i, img=f"img/{i}.png", text=text, gold_hate=("not_hateful",),
-                    gold_pc=("pc_empty",), gold_attack=("attack_empty",))
-    return Meme(id=i, img=f"img/{i}.png", text=text, gold_hate=("hateful",), gold_pc=pc,
-                gold_attack=attack)
-
-
 def _train(n=40, dim=8, seed=0):
     rng = np.random.default_rng(seed)
-    memes = [_meme(i, f"caption {i}", i % 3 == 0, ("race",), ("mocking",)) for i in range(n)]
+    memes = [labelled_meme(i, f"caption {i}", i % 3 == 0, ("race",), ("mocking",))
+             for i in range(n)]
     return memes, rng.normal(size=(n, dim)).astype(np.float32)
 
 
@@ -77,14 +71,15 @@ def test_caption_twins_never_vote():
     memes, emb = _train()
     race = LABELS["pc"].index("race")
     # Meme 3 (hateful, race) is the nearest by embedding, but it shares the caption's key.
-    memes[3] = _meme(3, "look at them", True, ("race",), ("mocking",))
+    memes[3] = labelled_meme(3, "look at them", True, ("race",), ("mocking",))
     nb = CaptionNeighbours.from_memes(memes, emb, k=1, tau=0.01, alpha=0.0)
     assert nb.predict(emb[3:4], ["LOOK at them..."])["pc"][0, race] == 0
     assert nb.predict(emb[3:4], ["another caption"])["pc"][0, race] == 1
 
 
 def test_a_caption_with_every_neighbour_left_out_gets_the_prior():
-    memes = [_meme(i, "the same caption", i == 0, ("race",), ("mocking",)) for i in range(3)]
+    memes = [labelled_meme(i, "the same caption", i == 0, ("race",), ("mocking",))
+             for i in range(3)]
     nb = CaptionNeighbours.from_memes(memes, np.eye(3), k=2)
     vote = nb.predict(np.eye(3)[:1], ["The same caption!"])
     np.testing.assert_allclose(vote["hate"][0], gold_matrix(memes, "hate").mean(0), rtol=1e-6)
